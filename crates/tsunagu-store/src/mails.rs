@@ -1,0 +1,122 @@
+//! Outgoing mail. Each mail has an idempotency key naming its cause (e.g.
+//! "password-changed:42:1700000000000"); the unique key makes a second enqueue for the same
+//! cause a no-op, so a mail is never sent twice for one cause.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use tsunagu_core::AccountId;
+
+use crate::Result;
+
+#[derive(Debug, Clone)]
+pub struct NewMail<'a> {
+    pub account_id: Option<AccountId>,
+    pub idempotency_key: &'a str,
+    pub message_id: &'a str,
+    pub to_address: &'a str,
+    pub subject: &'a str,
+    pub body_text: &'a str,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub id: i64,
+    pub account_id: Option<AccountId>,
+    pub idempotency_key: String,
+    pub message_id: String,
+    pub to_address: String,
+    pub subject: String,
+    pub body_text: String,
+    /// `queued`, `sent` (handed to SMTP), `stored` (kept in the database only), `failed`.
+    pub status: String,
+    pub transport: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, account_id, idempotency_key, message_id, to_address, subject, body_text, status, transport, last_error, created_at, sent_at";
+
+fn from_row(r: &AnyRow) -> Mail {
+    Mail {
+        id: r.get(0),
+        account_id: r.get::<Option<i64>, _>(1).map(AccountId),
+        idempotency_key: r.get(2),
+        message_id: r.get(3),
+        to_address: r.get(4),
+        subject: r.get(5),
+        body_text: r.get(6),
+        status: r.get(7),
+        transport: r.get(8),
+        last_error: r.get(9),
+        created_at: r.get(10),
+        sent_at: r.get(11),
+    }
+}
+
+/// Returns the new mail's id, or `None` when a mail for this cause already exists.
+pub async fn insert(c: &mut AnyConnection, m: &NewMail<'_>, now: i64) -> Result<Option<i64>> {
+    let row = sqlx::query(
+        "INSERT INTO mails (account_id, idempotency_key, message_id, to_address, subject, body_text, status, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7)
+         ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+    )
+    .bind(m.account_id.map(|a| a.0))
+    .bind(m.idempotency_key)
+    .bind(m.message_id)
+    .bind(m.to_address)
+    .bind(m.subject)
+    .bind(m.body_text)
+    .bind(now)
+    .fetch_optional(c)
+    .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// For the mail job: any mail by id (the job is not acting for an account).
+pub async fn get_for_delivery(c: &mut AnyConnection, id: i64) -> Result<Option<Mail>> {
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM mails WHERE id = $1"));
+    Ok(sqlx::query(sql).bind(id).fetch_optional(c).await?.as_ref().map(from_row))
+}
+
+pub async fn mark_delivered(c: &mut AnyConnection, id: i64, status: &str, transport: &str, now: i64) -> Result<()> {
+    sqlx::query("UPDATE mails SET status = $1, transport = $2, sent_at = $3, last_error = NULL WHERE id = $4")
+        .bind(status)
+        .bind(transport)
+        .bind(now)
+        .bind(id)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+pub async fn mark_error(c: &mut AnyConnection, id: i64, error: &str, final_failure: bool) -> Result<()> {
+    let status = if final_failure { "failed" } else { "queued" };
+    sqlx::query("UPDATE mails SET status = $1, last_error = $2 WHERE id = $3")
+        .bind(status)
+        .bind(error)
+        .bind(id)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// An account's own mails, newest first.
+pub async fn list_for_account(c: &mut AnyConnection, account: AccountId, limit: i64) -> Result<Vec<Mail>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM mails WHERE account_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+    ));
+    Ok(sqlx::query(sql).bind(account.0).bind(limit).fetch_all(c).await?.iter().map(from_row).collect())
+}
+
+/// One of the account's own mails; another account's mail is `None`.
+pub async fn get_for_account(c: &mut AnyConnection, account: AccountId, id: i64) -> Result<Option<Mail>> {
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM mails WHERE id = $1 AND account_id = $2"));
+    Ok(sqlx::query(sql).bind(id).bind(account.0).fetch_optional(c).await?.as_ref().map(from_row))
+}
+
+/// Every mail, for administrators (includes platform mails with no account).
+pub async fn list_all(c: &mut AnyConnection, limit: i64) -> Result<Vec<Mail>> {
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM mails ORDER BY created_at DESC, id DESC LIMIT $1"));
+    Ok(sqlx::query(sql).bind(limit).fetch_all(c).await?.iter().map(from_row).collect())
+}

@@ -1,0 +1,265 @@
+use std::collections::HashSet;
+
+use tsunagu_core::{AccountId, Email, Plan, Role};
+use tsunagu_store::jobs::{self, NewJob};
+use tsunagu_store::{Store, StoreError, accounts, mails, secrets, sessions, throttle};
+
+use crate::harness::conformance;
+
+conformance!(
+    accounts_round_trip,
+    sessions_expire_and_scope,
+    throttle_counters,
+    job_lifecycle,
+    job_leases_come_back,
+    job_concurrent_claims_are_disjoint,
+    enqueue_is_transactional,
+    mails_are_idempotent_and_scoped,
+    secrets_are_scoped_and_resealable,
+);
+
+async fn account(store: &Store, email: &str) -> accounts::Account {
+    let mut c = store.conn().await.unwrap();
+    let email = Email::parse(email).unwrap();
+    accounts::create(
+        &mut c,
+        &accounts::NewAccount {
+            email: &email,
+            display_name: "テスト 太郎",
+            password_hash: "$argon2id$fake",
+            plan: Plan::Free,
+            role: Role::Member,
+            time_zone: "Asia/Tokyo",
+        },
+        1_000,
+    )
+    .await
+    .unwrap()
+}
+
+async fn accounts_round_trip(store: Store) {
+    let a = account(&store, "Taro@Example.com").await;
+    assert_eq!(a.email, "taro@example.com");
+    assert_eq!(a.plan, Plan::Free);
+    let mut c = store.conn().await.unwrap();
+    let email = Email::parse("taro@example.com").unwrap();
+    let dup = accounts::create(
+        &mut c,
+        &accounts::NewAccount {
+            email: &email,
+            display_name: "x",
+            password_hash: "h",
+            plan: Plan::Free,
+            role: Role::Member,
+            time_zone: "Asia/Tokyo",
+        },
+        2_000,
+    )
+    .await;
+    assert!(matches!(dup, Err(StoreError::Conflict("email"))), "{dup:?}");
+    let creds = accounts::credentials_by_email(&mut c, &email).await.unwrap().unwrap();
+    assert_eq!(creds.password_hash, "$argon2id$fake");
+    assert_eq!(creds.account.display_name, "テスト 太郎");
+    assert!(accounts::set_plan(&mut c, a.id, Plan::Business, 3_000).await.unwrap());
+    assert!(accounts::set_role(&mut c, a.id, Role::Admin, 3_000).await.unwrap());
+    assert!(accounts::set_password_hash(&mut c, a.id, "new", 3_000).await.unwrap());
+    let got = accounts::get(&mut c, a.id).await.unwrap().unwrap();
+    assert_eq!((got.plan, got.role), (Plan::Business, Role::Admin));
+    assert_eq!(accounts::password_hash(&mut c, a.id).await.unwrap().as_deref(), Some("new"));
+    assert!(accounts::get(&mut c, AccountId(a.id.0 + 999)).await.unwrap().is_none());
+    assert!(!accounts::set_plan(&mut c, AccountId(a.id.0 + 999), Plan::Free, 1).await.unwrap());
+    assert_eq!(accounts::count(&mut c).await.unwrap(), 1);
+    assert_eq!(accounts::list_all(&mut c).await.unwrap().len(), 1);
+}
+
+async fn sessions_expire_and_scope(store: Store) {
+    let a = account(&store, "a@example.com").await;
+    let b = account(&store, "b@example.com").await;
+    let mut c = store.conn().await.unwrap();
+    sessions::create(&mut c, "h1", a.id, 100, 1_000).await.unwrap();
+    sessions::create(&mut c, "h2", a.id, 100, 1_000).await.unwrap();
+    sessions::create(&mut c, "h3", b.id, 100, 1_000).await.unwrap();
+    assert_eq!(sessions::find_live(&mut c, "h1", 999).await.unwrap().unwrap().account_id, a.id);
+    assert!(sessions::find_live(&mut c, "h1", 1_000).await.unwrap().is_none(), "expired at expires_at");
+    sessions::touch(&mut c, "h1", 900, 5_000).await.unwrap();
+    assert!(sessions::find_live(&mut c, "h1", 4_000).await.unwrap().is_some());
+    assert_eq!(sessions::delete_others(&mut c, a.id, "h1").await.unwrap(), 1);
+    assert!(sessions::find_live(&mut c, "h2", 500).await.unwrap().is_none());
+    assert!(sessions::find_live(&mut c, "h3", 500).await.unwrap().is_some(), "other account untouched");
+    assert_eq!(sessions::purge_expired(&mut c, 2_000).await.unwrap(), 1);
+    sessions::delete(&mut c, "h1").await.unwrap();
+    assert!(sessions::find_live(&mut c, "h1", 500).await.unwrap().is_none());
+}
+
+async fn throttle_counters(store: Store) {
+    let mut c = store.conn().await.unwrap();
+    assert!(throttle::get(&mut c, "ip:127.0.0.1").await.unwrap().is_none());
+    let s = throttle::ThrottleState { failures: 3, window_started_at: 10, blocked_until: 20 };
+    throttle::put(&mut c, "ip:127.0.0.1", s).await.unwrap();
+    let s2 = throttle::ThrottleState { failures: 4, ..s };
+    throttle::put(&mut c, "ip:127.0.0.1", s2).await.unwrap();
+    assert_eq!(throttle::get(&mut c, "ip:127.0.0.1").await.unwrap(), Some(s2));
+    throttle::clear(&mut c, "ip:127.0.0.1").await.unwrap();
+    assert!(throttle::get(&mut c, "ip:127.0.0.1").await.unwrap().is_none());
+}
+
+fn job<'a>(payload: &'a serde_json::Value, key: Option<&'a str>, run_at: i64) -> NewJob<'a> {
+    NewJob { kind: "test.kind", payload, dedupe_key: key, run_at, max_attempts: 3 }
+}
+
+async fn job_lifecycle(store: Store) {
+    let p = serde_json::json!({"n": 1, "名前": "太郎"});
+    let mut c = store.conn().await.unwrap();
+    let id = jobs::enqueue(&mut c, &job(&p, Some("k1"), 100), 50).await.unwrap().unwrap();
+    assert_eq!(jobs::enqueue(&mut c, &job(&p, Some("k1"), 100), 50).await.unwrap(), None, "dedupe key");
+    let later = jobs::enqueue(&mut c, &job(&p, None, 10_000), 50).await.unwrap().unwrap();
+    assert_eq!(jobs::next_due(&mut c).await.unwrap(), Some(100));
+
+    assert!(jobs::claim(&mut c, store.backend(), "w1", 10, 99, 1_000).await.unwrap().is_empty(), "not yet due");
+    let claimed = jobs::claim(&mut c, store.backend(), "w1", 10, 100, 1_000).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!((claimed[0].id, claimed[0].attempts), (id, 1));
+    assert_eq!(claimed[0].payload, p);
+
+    // Failure with a retry: back to queued at the retry instant.
+    assert!(!jobs::fail(&mut c, id, "w2", "not mine", 200, Some(300)).await.unwrap(), "other worker");
+    assert!(jobs::fail(&mut c, id, "w1", "boom", 200, Some(300)).await.unwrap());
+    let row = jobs::get(&mut c, id).await.unwrap().unwrap();
+    assert_eq!((row.state.as_str(), row.run_at, row.last_error.as_deref()), ("queued", 300, Some("boom")));
+    assert!(jobs::claim(&mut c, store.backend(), "w1", 10, 299, 1_000).await.unwrap().is_empty());
+    let again = jobs::claim(&mut c, store.backend(), "w1", 10, 300, 1_000).await.unwrap();
+    assert_eq!(again[0].attempts, 2);
+
+    // Final failure, listed, retried by an administrator, then completed.
+    assert!(jobs::fail(&mut c, id, "w1", "still broken", 400, None).await.unwrap());
+    let failed = jobs::list_by_state(&mut c, "failed", 10).await.unwrap();
+    assert_eq!(failed.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
+    let counts = jobs::counts(&mut c).await.unwrap();
+    assert!(counts.contains(&("failed".to_string(), 1)) && counts.contains(&("queued".to_string(), 1)), "{counts:?}");
+    assert!(jobs::retry_failed(&mut c, id, 500).await.unwrap());
+    assert!(!jobs::retry_failed(&mut c, id, 500).await.unwrap(), "only failed jobs");
+    let third = jobs::claim(&mut c, store.backend(), "w3", 1, 500, 1_000).await.unwrap();
+    assert_eq!((third[0].id, third[0].attempts), (id, 1));
+    assert!(!jobs::complete(&mut c, id, "w1").await.unwrap(), "only the holder completes");
+    assert!(jobs::complete(&mut c, id, "w3").await.unwrap());
+    assert!(jobs::get(&mut c, id).await.unwrap().is_none());
+    // The dedupe key is free again once its job is gone.
+    assert!(jobs::enqueue(&mut c, &job(&p, Some("k1"), 100), 600).await.unwrap().is_some());
+    assert!(jobs::get(&mut c, later).await.unwrap().is_some());
+}
+
+async fn job_leases_come_back(store: Store) {
+    let p = serde_json::json!({});
+    let mut c = store.conn().await.unwrap();
+    let id = jobs::enqueue(&mut c, &job(&p, None, 0), 0).await.unwrap().unwrap();
+    let first = jobs::claim(&mut c, store.backend(), "dead", 10, 0, 1_000).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(jobs::claim(&mut c, store.backend(), "alive", 10, 999, 1_000).await.unwrap().is_empty(), "leased");
+    // A heartbeat keeps it.
+    assert_eq!(jobs::heartbeat(&mut c, "dead", 1_500).await.unwrap(), 1);
+    assert!(jobs::claim(&mut c, store.backend(), "alive", 10, 1_200, 1_000).await.unwrap().is_empty());
+    // Past the lease, another worker takes it; the dead one can no longer finish it.
+    let taken = jobs::claim(&mut c, store.backend(), "alive", 10, 1_501, 1_000).await.unwrap();
+    assert_eq!((taken[0].id, taken[0].attempts), (id, 2));
+    assert!(!jobs::complete(&mut c, id, "dead").await.unwrap());
+    // Handing back on shutdown does not count as an attempt.
+    assert!(jobs::release(&mut c, id, "alive", 1_600).await.unwrap());
+    let row = jobs::get(&mut c, id).await.unwrap().unwrap();
+    assert_eq!((row.state.as_str(), row.attempts, row.locked_by), ("queued", 1, None));
+}
+
+async fn job_concurrent_claims_are_disjoint(store: Store) {
+    let p = serde_json::json!({});
+    {
+        let mut tx = store.begin().await.unwrap();
+        for _ in 0..200 {
+            jobs::enqueue(&mut tx, &job(&p, None, 0), 0).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    let mut handles = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let mut c = store.conn().await.unwrap();
+                let got = jobs::claim(&mut c, store.backend(), &format!("w{w}"), 7, 10, 60_000).await.unwrap();
+                if got.is_empty() {
+                    break;
+                }
+                mine.extend(got.into_iter().map(|j| j.id));
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    let unique: HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 200, "every job claimed");
+    assert_eq!(unique.len(), 200, "no job claimed twice");
+}
+
+async fn enqueue_is_transactional(store: Store) {
+    let p = serde_json::json!({});
+    let mut tx = store.begin().await.unwrap();
+    jobs::enqueue(&mut tx, &job(&p, Some("rolled-back"), 0), 0).await.unwrap();
+    tx.rollback().await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    jobs::enqueue(&mut tx, &job(&p, Some("committed"), 0), 0).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut c = store.conn().await.unwrap();
+    let queued = jobs::list_by_state(&mut c, "queued", 10).await.unwrap();
+    let keys: Vec<_> = queued.iter().filter_map(|j| j.dedupe_key.clone()).collect();
+    assert_eq!(keys, vec!["committed".to_string()]);
+}
+
+async fn mails_are_idempotent_and_scoped(store: Store) {
+    let a = account(&store, "a@example.com").await;
+    let b = account(&store, "b@example.com").await;
+    let mut c = store.conn().await.unwrap();
+    let m = mails::NewMail {
+        account_id: Some(a.id),
+        idempotency_key: "cause-1",
+        message_id: "<cause-1@tsunagu>",
+        to_address: "p@example.com",
+        subject: "イベント参加URLのお知らせ",
+        body_text: "本文です",
+    };
+    let id = mails::insert(&mut c, &m, 10).await.unwrap().unwrap();
+    assert_eq!(mails::insert(&mut c, &m, 11).await.unwrap(), None, "same cause, no second mail");
+    assert_eq!(mails::get_for_account(&mut c, a.id, id).await.unwrap().unwrap().subject, "イベント参加URLのお知らせ");
+    assert!(mails::get_for_account(&mut c, b.id, id).await.unwrap().is_none(), "other account sees nothing");
+    assert!(mails::list_for_account(&mut c, b.id, 10).await.unwrap().is_empty());
+    mails::mark_delivered(&mut c, id, "sent", "smtp", 20).await.unwrap();
+    let got = mails::get_for_delivery(&mut c, id).await.unwrap().unwrap();
+    assert_eq!((got.status.as_str(), got.sent_at), ("sent", Some(20)));
+    mails::mark_error(&mut c, id, "down", true).await.unwrap();
+    assert_eq!(mails::list_all(&mut c, 10).await.unwrap()[0].status, "failed");
+}
+
+async fn secrets_are_scoped_and_resealable(store: Store) {
+    let a = account(&store, "a@example.com").await;
+    let b = account(&store, "b@example.com").await;
+    let mut c = store.conn().await.unwrap();
+    secrets::put(&mut c, a.id, "zoom.client_secret", "k1", "sealed-a", 1).await.unwrap();
+    secrets::put(&mut c, a.id, "zoom.client_secret", "k1", "sealed-a2", 2).await.unwrap();
+    assert_eq!(secrets::get(&mut c, a.id, "zoom.client_secret").await.unwrap().unwrap().sealed, "sealed-a2");
+    assert!(secrets::get(&mut c, b.id, "zoom.client_secret").await.unwrap().is_none());
+    let all = secrets::all_for_rotation(&mut c).await.unwrap();
+    assert_eq!(all.len(), 1);
+    secrets::reseal(&mut c, all[0].id, "k2", "sealed-k2", 3).await.unwrap();
+    let s = secrets::get(&mut c, a.id, "zoom.client_secret").await.unwrap().unwrap();
+    assert_eq!((s.key_id.as_str(), s.sealed.as_str()), ("k2", "sealed-k2"));
+    let z = secrets::ZoomCredentials {
+        auth_method: "s2s".into(),
+        zoom_account_id: "acc".into(),
+        client_id: "cid".into(),
+        updated_at: 5,
+    };
+    secrets::put_zoom(&mut c, a.id, &z).await.unwrap();
+    assert_eq!(secrets::get_zoom(&mut c, a.id).await.unwrap(), Some(z));
+    assert_eq!(secrets::get_zoom(&mut c, b.id).await.unwrap(), None);
+}

@@ -1,0 +1,93 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sqlx::Executor;
+use tsunagu_store::{Store, StoreOptions};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn unique_suffix() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{}_{}_{}", std::process::id(), nanos, n)
+}
+
+pub async fn sqlite() -> (Store, tempdir::TempDir) {
+    let dir = tempdir::TempDir::new();
+    let url = format!("sqlite://{}/test.db", dir.path().display());
+    let store = Store::open(&url, &StoreOptions::default()).await.expect("open sqlite");
+    (store, dir)
+}
+
+/// `None` when PostgreSQL is not configured (allowed only outside CI).
+pub async fn postgres() -> Option<Store> {
+    let Ok(admin) = std::env::var("TSUNAGU_TEST_PG_URL") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "TSUNAGU_TEST_PG_URL is not set under CI: run the suite through ./scripts/test"
+        );
+        eprintln!("TSUNAGU_TEST_PG_URL not set: skipping the PostgreSQL half");
+        return None;
+    };
+    sqlx::any::install_default_drivers();
+    let db = format!("tsunagu_store_{}", unique_suffix());
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await.expect("connect admin");
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).await.expect("create database");
+    let url = replace_db(&admin, &db);
+    Some(Store::open(&url, &StoreOptions::default()).await.expect("open postgres"))
+}
+
+pub fn replace_db(url: &str, db: &str) -> String {
+    let (base, query) = url.split_once('?').map(|(b, q)| (b, Some(q))).unwrap_or((url, None));
+    let (prefix, _) = base.rsplit_once('/').expect("url has a path");
+    match query {
+        Some(q) => format!("{prefix}/{db}?{q}"),
+        None => format!("{prefix}/{db}"),
+    }
+}
+
+/// A temporary directory removed on drop (kept tiny to avoid a dependency).
+pub mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub fn new() -> TempDir {
+            let p = std::env::temp_dir().join(format!("tsunagu-store-{}", super::unique_suffix()));
+            std::fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Generates `<name>_sqlite` and `<name>_postgres` tests from one `async fn name(store: Store)`.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let (store, _dir) = crate::harness::sqlite().await;
+                    super::$name(store).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(store) = crate::harness::postgres().await {
+                        super::$name(store).await;
+                    }
+                }
+            }
+        )*
+    };
+}
+pub(crate) use conformance;
