@@ -20,7 +20,7 @@ pub mod secrets;
 pub mod sessions;
 pub mod throttle;
 
-pub use db::{Backend, Conn, Store, StoreOptions, Tx};
+pub use db::{Backend, Conn, Store, StoreOptions, Tx, redact_url};
 pub use sqlx::AnyConnection;
 pub use tsunagu_core::AccountId;
 

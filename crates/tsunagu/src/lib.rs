@@ -1,0 +1,15 @@
+//! Tsunagu (つなぐ): the application crate — config, startup, web console, jobs, mail, CLI.
+
+pub mod accounts;
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod demo;
+pub mod jobs;
+pub mod mail;
+pub mod metrics;
+pub mod startup;
+pub mod telemetry;
+pub mod web;

@@ -1,0 +1,39 @@
+//! The services every handler and job uses, built once from config.
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tsunagu_store::Store;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::crypto::Keyring;
+use crate::mail::Mailer;
+use crate::metrics::Metrics;
+
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub clock: SharedClock,
+    pub keys: Keyring,
+    pub metrics: Metrics,
+    pub mailer: Mailer,
+    /// Signing key for CSRF tokens, derived from the master key.
+    pub csrf_key: [u8; 32],
+    /// Wakes this process's workers when it enqueues a job.
+    pub job_wakeup: Notify,
+}
+
+pub type SharedApp = Arc<App>;
+
+impl App {
+    pub fn new(config: Config, store: Store, clock: SharedClock, keys: Keyring) -> anyhow::Result<App> {
+        let mailer = Mailer::from_config(&config.mail)?;
+        let csrf_key = keys.derive("csrf");
+        Ok(App { config, store, clock, keys, metrics: Metrics::default(), mailer, csrf_key, job_wakeup: Notify::new() })
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}

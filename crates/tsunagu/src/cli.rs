@@ -1,0 +1,184 @@
+//! The `tsunagu` command line.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tsunagu_core::{Email, Plan, Role};
+use tsunagu_store::{accounts, secrets};
+
+use crate::accounts::SignupInput;
+use crate::config::Config;
+use crate::crypto::{Keyring, MasterKey, secret_aad};
+use crate::startup;
+
+#[derive(Parser, Debug)]
+#[command(name = "tsunagu", version, about = "Tsunagu (つなぐ): Zoom-linked paid events and LINE-delivered online courses")]
+pub struct Cli {
+    /// Configuration file (TOML). Environment variables TSUNAGU_SECTION__KEY override it.
+    #[arg(long, global = true, env = "TSUNAGU_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the web console and the job workers (production).
+    Serve,
+    /// Run everything embedded with demo accounts, for trying Tsunagu in a browser.
+    Demo {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Directory for the demo's database and master key.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Platform administration.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print a commented example configuration.
+    Example,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Create an account. Without --password-stdin a random password is generated and printed.
+    CreateAccount {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// free, standard, business, special (or フリー, スタンダード, ビジネス, スペシャル).
+        #[arg(long, default_value = "free")]
+        plan: String,
+        /// Make the account a platform administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Change an account's plan.
+    SetPlan {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        plan: String,
+    },
+    /// Re-encrypt every stored secret under a newly generated master key.
+    RotateKey,
+}
+
+pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve => {
+            let app = startup::build_app(config, startup::system_clock()).await?;
+            let server = startup::Server::bind(app).await?;
+            server.run(startup::shutdown_on_signals()).await
+        }
+        Command::Demo { listen, data_dir } => crate::demo::run(config, cli.config.is_some(), &listen, &data_dir).await,
+        Command::Migrate => {
+            let store = startup::open_store(&config).await?;
+            let applied = store.migrate().await?;
+            println!("migrations up to date ({} applied now)", applied.len());
+            Ok(())
+        }
+        Command::Config { command: ConfigCommand::Example } => {
+            print!("{}", crate::config::EXAMPLE);
+            Ok(())
+        }
+        Command::Admin { command } => admin(command, config).await,
+    }
+}
+
+async fn admin(command: AdminCommand, config: Config) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::CreateAccount { email, name, plan, admin, password_stdin } => {
+            let plan = parse_plan(&plan)?;
+            let (password, generated) = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line).context("cannot read the password from stdin")?;
+                (line.trim_end_matches(['\r', '\n']).to_string(), false)
+            } else {
+                (crate::crypto::random_token(12), true)
+            };
+            let app = startup::build_app(config, startup::system_clock()).await?;
+            let role = if admin { Role::Admin } else { Role::Member };
+            let input = SignupInput { email: &email, name: &name, password: &password, password_confirm: &password, plan, role };
+            let account = crate::accounts::sign_up(&app, &input).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("created account {} <{}> plan={} role={}", account.id, account.email, plan.code(), role.code());
+            if generated {
+                println!("password: {password}");
+            }
+            Ok(())
+        }
+        AdminCommand::SetPlan { email, plan } => {
+            let plan = parse_plan(&plan)?;
+            let email = Email::parse(&email).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let store = startup::open_store(&config).await?;
+            let mut c = store.conn().await?;
+            let Some(creds) = accounts::credentials_by_email(&mut c, &email).await? else {
+                bail!("no account with email {email}");
+            };
+            accounts::set_plan(&mut c, creds.account.id, plan, crate::clock::Clock::now_ms(&crate::clock::SystemClock)).await?;
+            println!("{email}: plan is now {} ({})", plan.code(), plan.label());
+            Ok(())
+        }
+        AdminCommand::RotateKey => rotate_key(config).await,
+    }
+}
+
+fn parse_plan(s: &str) -> anyhow::Result<Plan> {
+    Plan::parse(s).with_context(|| format!("unknown plan {s:?}: use free, standard, business or special"))
+}
+
+/// Rotation keeps the old key in the file until every secret is resealed, so an interruption
+/// at any point leaves every secret readable; run it again to finish.
+async fn rotate_key(config: Config) -> anyhow::Result<()> {
+    if !config.secrets.master_key.is_empty() {
+        bail!("the master key is given inline (secrets.master_key); rotate-key manages key files only: move the key to secrets.master_key_file first");
+    }
+    let path = config.master_key_path();
+    let old = startup::load_keyring(&config, false)?;
+    let new = MasterKey::generate();
+    let mut transitional = Keyring::new(new.clone());
+    for k in old.keys() {
+        transitional = transitional.with_previous(k.clone());
+    }
+    transitional.write_file(&path)?;
+    let store = startup::open_store(&config).await?;
+    let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+    let mut tx = store.begin().await?;
+    let all = secrets::all_for_rotation(&mut tx).await?;
+    for s in &all {
+        let aad = secret_aad(s.account_id, &s.purpose);
+        let plain = transitional.open(&s.key_id, &s.sealed, &aad).with_context(|| format!("cannot open secret {}", s.id))?;
+        let (kid, sealed) = transitional.seal(&plain, &aad);
+        secrets::reseal(&mut tx, s.id, &kid, &sealed, now).await?;
+    }
+    tx.commit().await?;
+    Keyring::new(new.clone()).write_file(&path)?;
+    println!(
+        "re-encrypted {} secret(s) under key {}; {} now holds only the new key. Restart running instances so they load it.",
+        all.len(),
+        new.id(),
+        path.display()
+    );
+    Ok(())
+}

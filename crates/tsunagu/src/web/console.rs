@@ -1,0 +1,189 @@
+//! Console pages: ホーム, the places the manuals name (honest 「準備中」 pages until their
+//! issues land) and 送信済みメール.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::Html;
+use tsunagu_core::Feature;
+use tsunagu_store::accounts::Account;
+use tsunagu_store::mails;
+
+use super::chrome::Chrome;
+use super::error::AppError;
+use super::session::Auth;
+use crate::app::SharedApp;
+use crate::clock::format_local;
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    chrome: Chrome,
+    account: Account,
+}
+
+pub async fn home(auth: Auth) -> Result<Html<String>, AppError> {
+    let page = HomePage { chrome: Chrome::console(&auth, "home", "ホーム"), account: auth.account.clone() };
+    Ok(Html(page.render()?))
+}
+
+#[derive(Template)]
+#[template(path = "pending.html")]
+struct PendingPage {
+    chrome: Chrome,
+    breadcrumb: &'static str,
+    heading: &'static str,
+    planned: &'static [&'static str],
+    plan_message: Option<&'static str>,
+}
+
+fn pending(
+    auth: &Auth,
+    nav: &'static str,
+    breadcrumb: &'static str,
+    heading: &'static str,
+    planned: &'static [&'static str],
+    feature: Option<Feature>,
+) -> Result<Html<String>, AppError> {
+    let plan_message = feature.filter(|f| !auth.account.plan.allows(*f)).map(|f| f.upgrade_message());
+    let page = PendingPage { chrome: Chrome::console(auth, nav, heading), breadcrumb, heading, planned, plan_message };
+    Ok(Html(page.render()?))
+}
+
+pub async fn events(auth: Auth) -> Result<Html<String>, AppError> {
+    pending(
+        &auth,
+        "events",
+        "イベント（Zoom）",
+        "申込状況サマリー",
+        &[
+            "イベントごとの申込状況の確認",
+            "［Zoom設定］: ミーティング／ウェビナーの作成と更新（開催日時、所要時間、待機室などの設定）",
+            "申込と決済が完了した参加者と同伴者の Zoom への自動登録と、参加URLのメール送信",
+            "キャンセル時の Zoom 登録の自動取り消し",
+        ],
+        Some(Feature::ZoomEvents),
+    )
+}
+
+pub async fn mail_templates(auth: Auth) -> Result<Html<String>, AppError> {
+    pending(
+        &auth,
+        "mail-templates",
+        "イベント（Zoom）",
+        "自動配信メール",
+        &[
+            "「(代表者)ZOOMイベント参加URLのお知らせ」の配信ステータス・管理者向けメール・件名・本文の設定",
+            "「(同伴者専用)ZOOMイベント参加URLのお知らせ」の設定",
+            "保存時のテンプレート検査（誤りがあれば行番号と理由を表示）",
+        ],
+        Some(Feature::ZoomEvents),
+    )
+}
+
+pub async fn courses(auth: Auth) -> Result<Html<String>, AppError> {
+    pending(
+        &auth,
+        "courses",
+        "オンライン講座（LINE）",
+        "コース",
+        &[
+            "［LINEステップ配信設定］: Messaging API チャネルの登録",
+            "［+メッセージ追加］: テキスト／画像／音声／動画のステップメッセージ（購読開始直後・時刻指定）",
+            "［テスト配信先登録］と［テスト配信先選択］によるテスト配信",
+        ],
+        Some(Feature::LineLink),
+    )
+}
+
+pub async fn line_link(auth: Auth) -> Result<Html<String>, AppError> {
+    pending(
+        &auth,
+        "line",
+        "設定",
+        "公式LINE連携",
+        &[
+            "［新規公式 LINE 登録］: 連携するコースの選択と LINE ログインチャネルの登録",
+            "受講生への公式LINEアカウントの友だち追加のご案内",
+        ],
+        Some(Feature::LineLink),
+    )
+}
+
+struct MailRow {
+    id: i64,
+    created: String,
+    to: String,
+    subject: String,
+    status: &'static str,
+    status_code: String,
+}
+
+pub fn mail_status_label(status: &str) -> &'static str {
+    match status {
+        "queued" => "送信待ち",
+        "sent" => "送信済み",
+        "stored" => "保存済み（SMTP未設定）",
+        "failed" => "送信失敗",
+        _ => "不明",
+    }
+}
+
+#[derive(Template)]
+#[template(path = "mails.html")]
+struct MailsPage {
+    chrome: Chrome,
+    rows: Vec<MailRow>,
+    transport: &'static str,
+}
+
+pub async fn mails_list(State(app): State<SharedApp>, auth: Auth) -> Result<Html<String>, AppError> {
+    let mut c = app.store.conn().await?;
+    let tz = auth.account.time_zone.clone();
+    let rows = mails::list_for_account(&mut c, auth.account.id, 200)
+        .await?
+        .into_iter()
+        .map(|m| MailRow {
+            id: m.id,
+            created: format_local(m.created_at, &tz),
+            to: m.to_address,
+            subject: m.subject,
+            status: mail_status_label(&m.status),
+            status_code: m.status,
+        })
+        .collect();
+    let page = MailsPage { chrome: Chrome::console(&auth, "mails", "送信済みメール"), rows, transport: app.mailer.describe() };
+    Ok(Html(page.render()?))
+}
+
+#[derive(Template)]
+#[template(path = "mail_detail.html")]
+struct MailDetailPage {
+    chrome: Chrome,
+    subject: String,
+    to: String,
+    created: String,
+    sent: String,
+    status: &'static str,
+    message_id: String,
+    last_error: Option<String>,
+    body: String,
+}
+
+pub async fn mail_detail(State(app): State<SharedApp>, auth: Auth, Path(id): Path<String>) -> Result<Html<String>, AppError> {
+    let id: i64 = id.parse().map_err(|_| AppError::NotFound)?;
+    let mut c = app.store.conn().await?;
+    let m = mails::get_for_account(&mut c, auth.account.id, id).await?.ok_or(AppError::NotFound)?;
+    let tz = &auth.account.time_zone;
+    let page = MailDetailPage {
+        chrome: Chrome::console(&auth, "mails", "送信済みメール"),
+        subject: m.subject,
+        to: m.to_address,
+        created: format_local(m.created_at, tz),
+        sent: m.sent_at.map(|t| format_local(t, tz)).unwrap_or_else(|| "-".into()),
+        status: mail_status_label(&m.status),
+        message_id: m.message_id,
+        last_error: m.last_error,
+        body: m.body_text,
+    };
+    Ok(Html(page.render()?))
+}

@@ -1,0 +1,38 @@
+//! Health, readiness, metrics and the embedded static assets.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::response::IntoResponse;
+
+use crate::app::SharedApp;
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub async fn readyz(State(app): State<SharedApp>) -> impl IntoResponse {
+    match (app.store.ping().await, app.store.is_migrated().await) {
+        (Ok(()), Ok(true)) => (StatusCode::OK, "ready"),
+        (Ok(()), _) => (StatusCode::SERVICE_UNAVAILABLE, "migrations pending"),
+        (Err(e), _) => {
+            tracing::warn!(error = %e, "readiness check: database unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+        }
+    }
+}
+
+pub async fn metrics(State(app): State<SharedApp>) -> impl IntoResponse {
+    let states = match app.store.conn().await {
+        Ok(mut c) => tsunagu_store::jobs::counts(&mut c).await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render(&states))
+}
+
+pub async fn style() -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/css; charset=utf-8"), (CACHE_CONTROL, "public, max-age=3600")],
+        include_str!("../../assets/style.css"),
+    )
+}

@@ -1,0 +1,108 @@
+//! 基本設定: the organizer's Zoom API credentials (Server-to-Server OAuth, as manual 000 sets
+//! it up). The Client Secret is sealed before it reaches the database and never rendered back.
+
+use askama::Template;
+use axum::extract::{Form, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+use tsunagu_store::secrets::{self, ZoomCredentials};
+
+use super::chrome::Chrome;
+use super::context::flash_redirect;
+use super::error::AppError;
+use super::session::Auth;
+use crate::app::SharedApp;
+use crate::crypto::secret_aad;
+
+pub const ZOOM_CLIENT_SECRET: &str = "zoom.client_secret";
+
+#[derive(Template)]
+#[template(path = "basic_settings.html")]
+struct BasicSettingsPage {
+    chrome: Chrome,
+    error: Option<String>,
+    zoom_account_id: String,
+    client_id: String,
+    secret_saved: bool,
+}
+
+pub async fn show(State(app): State<SharedApp>, auth: Auth) -> Result<Html<String>, AppError> {
+    let mut c = app.store.conn().await?;
+    let creds = secrets::get_zoom(&mut c, auth.account.id).await?;
+    let secret_saved = secrets::get(&mut c, auth.account.id, ZOOM_CLIENT_SECRET).await?.is_some();
+    let page = BasicSettingsPage {
+        chrome: Chrome::console(&auth, "basic", "基本設定"),
+        error: None,
+        zoom_account_id: creds.as_ref().map(|z| z.zoom_account_id.clone()).unwrap_or_default(),
+        client_id: creds.map(|z| z.client_id).unwrap_or_default(),
+        secret_saved,
+    };
+    Ok(Html(page.render()?))
+}
+
+#[derive(Deserialize)]
+pub struct BasicSettingsForm {
+    #[serde(default)]
+    auth_method: String,
+    #[serde(default)]
+    zoom_account_id: String,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    client_secret: String,
+}
+
+fn clean_id(s: &str) -> String {
+    s.trim().to_string()
+}
+
+pub async fn save(State(app): State<SharedApp>, auth: Auth, Form(form): Form<BasicSettingsForm>) -> Result<Response, AppError> {
+    let account = auth.account.id;
+    let zoom_account_id = clean_id(&form.zoom_account_id);
+    let client_id = clean_id(&form.client_id);
+    let secret = form.client_secret.trim();
+    let secret_saved = {
+        let mut c = app.store.conn().await?;
+        secrets::get(&mut c, account, ZOOM_CLIENT_SECRET).await?.is_some()
+    };
+    let problem = if form.auth_method != "s2s" {
+        Some("Zoom API 認証方式を選択してください。")
+    } else if zoom_account_id.is_empty() {
+        Some("Account ID を入力してください。Zoom Marketplace のアプリの「App Credentials」に表示されています。")
+    } else if client_id.is_empty() {
+        Some("Client ID を入力してください。Zoom Marketplace のアプリの「App Credentials」に表示されています。")
+    } else if secret.is_empty() && !secret_saved {
+        Some("Client Secret を入力してください。Zoom Marketplace のアプリの「App Credentials」に表示されています。")
+    } else if [&zoom_account_id, &client_id].iter().any(|v| v.chars().any(char::is_whitespace)) || secret.chars().any(char::is_whitespace) {
+        Some("空白を含まない値を入力してください。コピーした値の前後や途中に空白が入っていないかご確認ください。")
+    } else {
+        None
+    };
+    if let Some(msg) = problem {
+        // Keep what was typed (except the secret, which is never echoed back).
+        let page = BasicSettingsPage {
+            chrome: Chrome::console(&auth, "basic", "基本設定"),
+            error: Some(msg.into()),
+            zoom_account_id,
+            client_id,
+            secret_saved,
+        };
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response());
+    }
+    let now = app.now();
+    let mut tx = app.store.begin().await?;
+    secrets::put_zoom(
+        &mut tx,
+        account,
+        &ZoomCredentials { auth_method: "s2s".into(), zoom_account_id, client_id, updated_at: now },
+    )
+    .await?;
+    if !secret.is_empty() {
+        let (key_id, sealed) = app.keys.seal(secret, &secret_aad(account, ZOOM_CLIENT_SECRET));
+        secrets::put(&mut tx, account, ZOOM_CLIENT_SECRET, &key_id, &sealed, now).await?;
+    }
+    tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
+    tracing::info!(account_id = %account, secret_changed = !secret.is_empty(), "zoom credentials saved");
+    Ok(flash_redirect(&app, "/settings/basic", "success", "保存しました。"))
+}
