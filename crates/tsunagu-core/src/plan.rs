@@ -50,9 +50,7 @@ impl Plan {
     /// Accepts either the code or the Japanese label.
     pub fn parse(input: &str) -> Option<Plan> {
         let s = input.trim();
-        Plan::ALL
-            .into_iter()
-            .find(|p| p.code().eq_ignore_ascii_case(s) || p.label() == s)
+        Plan::ALL.into_iter().find(|p| p.code().eq_ignore_ascii_case(s) || p.label() == s)
     }
 
     pub fn allows(self, feature: Feature) -> bool {

@@ -153,12 +153,12 @@ impl Store {
 fn prepare_sqlite_url(url: &str) -> Result<String> {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path != ":memory:" && !path.is_empty() {
-        if let Some(dir) = Path::new(path).parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
-        }
+    if path != ":memory:"
+        && !path.is_empty()
+        && let Some(dir) = Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
     }
     let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
     if !params.iter().any(|p| p.starts_with("mode=")) {
@@ -166,4 +166,3 @@ fn prepare_sqlite_url(url: &str) -> Result<String> {
     }
     Ok(format!("sqlite://{path}?{}", params.join("&")))
 }
-

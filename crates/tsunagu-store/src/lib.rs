@@ -18,6 +18,7 @@ mod migrate;
 pub mod schema;
 pub mod secrets;
 pub mod sessions;
+pub mod testing;
 pub mod throttle;
 
 pub use db::{Backend, Conn, Store, StoreOptions, Tx, redact_url};

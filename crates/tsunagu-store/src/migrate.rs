@@ -48,9 +48,7 @@ pub(crate) async fn run(store: &Store) -> Result<Vec<i64>> {
             Backend::Sqlite => m.sqlite,
             Backend::Postgres => m.postgres,
         };
-        tx.execute(sql)
-            .await
-            .map_err(|source| StoreError::Migration { version: m.version, source })?;
+        tx.execute(sql).await.map_err(|source| StoreError::Migration { version: m.version, source })?;
         sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
             .bind(m.version)
             .bind(m.name)
@@ -75,8 +73,5 @@ pub(crate) async fn is_current(store: &Store) -> Result<bool> {
 }
 
 fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -53,7 +53,11 @@ pub async fn describe(store: &Store) -> Result<SchemaShape> {
                     .map(|r| {
                         let pk: i64 = r.get(3);
                         let nn: i64 = r.get(2);
-                        ColumnShape { name: r.get(0), kind: normalise(&r.get::<String, _>(1)), not_null: nn == 1 || pk > 0 }
+                        ColumnShape {
+                            name: r.get(0),
+                            kind: normalise(&r.get::<String, _>(1)),
+                            not_null: nn == 1 || pk > 0,
+                        }
                     })
                     .collect();
                 columns.sort();

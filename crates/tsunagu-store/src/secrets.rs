@@ -16,7 +16,14 @@ pub struct SealedSecret {
     pub sealed: String,
 }
 
-pub async fn put(c: &mut AnyConnection, account: AccountId, purpose: &str, key_id: &str, sealed: &str, now: i64) -> Result<()> {
+pub async fn put(
+    c: &mut AnyConnection,
+    account: AccountId,
+    purpose: &str,
+    key_id: &str,
+    sealed: &str,
+    now: i64,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO encrypted_secrets (account_id, purpose, key_id, sealed, updated_at) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (account_id, purpose) DO UPDATE SET key_id = $3, sealed = $4, updated_at = $5",

@@ -14,7 +14,13 @@ pub struct Session {
     pub expires_at: i64,
 }
 
-pub async fn create(c: &mut AnyConnection, token_hash: &str, account: AccountId, now: i64, expires_at: i64) -> Result<()> {
+pub async fn create(
+    c: &mut AnyConnection,
+    token_hash: &str,
+    account: AccountId,
+    now: i64,
+    expires_at: i64,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO sessions (token_hash, account_id, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $3, $4)",
     )

@@ -13,10 +13,11 @@ pub struct ThrottleState {
 }
 
 pub async fn get(c: &mut AnyConnection, key: &str) -> Result<Option<ThrottleState>> {
-    let row = sqlx::query("SELECT failures, window_started_at, blocked_until FROM login_throttle WHERE throttle_key = $1")
-        .bind(key)
-        .fetch_optional(c)
-        .await?;
+    let row =
+        sqlx::query("SELECT failures, window_started_at, blocked_until FROM login_throttle WHERE throttle_key = $1")
+            .bind(key)
+            .fetch_optional(c)
+            .await?;
     Ok(row.map(|r| ThrottleState { failures: r.get(0), window_started_at: r.get(1), blocked_until: r.get(2) }))
 }
 

@@ -14,7 +14,11 @@ use crate::crypto::{Keyring, MasterKey, secret_aad};
 use crate::startup;
 
 #[derive(Parser, Debug)]
-#[command(name = "tsunagu", version, about = "Tsunagu (つなぐ): Zoom-linked paid events and LINE-delivered online courses")]
+#[command(
+    name = "tsunagu",
+    version,
+    about = "Tsunagu (つなぐ): Zoom-linked paid events and LINE-delivered online courses"
+)]
 pub struct Cli {
     /// Configuration file (TOML). Environment variables TSUNAGU_SECTION__KEY override it.
     #[arg(long, global = true, env = "TSUNAGU_CONFIG")]
@@ -120,7 +124,14 @@ async fn admin(command: AdminCommand, config: Config) -> anyhow::Result<()> {
             };
             let app = startup::build_app(config, startup::system_clock()).await?;
             let role = if admin { Role::Admin } else { Role::Member };
-            let input = SignupInput { email: &email, name: &name, password: &password, password_confirm: &password, plan, role };
+            let input = SignupInput {
+                email: &email,
+                name: &name,
+                password: &password,
+                password_confirm: &password,
+                plan,
+                role,
+            };
             let account = crate::accounts::sign_up(&app, &input).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("created account {} <{}> plan={} role={}", account.id, account.email, plan.code(), role.code());
             if generated {
@@ -136,7 +147,8 @@ async fn admin(command: AdminCommand, config: Config) -> anyhow::Result<()> {
             let Some(creds) = accounts::credentials_by_email(&mut c, &email).await? else {
                 bail!("no account with email {email}");
             };
-            accounts::set_plan(&mut c, creds.account.id, plan, crate::clock::Clock::now_ms(&crate::clock::SystemClock)).await?;
+            accounts::set_plan(&mut c, creds.account.id, plan, crate::clock::Clock::now_ms(&crate::clock::SystemClock))
+                .await?;
             println!("{email}: plan is now {} ({})", plan.code(), plan.label());
             Ok(())
         }
@@ -152,7 +164,9 @@ fn parse_plan(s: &str) -> anyhow::Result<Plan> {
 /// at any point leaves every secret readable; run it again to finish.
 async fn rotate_key(config: Config) -> anyhow::Result<()> {
     if !config.secrets.master_key.is_empty() {
-        bail!("the master key is given inline (secrets.master_key); rotate-key manages key files only: move the key to secrets.master_key_file first");
+        bail!(
+            "the master key is given inline (secrets.master_key); rotate-key manages key files only: move the key to secrets.master_key_file first"
+        );
     }
     let path = config.master_key_path();
     let old = startup::load_keyring(&config, false)?;
@@ -168,7 +182,8 @@ async fn rotate_key(config: Config) -> anyhow::Result<()> {
     let all = secrets::all_for_rotation(&mut tx).await?;
     for s in &all {
         let aad = secret_aad(s.account_id, &s.purpose);
-        let plain = transitional.open(&s.key_id, &s.sealed, &aad).with_context(|| format!("cannot open secret {}", s.id))?;
+        let plain =
+            transitional.open(&s.key_id, &s.sealed, &aad).with_context(|| format!("cannot open secret {}", s.id))?;
         let (kid, sealed) = transitional.seal(&plain, &aad);
         secrets::reseal(&mut tx, s.id, &kid, &sealed, now).await?;
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub data: DataConfig,
@@ -66,7 +66,7 @@ pub struct MailConfig {
     pub timeout_seconds: u64,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecretsConfig {
     /// Base64 of 32 random bytes. Prefer `master_key_file`.
@@ -112,23 +112,6 @@ pub struct LineConfig {
     pub access_base_url: String,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            data: DataConfig::default(),
-            database: DatabaseConfig::default(),
-            http: HttpConfig::default(),
-            accounts: AccountsConfig::default(),
-            mail: MailConfig::default(),
-            secrets: SecretsConfig::default(),
-            jobs: JobsConfig::default(),
-            log: LogConfig::default(),
-            zoom: ZoomConfig::default(),
-            line: LineConfig::default(),
-        }
-    }
-}
-
 impl Default for DataConfig {
     fn default() -> Self {
         DataConfig { dir: PathBuf::from("./data") }
@@ -170,13 +153,11 @@ impl Default for AccountsConfig {
 
 impl Default for MailConfig {
     fn default() -> Self {
-        MailConfig { from: "Tsunagu <no-reply@tsunagu.invalid>".into(), smtp_url: Secret::default(), timeout_seconds: 30 }
-    }
-}
-
-impl Default for SecretsConfig {
-    fn default() -> Self {
-        SecretsConfig { master_key: Secret::default(), master_key_file: None }
+        MailConfig {
+            from: "Tsunagu <no-reply@tsunagu.invalid>".into(),
+            smtp_url: Secret::default(),
+            timeout_seconds: 30,
+        }
     }
 }
 
@@ -296,7 +277,10 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if !matches!(self.log.format.as_str(), "human" | "json") {
-            return Err(ConfigError::Invalid(format!("log.format must be \"human\" or \"json\", not {:?}", self.log.format)));
+            return Err(ConfigError::Invalid(format!(
+                "log.format must be \"human\" or \"json\", not {:?}",
+                self.log.format
+            )));
         }
         tsunagu_store::Backend::from_url(&self.database.url).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         for (name, url) in [("http.public_url", &self.http.public_url), ("http.manager_url", &self.http.manager_url)] {

@@ -92,11 +92,8 @@ impl Keyring {
 
     /// Parse a key file: one base64 key per line, first is current; `#` comments allowed.
     pub fn parse(text: &str) -> Result<Keyring, CryptoError> {
-        let mut keys = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(MasterKey::from_base64);
+        let mut keys =
+            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(MasterKey::from_base64);
         let first = keys.next().ok_or(CryptoError::BadKey)??;
         let mut ring = Keyring::new(first);
         for k in keys {
@@ -106,7 +103,8 @@ impl Keyring {
     }
 
     pub fn to_file_text(&self) -> String {
-        let mut s = String::from("# Tsunagu master key(s). The first line is current. Keep this file secret and backed up.\n");
+        let mut s =
+            String::from("# Tsunagu master key(s). The first line is current. Keep this file secret and backed up.\n");
         for k in &self.keys {
             s.push_str(&k.to_base64());
             s.push('\n');

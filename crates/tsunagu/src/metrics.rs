@@ -69,7 +69,11 @@ impl Metrics {
                         h.counts[i]
                     );
                 }
-                let _ = writeln!(out, "tsunagu_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"+Inf\"}} {}", h.total);
+                let _ = writeln!(
+                    out,
+                    "tsunagu_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"+Inf\"}} {}",
+                    h.total
+                );
                 let _ = writeln!(out, "tsunagu_http_request_duration_seconds_sum{{route=\"{r}\"}} {}", h.sum);
                 let _ = writeln!(out, "tsunagu_http_request_duration_seconds_count{{route=\"{r}\"}} {}", h.total);
             }
@@ -83,7 +87,11 @@ impl Metrics {
         out.push_str("# TYPE tsunagu_jobs_processed_total counter\n");
         if let Ok(m) = self.jobs.lock() {
             for ((kind, outcome), n) in m.iter() {
-                let _ = writeln!(out, "tsunagu_jobs_processed_total{{kind=\"{}\",outcome=\"{outcome}\"}} {n}", escape(kind));
+                let _ = writeln!(
+                    out,
+                    "tsunagu_jobs_processed_total{{kind=\"{}\",outcome=\"{outcome}\"}} {n}",
+                    escape(kind)
+                );
             }
         }
         out

@@ -105,7 +105,7 @@ impl Server {
         let app = self.app.clone();
         let worker = app.config.jobs.enabled.then(|| tokio::spawn(Worker::new(app.clone()).run(shutdown.clone())));
         let router = crate::web::router(app.clone());
-        tracing::info!(addr = %self.local_addr(), mail = app.mailer.describe(), "listening");
+        tracing::info!(addr = %self.local_addr(), mail = app.mailer.kind(), "listening");
         let s = shutdown.clone();
         axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move { s.cancelled().await })

@@ -1,14 +1,7 @@
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use sqlx::Executor;
 use tsunagu_store::{Store, StoreOptions};
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
 fn unique_suffix() -> String {
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{}_{}_{}", std::process::id(), nanos, n)
+    tsunagu_store::testing::unique_name("t")
 }
 
 pub async fn sqlite() -> (Store, tempdir::TempDir) {
@@ -28,24 +21,10 @@ pub async fn postgres() -> Option<Store> {
         eprintln!("TSUNAGU_TEST_PG_URL not set: skipping the PostgreSQL half");
         return None;
     };
-    sqlx::any::install_default_drivers();
-    let db = format!("tsunagu_store_{}", unique_suffix());
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await.expect("connect admin");
-    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).await.expect("create database");
-    let url = replace_db(&admin, &db);
+    let url = tsunagu_store::testing::create_pg_database(&admin, "tsunagu_store").await.expect("create database");
     Some(Store::open(&url, &StoreOptions::default()).await.expect("open postgres"))
 }
 
-pub fn replace_db(url: &str, db: &str) -> String {
-    let (base, query) = url.split_once('?').map(|(b, q)| (b, Some(q))).unwrap_or((url, None));
-    let (prefix, _) = base.rsplit_once('/').expect("url has a path");
-    match query {
-        Some(q) => format!("{prefix}/{db}?{q}"),
-        None => format!("{prefix}/{db}"),
-    }
-}
-
-/// A temporary directory removed on drop (kept tiny to avoid a dependency).
 pub mod tempdir {
     use std::path::{Path, PathBuf};
 

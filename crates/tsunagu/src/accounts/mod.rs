@@ -105,7 +105,13 @@ pub async fn sign_up(app: &App, input: &SignupInput<'_>) -> Result<Account, Acco
     mail::enqueue(
         &mut tx,
         app,
-        &OutgoingMail { account_id: Some(account.id), cause: &cause, to: email.as_str(), subject: &subject, body: &body },
+        &OutgoingMail {
+            account_id: Some(account.id),
+            cause: &cause,
+            to: email.as_str(),
+            subject: &subject,
+            body: &body,
+        },
     )
     .await?;
     tx.commit().await.map_err(StoreError::from)?;
@@ -162,7 +168,13 @@ pub async fn change_password(
     mail::enqueue(
         &mut tx,
         app,
-        &OutgoingMail { account_id: Some(account.id), cause: &cause, to: &account.email, subject: &subject, body: &body },
+        &OutgoingMail {
+            account_id: Some(account.id),
+            cause: &cause,
+            to: &account.email,
+            subject: &subject,
+            body: &body,
+        },
     )
     .await?;
     tx.commit().await.map_err(StoreError::from)?;

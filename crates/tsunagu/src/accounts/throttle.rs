@@ -21,9 +21,13 @@ pub const IP_LIMITS: Limits = Limits { slow_after: 10, lock_after: 50 };
 pub enum Gate {
     Open,
     /// Slowed down: try again after this many seconds.
-    Wait { seconds: i64 },
+    Wait {
+        seconds: i64,
+    },
     /// Refused for a while.
-    Locked { minutes: i64 },
+    Locked {
+        minutes: i64,
+    },
 }
 
 impl Gate {
@@ -78,7 +82,8 @@ pub async fn check(c: &mut AnyConnection, keys: &[(String, Limits)], now: i64) -
 }
 
 pub async fn record_failure(c: &mut AnyConnection, key: &str, limits: Limits, now: i64) -> Result<(), StoreError> {
-    let mut s = throttle::get(c, key).await?.unwrap_or(ThrottleState { failures: 0, window_started_at: now, blocked_until: 0 });
+    let mut s =
+        throttle::get(c, key).await?.unwrap_or(ThrottleState { failures: 0, window_started_at: now, blocked_until: 0 });
     if now - s.window_started_at > WINDOW_MS && s.blocked_until <= now {
         s = ThrottleState { failures: 0, window_started_at: now, blocked_until: 0 };
     }
@@ -87,7 +92,7 @@ pub async fn record_failure(c: &mut AnyConnection, key: &str, limits: Limits, no
         now + LOCK_MS
     } else if s.failures >= limits.slow_after {
         let exp = (s.failures - limits.slow_after).min(6) as u32;
-        now + 1000 * (1i64 << exp)
+        now + (1000 * (1i64 << exp)).min(60_000)
     } else {
         0
     };

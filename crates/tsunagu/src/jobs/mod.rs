@@ -50,7 +50,13 @@ pub async fn enqueue(
     delay_ms: i64,
 ) -> Result<Option<i64>, StoreError> {
     let now = app.now();
-    let job = jobs::NewJob { kind, payload, dedupe_key, run_at: now + delay_ms.max(0), max_attempts: app.config.jobs.max_attempts };
+    let job = jobs::NewJob {
+        kind,
+        payload,
+        dedupe_key,
+        run_at: now + delay_ms.max(0),
+        max_attempts: app.config.jobs.max_attempts,
+    };
     let id = jobs::enqueue(c, &job, now).await?;
     app.job_wakeup.notify_waiters();
     Ok(id)

@@ -114,7 +114,8 @@ impl Worker {
 
     async fn claim(&self, limit: i64) -> Result<Vec<ClaimedJob>, tsunagu_store::StoreError> {
         let mut c = self.app.store.conn().await?;
-        let jobs = jobs::claim(&mut c, self.app.store.backend(), &self.id, limit, self.app.now(), self.lease_ms()).await?;
+        let jobs =
+            jobs::claim(&mut c, self.app.store.backend(), &self.id, limit, self.app.now(), self.lease_ms()).await?;
         if let Ok(mut r) = self.running.lock() {
             r.extend(jobs.iter().map(|j| j.id));
         }

@@ -17,7 +17,10 @@ use crate::jobs;
 pub enum Mailer {
     /// Kept in the database and shown in the console.
     Database,
-    Smtp { transport: AsyncSmtpTransport<Tokio1Executor>, from: lettre::message::Mailbox },
+    Smtp {
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        from: lettre::message::Mailbox,
+    },
 }
 
 impl Mailer {
@@ -25,10 +28,8 @@ impl Mailer {
         if cfg.smtp_url.is_empty() {
             return Ok(Mailer::Database);
         }
-        let from = cfg
-            .from
-            .parse()
-            .map_err(|e| anyhow::anyhow!("mail.from {:?} is not a mail address: {e}", cfg.from))?;
+        let from =
+            cfg.from.parse().map_err(|e| anyhow::anyhow!("mail.from {:?} is not a mail address: {e}", cfg.from))?;
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(cfg.smtp_url.expose())
             .map_err(|e| anyhow::anyhow!("mail.smtp_url is not a valid SMTP URL: {e}"))?
             .timeout(Some(std::time::Duration::from_secs(cfg.timeout_seconds.max(1))))
@@ -36,10 +37,19 @@ impl Mailer {
         Ok(Mailer::Smtp { transport, from })
     }
 
+    /// For logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Mailer::Database => "database",
+            Mailer::Smtp { .. } => "smtp",
+        }
+    }
+
+    /// For people (送信済みメール).
     pub fn describe(&self) -> &'static str {
         match self {
-            Mailer::Database => "database (送信済みメール)",
-            Mailer::Smtp { .. } => "smtp",
+            Mailer::Database => "Tsunagu 内に保存（SMTP未設定）",
+            Mailer::Smtp { .. } => "SMTPサーバー経由",
         }
     }
 }

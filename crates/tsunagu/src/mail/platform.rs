@@ -36,7 +36,9 @@ mod tests {
             .render(&serde_json::json!({"name": "山田", "email": "a@example.com", "login_url": "http://x/login"}))
             .unwrap();
         assert!(s.contains("アカウントを作成しました") && b.contains("山田 様") && b.contains("http://x/login"));
-        let (_, b) = PASSWORD_CHANGED.render(&serde_json::json!({"name": "山田", "changed_at": "2026年11月23日 20:31"})).unwrap();
+        let (_, b) = PASSWORD_CHANGED
+            .render(&serde_json::json!({"name": "山田", "changed_at": "2026年11月23日 20:31"}))
+            .unwrap();
         assert!(b.contains("2026年11月23日 20:31"));
     }
 }

@@ -49,7 +49,18 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
                 .body(mail.body_text.clone())
                 .map_err(|e| JobError::Permanent(format!("cannot build mail {id}: {e}")))?;
             drop(c);
-            let result = transport.send(message).await;
+            // lettre bounds connecting but not every read: a server that stops answering
+            // must not hold a worker (whose lease the heartbeat keeps alive) for ever.
+            let limit = std::time::Duration::from_secs(app.config.mail.timeout_seconds.max(1) * 2);
+            let result = match tokio::time::timeout(limit, transport.send(message)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let msg = format!("SMTP: no answer within {} s", limit.as_secs());
+                    let mut c = app.store.conn().await?;
+                    mails::mark_error(&mut c, id, &msg, job.attempts >= job.max_attempts).await?;
+                    return Err(JobError::Retry(msg));
+                }
+            };
             let mut c = app.store.conn().await?;
             match result {
                 Ok(_) => {

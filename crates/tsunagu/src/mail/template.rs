@@ -30,9 +30,7 @@ fn env() -> Environment<'static> {
 fn explain(field: &'static str, err: &minijinja::Error) -> TemplateError {
     let reason = match err.kind() {
         ErrorKind::SyntaxError => format!("書き方に誤りがあります（{}）。", err.detail().unwrap_or("構文エラー")),
-        ErrorKind::UndefinedError => {
-            "使えない差し込み項目があります。項目名の綴りを確認してください。".to_string()
-        }
+        ErrorKind::UndefinedError => "使えない差し込み項目があります。項目名の綴りを確認してください。".to_string(),
         ErrorKind::OutOfFuel => "処理が多すぎます。繰り返しを減らしてください。".to_string(),
         ErrorKind::UnknownFilter | ErrorKind::UnknownFunction | ErrorKind::UnknownTest => {
             format!("使えない機能が指定されています（{}）。", err.detail().unwrap_or(""))
@@ -45,7 +43,9 @@ fn explain(field: &'static str, err: &minijinja::Error) -> TemplateError {
 /// Render one field.
 pub fn render_field<C: Serialize>(field: &'static str, source: &str, ctx: &C) -> Result<String, TemplateError> {
     if source.len() > MAX_LEN {
-        return Err(TemplateError { field, line: 1, reason: format!("{MAX_LEN}文字以内で入力してください。") });
+        return Err(TemplateError {
+            field, line: 1, reason: format!("{MAX_LEN}文字以内で入力してください。")
+        });
     }
     let env = env();
     let tmpl = env.template_from_str(source).map_err(|e| explain(field, &e))?;
@@ -77,7 +77,12 @@ mod tests {
 
     #[test]
     fn renders_japanese() {
-        let (s, b) = render("{{ event }}のお知らせ", "{{ name }} 様\nURL: {{ url }}", &json!({"event": "セミナー", "name": "山田", "url": "https://x/?a=1&b=2"})).unwrap();
+        let (s, b) = render(
+            "{{ event }}のお知らせ",
+            "{{ name }} 様\nURL: {{ url }}",
+            &json!({"event": "セミナー", "name": "山田", "url": "https://x/?a=1&b=2"}),
+        )
+        .unwrap();
         assert_eq!(s, "セミナーのお知らせ");
         assert_eq!(b, "山田 様\nURL: https://x/?a=1&b=2", "no HTML escaping in plain-text mail");
     }
@@ -98,7 +103,12 @@ mod tests {
 
     #[test]
     fn runaway_templates_run_out_of_fuel() {
-        let e = validate("s", "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}", &json!({})).unwrap_err();
+        let e = validate(
+            "s",
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+            &json!({}),
+        )
+        .unwrap_err();
         assert!(e.reason.contains("処理が多すぎます"), "{e}");
     }
 

@@ -26,7 +26,11 @@ struct AccountsPage {
 pub async fn accounts_list(State(app): State<SharedApp>, AdminAuth(auth): AdminAuth) -> Result<Html<String>, AppError> {
     let mut c = app.store.conn().await?;
     let rows = accounts::list_all(&mut c).await?;
-    let page = AccountsPage { chrome: Chrome::console(&auth, "admin-accounts", "アカウントとプラン"), rows, plans: &Plan::ALL };
+    let page = AccountsPage {
+        chrome: Chrome::console(&auth, "admin-accounts", "アカウントとプラン"),
+        rows,
+        plans: &Plan::ALL,
+    };
     Ok(Html(page.render()?))
 }
 
@@ -95,7 +99,11 @@ pub async fn failed_jobs(State(app): State<SharedApp>, AdminAuth(auth): AdminAut
     Ok(Html(page.render()?))
 }
 
-pub async fn retry_job(State(app): State<SharedApp>, AdminAuth(auth): AdminAuth, Path(id): Path<String>) -> Result<Response, AppError> {
+pub async fn retry_job(
+    State(app): State<SharedApp>,
+    AdminAuth(auth): AdminAuth,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
     let id: i64 = id.parse().map_err(|_| AppError::NotFound)?;
     let mut c = app.store.conn().await?;
     if !jobs::retry_failed(&mut c, id, app.now()).await? {

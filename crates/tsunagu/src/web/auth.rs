@@ -57,7 +57,11 @@ pub async fn root(ctx: RequestContext) -> Redirect {
     if ctx.session_hash.is_some() { Redirect::to("/home") } else { Redirect::to("/login") }
 }
 
-pub async fn login_form(State(app): State<SharedApp>, ctx: RequestContext, Query(q): Query<NextQuery>) -> Result<Html<String>, AppError> {
+pub async fn login_form(
+    State(app): State<SharedApp>,
+    ctx: RequestContext,
+    Query(q): Query<NextQuery>,
+) -> Result<Html<String>, AppError> {
     let page = LoginPage {
         chrome: Chrome::public(&ctx, "ログイン"),
         error: None,
@@ -78,7 +82,11 @@ pub struct LoginForm {
     next: String,
 }
 
-pub async fn login(State(app): State<SharedApp>, ctx: RequestContext, Form(form): Form<LoginForm>) -> Result<Response, AppError> {
+pub async fn login(
+    State(app): State<SharedApp>,
+    ctx: RequestContext,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, AppError> {
     let next = safe_next(&form.next).to_string();
     let render = |status: StatusCode, msg: String| -> Result<Response, AppError> {
         let page = LoginPage {
@@ -161,7 +169,11 @@ pub struct SignupForm {
     password_confirm: String,
 }
 
-pub async fn signup(State(app): State<SharedApp>, ctx: RequestContext, Form(form): Form<SignupForm>) -> Result<Response, AppError> {
+pub async fn signup(
+    State(app): State<SharedApp>,
+    ctx: RequestContext,
+    Form(form): Form<SignupForm>,
+) -> Result<Response, AppError> {
     if !app.config.accounts.allow_signup {
         return Err(AppError::NotFound);
     }
@@ -194,7 +206,11 @@ pub async fn signup(State(app): State<SharedApp>, ctx: RequestContext, Form(form
 }
 
 pub async fn password_form(auth: Auth) -> Result<Html<String>, AppError> {
-    let page = PasswordPage { chrome: Chrome::console(&auth, "password", "パスワード変更"), error: None, min_password: MIN_PASSWORD_CHARS };
+    let page = PasswordPage {
+        chrome: Chrome::console(&auth, "password", "パスワード変更"),
+        error: None,
+        min_password: MIN_PASSWORD_CHARS,
+    };
     Ok(Html(page.render()?))
 }
 
@@ -208,7 +224,11 @@ pub struct PasswordForm {
     new_password_confirm: String,
 }
 
-pub async fn change_password(State(app): State<SharedApp>, auth: Auth, Form(form): Form<PasswordForm>) -> Result<Response, AppError> {
+pub async fn change_password(
+    State(app): State<SharedApp>,
+    auth: Auth,
+    Form(form): Form<PasswordForm>,
+) -> Result<Response, AppError> {
     match accounts::change_password(
         &app,
         &auth.account,

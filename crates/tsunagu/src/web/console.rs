@@ -151,7 +151,10 @@ pub async fn mails_list(State(app): State<SharedApp>, auth: Auth) -> Result<Html
             status_code: m.status,
         })
         .collect();
-    let page = MailsPage { chrome: Chrome::console(&auth, "mails", "送信済みメール"), rows, transport: app.mailer.describe() };
+    let page =
+        MailsPage {
+            chrome: Chrome::console(&auth, "mails", "送信済みメール"), rows, transport: app.mailer.describe()
+        };
     Ok(Html(page.render()?))
 }
 
@@ -169,7 +172,11 @@ struct MailDetailPage {
     body: String,
 }
 
-pub async fn mail_detail(State(app): State<SharedApp>, auth: Auth, Path(id): Path<String>) -> Result<Html<String>, AppError> {
+pub async fn mail_detail(
+    State(app): State<SharedApp>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Html<String>, AppError> {
     let id: i64 = id.parse().map_err(|_| AppError::NotFound)?;
     let mut c = app.store.conn().await?;
     let m = mails::get_for_account(&mut c, auth.account.id, id).await?.ok_or(AppError::NotFound)?;

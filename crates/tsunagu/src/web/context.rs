@@ -164,10 +164,8 @@ pub async fn context(State(app): State<SharedApp>, mut req: Request, next: Next)
     if let Some(n) = &new_anon {
         h.append(SET_COOKIE, set_cookie(&app, ANON_COOKIE, n, None));
     }
-    let sets_flash = h
-        .get_all(SET_COOKIE)
-        .iter()
-        .any(|v| v.to_str().map(|s| s.starts_with(FLASH_COOKIE)).unwrap_or(false));
+    let sets_flash =
+        h.get_all(SET_COOKIE).iter().any(|v| v.to_str().map(|s| s.starts_with(FLASH_COOKIE)).unwrap_or(false));
     if had_flash && !sets_flash {
         h.append(SET_COOKIE, set_cookie(&app, FLASH_COOKIE, "", Some(0)));
     }
@@ -177,13 +175,12 @@ pub async fn context(State(app): State<SharedApp>, mut req: Request, next: Next)
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     h.insert(
         "content-security-policy",
-        HeaderValue::from_static("default-src 'self'; img-src 'self' data:; style-src 'self'; form-action 'self'; frame-ancestors 'none'"),
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; form-action 'self'; frame-ancestors 'none'",
+        ),
     );
-    let route = resp
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "(unmatched)".into());
+    let route =
+        resp.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "(unmatched)".into());
     let elapsed = started.elapsed().as_secs_f64();
     let status = resp.status().as_u16();
     app.metrics.observe_request(method.as_str(), &route, status, elapsed);
@@ -209,9 +206,8 @@ async fn verify_csrf(req: Request, expected: &str, fresh_anon: bool) -> Result<R
         return Err(AppError::Csrf);
     }
     let (parts, body) = req.into_parts();
-    let bytes = to_bytes(body, MAX_FORM_BYTES)
-        .await
-        .map_err(|_| AppError::BadRequest("送信内容が大きすぎます。".into()))?;
+    let bytes =
+        to_bytes(body, MAX_FORM_BYTES).await.map_err(|_| AppError::BadRequest("送信内容が大きすぎます。".into()))?;
     let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
     let ok = fields.iter().any(|(k, v)| k == "csrf_token" && ct_eq(v, expected));
     if !ok {

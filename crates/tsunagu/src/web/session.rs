@@ -61,11 +61,13 @@ impl FromRequestParts<SharedApp> for Auth {
         };
         let now = app.now();
         let mut c = app.store.conn().await.map_err(|e| AuthRejection::Error(e.into()))?;
-        let Some(session) = sessions::find_live(&mut c, &hash, now).await.map_err(|e| AuthRejection::Error(e.into()))?
+        let Some(session) =
+            sessions::find_live(&mut c, &hash, now).await.map_err(|e| AuthRejection::Error(e.into()))?
         else {
             return Err(AuthRejection::Login(next));
         };
-        let Some(account) = accounts::get(&mut c, session.account_id).await.map_err(|e| AuthRejection::Error(e.into()))?
+        let Some(account) =
+            accounts::get(&mut c, session.account_id).await.map_err(|e| AuthRejection::Error(e.into()))?
         else {
             return Err(AuthRejection::Login(next));
         };

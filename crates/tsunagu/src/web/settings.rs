@@ -57,7 +57,11 @@ fn clean_id(s: &str) -> String {
     s.trim().to_string()
 }
 
-pub async fn save(State(app): State<SharedApp>, auth: Auth, Form(form): Form<BasicSettingsForm>) -> Result<Response, AppError> {
+pub async fn save(
+    State(app): State<SharedApp>,
+    auth: Auth,
+    Form(form): Form<BasicSettingsForm>,
+) -> Result<Response, AppError> {
     let account = auth.account.id;
     let zoom_account_id = clean_id(&form.zoom_account_id);
     let client_id = clean_id(&form.client_id);
@@ -74,7 +78,9 @@ pub async fn save(State(app): State<SharedApp>, auth: Auth, Form(form): Form<Bas
         Some("Client ID を入力してください。Zoom Marketplace のアプリの「App Credentials」に表示されています。")
     } else if secret.is_empty() && !secret_saved {
         Some("Client Secret を入力してください。Zoom Marketplace のアプリの「App Credentials」に表示されています。")
-    } else if [&zoom_account_id, &client_id].iter().any(|v| v.chars().any(char::is_whitespace)) || secret.chars().any(char::is_whitespace) {
+    } else if [&zoom_account_id, &client_id].iter().any(|v| v.chars().any(char::is_whitespace))
+        || secret.chars().any(char::is_whitespace)
+    {
         Some("空白を含まない値を入力してください。コピーした値の前後や途中に空白が入っていないかご確認ください。")
     } else {
         None

@@ -1,0 +1,10 @@
+//! Integration tests of the `tsunagu` app crate (one binary: see STYLE.md).
+
+mod accounts_web;
+mod browser;
+mod helpers;
+mod jobs;
+mod mail_smtp;
+mod ops;
+mod security;
+mod webdriver;

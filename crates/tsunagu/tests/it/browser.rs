@@ -1,0 +1,126 @@
+//! Real-browser test: headless Chromium through the forms and the navigation, at desktop and
+//! phone sizes, with screenshots in `target/screenshots/` for a human to look at.
+//! One test walks everything because each browser costs seconds to start.
+
+use crate::helpers::{PASSWORD, TestApp};
+use crate::webdriver::Browser;
+
+/// Every console place with the heading its page shows, in sidebar order (admin last).
+const PLACES: &[(&str, &str)] = &[
+    ("/home", "ホーム"),
+    ("/events", "申込状況サマリー"),
+    ("/settings/basic", "基本設定"),
+    ("/mail-templates", "自動配信メール"),
+    ("/courses", "コース"),
+    ("/settings/line", "公式LINE連携"),
+    ("/mails", "送信済みメール"),
+    ("/account/password", "パスワード変更"),
+    ("/admin/accounts", "アカウントとプラン"),
+    ("/admin/jobs", "失敗したジョブ"),
+];
+
+const EMAIL: &str = "misaki@example.com";
+const NAME: &str = "佐藤 美咲";
+const NO_HORIZONTAL_OVERFLOW: &str = "return document.documentElement.scrollWidth <= window.innerWidth + 1";
+
+async fn log_in(b: &Browser, addr: &str) {
+    b.goto(&format!("{addr}/login")).await;
+    b.wait_for("#login-submit", 10).await;
+    b.type_into("input[name=email]", EMAIL).await;
+    b.type_into("input[name=password]", PASSWORD).await;
+    b.click("#login-submit").await;
+    b.wait_for_path("/home", 10).await;
+    b.wait_for_text("h1", "ホーム", 10).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_in_a_real_browser_on_desktop_and_phone() {
+    let t = TestApp::spawn().await;
+    let Some(b) = Browser::start(1280, 900).await else {
+        return;
+    };
+    assert_eq!(
+        b.execute("return [innerWidth, innerHeight]", vec![]).await,
+        serde_json::json!([1280, 900]),
+        "desktop viewport"
+    );
+
+    // Sign up through the real form, in Japanese.
+    b.goto(&format!("{}/signup", t.addr)).await;
+    b.wait_for("#signup-submit", 10).await;
+    assert_eq!(b.text("#signup-submit").await, "登録する");
+    b.type_into("input[name=name]", NAME).await;
+    b.type_into("input[name=email]", EMAIL).await;
+    b.type_into("input[name=password]", PASSWORD).await;
+    b.type_into("input[name=password_confirm]", PASSWORD).await;
+    b.screenshot("browser-desktop-signup").await;
+    b.click("#signup-submit").await;
+    b.wait_for_path("/home", 10).await;
+    let flash = b.wait_for_text(".flash", "アカウントを作成しました。", 10).await;
+    assert!(flash.starts_with("アカウントを作成しました。"), "{flash}");
+    assert!(b.text("main").await.contains(NAME), "the typed Japanese name arrives intact");
+    b.screenshot("browser-desktop-home-after-signup").await;
+    // Desktop: the sidebar shows, the phone menu does not.
+    assert!(b.is_displayed("aside.side").await, "sidebar visible at 1280 px");
+    assert!(!b.is_displayed("details.menu summary").await, "phone menu hidden at 1280 px");
+    t.make_admin(EMAIL).await;
+
+    // Log out with the sidebar button, then back in through the form.
+    b.click("aside.side form.logout button.link").await;
+    b.wait_for_path("/login", 10).await;
+    b.wait_for("#login-submit", 10).await;
+    assert_eq!(b.text("#login-submit").await, "ログイン");
+    b.goto(&format!("{}/home", t.addr)).await;
+    b.wait_for_path("/login?next=%2Fhome", 10).await;
+    log_in(&b, &t.addr).await;
+
+    // The sidebar lists exactly the places (admin ones included); click through each.
+    let mut hrefs = Vec::new();
+    for e in b.find_all("aside.side nav li a").await {
+        hrefs.push(b.attribute(&e, "href").await.unwrap_or_default());
+    }
+    let expected: Vec<_> = PLACES.iter().map(|(h, _)| h.to_string()).collect();
+    assert_eq!(hrefs, expected, "sidebar links");
+    for (href, heading) in PLACES {
+        b.click(&format!("aside.side a[href=\"{href}\"]")).await;
+        b.wait_for_path(href, 10).await;
+        assert_eq!(b.wait_for_text("h1", heading, 10).await, *heading, "{href}");
+        let current = b.find("aside.side a.current").await;
+        assert_eq!(b.attribute(&current, "href").await.as_deref(), Some(*href), "current place marked");
+        assert_eq!(b.execute(NO_HORIZONTAL_OVERFLOW, vec![]).await, true, "{href}: no horizontal overflow on desktop");
+        let name = format!("browser-desktop-{}", href.trim_start_matches('/').replace('/', "-"));
+        eprintln!("screenshot: {}", b.screenshot(&name).await.display());
+    }
+    drop(b);
+
+    // Phone: no sidebar; the メニュー summary opens the same navigation.
+    let Some(p) = Browser::start(390, 844).await else {
+        return;
+    };
+    p.goto(&format!("{}/login", t.addr)).await;
+    p.wait_for("#login-submit", 10).await;
+    assert_eq!(p.execute(NO_HORIZONTAL_OVERFLOW, vec![]).await, true, "login page fits a phone");
+    log_in(&p, &t.addr).await;
+    assert_eq!(
+        p.execute("return [innerWidth, innerHeight]", vec![]).await,
+        serde_json::json!([390, 844]),
+        "phone viewport"
+    );
+    assert!(!p.is_displayed("aside.side").await, "no sidebar on a phone");
+    assert_eq!(p.execute(NO_HORIZONTAL_OVERFLOW, vec![]).await, true, "home fits a phone");
+    eprintln!("screenshot: {}", p.screenshot("browser-phone-home").await.display());
+    assert!(!p.is_displayed("details.menu nav a[href=\"/settings/basic\"]").await, "menu starts closed");
+    assert_eq!(p.text("details.menu summary").await, "メニュー");
+    p.click("details.menu summary").await;
+    p.wait_for("details.menu nav a[href=\"/settings/basic\"]", 10).await;
+    assert_eq!(p.execute(NO_HORIZONTAL_OVERFLOW, vec![]).await, true, "the open menu fits a phone");
+    eprintln!("screenshot: {}", p.screenshot("browser-phone-menu").await.display());
+    p.click("details.menu nav a[href=\"/settings/basic\"]").await;
+    p.wait_for_path("/settings/basic", 10).await;
+    assert_eq!(p.wait_for_text("h1", "基本設定", 10).await, "基本設定");
+    assert_eq!(p.execute(NO_HORIZONTAL_OVERFLOW, vec![]).await, true, "basic settings fit a phone");
+    eprintln!("screenshot: {}", p.screenshot("browser-phone-basic").await.display());
+    drop(p);
+
+    t.assert_no_jobs_left().await;
+}

@@ -1,0 +1,339 @@
+//! Test harness: the app in-process on port 0 with a fresh database, an HTTP client with a
+//! cookie jar, explicit job stepping, and the real binary for process-level tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tsunagu::app::SharedApp;
+use tsunagu::clock::OffsetClock;
+use tsunagu::config::Config;
+use tsunagu::jobs::worker::Worker;
+use tsunagu::startup::{Server, build_app};
+
+pub const PASSWORD: &str = "correct-horse-battery";
+
+/// A directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let p = std::env::temp_dir().join(tsunagu_store::testing::unique_name(prefix));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL admin URL, or `None` locally without one (CI must have it).
+pub fn pg_admin_url() -> Option<String> {
+    match std::env::var("TSUNAGU_TEST_PG_URL") {
+        Ok(u) => Some(u),
+        Err(_) => {
+            assert!(std::env::var("CI").is_err(), "TSUNAGU_TEST_PG_URL is not set under CI: run ./scripts/test");
+            eprintln!("TSUNAGU_TEST_PG_URL not set: skipping a PostgreSQL test");
+            None
+        }
+    }
+}
+
+pub async fn database_url(db: Db, dir: &Path) -> Option<String> {
+    match db {
+        Db::Sqlite => Some(format!("sqlite://{}/tsunagu.db", dir.display())),
+        Db::Postgres => {
+            let admin = pg_admin_url()?;
+            Some(tsunagu_store::testing::create_pg_database(&admin, "tsunagu_app").await.expect("create database"))
+        }
+    }
+}
+
+pub fn test_config(dir: &Path, db_url: &str) -> Config {
+    let mut c = Config::default();
+    c.data.dir = dir.to_path_buf();
+    c.database.url = db_url.to_string();
+    c.http.listen = "127.0.0.1:0".into();
+    c.jobs.enabled = false;
+    c.jobs.backoff_base_seconds = 1;
+    c.jobs.max_attempts = 3;
+    c
+}
+
+pub struct TestApp {
+    pub addr: String,
+    pub app: SharedApp,
+    pub clock: Arc<OffsetClock>,
+    pub worker: Worker,
+    pub dir: TempDir,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = TempDir::new("tsunagu-app");
+        let url = database_url(Db::Sqlite, dir.path()).await.unwrap();
+        let mut config = test_config(dir.path(), &url);
+        tweak(&mut config);
+        Self::start(config, dir).await
+    }
+
+    pub async fn start(config: Config, dir: TempDir) -> TestApp {
+        let clock = Arc::new(OffsetClock::default());
+        let app = build_app(config, clock.clone()).await.expect("build app");
+        let server = Server::bind(app.clone()).await.expect("bind");
+        let addr = format!("http://{}", server.local_addr());
+        let shutdown = CancellationToken::new();
+        let s = shutdown.clone();
+        let task = tokio::spawn(async move {
+            server.run(s).await.expect("server run");
+        });
+        let worker = Worker::new(app.clone());
+        TestApp { addr, app, clock, worker, dir, shutdown, task: Some(task) }
+    }
+
+    /// Stop the server (as on SIGTERM) and wait for it.
+    pub async fn stop(mut self) -> TempDir {
+        self.shutdown.cancel();
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        std::mem::replace(&mut self.dir, TempDir(PathBuf::new()))
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.addr)
+    }
+
+    /// Run every job that is due now.
+    pub async fn run_jobs(&self) -> usize {
+        self.worker.drain().await
+    }
+
+    pub async fn job_counts(&self) -> Vec<(String, i64)> {
+        let mut c = self.app.store.conn().await.unwrap();
+        tsunagu_store::jobs::counts(&mut c).await.unwrap()
+    }
+
+    /// Tests end with this: nothing may be left queued or running.
+    pub async fn assert_no_jobs_left(&self) {
+        self.run_jobs().await;
+        let left: Vec<_> = self.job_counts().await.into_iter().filter(|(s, _)| s != "failed").collect();
+        assert!(left.is_empty(), "jobs left over: {left:?}");
+    }
+
+    /// Create an account through the sign-up form; returns a logged-in client.
+    pub async fn signup(&self, email: &str, name: &str) -> Client {
+        let c = self.client();
+        let page = c.get("/signup").await;
+        let token = csrf(&page.text);
+        let r = c
+            .post_form(
+                "/signup",
+                &[
+                    ("csrf_token", token.as_str()),
+                    ("name", name),
+                    ("email", email),
+                    ("password", PASSWORD),
+                    ("password_confirm", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 303, "signup failed: {}", r.text);
+        c
+    }
+
+    pub async fn make_admin(&self, email: &str) {
+        let mut c = self.app.store.conn().await.unwrap();
+        let e = tsunagu_core::Email::parse(email).unwrap();
+        let creds = tsunagu_store::accounts::credentials_by_email(&mut c, &e).await.unwrap().unwrap();
+        tsunagu_store::accounts::set_role(&mut c, creds.account.id, tsunagu_core::Role::Admin, 0).await.unwrap();
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub struct Page {
+    pub status: u16,
+    pub text: String,
+    pub location: Option<String>,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+/// A browser-like client: cookie jar, no automatic redirects.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+    jar: Arc<reqwest::cookie::Jar>,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        Self::with_jar(base, Arc::new(reqwest::cookie::Jar::default()))
+    }
+
+    /// The same browser (its cookies) talking to another instance.
+    pub fn carry_to(&self, base: &str) -> Client {
+        use reqwest::cookie::CookieStore;
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        let from: reqwest::Url = self.base.parse().unwrap();
+        let to: reqwest::Url = base.parse().unwrap();
+        if let Some(header) = self.jar.cookies(&from) {
+            for c in header.to_str().unwrap().split("; ") {
+                jar.add_cookie_str(c, &to);
+            }
+        }
+        Self::with_jar(base, jar)
+    }
+
+    fn with_jar(base: &str, jar: Arc<reqwest::cookie::Jar>) -> Client {
+        let http = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Client { base: base.to_string(), http, jar }
+    }
+
+    async fn page(resp: reqwest::Response) -> Page {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let location = headers.get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
+        Page { status, text: resp.text().await.unwrap_or_default(), location, headers }
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        Self::page(self.http.get(format!("{}{path}", self.base)).send().await.unwrap()).await
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        Self::page(self.http.post(format!("{}{path}", self.base)).form(form).send().await.unwrap()).await
+    }
+
+    /// GET `page_path` for a fresh CSRF token, then POST the form with it.
+    pub async fn submit(&self, page_path: &str, action: &str, form: &[(&str, &str)]) -> Page {
+        let token = csrf(&self.get(page_path).await.text);
+        let mut fields = vec![("csrf_token", token.as_str())];
+        fields.extend_from_slice(form);
+        self.post_form(action, &fields).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Page {
+        self.submit("/login", "/login", &[("email", email), ("password", password)]).await
+    }
+}
+
+/// The CSRF token embedded in a page's form.
+pub fn csrf(html: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker).unwrap_or_else(|| panic!("no csrf token in page: {html}")) + marker.len();
+    let end = html[start..].find('"').unwrap() + start;
+    html[start..end].to_string()
+}
+
+/// The real `tsunagu` binary, for process-level tests (SIGKILL, several instances, logs).
+pub struct Process {
+    pub child: tokio::process::Child,
+    pub base: String,
+    pub log: PathBuf,
+}
+
+impl Process {
+    /// Start `tsunagu serve` with env-only configuration; waits until `/readyz` answers.
+    pub async fn serve(env: &[(&str, String)], log: PathBuf) -> Process {
+        let port = free_port();
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tsunagu"));
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TSUNAGU_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+            .env("TSUNAGU_LOG__LEVEL", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn tsunagu serve");
+        let base = format!("http://127.0.0.1:{port}");
+        let p = Process { child, base, log };
+        p.wait_ready().await;
+        p
+    }
+
+    async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("tsunagu serve did not become ready; log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("running") as i32
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status =
+            std::process::Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+
+    pub async fn wait(&mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await.expect("process exits").unwrap()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Poll `check` every 50 ms until it returns true, or panic after `secs`.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}

@@ -1,0 +1,162 @@
+use std::process::Command;
+
+use crate::helpers::{TempDir, TestApp};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_and_metrics() {
+    let t = TestApp::spawn().await;
+    let c = t.client();
+    let h = c.get("/healthz").await;
+    assert_eq!((h.status, h.text.as_str()), (200, "ok"));
+    let r = c.get("/readyz").await;
+    assert_eq!((r.status, r.text.as_str()), (200, "ready"));
+    assert!(r.headers.get("x-request-id").is_some());
+    c.get("/login").await;
+    c.get("/no/such/page").await;
+    let m = c.get("/metrics").await.text;
+    assert!(m.contains("tsunagu_http_requests_total{method=\"GET\",route=\"/login\",status=\"200\"} 1"), "{m}");
+    assert!(m.contains("status=\"404\""), "{m}");
+    assert!(m.contains("tsunagu_http_request_duration_seconds_bucket{route=\"/login\",le=\"+Inf\"} 1"), "{m}");
+    assert!(m.contains("tsunagu_jobs{state=\"queued\"} 0"), "{m}");
+    t.assert_no_jobs_left().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_pages_carry_the_operation_id_of_the_log_line() {
+    let t = TestApp::spawn().await;
+    let r = t.client().get("/does-not-exist").await;
+    assert_eq!(r.status, 404);
+    let op = r.headers.get("x-request-id").unwrap().to_str().unwrap().to_string();
+    assert!(r.text.contains(&format!("<code>{op}</code>")), "{}", r.text);
+    assert!(r.text.contains("ページが見つかりません"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_when_the_database_is_gone() {
+    let t = TestApp::spawn().await;
+    t.app.store.close().await;
+    assert_eq!(t.client().get("/readyz").await.status, 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_console_place_is_reachable_and_honest() {
+    let t = TestApp::spawn().await;
+    let c = t.signup("nav@example.com", "ナビ").await;
+    for (path, heading) in [
+        ("/events", "申込状況サマリー"),
+        ("/settings/basic", "基本設定"),
+        ("/mail-templates", "自動配信メール"),
+        ("/courses", "コース"),
+        ("/settings/line", "公式LINE連携"),
+        ("/mails", "送信済みメール"),
+        ("/account/password", "パスワード変更"),
+    ] {
+        let p = c.get(path).await;
+        assert_eq!(p.status, 200, "{path}");
+        assert!(p.text.contains(&format!("<h1>{heading}</h1>")), "{path}: {}", p.text);
+        assert!(!p.text.contains("http://") && !p.text.contains("https://"), "{path}: no external assets");
+    }
+    assert!(c.get("/events").await.text.contains("準備中"));
+    // The LINE pages say which plans include them (フリー here).
+    let line = c.get("/settings/line").await.text;
+    assert!(line.contains("ビジネスプランとスペシャルプラン"), "{line}");
+    t.make_admin("nav@example.com").await;
+    let admin_nav = c.get("/home").await.text;
+    assert!(admin_nav.contains("/admin/accounts") && admin_nav.contains("/admin/jobs"));
+    // Plan change by the administrator lifts the LINE notice.
+    let me = c.get("/admin/accounts").await;
+    assert!(me.text.contains("nav@example.com"));
+    let r = c.submit("/admin/accounts", "/admin/accounts/1/plan", &[("plan", "business")]).await;
+    assert_eq!(r.status, 303);
+    assert!(!c.get("/settings/line").await.text.contains("ビジネスプランとスペシャルプラン"));
+    let css = c.get("/assets/style.css").await;
+    assert_eq!(css.status, 200);
+    assert!(css.headers["content-type"].to_str().unwrap().starts_with("text/css"));
+    t.assert_no_jobs_left().await;
+}
+
+fn tsunagu(args: &[&str], env: &[(&str, String)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tsunagu"));
+    cmd.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn cli_config_example_migrate_accounts_plans_and_key_rotation() {
+    let out = tsunagu(&["config", "example"], &[]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("[database]") && text.contains("api_base_url = \"https://api.zoom.us/v2\""));
+
+    let bad = tsunagu(&["migrate"], &[("TSUNAGU_DATABASE__URLL", "x".into())]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("TSUNAGU_DATABASE__URLL"));
+
+    let dir = TempDir::new("tsunagu-cli");
+    let env = vec![
+        ("TSUNAGU_DATA__DIR", dir.path().display().to_string()),
+        ("TSUNAGU_DATABASE__URL", format!("sqlite://{}/t.db", dir.path().display())),
+    ];
+    let m = tsunagu(&["migrate"], &env);
+    assert!(m.status.success(), "{}", String::from_utf8_lossy(&m.stderr));
+    let created = tsunagu(
+        &[
+            "admin",
+            "create-account",
+            "--email",
+            "root@example.com",
+            "--name",
+            "管理者",
+            "--plan",
+            "スペシャル",
+            "--admin",
+        ],
+        &env,
+    );
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let stdout = String::from_utf8(created.stdout).unwrap();
+    assert!(stdout.contains("plan=special role=admin") && stdout.contains("password: "), "{stdout}");
+    let set = tsunagu(&["admin", "set-plan", "--email", "root@example.com", "--plan", "standard"], &env);
+    assert!(set.status.success());
+    assert!(String::from_utf8(set.stdout).unwrap().contains("スタンダード"));
+    let unknown = tsunagu(&["admin", "set-plan", "--email", "root@example.com", "--plan", "gold"], &env);
+    assert!(!unknown.status.success());
+
+    // Seal a secret under the first key, rotate, and read it back under the new one.
+    let key_path = dir.path().join("master.key");
+    let before = tsunagu::crypto::Keyring::load_file(&key_path).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    let (acc, _) = rt.block_on(async {
+        let store = tsunagu_store::Store::open(&url, &Default::default()).await.unwrap();
+        let mut c = store.conn().await.unwrap();
+        let acc = tsunagu_store::accounts::list_all(&mut c).await.unwrap()[0].id;
+        let aad = tsunagu::crypto::secret_aad(acc, "zoom.client_secret");
+        let (kid, sealed) = before.seal("rotate-me", &aad);
+        tsunagu_store::secrets::put(&mut c, acc, "zoom.client_secret", &kid, &sealed, 1).await.unwrap();
+        (acc, store)
+    });
+    let rotated = tsunagu(&["admin", "rotate-key"], &env);
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    assert!(String::from_utf8(rotated.stdout).unwrap().contains("re-encrypted 1 secret"));
+    let after = tsunagu::crypto::Keyring::load_file(&key_path).unwrap();
+    assert_ne!(after.current().id(), before.current().id());
+    assert_eq!(after.keys().len(), 1, "the old key is gone from the file");
+    rt.block_on(async {
+        let store = tsunagu_store::Store::open(&url, &Default::default()).await.unwrap();
+        let mut c = store.conn().await.unwrap();
+        let s = tsunagu_store::secrets::get(&mut c, acc, "zoom.client_secret").await.unwrap().unwrap();
+        assert_eq!(s.key_id, after.current().id());
+        let aad = tsunagu::crypto::secret_aad(acc, "zoom.client_secret");
+        assert_eq!(after.open(&s.key_id, &s.sealed, &aad).unwrap(), "rotate-me");
+        assert!(before.open(&s.key_id, &s.sealed, &aad).is_err(), "the old key no longer opens it");
+    });
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+}
