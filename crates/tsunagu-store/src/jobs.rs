@@ -77,19 +77,31 @@ pub async fn claim(
     now: i64,
     lease_ms: i64,
 ) -> Result<Vec<ClaimedJob>> {
-    let lock = match backend {
-        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-        Backend::Sqlite => "",
+    // A job whose lease ran out on its last allowed attempt killed or outlived its worker
+    // every time: stop it here, or it would crash-loop every process and never be seen.
+    sqlx::query(
+        "UPDATE jobs SET state = 'failed', locked_by = NULL, lease_until = NULL, updated_at = $1,
+            last_error = 'the worker stopped (crash, kill or lost lease) during the last allowed attempt'
+         WHERE state = 'running' AND lease_until < $1 AND attempts >= max_attempts",
+    )
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    const DUE: &str = "(state = 'queued' AND run_at <= $3) OR (state = 'running' AND lease_until < $3)";
+    let sql = match backend {
+        // MATERIALIZED: the planner may not re-run the locking subquery and exceed the limit.
+        Backend::Postgres => format!(
+            "WITH c AS MATERIALIZED (SELECT id FROM jobs WHERE {DUE} ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
+             UPDATE jobs SET state = 'running', locked_by = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3
+             FROM c WHERE jobs.id = c.id
+             RETURNING jobs.id, jobs.kind, jobs.payload, jobs.attempts, jobs.max_attempts"
+        ),
+        Backend::Sqlite => format!(
+            "UPDATE jobs SET state = 'running', locked_by = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3
+             WHERE id IN (SELECT id FROM jobs WHERE {DUE} ORDER BY run_at, id LIMIT $4)
+             RETURNING id, kind, payload, attempts, max_attempts"
+        ),
     };
-    let sql = format!(
-        "UPDATE jobs SET state = 'running', locked_by = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3
-         WHERE id IN (
-            SELECT id FROM jobs
-            WHERE (state = 'queued' AND run_at <= $3) OR (state = 'running' AND lease_until < $3)
-            ORDER BY run_at, id
-            LIMIT $4 {lock})
-         RETURNING id, kind, payload, attempts, max_attempts"
-    );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(worker)
         .bind(now + lease_ms)

@@ -72,6 +72,13 @@ pub async fn all_for_rotation(c: &mut AnyConnection) -> Result<Vec<SealedSecret>
         .collect())
 }
 
+/// How many sealed secrets use a key other than `key_id` (rotation must not drop a key in use).
+pub async fn count_not_under(c: &mut AnyConnection, key_id: &str) -> Result<i64> {
+    let row =
+        sqlx::query("SELECT COUNT(*) FROM encrypted_secrets WHERE key_id <> $1").bind(key_id).fetch_one(c).await?;
+    Ok(row.get(0))
+}
+
 pub async fn reseal(c: &mut AnyConnection, id: i64, key_id: &str, sealed: &str, now: i64) -> Result<()> {
     sqlx::query("UPDATE encrypted_secrets SET key_id = $1, sealed = $2, updated_at = $3 WHERE id = $4")
         .bind(key_id)

@@ -3,7 +3,7 @@
 
 use sqlx::{AnyConnection, Row};
 
-use crate::Result;
+use crate::{Backend, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThrottleState {
@@ -33,6 +33,34 @@ pub async fn put(c: &mut AnyConnection, key: &str, s: ThrottleState) -> Result<(
     .execute(c)
     .await?;
     Ok(())
+}
+
+/// Make sure the row exists and hold it for the rest of the transaction (PostgreSQL row lock;
+/// on SQLite the transaction's `BEGIN IMMEDIATE` already serialises writers). Concurrent
+/// log-in attempts for the same key therefore see each other's counts.
+pub async fn lock(c: &mut AnyConnection, backend: Backend, key: &str, now: i64) -> Result<ThrottleState> {
+    sqlx::query(
+        "INSERT INTO login_throttle (throttle_key, failures, window_started_at, blocked_until) VALUES ($1, 0, $2, 0)
+         ON CONFLICT (throttle_key) DO NOTHING",
+    )
+    .bind(key)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    let lock = if backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+    let sql =
+        format!("SELECT failures, window_started_at, blocked_until FROM login_throttle WHERE throttle_key = $1{lock}");
+    let r = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key).fetch_one(c).await?;
+    Ok(ThrottleState { failures: r.get(0), window_started_at: r.get(1), blocked_until: r.get(2) })
+}
+
+/// Forget counters whose window ended and whose block expired before `before`.
+pub async fn purge(c: &mut AnyConnection, before: i64) -> Result<u64> {
+    let res = sqlx::query("DELETE FROM login_throttle WHERE window_started_at < $1 AND blocked_until < $1")
+        .bind(before)
+        .execute(c)
+        .await?;
+    Ok(res.rows_affected())
 }
 
 pub async fn clear(c: &mut AnyConnection, key: &str) -> Result<()> {

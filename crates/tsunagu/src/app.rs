@@ -18,8 +18,8 @@ pub struct App {
     pub keys: Keyring,
     pub metrics: Metrics,
     pub mailer: Mailer,
-    /// Signing key for CSRF tokens, derived from the master key.
-    pub csrf_key: [u8; 32],
+    /// Signing keys for CSRF tokens, derived from the master keys (current first).
+    pub csrf_keys: Vec<[u8; 32]>,
     /// Wakes this process's workers when it enqueues a job.
     pub job_wakeup: Notify,
 }
@@ -29,8 +29,17 @@ pub type SharedApp = Arc<App>;
 impl App {
     pub fn new(config: Config, store: Store, clock: SharedClock, keys: Keyring) -> anyhow::Result<App> {
         let mailer = Mailer::from_config(&config.mail)?;
-        let csrf_key = keys.derive("csrf");
-        Ok(App { config, store, clock, keys, metrics: Metrics::default(), mailer, csrf_key, job_wakeup: Notify::new() })
+        let csrf_keys = keys.derive("csrf");
+        Ok(App {
+            config,
+            store,
+            clock,
+            keys,
+            metrics: Metrics::default(),
+            mailer,
+            csrf_keys,
+            job_wakeup: Notify::new(),
+        })
     }
 
     pub fn now(&self) -> i64 {

@@ -85,8 +85,13 @@ pub enum AdminCommand {
         #[arg(long)]
         plan: String,
     },
-    /// Re-encrypt every stored secret under a newly generated master key.
-    RotateKey,
+    /// Re-encrypt every stored secret under a newly generated master key. The key file keeps
+    /// the previous key until `--prune`, run after every instance has been restarted.
+    RotateKey {
+        /// Remove previous keys from the key file (re-sealing anything still under them).
+        #[arg(long)]
+        prune: bool,
+    },
 }
 
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
@@ -152,7 +157,7 @@ async fn admin(command: AdminCommand, config: Config) -> anyhow::Result<()> {
             println!("{email}: plan is now {} ({})", plan.code(), plan.label());
             Ok(())
         }
-        AdminCommand::RotateKey => rotate_key(config).await,
+        AdminCommand::RotateKey { prune } => rotate_key(config, prune).await,
     }
 }
 
@@ -160,9 +165,30 @@ fn parse_plan(s: &str) -> anyhow::Result<Plan> {
     Plan::parse(s).with_context(|| format!("unknown plan {s:?}: use free, standard, business or special"))
 }
 
-/// Rotation keeps the old key in the file until every secret is resealed, so an interruption
-/// at any point leaves every secret readable; run it again to finish.
-async fn rotate_key(config: Config) -> anyhow::Result<()> {
+/// Re-seal every secret not under the keyring's current key, in one transaction.
+async fn reseal_all(store: &tsunagu_store::Store, ring: &Keyring) -> anyhow::Result<usize> {
+    let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+    let current = ring.current().id().to_string();
+    let mut tx = store.begin().await?;
+    let all = secrets::all_for_rotation(&mut tx).await?;
+    let mut n = 0;
+    for s in all.iter().filter(|s| s.key_id != current) {
+        let aad = secret_aad(s.account_id, &s.purpose);
+        let plain = ring.open(&s.key_id, &s.sealed, &aad).with_context(|| format!("cannot open secret {}", s.id))?;
+        let (kid, sealed) = ring.seal(&plain, &aad);
+        secrets::reseal(&mut tx, s.id, &kid, &sealed, now).await?;
+        n += 1;
+    }
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// Two steps, so that no secret is ever left under a key that is gone:
+/// 1. `rotate-key`: write the new key first in the file (old keys kept), re-seal everything.
+///    Any interruption leaves every secret readable; run it again to finish.
+/// 2. `rotate-key --prune`, after every instance was restarted (so none seals with an old key):
+///    re-seal whatever is still under an old key, then drop the old keys from the file.
+async fn rotate_key(config: Config, prune: bool) -> anyhow::Result<()> {
     if !config.secrets.master_key.is_empty() {
         bail!(
             "the master key is given inline (secrets.master_key); rotate-key manages key files only: move the key to secrets.master_key_file first"
@@ -170,28 +196,27 @@ async fn rotate_key(config: Config) -> anyhow::Result<()> {
     }
     let path = config.master_key_path();
     let old = startup::load_keyring(&config, false)?;
-    let new = MasterKey::generate();
-    let mut transitional = Keyring::new(new.clone());
-    for k in old.keys() {
-        transitional = transitional.with_previous(k.clone());
-    }
-    transitional.write_file(&path)?;
     let store = startup::open_store(&config).await?;
-    let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
-    let mut tx = store.begin().await?;
-    let all = secrets::all_for_rotation(&mut tx).await?;
-    for s in &all {
-        let aad = secret_aad(s.account_id, &s.purpose);
-        let plain =
-            transitional.open(&s.key_id, &s.sealed, &aad).with_context(|| format!("cannot open secret {}", s.id))?;
-        let (kid, sealed) = transitional.seal(&plain, &aad);
-        secrets::reseal(&mut tx, s.id, &kid, &sealed, now).await?;
+    if prune {
+        let n = reseal_all(&store, &old).await?;
+        let mut c = store.conn().await?;
+        let left = secrets::count_not_under(&mut c, old.current().id()).await?;
+        if left > 0 {
+            bail!("{left} secret(s) are still under an old key (written meanwhile?); run the command again");
+        }
+        Keyring::new(old.current().clone()).write_file(&path)?;
+        println!("re-sealed {n} secret(s); {} now holds only key {}.", path.display(), old.current().id());
+        return Ok(());
     }
-    tx.commit().await?;
-    Keyring::new(new.clone()).write_file(&path)?;
+    let new = MasterKey::generate();
+    let mut ring = Keyring::new(new.clone());
+    for k in old.keys() {
+        ring = ring.with_previous(k.clone());
+    }
+    ring.write_file(&path)?;
+    let n = reseal_all(&store, &ring).await?;
     println!(
-        "re-encrypted {} secret(s) under key {}; {} now holds only the new key. Restart running instances so they load it.",
-        all.len(),
+        "re-encrypted {n} secret(s) under key {}. {} keeps the previous key(s) so that running instances can still read what they hold. Restart every instance, then run `tsunagu admin rotate-key --prune`.",
         new.id(),
         path.display()
     );

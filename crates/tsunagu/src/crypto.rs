@@ -140,6 +140,11 @@ impl Keyring {
             f.sync_all().map_err(io)?;
         }
         std::fs::rename(&tmp, path).map_err(io)?;
+        // Make the rename itself durable before anything relies on the new key.
+        if let Some(dir) = path.parent() {
+            let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        }
         Ok(())
     }
 
@@ -171,12 +176,18 @@ impl Keyring {
         String::from_utf8(plain).map_err(|_| CryptoError::Open)
     }
 
-    /// A sub-key for signing (CSRF tokens), derived from the current master key.
-    pub fn derive(&self, label: &str) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.current().bytes).expect("any key length");
-        mac.update(b"tsunagu-derive:");
-        mac.update(label.as_bytes());
-        mac.finalize().into_bytes().into()
+    /// Sub-keys for signing (CSRF tokens), one per key in the ring, the current one first:
+    /// tokens are made with the first and accepted with any, so instances mid-rotation agree.
+    pub fn derive(&self, label: &str) -> Vec<[u8; 32]> {
+        self.keys
+            .iter()
+            .map(|k| {
+                let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&k.bytes).expect("any key length");
+                mac.update(b"tsunagu-derive:");
+                mac.update(label.as_bytes());
+                mac.finalize().into_bytes().into()
+            })
+            .collect()
     }
 }
 

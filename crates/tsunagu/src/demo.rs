@@ -35,7 +35,28 @@ pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &P
     if !env_set("TSUNAGU_MAIL__SMTP_URL") {
         config.mail.smtp_url = crate::config::Secret::default();
     }
+    if tsunagu_store::Backend::from_url(&config.database.url)? != tsunagu_store::Backend::Sqlite {
+        anyhow::bail!(
+            "デモは専用の SQLite データベースで動きます。PostgreSQL では `tsunagu serve` を使ってください / the demo runs on its own SQLite database; use `tsunagu serve` for PostgreSQL"
+        );
+    }
     let app = startup::build_app(config, startup::system_clock()).await?;
+    {
+        // The demo's published passwords must never land in a real installation's database.
+        let mut c = app.store.conn().await?;
+        let foreign = accounts::list_all(&mut c)
+            .await?
+            .into_iter()
+            .filter(|a| a.email != DEMO_ORGANIZER.0 && a.email != DEMO_ADMIN.0)
+            .count();
+        if foreign > 0 {
+            anyhow::bail!(
+                "{} にはデモ以外のアカウントがあるため、デモを起動しません。別のフォルダを --data-dir で指定してください / {} holds non-demo accounts; refusing to add demo logins to it (use another --data-dir)",
+                app.config.database.url,
+                app.config.database.url
+            );
+        }
+    }
     for (email, password, name, plan, role) in [
         (DEMO_ORGANIZER.0, DEMO_ORGANIZER.1, DEMO_ORGANIZER.2, Plan::Business, Role::Member),
         (DEMO_ADMIN.0, DEMO_ADMIN.1, DEMO_ADMIN.2, Plan::Special, Role::Admin),

@@ -16,6 +16,8 @@ conformance!(
     enqueue_is_transactional,
     mails_are_idempotent_and_scoped,
     secrets_are_scoped_and_resealable,
+    crash_looping_job_ends_failed,
+    throttle_rows_lock_and_purge,
 );
 
 async fn account(store: &Store, email: &str) -> accounts::Account {
@@ -250,9 +252,11 @@ async fn secrets_are_scoped_and_resealable(store: Store) {
     assert!(secrets::get(&mut c, b.id, "zoom.client_secret").await.unwrap().is_none());
     let all = secrets::all_for_rotation(&mut c).await.unwrap();
     assert_eq!(all.len(), 1);
+    assert_eq!(secrets::count_not_under(&mut c, "k2").await.unwrap(), 1);
     secrets::reseal(&mut c, all[0].id, "k2", "sealed-k2", 3).await.unwrap();
     let s = secrets::get(&mut c, a.id, "zoom.client_secret").await.unwrap().unwrap();
     assert_eq!((s.key_id.as_str(), s.sealed.as_str()), ("k2", "sealed-k2"));
+    assert_eq!(secrets::count_not_under(&mut c, "k2").await.unwrap(), 0);
     let z = secrets::ZoomCredentials {
         auth_method: "s2s".into(),
         zoom_account_id: "acc".into(),
@@ -262,4 +266,33 @@ async fn secrets_are_scoped_and_resealable(store: Store) {
     secrets::put_zoom(&mut c, a.id, &z).await.unwrap();
     assert_eq!(secrets::get_zoom(&mut c, a.id).await.unwrap(), Some(z));
     assert_eq!(secrets::get_zoom(&mut c, b.id).await.unwrap(), None);
+}
+
+async fn crash_looping_job_ends_failed(store: Store) {
+    let p = serde_json::json!({});
+    let mut c = store.conn().await.unwrap();
+    let job = NewJob { kind: "test.kind", payload: &p, dedupe_key: None, run_at: 0, max_attempts: 2 };
+    let id = jobs::enqueue(&mut c, &job, 0).await.unwrap().unwrap();
+    // Two workers die inside it, one after the other.
+    assert_eq!(jobs::claim(&mut c, store.backend(), "w1", 1, 0, 100).await.unwrap().len(), 1);
+    assert_eq!(jobs::claim(&mut c, store.backend(), "w2", 1, 200, 100).await.unwrap()[0].attempts, 2);
+    // The third claim finds it out of attempts: failed, visible, not run again.
+    assert!(jobs::claim(&mut c, store.backend(), "w3", 1, 400, 100).await.unwrap().is_empty());
+    let row = jobs::get(&mut c, id).await.unwrap().unwrap();
+    assert_eq!(row.state, "failed");
+    assert!(row.last_error.unwrap().contains("last allowed attempt"));
+}
+
+async fn throttle_rows_lock_and_purge(store: Store) {
+    let mut tx = store.begin().await.unwrap();
+    let s = throttle::lock(&mut tx, store.backend(), "email:x@example.com", 50).await.unwrap();
+    assert_eq!((s.failures, s.window_started_at, s.blocked_until), (0, 50, 0));
+    throttle::put(&mut tx, "email:x@example.com", throttle::ThrottleState { failures: 2, ..s }).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(throttle::lock(&mut tx, store.backend(), "email:x@example.com", 99).await.unwrap().failures, 2);
+    tx.commit().await.unwrap();
+    let mut c = store.conn().await.unwrap();
+    assert_eq!(throttle::purge(&mut c, 51).await.unwrap(), 1);
+    assert!(throttle::get(&mut c, "email:x@example.com").await.unwrap().is_none());
 }

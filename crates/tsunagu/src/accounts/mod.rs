@@ -31,6 +31,8 @@ pub enum AccountError {
     EmailTaken,
     #[error("現在のパスワードが正しくありません。")]
     WrongCurrentPassword,
+    #[error("{0}")]
+    Throttled(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -147,12 +149,22 @@ pub async fn change_password(
     new: &str,
     confirm: &str,
 ) -> Result<(), AccountError> {
+    // Guessing the current password from a stolen session is throttled like log-in.
+    let email_key = throttle::email_key(&account.email);
+    let gate = throttle::charge(&app.store, &[(email_key.clone(), throttle::EMAIL_LIMITS)], app.now()).await?;
+    if let Some(msg) = gate.message() {
+        return Err(AccountError::Throttled(msg));
+    }
     let stored = {
         let mut c = app.store.conn().await?;
         accounts::password_hash(&mut c, account.id).await?.ok_or(AccountError::WrongCurrentPassword)?
     };
     if !password::verify(current.to_string(), stored).await? {
         return Err(AccountError::WrongCurrentPassword);
+    }
+    {
+        let mut c = app.store.conn().await?;
+        tsunagu_store::throttle::clear(&mut c, &email_key).await?;
     }
     check_password(new, confirm)?;
     let hash = password::hash(new.to_string()).await?;

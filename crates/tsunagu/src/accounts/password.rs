@@ -6,6 +6,17 @@ use argon2::{Algorithm, Argon2, Params, Version};
 
 use super::AccountError;
 
+/// Each hash takes 19 MiB and most of a core: a flood of log-in requests must queue here
+/// rather than exhaust memory.
+async fn permit() -> tokio::sync::SemaphorePermit<'static> {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let sem = PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        tokio::sync::Semaphore::new(cores * 2)
+    });
+    sem.acquire().await.expect("the semaphore is never closed")
+}
+
 fn hasher() -> Argon2<'static> {
     // OWASP's first recommended Argon2id setting: m = 19 MiB, t = 2, p = 1.
     let params = Params::new(19 * 1024, 2, 1, None).expect("valid Argon2 parameters");
@@ -13,6 +24,7 @@ fn hasher() -> Argon2<'static> {
 }
 
 pub async fn hash(password: String) -> Result<String, AccountError> {
+    let _permit = permit().await;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         hasher()
@@ -25,6 +37,7 @@ pub async fn hash(password: String) -> Result<String, AccountError> {
 }
 
 pub async fn verify(password: String, hash: String) -> Result<bool, AccountError> {
+    let _permit = permit().await;
     tokio::task::spawn_blocking(move || {
         let Ok(parsed) = PasswordHash::new(&hash) else { return false };
         hasher().verify_password(password.as_bytes(), &parsed).is_ok()
@@ -36,6 +49,7 @@ pub async fn verify(password: String, hash: String) -> Result<bool, AccountError
 /// Spend the same work as a real check, for log-in attempts with an unknown email.
 pub async fn verify_dummy(password: String) -> Result<(), AccountError> {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let _permit = permit().await;
     tokio::task::spawn_blocking(move || {
         let hash = DUMMY.get_or_init(|| {
             let salt = SaltString::generate(&mut OsRng);

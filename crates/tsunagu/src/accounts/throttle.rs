@@ -1,9 +1,11 @@
 //! Login throttling per email and per client IP, shared by all instances through the database.
 //! After a few failures each further attempt must wait (1 s, 2 s, 4 s … up to a minute);
 //! after many, attempts are refused for 15 minutes. Refused attempts do not check the password.
+//! The per-email lock is a deliberate trade-off: someone who knows an address can keep its
+//! owner out for 15 minutes at a time, but cannot guess the password.
 
 use tsunagu_store::throttle::{self, ThrottleState};
-use tsunagu_store::{AnyConnection, StoreError};
+use tsunagu_store::{Store, StoreError};
 
 pub const WINDOW_MS: i64 = 15 * 60 * 1000;
 pub const LOCK_MS: i64 = 15 * 60 * 1000;
@@ -64,26 +66,17 @@ fn gate_of(s: &ThrottleState, limits: Limits, now: i64) -> Gate {
     }
 }
 
-/// The strictest gate over the given keys.
-pub async fn check(c: &mut AnyConnection, keys: &[(String, Limits)], now: i64) -> Result<Gate, StoreError> {
-    let mut worst = Gate::Open;
-    for (key, limits) in keys {
-        if let Some(s) = throttle::get(c, key).await? {
-            worst = match (worst, gate_of(&s, *limits, now)) {
-                (Gate::Locked { minutes: a }, Gate::Locked { minutes: b }) => Gate::Locked { minutes: a.max(b) },
-                (l @ Gate::Locked { .. }, _) | (_, l @ Gate::Locked { .. }) => l,
-                (Gate::Wait { seconds: a }, Gate::Wait { seconds: b }) => Gate::Wait { seconds: a.max(b) },
-                (w @ Gate::Wait { .. }, Gate::Open) | (Gate::Open, w @ Gate::Wait { .. }) => w,
-                (Gate::Open, Gate::Open) => Gate::Open,
-            };
-        }
+fn worse(a: Gate, b: Gate) -> Gate {
+    match (a, b) {
+        (Gate::Locked { minutes: x }, Gate::Locked { minutes: y }) => Gate::Locked { minutes: x.max(y) },
+        (l @ Gate::Locked { .. }, _) | (_, l @ Gate::Locked { .. }) => l,
+        (Gate::Wait { seconds: x }, Gate::Wait { seconds: y }) => Gate::Wait { seconds: x.max(y) },
+        (w @ Gate::Wait { .. }, Gate::Open) | (Gate::Open, w @ Gate::Wait { .. }) => w,
+        (Gate::Open, Gate::Open) => Gate::Open,
     }
-    Ok(worst)
 }
 
-pub async fn record_failure(c: &mut AnyConnection, key: &str, limits: Limits, now: i64) -> Result<(), StoreError> {
-    let mut s =
-        throttle::get(c, key).await?.unwrap_or(ThrottleState { failures: 0, window_started_at: now, blocked_until: 0 });
+fn after_failure(mut s: ThrottleState, limits: Limits, now: i64) -> ThrottleState {
     if now - s.window_started_at > WINDOW_MS && s.blocked_until <= now {
         s = ThrottleState { failures: 0, window_started_at: now, blocked_until: 0 };
     }
@@ -96,9 +89,48 @@ pub async fn record_failure(c: &mut AnyConnection, key: &str, limits: Limits, no
     } else {
         0
     };
-    throttle::put(c, key, s).await
+    s
 }
 
-pub async fn record_success(c: &mut AnyConnection, key: &str) -> Result<(), StoreError> {
-    throttle::clear(c, key).await
+/// Admit or refuse one attempt. An admitted attempt is counted as a failure *before* the
+/// password is checked, under a row lock, so parallel guesses cannot slip past the limits;
+/// [`refund`] takes the charge back when the password was right. Refused attempts are not
+/// counted and do not check the password at all.
+pub async fn charge(store: &Store, keys: &[(String, Limits)], now: i64) -> Result<Gate, StoreError> {
+    let mut tx = store.begin().await?;
+    let mut gate = Gate::Open;
+    let mut states = Vec::with_capacity(keys.len());
+    for (key, limits) in keys {
+        let s = throttle::lock(&mut tx, store.backend(), key, now).await?;
+        gate = worse(gate, gate_of(&s, *limits, now));
+        states.push(s);
+    }
+    if gate == Gate::Open {
+        for ((key, limits), s) in keys.iter().zip(states) {
+            throttle::put(&mut tx, key, after_failure(s, *limits, now)).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(gate)
+}
+
+/// The password was right: forget the email's failures, and take this attempt's charge back
+/// from the IP (people behind one office router log in all day).
+pub async fn refund(
+    store: &Store,
+    email_key: &str,
+    ip_key: &str,
+    ip_limits: Limits,
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut tx = store.begin().await?;
+    throttle::clear(&mut tx, email_key).await?;
+    let mut s = throttle::lock(&mut tx, store.backend(), ip_key, now).await?;
+    s.failures = (s.failures - 1).max(0);
+    if s.failures < ip_limits.slow_after {
+        s.blocked_until = 0;
+    }
+    throttle::put(&mut tx, ip_key, s).await?;
+    tx.commit().await?;
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! `diagnostic.touch`: a job that records when its body starts and finishes. Operators use it
 //! to check that workers run; the crash-recovery and multi-process tests and the queue
-//! benchmark use it to count executions. Payload: `{"key": "…", "hold_ms": 0,
+//! benchmark use it to count executions (marks: `start`, `held` after a hold, `finish`). Payload: `{"key": "…", "hold_ms": 0,
 //! "hold_on_attempt": 1}` (hold only on that attempt; omit to hold on every attempt).
 
 use tsunagu_store::{diagnostics, jobs::ClaimedJob};
@@ -19,6 +19,9 @@ pub async fn run(app: &App, worker: &str, job: &ClaimedJob) -> Result<Outcome, J
     }
     if hold_ms > 0 && hold_on.is_none_or(|a| a == job.attempts) {
         tokio::time::sleep(std::time::Duration::from_millis(hold_ms)).await;
+        // Shows whether a handler kept running after it should have been stopped.
+        let mut c = app.store.conn().await?;
+        diagnostics::record(&mut c, &key, "held", worker, app.now()).await?;
     }
     // The finish mark and the job's completion commit together: exactly one finish per job.
     let mut tx = app.store.begin().await?;

@@ -4,6 +4,7 @@
 //! `failed` state that administrators see in the console (失敗したジョブ).
 
 pub mod diagnostic;
+pub mod maintenance;
 pub mod worker;
 
 use tsunagu_store::{AnyConnection, StoreError, jobs};
@@ -13,6 +14,7 @@ use crate::app::App;
 pub mod kinds {
     pub const MAIL_SEND: &str = "mail.send";
     pub const DIAGNOSTIC_TOUCH: &str = "diagnostic.touch";
+    pub const MAINTENANCE_PURGE: &str = "maintenance.purge";
 }
 
 /// What a job handler reports.

@@ -2,11 +2,11 @@
 //! keeps their leases alive with a heartbeat, and on shutdown lets running jobs finish for
 //! `jobs.shutdown_grace_seconds` before handing the rest back to the queue.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tsunagu_store::jobs::{self, ClaimedJob};
 
@@ -17,7 +17,8 @@ use crate::app::SharedApp;
 pub struct Worker {
     app: SharedApp,
     id: Arc<str>,
-    running: Arc<Mutex<HashSet<i64>>>,
+    /// Jobs this worker holds, with the handle of each running handler task.
+    running: Arc<Mutex<HashMap<i64, Option<AbortHandle>>>>,
 }
 
 impl Worker {
@@ -78,7 +79,14 @@ impl Worker {
         }
         let drained = tokio::time::timeout(grace, async { while set.join_next().await.is_some() {} }).await;
         if drained.is_err() {
-            set.abort_all();
+            // Stop the handlers themselves (not just the tasks awaiting them) before the jobs
+            // are handed back, so that no handler keeps running while another process
+            // picks its job up.
+            let handles: Vec<AbortHandle> =
+                self.running.lock().map(|r| r.values().flatten().cloned().collect()).unwrap_or_default();
+            for h in handles {
+                h.abort();
+            }
             while set.join_next().await.is_some() {}
             self.hand_back().await;
         }
@@ -117,7 +125,7 @@ impl Worker {
         let jobs =
             jobs::claim(&mut c, self.app.store.backend(), &self.id, limit, self.app.now(), self.lease_ms()).await?;
         if let Ok(mut r) = self.running.lock() {
-            r.extend(jobs.iter().map(|j| j.id));
+            r.extend(jobs.iter().map(|j| (j.id, None)));
         }
         Ok(jobs)
     }
@@ -146,7 +154,7 @@ impl Worker {
     }
 
     async fn hand_back(&self) {
-        let ids: Vec<i64> = self.running.lock().map(|r| r.iter().copied().collect()).unwrap_or_default();
+        let ids: Vec<i64> = self.running.lock().map(|r| r.keys().copied().collect()).unwrap_or_default();
         let Ok(mut c) = self.app.store.conn().await else {
             tracing::warn!("could not hand jobs back; they return after their lease");
             return;
@@ -165,13 +173,21 @@ impl Worker {
         let app = self.app.clone();
         let worker = self.id.clone();
         let job_for_task = job.clone();
-        // A panic in a handler becomes a failed attempt instead of killing the worker.
-        let result = tokio::spawn(tracing::Instrument::instrument(
+        // The handler runs in its own task: a panic becomes a failed attempt instead of
+        // killing the worker, and shutdown can abort it.
+        let handler = tokio::spawn(tracing::Instrument::instrument(
             async move { execute(&app, &worker, &job_for_task).await },
             span,
-        ))
-        .await
-        .unwrap_or_else(|e| Err(JobError::Retry(format!("job handler panicked: {e}"))));
+        ));
+        if let Ok(mut r) = self.running.lock() {
+            r.insert(job.id, Some(handler.abort_handle()));
+        }
+        let result = match handler.await {
+            Ok(r) => r,
+            // Aborted by shutdown: the job stays in `running` for `hand_back`.
+            Err(e) if e.is_cancelled() => return,
+            Err(e) => Err(JobError::Retry(format!("job handler panicked: {e}"))),
+        };
         self.finish(&job, result).await;
         if let Ok(mut r) = self.running.lock() {
             r.remove(&job.id);
@@ -221,6 +237,7 @@ async fn execute(app: &crate::app::App, worker: &str, job: &ClaimedJob) -> Resul
     match job.kind.as_str() {
         kinds::MAIL_SEND => crate::mail::send::run(app, job).await,
         kinds::DIAGNOSTIC_TOUCH => super::diagnostic::run(app, worker, job).await,
+        kinds::MAINTENANCE_PURGE => super::maintenance::run(app, worker, job).await,
         other => Err(JobError::Permanent(format!("unknown job kind {other:?}"))),
     }
 }

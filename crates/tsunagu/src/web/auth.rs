@@ -48,9 +48,12 @@ pub struct NextQuery {
     next: String,
 }
 
-/// Only local paths, so a crafted link cannot send someone elsewhere after log-in.
-fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') { next } else { "/home" }
+/// Only plain local paths, so a crafted link cannot send someone elsewhere after log-in.
+/// Browsers drop tabs and newlines inside URLs ("/\t/evil" becomes "//evil"), so only visible
+/// ASCII is accepted.
+pub fn safe_next(next: &str) -> &str {
+    let plain = next.chars().all(|c| c.is_ascii_graphic());
+    if plain && next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') { next } else { "/home" }
 }
 
 pub async fn root(ctx: RequestContext) -> Redirect {
@@ -107,28 +110,23 @@ pub async fn login(
         (throttle::ip_key(&ctx.client_ip), throttle::IP_LIMITS),
     ];
     let now = app.now();
-    {
-        let mut c = app.store.conn().await?;
-        let gate = throttle::check(&mut c, &keys, now).await?;
-        if let Some(msg) = gate.message() {
-            tracing::warn!(client_ip = %ctx.client_ip, "log-in refused by throttle");
-            return render(StatusCode::TOO_MANY_REQUESTS, msg);
-        }
+    let gate = throttle::charge(&app.store, &keys, now).await?;
+    if let Some(msg) = gate.message() {
+        tracing::warn!(client_ip = %ctx.client_ip, "log-in refused by throttle");
+        return render(StatusCode::TOO_MANY_REQUESTS, msg);
     }
     match accounts::verify_login(&app, &email, &form.password).await? {
         Some(account) => {
-            let mut c = app.store.conn().await?;
-            throttle::record_success(&mut c, &keys[0].0).await?;
-            drop(c);
+            throttle::refund(&app.store, &keys[0].0, &keys[1].0, throttle::IP_LIMITS, now).await?;
+            if let Some(previous) = &ctx.session_hash {
+                // Whatever session this browser had before is replaced, not kept alive.
+                let _ = session::end(&app, previous).await;
+            }
             let cookie = session::start(&app, &account).await?;
             tracing::info!(account_id = %account.id, "logged in");
             Ok(with_cookie(Redirect::to(&next).into_response(), cookie))
         }
         None => {
-            let mut c = app.store.conn().await?;
-            for (key, limits) in &keys {
-                throttle::record_failure(&mut c, key, *limits, now).await?;
-            }
             tracing::info!(client_ip = %ctx.client_ip, "log-in failed");
             render(StatusCode::UNAUTHORIZED, "メールアドレスまたはパスワードが正しくありません。".into())
         }
@@ -249,5 +247,26 @@ pub async fn change_password(
             Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response())
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn next_accepts_only_plain_local_paths() {
+        assert_eq!(super::safe_next("/settings/basic"), "/settings/basic");
+        assert_eq!(super::safe_next("/mails?x=1"), "/mails?x=1");
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil",
+            "https://evil.example",
+            "",
+            "home",
+            "/ホーム",
+        ] {
+            assert_eq!(super::safe_next(bad), "/home", "{bad:?}");
+        }
     }
 }

@@ -108,7 +108,12 @@ fn client_ip(app: &SharedApp, req: &Request) -> String {
 }
 
 pub fn csrf_token_for(app: &SharedApp, binding: &str) -> String {
-    hmac_b64(&app.csrf_key, binding)
+    hmac_b64(&app.csrf_keys[0], binding)
+}
+
+/// Every token that is valid for this binding (one per key during a key rotation).
+fn accepted_tokens(app: &SharedApp, binding: &str) -> Vec<String> {
+    app.csrf_keys.iter().map(|k| hmac_b64(k, binding)).collect()
 }
 
 fn is_exempt(path: &str) -> bool {
@@ -134,6 +139,8 @@ pub async fn context(State(app): State<SharedApp>, mut req: Request, next: Next)
         (None, None, None) => unreachable!("new_anon is set when both are missing"),
     };
     let csrf_token = csrf_token_for(&app, &binding);
+    let accepted = accepted_tokens(&app, &binding);
+    let session_token = cookie(&headers, SESSION_COOKIE).map(str::to_string);
     let flash = read_flash(&headers);
     let had_flash = cookie(&headers, FLASH_COOKIE).is_some();
     let ctx = RequestContext {
@@ -150,7 +157,7 @@ pub async fn context(State(app): State<SharedApp>, mut req: Request, next: Next)
     let fresh_anon = new_anon.is_some();
     let inner = async move {
         if unsafe_method && !is_exempt(&path) {
-            match verify_csrf(req, &csrf_token, fresh_anon).await {
+            match verify_csrf(req, &accepted, fresh_anon).await {
                 Ok(req) => next.run(req).await,
                 Err(e) => e.into_response(),
             }
@@ -164,8 +171,19 @@ pub async fn context(State(app): State<SharedApp>, mut req: Request, next: Next)
     if let Some(n) = &new_anon {
         h.append(SET_COOKIE, set_cookie(&app, ANON_COOKIE, n, None));
     }
-    let sets_flash =
-        h.get_all(SET_COOKIE).iter().any(|v| v.to_str().map(|s| s.starts_with(FLASH_COOKIE)).unwrap_or(false));
+    let sets = |h: &HeaderMap, name: &str| {
+        h.get_all(SET_COOKIE).iter().any(|v| v.to_str().map(|s| s.starts_with(&format!("{name}="))).unwrap_or(false))
+    };
+    // Sessions slide in the database; the cookie's lifetime has to slide with them.
+    if let Some(token) = &session_token
+        && token.len() <= 64
+        && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !sets(h, SESSION_COOKIE)
+    {
+        let max_age = i64::from(app.config.http.session_days) * 24 * 60 * 60;
+        h.append(SET_COOKIE, set_cookie(&app, SESSION_COOKIE, token, Some(max_age)));
+    }
+    let sets_flash = sets(h, FLASH_COOKIE);
     if had_flash && !sets_flash {
         h.append(SET_COOKIE, set_cookie(&app, FLASH_COOKIE, "", Some(0)));
     }
@@ -188,13 +206,14 @@ pub async fn context(State(app): State<SharedApp>, mut req: Request, next: Next)
     resp
 }
 
-async fn verify_csrf(req: Request, expected: &str, fresh_anon: bool) -> Result<Request, AppError> {
+async fn verify_csrf(req: Request, accepted: &[String], fresh_anon: bool) -> Result<Request, AppError> {
+    let matches = |t: &str| accepted.iter().any(|a| ct_eq(t, a));
     if fresh_anon {
         // No cookie at all: this browser never loaded one of our forms.
         return Err(AppError::Csrf);
     }
     if let Some(h) = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()) {
-        return if ct_eq(h, expected) { Ok(req) } else { Err(AppError::Csrf) };
+        return if matches(h) { Ok(req) } else { Err(AppError::Csrf) };
     }
     let is_form = req
         .headers()
@@ -209,7 +228,7 @@ async fn verify_csrf(req: Request, expected: &str, fresh_anon: bool) -> Result<R
     let bytes =
         to_bytes(body, MAX_FORM_BYTES).await.map_err(|_| AppError::BadRequest("送信内容が大きすぎます。".into()))?;
     let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
-    let ok = fields.iter().any(|(k, v)| k == "csrf_token" && ct_eq(v, expected));
+    let ok = fields.iter().any(|(k, v)| k == "csrf_token" && matches(v));
     if !ok {
         return Err(AppError::Csrf);
     }

@@ -8,6 +8,12 @@ async fn signup_login_logout_and_welcome_mail() {
     let c = t.signup("Hanako@Example.com", "山田 花子").await;
     let home = c.get("/home").await;
     assert_eq!(home.status, 200);
+    // The cookie's lifetime slides with the session's.
+    let refreshed = home.headers.get_all("set-cookie").iter().any(|v| {
+        let v = v.to_str().unwrap();
+        v.starts_with("tsunagu_session=") && v.contains("Max-Age=1209600") && v.contains("HttpOnly")
+    });
+    assert!(refreshed, "{:?}", home.headers);
     assert!(home.text.contains("山田 花子") && home.text.contains("フリー"), "{}", home.text);
     assert!(home.text.contains("アカウントを作成しました"), "flash shown once");
     assert!(!c.get("/home").await.text.contains("アカウントを作成しました"), "flash cleared");

@@ -142,8 +142,13 @@ fn cli_config_example_migrate_accounts_plans_and_key_rotation() {
     let rotated = tsunagu(&["admin", "rotate-key"], &env);
     assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
     assert!(String::from_utf8(rotated.stdout).unwrap().contains("re-encrypted 1 secret"));
+    let transitional = tsunagu::crypto::Keyring::load_file(&key_path).unwrap();
+    assert_ne!(transitional.current().id(), before.current().id());
+    assert_eq!(transitional.keys().len(), 2, "the old key stays until --prune");
+    let pruned = tsunagu(&["admin", "rotate-key", "--prune"], &env);
+    assert!(pruned.status.success(), "{}", String::from_utf8_lossy(&pruned.stderr));
     let after = tsunagu::crypto::Keyring::load_file(&key_path).unwrap();
-    assert_ne!(after.current().id(), before.current().id());
+    assert_eq!(after.current().id(), transitional.current().id());
     assert_eq!(after.keys().len(), 1, "the old key is gone from the file");
     rt.block_on(async {
         let store = tsunagu_store::Store::open(&url, &Default::default()).await.unwrap();
@@ -159,4 +164,27 @@ fn cli_config_example_migrate_accounts_plans_and_key_rotation() {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777, 0o600);
     }
+}
+
+#[test]
+fn demo_refuses_a_database_with_real_accounts() {
+    let dir = TempDir::new("tsunagu-demo-guard");
+    let env = vec![
+        ("TSUNAGU_DATA__DIR", dir.path().display().to_string()),
+        ("TSUNAGU_DATABASE__URL", format!("sqlite://{}/tsunagu.db", dir.path().display())),
+    ];
+    let created = tsunagu(&["admin", "create-account", "--email", "real@example.com", "--name", "本番"], &env);
+    assert!(created.status.success());
+    let data_dir = dir.path().display().to_string();
+    let port = crate::helpers::free_port().to_string();
+    let demo = tsunagu(&["demo", "--data-dir", &data_dir, "--listen", &format!("127.0.0.1:{port}")], &[]);
+    assert!(!demo.status.success());
+    assert!(
+        String::from_utf8_lossy(&demo.stderr).contains("デモ以外のアカウント"),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    let pg = tsunagu(&["demo"], &[("TSUNAGU_DATABASE__URL", "postgres://x@127.0.0.1:1/x".into())]);
+    assert!(!pg.status.success());
+    assert!(String::from_utf8_lossy(&pg.stderr).contains("SQLite"));
 }

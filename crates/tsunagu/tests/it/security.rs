@@ -184,3 +184,23 @@ async fn a_secret_entered_in_a_form_never_appears_in_plain_text() {
     let aad = tsunagu::crypto::secret_aad(acc, "zoom.client_secret");
     assert_eq!(ring.open(&sealed.key_id, &sealed.sealed, &aad).unwrap(), secret);
 }
+
+/// Parallel guesses are counted before the password is checked: they cannot slip past the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_guesses_cannot_outrun_the_throttle() {
+    let t = TestApp::spawn().await;
+    t.signup("parallel@example.com", "並列").await;
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let c = t.client();
+        tasks.push(tokio::spawn(async move { c.login("parallel@example.com", "wrong-password").await.status }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    let checked = statuses.iter().filter(|&&s| s == 401).count();
+    let refused = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!((checked, refused), (3, 9), "{statuses:?}");
+    t.assert_no_jobs_left().await;
+}
