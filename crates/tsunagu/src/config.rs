@@ -47,6 +47,8 @@ pub struct HttpConfig {
     /// Take the client address from `X-Forwarded-For` (only behind a proxy you run).
     pub trust_forwarded_for: bool,
     pub session_days: u32,
+    /// When set, `/metrics` requires `Authorization: Bearer <token>`.
+    pub metrics_token: Secret,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -141,6 +143,7 @@ impl Default for HttpConfig {
             manager_url: "http://127.0.0.1:8080".into(),
             trust_forwarded_for: false,
             session_days: 14,
+            metrics_token: Secret::default(),
         }
     }
 }
@@ -337,6 +340,8 @@ manager_url = "http://127.0.0.1:8080"
 # Use X-Forwarded-For for the client address (only behind your own reverse proxy).
 trust_forwarded_for = false
 session_days = 14
+# When set, GET /metrics requires "Authorization: Bearer <token>".
+metrics_token = ""
 
 [accounts]
 allow_signup = true

@@ -13,7 +13,9 @@ pub mod settings;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::app::SharedApp;
 
@@ -43,6 +45,11 @@ pub fn router(app: SharedApp) -> Router {
         .route_layer(middleware::from_fn(context::tag_route))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(2 * 1024 * 1024))
+        // A panicking handler answers the usual error page (with its operation id) instead
+        // of a dropped connection.
+        .layer(CatchPanicLayer::custom(|_| {
+            error::AppError::Internal(anyhow::anyhow!("request handler panicked")).into_response()
+        }))
         .layer(middleware::from_fn_with_state(app.clone(), context::context))
         .with_state(app)
 }

@@ -22,12 +22,20 @@ pub async fn readyz(State(app): State<SharedApp>) -> impl IntoResponse {
     }
 }
 
-pub async fn metrics(State(app): State<SharedApp>) -> impl IntoResponse {
+pub async fn metrics(State(app): State<SharedApp>, headers: axum::http::HeaderMap) -> axum::response::Response {
+    let token = &app.config.http.metrics_token;
+    if !token.is_empty() {
+        let given = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let expected = format!("Bearer {}", token.expose());
+        if !crate::crypto::ct_eq(given, &expected) {
+            return (StatusCode::UNAUTHORIZED, "metrics token required").into_response();
+        }
+    }
     let states = match app.store.conn().await {
         Ok(mut c) => tsunagu_store::jobs::counts(&mut c).await.unwrap_or_default(),
         Err(_) => Vec::new(),
     };
-    ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render(&states))
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render(&states)).into_response()
 }
 
 pub async fn style() -> impl IntoResponse {

@@ -188,3 +188,15 @@ fn demo_refuses_a_database_with_real_accounts() {
     assert!(!pg.status.success());
     assert!(String::from_utf8_lossy(&pg.stderr).contains("SQLite"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_require_a_token() {
+    let t = TestApp::spawn_with(|c| c.http.metrics_token = tsunagu::config::Secret::new("m-token-123")).await;
+    assert_eq!(t.client().get("/metrics").await.status, 401);
+    let http = reqwest::Client::new();
+    let wrong = http.get(format!("{}/metrics", t.addr)).bearer_auth("nope").send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let ok = http.get(format!("{}/metrics", t.addr)).bearer_auth("m-token-123").send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(ok.text().await.unwrap().contains("tsunagu_jobs"));
+}
