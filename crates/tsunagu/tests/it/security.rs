@@ -161,11 +161,17 @@ async fn a_secret_entered_in_a_form_never_appears_in_plain_text() {
     assert_eq!(r.status, 422);
     assert!(r.text.contains("Account ID を入力してください") && !r.text.contains(secret));
 
+    // An error page's operation id is the one in the log line.
+    let missing = c.get("/no-such-page").await;
+    let op_id = missing.headers["x-request-id"].to_str().unwrap().to_string();
+    assert!(missing.text.contains(&op_id));
     tokio::time::sleep(Duration::from_millis(300)).await;
     p.signal("TERM");
     assert!(p.wait().await.success());
     let log = p.log_text();
     assert!(log.contains("zoom credentials saved"), "the save was logged:\n{log}");
+    let refusal = log.lines().find(|l| l.contains("request refused") && l.contains(&op_id));
+    assert!(refusal.is_some_and(|l| l.contains("\"status\":404")), "op id {op_id} not in the log:\n{log}");
     assert!(!log.contains(secret), "secret in the log");
     assert!(!log.contains(PASSWORD), "password in the log");
     for entry in std::fs::read_dir(dir.path()).unwrap() {
