@@ -17,7 +17,16 @@ pub enum EmailError {
 
 impl Email {
     pub fn parse(input: &str) -> Result<Self, EmailError> {
-        let s = input.trim();
+        // Japanese input methods easily produce full-width letters and "＠": fold them.
+        let folded: String = input
+            .chars()
+            .map(|c| match c {
+                '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+                '\u{3000}' => ' ',
+                other => other,
+            })
+            .collect();
+        let s = folded.trim();
         if s.is_empty() {
             return Err(EmailError::Empty);
         }
@@ -65,6 +74,7 @@ mod tests {
     fn accepts_and_normalises() {
         assert_eq!(Email::parse(" Taro@Example.COM ").unwrap().as_str(), "taro@example.com");
         assert_eq!(Email::parse("a.b+c@mail.example.jp").unwrap().as_str(), "a.b+c@mail.example.jp");
+        assert_eq!(Email::parse("ｔａｒｏ＠ｅｘａｍｐｌｅ．ｃｏｍ\u{3000}").unwrap().as_str(), "taro@example.com");
     }
 
     #[test]

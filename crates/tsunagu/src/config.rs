@@ -291,6 +291,12 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("{name} must start with http:// or https://")));
             }
         }
+        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "http.listen must be an address and port such as 127.0.0.1:8080, not {:?}",
+                self.http.listen
+            )));
+        }
         if self.jobs.concurrency == 0 || self.jobs.lease_seconds == 0 {
             return Err(ConfigError::Invalid("jobs.concurrency and jobs.lease_seconds must be at least 1".into()));
         }
@@ -457,6 +463,8 @@ mod tests {
 
     #[test]
     fn bad_values_are_explained() {
+        let err = Config::load(None, env(&[("TSUNAGU_HTTP__LISTEN", "notanaddr")])).unwrap_err().to_string();
+        assert!(err.contains("http.listen") && err.contains("127.0.0.1:8080"), "{err}");
         let err = Config::load(None, env(&[("TSUNAGU_LOG__FORMAT", "xml")])).unwrap_err().to_string();
         assert!(err.contains("log.format"), "{err}");
         let err = Config::load(None, env(&[("TSUNAGU_DATABASE__URL", "mysql://x")])).unwrap_err().to_string();

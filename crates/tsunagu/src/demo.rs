@@ -11,6 +11,8 @@ use crate::config::Config;
 use crate::startup;
 
 pub const DEMO_ORGANIZER: (&str, &str, &str) = ("demo@example.com", "tsunagu-demo", "デモ 主催者");
+/// Present in a data directory whose database the demo created.
+const DEMO_MARKER: &str = "DEMO";
 pub const DEMO_ADMIN: (&str, &str, &str) = ("admin@example.com", "tsunagu-demo-admin", "デモ 管理者");
 
 pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &Path) -> anyhow::Result<()> {
@@ -23,6 +25,11 @@ pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &P
         config.database.url = format!("sqlite://{}", config.data.dir.join("tsunagu.db").display());
     }
     if !env_set("TSUNAGU_HTTP__LISTEN") {
+        if listen.parse::<std::net::SocketAddr>().is_err() {
+            anyhow::bail!(
+                "--listen にはアドレスとポートを指定してください（例: 127.0.0.1:9090） / --listen takes an address and port such as 127.0.0.1:9090"
+            );
+        }
         config.http.listen = listen.to_string();
     }
     let base = format!("http://{}", config.http.listen);
@@ -42,20 +49,20 @@ pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &P
     }
     let app = startup::build_app(config, startup::system_clock()).await?;
     {
-        // The demo's published passwords must never land in a real installation's database.
+        // The demo's published passwords must never land in a real installation's database:
+        // the demo only adopts a database that it created itself (marked in the data dir) or
+        // an empty one.
+        let marker = app.config.data.dir.join(DEMO_MARKER);
         let mut c = app.store.conn().await?;
-        let foreign = accounts::list_all(&mut c)
-            .await?
-            .into_iter()
-            .filter(|a| a.email != DEMO_ORGANIZER.0 && a.email != DEMO_ADMIN.0)
-            .count();
-        if foreign > 0 {
+        let accounts = accounts::count(&mut c).await?;
+        if accounts > 0 && !marker.exists() {
             anyhow::bail!(
-                "{} にはデモ以外のアカウントがあるため、デモを起動しません。別のフォルダを --data-dir で指定してください / {} holds non-demo accounts; refusing to add demo logins to it (use another --data-dir)",
+                "{} にはデモ以外のアカウントがあるため、デモを起動しません。別のフォルダを --data-dir で指定してください / {} holds accounts not created by the demo; refusing to add demo logins to it (use another --data-dir)",
                 app.config.database.url,
                 app.config.database.url
             );
         }
+        std::fs::write(&marker, "This data directory belongs to `tsunagu demo`.\n")?;
     }
     for (email, password, name, plan, role) in [
         (DEMO_ORGANIZER.0, DEMO_ORGANIZER.1, DEMO_ORGANIZER.2, Plan::Business, Role::Member),
@@ -78,6 +85,9 @@ pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &P
     println!("  コンソール / Console:   {url}");
     println!("  主催者・講師 / Organizer: {} / {}  (ビジネスプラン)", DEMO_ORGANIZER.0, DEMO_ORGANIZER.1);
     println!("  管理者 / Administrator:  {} / {}", DEMO_ADMIN.0, DEMO_ADMIN.1);
+    println!(
+        "  （パスワードを変更した場合は変更後のものでログインしてください / if you changed a password, use the new one）"
+    );
     println!("  データ / Data:           {} (SQLite)", app.config.data.dir.display());
     println!("  メール / Mail:           送信せず「送信済みメール」に保存します (kept in the database)");
     println!("  終了 / Stop:             Ctrl+C");

@@ -27,7 +27,7 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(tsunagu::cli::run(cli, config)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = ?e, "fatal");
+            tracing::error!(error = %format!("{e:#}"), "fatal");
             eprintln!("エラー / error: {e:#}");
             std::process::ExitCode::FAILURE
         }

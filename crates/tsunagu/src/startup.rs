@@ -87,7 +87,9 @@ impl Server {
     pub async fn bind(app: SharedApp) -> anyhow::Result<Server> {
         let addr = &app.config.http.listen;
         let listener = TcpListener::bind(addr).await.with_context(|| {
-            format!("cannot listen on {addr}: is another program using it? Set http.listen (TSUNAGU_HTTP__LISTEN) to another address")
+            format!(
+                "{addr} で待ち受けできません。ほかのプログラムが使っていないか確認するか、別のアドレスを指定してください（demo: --listen 127.0.0.1:9090、serve: http.listen / TSUNAGU_HTTP__LISTEN） / cannot listen on {addr}: is another program using it?"
+            )
         })?;
         Ok(Server { app, listener })
     }

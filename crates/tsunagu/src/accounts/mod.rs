@@ -31,6 +31,8 @@ pub enum AccountError {
     EmailTaken,
     #[error("現在のパスワードが正しくありません。")]
     WrongCurrentPassword,
+    #[error("新しいパスワードが現在のパスワードと同じです。別のパスワードを入力してください。")]
+    SamePassword,
     #[error("{0}")]
     Throttled(String),
     #[error(transparent)]
@@ -167,6 +169,9 @@ pub async fn change_password(
         tsunagu_store::throttle::clear(&mut c, &email_key).await?;
     }
     check_password(new, confirm)?;
+    if new == current {
+        return Err(AccountError::SamePassword);
+    }
     let hash = password::hash(new.to_string()).await?;
     let now = app.now();
     let mut tx = app.store.begin().await?;

@@ -37,7 +37,7 @@ impl Gate {
         match self {
             Gate::Open => None,
             Gate::Wait { seconds } => Some(format!(
-                "ログインに続けて失敗したため、一時的に制限しています。{seconds}秒後にもう一度お試しください。"
+                "ログインの失敗が続いたため、一時的に制限しています。{seconds}秒後にもう一度お試しください。"
             )),
             Gate::Locked { minutes } => Some(format!(
                 "ログインの失敗が多すぎるため、ログインを停止しています。{minutes}分後にもう一度お試しください。パスワードを忘れた場合は管理者にお問い合わせください。"
@@ -126,8 +126,11 @@ pub async fn refund(
     let mut tx = store.begin().await?;
     throttle::clear(&mut tx, email_key).await?;
     let mut s = throttle::lock(&mut tx, store.backend(), ip_key, now).await?;
+    // A correct password from this address lifts the address's wait (people share office
+    // routers); its count stays, so a run of failures re-blocks at once. Each email keeps its
+    // own limit, so this does not help anyone guess a particular account.
     s.failures = (s.failures - 1).max(0);
-    if s.failures < ip_limits.slow_after {
+    if s.failures < ip_limits.lock_after {
         s.blocked_until = 0;
     }
     throttle::put(&mut tx, ip_key, s).await?;

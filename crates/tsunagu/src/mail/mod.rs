@@ -48,8 +48,8 @@ impl Mailer {
     /// For people (送信済みメール).
     pub fn describe(&self) -> &'static str {
         match self {
-            Mailer::Database => "Tsunagu 内に保存（SMTP未設定）",
-            Mailer::Smtp { .. } => "SMTPサーバー経由",
+            Mailer::Database => "メール送信の設定がないため、送信せずにここへ保存しています。",
+            Mailer::Smtp { .. } => "メールサーバーから送信しています。",
         }
     }
 }

@@ -51,8 +51,17 @@ pub async fn set_plan(
     if !crate::accounts::set_plan(&app, id, plan).await? {
         return Err(AppError::NotFound);
     }
+    let email = {
+        let mut c = app.store.conn().await?;
+        accounts::get(&mut c, id).await?.map(|a| a.email).unwrap_or_default()
+    };
     tracing::info!(admin = %auth.account.id, account_id = %id, plan = plan.code(), "plan changed");
-    Ok(flash_redirect(&app, "/admin/accounts", "success", &format!("プランを{}に変更しました。", plan.label())))
+    Ok(flash_redirect(
+        &app,
+        "/admin/accounts",
+        "success",
+        &format!("{email} のプランを{}に変更しました。", plan.label()),
+    ))
 }
 
 struct JobRowView {

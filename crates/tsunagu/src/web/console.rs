@@ -122,7 +122,7 @@ pub fn mail_status_label(status: &str) -> &'static str {
     match status {
         "queued" => "送信待ち",
         "sent" => "送信済み",
-        "stored" => "保存済み（SMTP未設定）",
+        "stored" => "保存のみ（送信設定なし）",
         "failed" => "送信失敗",
         _ => "不明",
     }
@@ -165,6 +165,7 @@ struct MailDetailPage {
     subject: String,
     to: String,
     created: String,
+    sent_label: &'static str,
     sent: String,
     status: &'static str,
     message_id: String,
@@ -186,6 +187,7 @@ pub async fn mail_detail(
         subject: m.subject,
         to: m.to_address,
         created: format_local(m.created_at, tz),
+        sent_label: if m.status == "stored" { "保存日時" } else { "送信日時" },
         sent: m.sent_at.map(|t| format_local(t, tz)).unwrap_or_else(|| "-".into()),
         status: mail_status_label(&m.status),
         message_id: m.message_id,

@@ -86,10 +86,15 @@ pub async fn save(
         None
     };
     if let Some(msg) = problem {
-        // Keep what was typed (except the secret, which is never echoed back).
+        // Keep what was typed, except the secret, which is never echoed back: say so.
+        let msg = if secret.is_empty() {
+            msg.to_string()
+        } else {
+            format!("{msg}（安全のため、入力した Client Secret はもう一度入力してください。）")
+        };
         let page = BasicSettingsPage {
             chrome: Chrome::console(&auth, "basic", "基本設定"),
-            error: Some(msg.into()),
+            error: Some(msg),
             zoom_account_id,
             client_id,
             secret_saved,

@@ -116,6 +116,15 @@ async fn password_change_ends_other_sessions_and_mails_once() {
     assert_eq!(wrong.status, 422);
     assert!(wrong.text.contains("現在のパスワードが正しくありません"));
 
+    let same = a
+        .submit(
+            "/account/password",
+            "/account/password",
+            &[("current", PASSWORD), ("new_password", PASSWORD), ("new_password_confirm", PASSWORD)],
+        )
+        .await;
+    assert_eq!(same.status, 422);
+    assert!(same.text.contains("現在のパスワードと同じです"));
     let ok = a
         .submit(
             "/account/password",

@@ -267,11 +267,17 @@ impl Process {
     /// Start `tsunagu serve` with env-only configuration; waits until `/readyz` answers.
     pub async fn serve(env: &[(&str, String)], log: PathBuf) -> Process {
         let port = free_port();
+        let mut env = env.to_vec();
+        env.push(("TSUNAGU_HTTP__LISTEN", format!("127.0.0.1:{port}")));
+        Self::start(&["serve"], &env, port, log).await
+    }
+
+    /// Start `tsunagu ARGS…` that listens on `port`; waits until `/readyz` answers.
+    pub async fn start(args: &[&str], env: &[(&str, String)], port: u16, log: PathBuf) -> Process {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tsunagu"));
-        cmd.arg("serve")
+        cmd.args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TSUNAGU_HTTP__LISTEN", format!("127.0.0.1:{port}"))
             .env("TSUNAGU_LOG__LEVEL", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

@@ -200,3 +200,46 @@ async fn metrics_can_require_a_token() {
     assert_eq!(ok.status(), 200);
     assert!(ok.text().await.unwrap().contains("tsunagu_jobs"));
 }
+
+/// The demo keeps its own data across restarts, including accounts signed up during the demo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_restarts_on_its_own_data() {
+    let dir = TempDir::new("tsunagu-demo-restart");
+    let data = dir.path().join("data");
+    let data_s = data.display().to_string();
+    for round in 0..2 {
+        let port = crate::helpers::free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let log = dir.path().join(format!("demo{round}.log"));
+        let mut p =
+            crate::helpers::Process::start(&["demo", "--data-dir", &data_s, "--listen", &listen], &[], port, log).await;
+        let c = crate::helpers::Client::new(&p.base);
+        assert_eq!(c.login("demo@example.com", "tsunagu-demo").await.status, 303, "the printed demo login works");
+        if round == 0 {
+            let visitor = crate::helpers::Client::new(&p.base);
+            let page = visitor.get("/signup").await;
+            let token = crate::helpers::csrf(&page.text);
+            let r = visitor
+                .post_form(
+                    "/signup",
+                    &[
+                        ("csrf_token", token.as_str()),
+                        ("name", "来訪者"),
+                        ("email", "visitor@example.com"),
+                        ("password", crate::helpers::PASSWORD),
+                        ("password_confirm", crate::helpers::PASSWORD),
+                    ],
+                )
+                .await;
+            assert_eq!(r.status, 303);
+        } else {
+            assert_eq!(
+                c.login("visitor@example.com", crate::helpers::PASSWORD).await.status,
+                303,
+                "kept across restarts"
+            );
+        }
+        p.signal("INT");
+        assert!(p.wait().await.success(), "Ctrl+C stops the demo cleanly");
+    }
+}

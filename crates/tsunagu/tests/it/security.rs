@@ -103,6 +103,16 @@ async fn many_addresses_from_one_ip_are_throttled_per_ip() {
     }
     let r = c.login("nobody99@example.com", "whatever-password").await;
     assert_eq!(r.status, 429, "the IP is slowed although each email failed once");
+    // People behind the same router who know their password are not kept waiting: once the
+    // wait is over, a correct log-in lifts the address's block for the next person too.
+    t.signup("office1@example.com", "事務所1").await;
+    t.signup("office2@example.com", "事務所2").await;
+    t.clock.advance(5_000);
+    assert_eq!(t.client().login("office1@example.com", crate::helpers::PASSWORD).await.status, 303);
+    assert_eq!(t.client().login("office2@example.com", crate::helpers::PASSWORD).await.status, 303);
+    // A further failure from the address is slowed again at once.
+    assert_eq!(c.login("nobody100@example.com", "whatever-password").await.status, 401);
+    assert_eq!(c.login("nobody101@example.com", "whatever-password").await.status, 429);
     t.assert_no_jobs_left().await;
 }
 
