@@ -1,0 +1,194 @@
+//! Zoom's rate limits by design (NOTES §1.4, §7): each call has a label, each account plan a
+//! rate per label, and a [`Window`] limiter keeps a caller under the rate in every window,
+//! so the per-second 429 is never the normal way of finding the limit.
+
+use std::collections::VecDeque;
+
+/// Zoom's rate-limit labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Label {
+    Light,
+    Medium,
+    Heavy,
+    ResourceIntensive,
+}
+
+/// The Zoom account plan whose figures apply (configurable per organizer; Pro by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ZoomPlan {
+    Free,
+    #[default]
+    Pro,
+    /// Business, Education, Enterprise, Partner.
+    BusinessPlus,
+}
+
+/// A limit: at most `max` calls in any `window_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub max: u32,
+    pub window_ms: u64,
+}
+
+const fn per_second(max: u32) -> Rate {
+    Rate { max, window_ms: 1000 }
+}
+
+const fn per_minute(max: u32) -> Rate {
+    Rate { max, window_ms: 60_000 }
+}
+
+impl ZoomPlan {
+    pub fn parse(s: &str) -> Option<ZoomPlan> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "free" | "basic" => Some(ZoomPlan::Free),
+            "pro" => Some(ZoomPlan::Pro),
+            "business" | "business_plus" | "education" | "enterprise" | "partner" => Some(ZoomPlan::BusinessPlus),
+            _ => None,
+        }
+    }
+
+    /// Zoom's documented figures (NOTES §7).
+    pub fn rate(self, label: Label) -> Rate {
+        match (self, label) {
+            (ZoomPlan::Free, Label::Light) => per_second(4),
+            (ZoomPlan::Free, Label::Medium) => per_second(2),
+            (ZoomPlan::Free, Label::Heavy) => per_second(1),
+            (ZoomPlan::Pro, Label::Light) => per_second(30),
+            (ZoomPlan::Pro, Label::Medium) => per_second(20),
+            (ZoomPlan::Pro, Label::Heavy) => per_second(10),
+            (ZoomPlan::BusinessPlus, Label::Light) => per_second(80),
+            (ZoomPlan::BusinessPlus, Label::Medium) => per_second(60),
+            (ZoomPlan::BusinessPlus, Label::Heavy) => per_second(40),
+            (ZoomPlan::Free | ZoomPlan::Pro, Label::ResourceIntensive) => per_minute(10),
+            (ZoomPlan::BusinessPlus, Label::ResourceIntensive) => per_minute(20),
+        }
+    }
+}
+
+/// The calls Tsunagu makes, with their labels (NOTES §1.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Call {
+    GetUser,
+    CreateMeeting,
+    GetMeeting,
+    UpdateMeeting,
+    DeleteMeeting,
+    AddMeetingRegistrant,
+    ListMeetingRegistrants,
+    MeetingRegistrantStatus,
+    DeleteMeetingRegistrant,
+    MeetingRegistrationQuestions,
+    CreateWebinar,
+    GetWebinar,
+    UpdateWebinar,
+    DeleteWebinar,
+    AddWebinarRegistrant,
+    ListWebinarRegistrants,
+    WebinarRegistrantStatus,
+    DeleteWebinarRegistrant,
+}
+
+impl Call {
+    pub fn label(self) -> Label {
+        use Call::*;
+        match self {
+            CreateMeeting
+            | ListMeetingRegistrants
+            | MeetingRegistrantStatus
+            | ListWebinarRegistrants
+            | WebinarRegistrantStatus => Label::Medium,
+            GetUser
+            | GetMeeting
+            | UpdateMeeting
+            | DeleteMeeting
+            | AddMeetingRegistrant
+            | DeleteMeetingRegistrant
+            | MeetingRegistrationQuestions
+            | CreateWebinar
+            | GetWebinar
+            | UpdateWebinar
+            | DeleteWebinar
+            | AddWebinarRegistrant
+            | DeleteWebinarRegistrant => Label::Light,
+        }
+    }
+
+    /// Counted against the 100 creates+updates per host per day.
+    pub fn counts_toward_host_daily(self) -> bool {
+        matches!(self, Call::CreateMeeting | Call::UpdateMeeting | Call::CreateWebinar | Call::UpdateWebinar)
+    }
+}
+
+/// A sliding-window limiter: at most `rate.max` admissions in any `rate.window_ms`. Time is
+/// passed in (milliseconds), so it is deterministic in tests and follows an injected clock.
+#[derive(Debug, Clone)]
+pub struct Window {
+    rate: Rate,
+    admitted: VecDeque<u64>,
+}
+
+impl Window {
+    pub fn new(rate: Rate) -> Window {
+        Window { rate, admitted: VecDeque::with_capacity(rate.max as usize) }
+    }
+
+    /// Admit now, or say how many milliseconds to wait before asking again.
+    pub fn try_acquire(&mut self, now_ms: u64) -> Result<(), u64> {
+        while let Some(&oldest) = self.admitted.front() {
+            if now_ms.saturating_sub(oldest) >= self.rate.window_ms {
+                self.admitted.pop_front();
+            } else {
+                break;
+            }
+        }
+        if (self.admitted.len() as u32) < self.rate.max.max(1) {
+            self.admitted.push_back(now_ms);
+            Ok(())
+        } else {
+            let oldest = *self.admitted.front().expect("full window is not empty");
+            Err(oldest + self.rate.window_ms - now_ms)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_figures() {
+        assert_eq!(ZoomPlan::default().rate(Label::Light), per_second(30));
+        assert_eq!(ZoomPlan::Free.rate(Label::Medium), per_second(2));
+        assert_eq!(ZoomPlan::BusinessPlus.rate(Label::Heavy), per_second(40));
+        assert_eq!(ZoomPlan::Pro.rate(Label::ResourceIntensive), per_minute(10));
+        assert_eq!(ZoomPlan::parse("Enterprise"), Some(ZoomPlan::BusinessPlus));
+        assert_eq!(Call::AddWebinarRegistrant.label(), Label::Light);
+        assert_eq!(Call::CreateMeeting.label(), Label::Medium);
+        assert_eq!(Call::CreateWebinar.label(), Label::Light);
+        assert!(Call::UpdateWebinar.counts_toward_host_daily() && !Call::GetMeeting.counts_toward_host_daily());
+    }
+
+    /// Drive the limiter as fast as it allows for 10 simulated seconds: every 1-second window
+    /// holds at most the limit, and throughput is the limit.
+    #[test]
+    fn never_more_than_the_limit_in_any_window() {
+        let mut w = Window::new(per_second(30));
+        let mut now = 0u64;
+        let mut times = Vec::new();
+        while now < 10_000 {
+            match w.try_acquire(now) {
+                Ok(()) => times.push(now),
+                Err(wait) => {
+                    assert!(wait > 0);
+                    now += wait;
+                }
+            }
+        }
+        for (i, &t) in times.iter().enumerate() {
+            let in_window = times[i..].iter().take_while(|&&u| u < t + 1000).count();
+            assert!(in_window <= 30, "{in_window} calls in the second after {t} ms");
+        }
+        assert_eq!(times.len(), 300, "full use of the allowance");
+    }
+}
