@@ -33,3 +33,41 @@ pub fn replace_db(url: &str, db: &str) -> String {
         None => format!("{prefix}/{db}"),
     }
 }
+
+/// A temporary directory, removed on drop.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let p = std::env::temp_dir().join(unique_name(prefix));
+        std::fs::create_dir_all(&p).expect("create a temporary directory");
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The PostgreSQL admin URL for tests (`TSUNAGU_TEST_PG_URL`). Without it a local run skips
+/// the PostgreSQL half; under CI (`CI` set) its absence is a failure, so that half cannot
+/// silently vanish.
+pub fn pg_admin_url() -> Option<String> {
+    match std::env::var("TSUNAGU_TEST_PG_URL") {
+        Ok(u) => Some(u),
+        Err(_) => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "TSUNAGU_TEST_PG_URL is not set under CI: run the suite through ./scripts/test"
+            );
+            eprintln!("TSUNAGU_TEST_PG_URL not set: skipping a PostgreSQL test");
+            None
+        }
+    }
+}

@@ -15,42 +15,12 @@ use tsunagu::startup::{Server, build_app};
 
 pub const PASSWORD: &str = "correct-horse-battery";
 
-/// A directory removed on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(prefix: &str) -> TempDir {
-        let p = std::env::temp_dir().join(tsunagu_store::testing::unique_name(prefix));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use tsunagu_store::testing::{TempDir, pg_admin_url};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Db {
     Sqlite,
     Postgres,
-}
-
-/// The PostgreSQL admin URL, or `None` locally without one (CI must have it).
-pub fn pg_admin_url() -> Option<String> {
-    match std::env::var("TSUNAGU_TEST_PG_URL") {
-        Ok(u) => Some(u),
-        Err(_) => {
-            assert!(std::env::var("CI").is_err(), "TSUNAGU_TEST_PG_URL is not set under CI: run ./scripts/test");
-            eprintln!("TSUNAGU_TEST_PG_URL not set: skipping a PostgreSQL test");
-            None
-        }
-    }
 }
 
 pub async fn database_url(db: Db, dir: &Path) -> Option<String> {
@@ -79,7 +49,7 @@ pub struct TestApp {
     pub app: SharedApp,
     pub clock: Arc<OffsetClock>,
     pub worker: Worker,
-    pub dir: TempDir,
+    pub dir: Option<TempDir>,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -108,7 +78,7 @@ impl TestApp {
             server.run(s).await.expect("server run");
         });
         let worker = Worker::new(app.clone());
-        TestApp { addr, app, clock, worker, dir, shutdown, task: Some(task) }
+        TestApp { addr, app, clock, worker, dir: Some(dir), shutdown, task: Some(task) }
     }
 
     /// Stop the server (as on SIGTERM) and wait for it.
@@ -117,7 +87,7 @@ impl TestApp {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
-        std::mem::replace(&mut self.dir, TempDir(PathBuf::new()))
+        self.dir.take().expect("a running app owns its directory")
     }
 
     pub fn client(&self) -> Client {
