@@ -4,6 +4,7 @@
 //! mean and whether to retry ([`error`]), rate limits by plan and label ([`limits`]), and webhook
 //! verification ([`webhook`]). Facts and sources: `../shared/specs/zoom/NOTES.md`.
 
+pub mod auth;
 pub mod error;
 pub mod limits;
 pub mod scopes;

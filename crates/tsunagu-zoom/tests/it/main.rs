@@ -1,0 +1,3 @@
+//! The Zoom client against the Zoom sandbox (one test binary for the crate).
+
+mod auth;
