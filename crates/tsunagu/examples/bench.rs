@@ -87,6 +87,7 @@ async fn page_bench(cfg: Config, requests: usize, concurrency: usize) -> anyhow:
         role: tsunagu_core::Role::Member,
     };
     tsunagu::accounts::sign_up(&app, &input).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build()?;
     let login = client.get(format!("{base}/login")).send().await?.text().await?;
     let marker = "name=\"csrf_token\" value=\"";

@@ -15,6 +15,12 @@ use tsunagu::startup::{Server, build_app};
 
 pub const PASSWORD: &str = "correct-horse-battery";
 
+/// Every HTTP client in the tests starts here (see the rustls note in Cargo.toml).
+pub fn http() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
 pub use tsunagu_store::testing::{TempDir, pg_admin_url};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,7 +187,7 @@ impl Client {
     }
 
     fn with_jar(base: &str, jar: Arc<reqwest::cookie::Jar>) -> Client {
-        let http = reqwest::Client::builder()
+        let http = http()
             .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
@@ -263,7 +269,7 @@ impl Process {
     }
 
     async fn wait_ready(&self) {
-        let client = reqwest::Client::new();
+        let client = http().build().unwrap();
         for _ in 0..300 {
             if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await
                 && r.status().is_success()

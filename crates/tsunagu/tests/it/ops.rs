@@ -193,7 +193,7 @@ fn demo_refuses_a_database_with_real_accounts() {
 async fn metrics_can_require_a_token() {
     let t = TestApp::spawn_with(|c| c.http.metrics_token = tsunagu::config::Secret::new("m-token-123")).await;
     assert_eq!(t.client().get("/metrics").await.status, 401);
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http().build().unwrap();
     let wrong = http.get(format!("{}/metrics", t.addr)).bearer_auth("nope").send().await.unwrap();
     assert_eq!(wrong.status(), 401);
     let ok = http.get(format!("{}/metrics", t.addr)).bearer_auth("m-token-123").send().await.unwrap();

@@ -58,7 +58,7 @@ async fn posts_without_a_valid_csrf_token_are_refused() {
     assert_eq!(r.status, 403);
     // The header form works for scripts that hold the token.
     let token = csrf(&c.get("/home").await.text);
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http().build().unwrap();
     let r = http.post(format!("{}/logout", t.addr)).header("x-csrf-token", token).send().await.unwrap();
     assert_eq!(r.status(), 403, "the token alone is useless without the session cookie");
     t.assert_no_jobs_left().await;

@@ -83,7 +83,7 @@ impl Browser {
             .spawn()
             .expect("spawn chromedriver");
         // No proxy: everything a test talks to is on loopback.
-        let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().unwrap();
+        let http = crate::helpers::http().no_proxy().timeout(Duration::from_secs(60)).build().unwrap();
         let base = format!("http://127.0.0.1:{port}");
 
         let driver_log = || std::fs::read_to_string(&log).unwrap_or_default();
