@@ -102,22 +102,8 @@ pub async fn sign_up(app: &App, input: &SignupInput<'_>) -> Result<Account, Acco
         other => AccountError::Store(other),
     })?;
     let login_url = format!("{}/login", app.config.http.manager_url.trim_end_matches('/'));
-    let (subject, body) = platform::WELCOME
-        .render(&serde_json::json!({"name": name, "email": email.as_str(), "login_url": login_url}))
-        .map_err(|e| AccountError::Internal(e.to_string()))?;
-    let cause = format!("welcome:{}", account.id);
-    mail::enqueue(
-        &mut tx,
-        app,
-        &OutgoingMail {
-            account_id: Some(account.id),
-            cause: &cause,
-            to: email.as_str(),
-            subject: &subject,
-            body: &body,
-        },
-    )
-    .await?;
+    let ctx = serde_json::json!({"name": name, "email": email.as_str(), "login_url": login_url});
+    mail_account(&mut tx, app, &account, &platform::WELCOME, &ctx, &format!("welcome:{}", account.id)).await?;
     tx.commit().await.map_err(StoreError::from)?;
     tracing::info!(account_id = %account.id, "account created");
     Ok(account)
@@ -178,24 +164,26 @@ pub async fn change_password(
     accounts::set_password_hash(&mut tx, account.id, &hash, now).await?;
     sessions::delete_others(&mut tx, account.id, keep_session_hash).await?;
     let changed_at = crate::clock::format_local(now, &account.time_zone);
-    let (subject, body) = platform::PASSWORD_CHANGED
-        .render(&serde_json::json!({"name": account.display_name, "changed_at": changed_at}))
-        .map_err(|e| AccountError::Internal(e.to_string()))?;
+    let ctx = serde_json::json!({"name": account.display_name, "changed_at": changed_at});
     let cause = format!("password-changed:{}:{now}", account.id);
-    mail::enqueue(
-        &mut tx,
-        app,
-        &OutgoingMail {
-            account_id: Some(account.id),
-            cause: &cause,
-            to: &account.email,
-            subject: &subject,
-            body: &body,
-        },
-    )
-    .await?;
+    mail_account(&mut tx, app, account, &platform::PASSWORD_CHANGED, &ctx, &cause).await?;
     tx.commit().await.map_err(StoreError::from)?;
     tracing::info!(account_id = %account.id, "password changed");
+    Ok(())
+}
+
+/// Render a platform mail for the account holder and enqueue it on the caller's transaction.
+async fn mail_account(
+    tx: &mut tsunagu_store::AnyConnection,
+    app: &App,
+    account: &Account,
+    template: &platform::PlatformTemplate,
+    ctx: &serde_json::Value,
+    cause: &str,
+) -> Result<(), AccountError> {
+    let (subject, body) = template.render(ctx).map_err(|e| AccountError::Internal(e.to_string()))?;
+    let mail = OutgoingMail { account_id: Some(account.id), cause, to: &account.email, subject: &subject, body: &body };
+    mail::enqueue(tx, app, &mail).await?;
     Ok(())
 }
 
