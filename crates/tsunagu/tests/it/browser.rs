@@ -5,20 +5,6 @@
 use crate::helpers::{PASSWORD, TestApp};
 use crate::webdriver::Browser;
 
-/// Every console place with the heading its page shows, in sidebar order (admin last).
-const PLACES: &[(&str, &str)] = &[
-    ("/home", "ホーム"),
-    ("/events", "申込状況サマリー"),
-    ("/settings/basic", "基本設定"),
-    ("/mail-templates", "自動配信メール"),
-    ("/courses", "コース"),
-    ("/settings/line", "公式LINE連携"),
-    ("/mails", "送信済みメール"),
-    ("/account/password", "パスワード変更"),
-    ("/admin/accounts", "アカウントとプラン"),
-    ("/admin/jobs", "失敗したジョブ"),
-];
-
 const EMAIL: &str = "misaki@example.com";
 const NAME: &str = "佐藤 美咲";
 const NO_HORIZONTAL_OVERFLOW: &str = "return document.documentElement.scrollWidth <= window.innerWidth + 1";
@@ -79,9 +65,9 @@ async fn console_in_a_real_browser_on_desktop_and_phone() {
     for e in b.find_all("aside.side nav li a").await {
         hrefs.push(b.attribute(&e, "href").await.unwrap_or_default());
     }
-    let expected: Vec<_> = PLACES.iter().map(|(h, _)| h.to_string()).collect();
+    let expected: Vec<_> = crate::helpers::CONSOLE_PLACES.iter().map(|(h, _)| h.to_string()).collect();
     assert_eq!(hrefs, expected, "sidebar links");
-    for (href, heading) in PLACES {
+    for (href, heading) in crate::helpers::CONSOLE_PLACES {
         b.click(&format!("aside.side a[href=\"{href}\"]")).await;
         b.wait_for_path(href, 10).await;
         assert_eq!(b.wait_for_text("h1", heading, 10).await, *heading, "{href}");

@@ -15,6 +15,20 @@ use tsunagu::startup::{Server, build_app};
 
 pub const PASSWORD: &str = "correct-horse-battery";
 
+/// Every place in the console's navigation with its page heading (the last two are admin-only).
+pub const CONSOLE_PLACES: &[(&str, &str)] = &[
+    ("/home", "ホーム"),
+    ("/events", "申込状況サマリー"),
+    ("/settings/basic", "基本設定"),
+    ("/mail-templates", "自動配信メール"),
+    ("/courses", "コース"),
+    ("/settings/line", "公式LINE連携"),
+    ("/mails", "送信済みメール"),
+    ("/account/password", "パスワード変更"),
+    ("/admin/accounts", "アカウントとプラン"),
+    ("/admin/jobs", "失敗したジョブ"),
+];
+
 /// Every HTTP client in the tests starts here (see the rustls note in Cargo.toml).
 pub fn http() -> reqwest::ClientBuilder {
     let _ = rustls::crypto::ring::default_provider().install_default();

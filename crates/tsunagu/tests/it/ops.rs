@@ -42,15 +42,7 @@ async fn readiness_fails_when_the_database_is_gone() {
 async fn every_console_place_is_reachable_and_honest() {
     let t = TestApp::spawn().await;
     let c = t.signup("nav@example.com", "ナビ").await;
-    for (path, heading) in [
-        ("/events", "申込状況サマリー"),
-        ("/settings/basic", "基本設定"),
-        ("/mail-templates", "自動配信メール"),
-        ("/courses", "コース"),
-        ("/settings/line", "公式LINE連携"),
-        ("/mails", "送信済みメール"),
-        ("/account/password", "パスワード変更"),
-    ] {
+    for &(path, heading) in crate::helpers::CONSOLE_PLACES.iter().filter(|(p, _)| !p.starts_with("/admin")) {
         let p = c.get(path).await;
         assert_eq!(p.status, 200, "{path}");
         assert!(p.text.contains(&format!("<h1>{heading}</h1>")), "{path}: {}", p.text);
