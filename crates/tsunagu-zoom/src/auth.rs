@@ -57,14 +57,6 @@ impl AccessToken {
     }
 }
 
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    expires_in: u64,
-    #[serde(default)]
-    scope: String,
-}
-
 /// A reqwest client that can talk to the real Zoom over TLS (rustls with the ring provider,
 /// the one the rest of the workspace already uses) and to the sandbox over plain HTTP.
 pub fn http_client(timeout: Duration) -> reqwest::Client {
@@ -112,35 +104,65 @@ impl TokenCache {
     }
 
     async fn fetch(&self, creds: &S2sCredentials) -> Result<AccessToken, ZoomError> {
-        let url = format!("{}/oauth/token", self.oauth_base);
         let sent = Instant::now();
-        let resp = self
-            .http
-            .post(url)
-            .basic_auth(&creds.client_id, Some(&creds.client_secret))
-            .form(&[("grant_type", "account_credentials"), ("account_id", creds.account_id.as_str())])
-            .send()
-            .await
-            .map_err(|e| if e.is_timeout() { ZoomError::Timeout } else { ZoomError::Server { status: 0 } })?;
-        let status = resp.status().as_u16();
-        let headers: Vec<(String, String)> = resp
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
-            .collect();
-        let body = resp.text().await.map_err(|_| ZoomError::Timeout)?;
-        if !(200..300).contains(&status) {
-            return Err(classify(status, &headers, &body));
-        }
-        let t: TokenResponse = serde_json::from_str(&body).map_err(|e| ZoomError::Other {
-            status,
-            code: None,
-            message: format!("unreadable token answer: {e}"),
-        })?;
+        let t = post_token(
+            &self.http,
+            &self.oauth_base,
+            (&creds.client_id, &creds.client_secret),
+            &[("grant_type", "account_credentials"), ("account_id", creds.account_id.as_str())],
+        )
+        .await?;
         Ok(AccessToken {
             value: t.access_token,
             scopes: t.scope.split_whitespace().map(str::to_string).collect(),
             expires_at: sent + Duration::from_secs(t.expires_in),
         })
     }
+}
+
+/// Zoom's token answer (S2S and OAuth apps; only OAuth apps get a refresh token).
+#[derive(Deserialize)]
+pub(crate) struct TokenResponse {
+    pub access_token: String,
+    pub expires_in: u64,
+    #[serde(default)]
+    pub scope: String,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+/// `POST {oauth_base}/oauth/token` with Basic auth and a form body; Zoom's error answers are
+/// classified like any other.
+pub(crate) async fn post_token(
+    http: &reqwest::Client,
+    oauth_base: &str,
+    (client_id, client_secret): (&str, &str),
+    form: &[(&str, &str)],
+) -> Result<TokenResponse, ZoomError> {
+    let resp = http
+        .post(format!("{oauth_base}/oauth/token"))
+        .basic_auth(client_id, Some(client_secret))
+        .form(form)
+        .send()
+        .await
+        .map_err(|e| transport_error(&e))?;
+    let status = resp.status().as_u16();
+    let headers = header_pairs(resp.headers());
+    let body = resp.text().await.map_err(|e| transport_error(&e))?;
+    if !(200..300).contains(&status) {
+        return Err(classify(status, &headers, &body));
+    }
+    serde_json::from_str(&body).map_err(|e| ZoomError::Other {
+        status,
+        code: None,
+        message: format!("unreadable token answer: {e}"),
+    })
+}
+
+pub(crate) fn transport_error(e: &reqwest::Error) -> ZoomError {
+    if e.is_timeout() { ZoomError::Timeout } else { ZoomError::Server { status: 0 } }
+}
+
+pub(crate) fn header_pairs(headers: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
+    headers.iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string()))).collect()
 }

@@ -11,6 +11,8 @@ pub enum ZoomError {
     BadCredentials,
     /// The Marketplace app is deactivated (4717).
     AppDisabled,
+    /// The organizer's OAuth authorization is gone (refresh token used, expired or revoked).
+    ReconnectNeeded,
     /// The token lacks a scope (4700).
     MissingScope { detail: String },
     /// Expired or invalidated token (124): renew once, then retry.
@@ -23,6 +25,8 @@ pub enum ZoomError {
     UserNotFound,
     /// Registration is off for the meeting/webinar.
     RegistrationNotEnabled,
+    /// This email was cancelled or denied for the event; Zoom refuses it again (observed).
+    RegistrantDenied,
     /// Required questions set in Zoom block registration through the API.
     QuestionsBlockRegistration,
     /// The account has no webinar licence (200).
@@ -124,6 +128,9 @@ pub fn classify(status: u16, headers: &[(String, String)], body: &str) -> ZoomEr
     if b.errors.iter().any(|e| e.field.contains("custom_questions")) {
         return ZoomError::QuestionsBlockRegistration;
     }
+    if lower.contains("has been denied") {
+        return ZoomError::RegistrantDenied;
+    }
     if b.code == Some(1001) {
         return if lower.contains("meeting") { ZoomError::EventGone } else { ZoomError::UserNotFound };
     }
@@ -140,12 +147,14 @@ impl ZoomError {
         match self {
             ZoomError::BadCredentials => "zoom.bad_credentials",
             ZoomError::AppDisabled => "zoom.app_disabled",
+            ZoomError::ReconnectNeeded => "zoom.reconnect_needed",
             ZoomError::MissingScope { .. } => "zoom.missing_scope",
             ZoomError::TokenExpired => "zoom.token_expired",
             ZoomError::HostCannotRegister => "zoom.host_cannot_register",
             ZoomError::EventGone => "zoom.event_gone",
             ZoomError::UserNotFound => "zoom.user_not_found",
             ZoomError::RegistrationNotEnabled => "zoom.registration_not_enabled",
+            ZoomError::RegistrantDenied => "zoom.registrant_denied",
             ZoomError::QuestionsBlockRegistration => "zoom.questions_block_registration",
             ZoomError::WebinarPlanMissing => "zoom.webinar_plan_missing",
             ZoomError::Full => "zoom.full",
@@ -164,6 +173,8 @@ impl ZoomError {
         match self {
             ZoomError::BadCredentials => "Zoom に接続できません。基本設定の Account ID・Client ID・Client Secret が、Zoom Marketplace で作成した Server-to-Server OAuth アプリの値と一致しているか確認してください。".into(),
             ZoomError::AppDisabled => "Zoom Marketplace のアプリが無効になっています。Zoom Marketplace でアプリを有効（Activate）にしてください。".into(),
+            ZoomError::ReconnectNeeded => "Zoom との連携が解除されたか期限が切れました。基本設定の［Zoom と連携する］からもう一度連携してください。".into(),
+            ZoomError::RegistrantDenied => "このメールアドレスはこの Zoom イベントで一度キャンセル（拒否）されているため、Zoom が再登録を受け付けません。Zoom の管理画面で拒否を取り消すか、別のメールアドレスでお申し込みください。".into(),
             ZoomError::MissingScope { .. } => "Zoom アプリに必要なスコープが不足しています。基本設定の接続テストで不足しているスコープを確認し、Zoom Marketplace で追加してください。".into(),
             ZoomError::TokenExpired => "Zoom の認証の有効期限が切れました。自動で再接続します。".into(),
             ZoomError::HostCannotRegister => "Zoom のオーナー（ホスト）や代替ホストのメールアドレスは参加者として登録できません。別のメールアドレスでお申し込みください。".into(),
@@ -293,6 +304,8 @@ mod tests {
         let all = [
             ZoomError::BadCredentials,
             ZoomError::AppDisabled,
+            ZoomError::ReconnectNeeded,
+            ZoomError::RegistrantDenied,
             ZoomError::MissingScope { detail: String::new() },
             ZoomError::TokenExpired,
             ZoomError::HostCannotRegister,

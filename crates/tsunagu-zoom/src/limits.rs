@@ -87,6 +87,7 @@ pub enum Call {
     ListWebinarRegistrants,
     WebinarRegistrantStatus,
     DeleteWebinarRegistrant,
+    WebinarRegistrationQuestions,
 }
 
 impl Call {
@@ -110,7 +111,8 @@ impl Call {
             | UpdateWebinar
             | DeleteWebinar
             | AddWebinarRegistrant
-            | DeleteWebinarRegistrant => Label::Light,
+            | DeleteWebinarRegistrant
+            | WebinarRegistrationQuestions => Label::Light,
         }
     }
 

@@ -22,6 +22,8 @@ pub struct App {
     pub csrf_keys: Vec<[u8; 32]>,
     /// Wakes this process's workers when it enqueues a job.
     pub job_wakeup: Notify,
+    /// Zoom: tokens, rate limiters and daily counters shared by every task of this process.
+    pub zoom: tsunagu_zoom::ZoomClient,
 }
 
 pub type SharedApp = Arc<App>;
@@ -30,6 +32,7 @@ impl App {
     pub fn new(config: Config, store: Store, clock: SharedClock, keys: Keyring) -> anyhow::Result<App> {
         let mailer = Mailer::from_config(&config.mail)?;
         let csrf_keys = keys.derive("csrf");
+        let zoom = crate::zoom::client(&config.zoom);
         Ok(App {
             config,
             store,
@@ -39,6 +42,7 @@ impl App {
             mailer,
             csrf_keys,
             job_wakeup: Notify::new(),
+            zoom,
         })
     }
 

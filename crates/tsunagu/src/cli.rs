@@ -52,6 +52,39 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Zoom diagnostics.
+    Zoom {
+        #[command(subcommand)]
+        command: ZoomCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ZoomCommand {
+    /// Check a Zoom connection: token, granted and missing scopes, the host user, the rate
+    /// figures in use. Exits 0 only when everything the manual needs is there.
+    /// Credentials come from an account's 基本設定 (--account) or from flags, with the Client
+    /// Secret read from the environment variable ZOOM_CLIENT_SECRET or standard input.
+    Check {
+        /// Email of the Tsunagu account whose stored Zoom settings to use.
+        #[arg(long, conflicts_with_all = ["zoom_account_id", "client_id"])]
+        account: Option<String>,
+        /// Zoom Account ID (Server-to-Server OAuth app).
+        #[arg(long, requires = "client_id")]
+        zoom_account_id: Option<String>,
+        /// Zoom Client ID.
+        #[arg(long, requires = "zoom_account_id")]
+        client_id: Option<String>,
+        /// Read the Client Secret from the first line of standard input.
+        #[arg(long)]
+        client_secret_stdin: bool,
+        /// The host user (Zoom user id or email). Default: the token's own user (`me`).
+        #[arg(long, default_value = "me")]
+        host: String,
+        /// Zoom plan for the rate figures (free, pro, business); default: zoom.plan.
+        #[arg(long)]
+        plan: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -113,6 +146,61 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { command } => admin(command, config).await,
+        Command::Zoom {
+            command: ZoomCommand::Check { account, zoom_account_id, client_id, client_secret_stdin, host, plan },
+        } => {
+            let plan = match plan {
+                Some(p) => tsunagu_zoom::limits::ZoomPlan::parse(&p)
+                    .with_context(|| format!("unknown Zoom plan {p:?}: use free, pro or business"))?,
+                None => crate::zoom::plan(&config.zoom),
+            };
+            let org = match (account, zoom_account_id, client_id) {
+                (Some(email), _, _) => {
+                    let app = startup::build_app(config.clone(), startup::system_clock()).await?;
+                    let email = Email::parse(&email).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let mut c = app.store.conn().await?;
+                    let Some(creds) = accounts::credentials_by_email(&mut c, &email).await? else {
+                        bail!("no account with email {email}");
+                    };
+                    drop(c);
+                    let Some(mut org) = crate::zoom::organizer(&app, creds.account.id).await? else {
+                        bail!(
+                            "{email} には Zoom の基本設定（Account ID・Client ID・Client Secret）がありません / no Zoom settings stored for {email}"
+                        );
+                    };
+                    org.plan = plan;
+                    org
+                }
+                (None, Some(zoom_account_id), Some(client_id)) => {
+                    let client_secret = if client_secret_stdin {
+                        let mut line = String::new();
+                        std::io::stdin()
+                            .lock()
+                            .read_line(&mut line)
+                            .context("cannot read the Client Secret from stdin")?;
+                        line.trim().to_string()
+                    } else {
+                        std::env::var("ZOOM_CLIENT_SECRET").context(
+                            "give the Client Secret in the environment variable ZOOM_CLIENT_SECRET or with --client-secret-stdin",
+                        )?
+                    };
+                    tsunagu_zoom::Organizer {
+                        key: format!("cli:{zoom_account_id}"),
+                        auth: tsunagu_zoom::Auth::S2s(tsunagu_zoom::auth::S2sCredentials {
+                            account_id: zoom_account_id,
+                            client_id,
+                            client_secret,
+                        }),
+                        plan,
+                    }
+                }
+                _ => bail!("give --account EMAIL, or --zoom-account-id and --client-id"),
+            };
+            let client = crate::zoom::client(&config.zoom);
+            let report = crate::zoom::check::run(&client, &org, &host).await;
+            print!("{}", report.render());
+            if report.ok() { Ok(()) } else { std::process::exit(1) }
+        }
     }
 }
 

@@ -104,6 +104,11 @@ pub struct LogConfig {
 pub struct ZoomConfig {
     pub api_base_url: String,
     pub oauth_base_url: String,
+    /// The Zoom plan whose rate limits the client keeps to: free, pro, business (Business and
+    /// above: Education, Enterprise, Partner).
+    pub plan: String,
+    /// Seconds before a Zoom request is given up (then retried where that is safe).
+    pub timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -186,7 +191,12 @@ impl Default for LogConfig {
 
 impl Default for ZoomConfig {
     fn default() -> Self {
-        ZoomConfig { api_base_url: "https://api.zoom.us/v2".into(), oauth_base_url: "https://zoom.us".into() }
+        ZoomConfig {
+            api_base_url: "https://api.zoom.us/v2".into(),
+            oauth_base_url: "https://zoom.us".into(),
+            plan: "pro".into(),
+            timeout_seconds: 30,
+        }
     }
 }
 
@@ -297,6 +307,15 @@ impl Config {
                 self.http.listen
             )));
         }
+        if tsunagu_zoom::limits::ZoomPlan::parse(&self.zoom.plan).is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "zoom.plan must be free, pro or business, not {:?}",
+                self.zoom.plan
+            )));
+        }
+        if self.zoom.timeout_seconds == 0 {
+            return Err(ConfigError::Invalid("zoom.timeout_seconds must be at least 1".into()));
+        }
         if self.jobs.concurrency == 0 || self.jobs.lease_seconds == 0 {
             return Err(ConfigError::Invalid("jobs.concurrency and jobs.lease_seconds must be at least 1".into()));
         }
@@ -387,6 +406,10 @@ level = "info"
 [zoom]
 api_base_url = "https://api.zoom.us/v2"
 oauth_base_url = "https://zoom.us"
+# The organizers' Zoom plan, for the rate limits Tsunagu keeps to: free, pro or business
+# (Business and above). Pro's figures: Light 30/s, Medium 20/s, Heavy 10/s.
+plan = "pro"
+timeout_seconds = 30
 
 [line]
 api_base_url = "https://api.line.me"

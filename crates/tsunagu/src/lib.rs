@@ -13,3 +13,4 @@ pub mod metrics;
 pub mod startup;
 pub mod telemetry;
 pub mod web;
+pub mod zoom;

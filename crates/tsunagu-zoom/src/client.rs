@@ -1,0 +1,686 @@
+//! The Zoom REST client. Every call goes through one path ([`ZoomClient::execute`]) that:
+//! waits for the organizer's per-label rate limiter (NOTES §7: limits are per Zoom account,
+//! shared by every app on it), counts the 100 creates+updates per host per day, obtains a token
+//! (S2S or OAuth app, cached), sends, and decides what an error allows: a per-second 429 waits
+//! for the reset and retries, an expired token is renewed once, 5xx and timeouts are retried
+//! with backoff only for calls that are safe to repeat. Adding a registrant is never repeated
+//! blindly: after an answer that leaves it unknown whether Zoom registered the person, the
+//! client looks the email up among the existing registrants first, and it counts the 3 adds
+//! per email per UTC day.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::auth::{S2sCredentials, TokenCache, header_pairs, http_client, transport_error};
+use crate::error::{Retry, ZoomError, classify};
+use crate::limits::{Call, Label, Rate, Window, ZoomPlan};
+use crate::model::*;
+use crate::oauth::{OAuthApp, OAuthTokens};
+
+/// Zoom's per-host daily allowance of meeting/webinar creates and updates.
+pub const HOST_DAILY_CREATES_UPDATES: u32 = 100;
+/// Zoom's per-email daily allowance of registrant adds.
+pub const REGISTRANT_DAILY_ADDS: u32 = 3;
+const DAY_MS: i64 = 86_400_000;
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `https://api.zoom.us/v2` in production (`zoom.api_base_url`).
+    pub api_base_url: String,
+    /// `https://zoom.us` in production (`zoom.oauth_base_url`).
+    pub oauth_base_url: String,
+    /// Per request.
+    pub timeout: Duration,
+    /// Attempts per call for retries on 5xx/timeouts of safe calls and on per-second 429s.
+    pub max_attempts: u32,
+    /// First backoff pause; doubled per attempt, with jitter.
+    pub backoff_base: Duration,
+    /// Added to each per-second window, so that requests whose travel time varies still arrive
+    /// within Zoom's limit.
+    pub limit_margin_ms: u64,
+}
+
+impl ClientConfig {
+    pub fn new(api_base_url: &str, oauth_base_url: &str) -> ClientConfig {
+        ClientConfig {
+            api_base_url: api_base_url.trim_end_matches('/').to_string(),
+            oauth_base_url: oauth_base_url.trim_end_matches('/').to_string(),
+            timeout: Duration::from_secs(30),
+            max_attempts: 8,
+            backoff_base: Duration::from_millis(250),
+            limit_margin_ms: 50,
+        }
+    }
+}
+
+/// How an organizer's calls are authorized.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// The manual's 基本設定: a Server-to-Server OAuth app of the organizer's own.
+    S2s(S2sCredentials),
+    /// Tsunagu's OAuth app, authorized by the organizer; `tokens` as last stored.
+    OAuth { app: OAuthApp, tokens: OAuthTokens },
+}
+
+/// Whose Zoom account a call is for.
+#[derive(Debug, Clone)]
+pub struct Organizer {
+    /// Stable key of the organizer (the Tsunagu account id): tokens, limiters and counters
+    /// are kept per key.
+    pub key: String,
+    pub auth: Auth,
+    /// The Zoom plan whose rate figures apply.
+    pub plan: ZoomPlan,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// Stores an organizer's rotated OAuth tokens durably; called before the new access token is
+/// used (the old refresh token no longer works).
+pub type PersistTokens = Arc<dyn Fn(String, OAuthTokens) -> BoxFuture<Result<(), String>> + Send + Sync>;
+/// Unix milliseconds now (injected so tests can move the UTC day).
+pub type NowMs = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The result of adding a registrant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub registrant_id: String,
+    /// Absent while the registrant waits for manual approval.
+    pub join_url: Option<String>,
+    pub status: RegistrantStatus,
+    /// Found among the existing registrants instead of being added by this call.
+    pub already_registered: bool,
+}
+
+#[derive(Default)]
+struct Daily {
+    day: i64,
+    host: HashMap<(String, String), u32>,
+    registrant: HashMap<(String, String), u32>,
+}
+
+type OAuthSlot = Arc<tokio::sync::Mutex<Option<OAuthTokens>>>;
+
+pub struct ZoomClient {
+    cfg: ClientConfig,
+    http: reqwest::Client,
+    s2s: TokenCache,
+    oauth: Mutex<HashMap<String, OAuthSlot>>,
+    persist: Option<PersistTokens>,
+    limiters: Mutex<HashMap<(String, Label), (Rate, Window)>>,
+    daily: Mutex<Daily>,
+    now_ms: NowMs,
+    epoch: Instant,
+    jitter: Mutex<u64>,
+}
+
+struct Request<'a> {
+    call: Call,
+    method: Method,
+    path: String,
+    query: Vec<(&'static str, String)>,
+    body: Option<serde_json::Value>,
+    /// Counted against this host's 100 creates+updates per day.
+    host: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    fn new(call: Call, method: Method, path: String) -> Request<'a> {
+        Request { call, method, path, query: Vec::new(), body: None, host: None }
+    }
+
+    fn json(mut self, body: &impl Serialize) -> Result<Request<'a>, ZoomError> {
+        let value = serde_json::to_value(body).map_err(|e| ZoomError::Other {
+            status: 0,
+            code: None,
+            message: format!("unserializable body: {e}"),
+        })?;
+        self.body = Some(value);
+        Ok(self)
+    }
+
+    /// GET, PATCH, PUT and DELETE leave Zoom in the same state when repeated; POST creates.
+    fn safe(&self) -> bool {
+        self.method != Method::POST
+    }
+}
+
+fn unreadable(status: u16, e: impl std::fmt::Display) -> ZoomError {
+    ZoomError::Other { status, code: None, message: format!("unreadable answer: {e}") }
+}
+
+impl ZoomClient {
+    pub fn new(cfg: ClientConfig) -> ZoomClient {
+        let http = http_client(cfg.timeout);
+        ZoomClient {
+            s2s: TokenCache::new(http.clone(), &cfg.oauth_base_url),
+            http,
+            cfg,
+            oauth: Mutex::default(),
+            persist: None,
+            limiters: Mutex::default(),
+            daily: Mutex::default(),
+            now_ms: Arc::new(crate::oauth::now_ms),
+            epoch: Instant::now(),
+            jitter: Mutex::new(0x9E37_79B9_7F4A_7C15),
+        }
+    }
+
+    /// Where rotated OAuth tokens are stored.
+    pub fn with_persist(mut self, persist: PersistTokens) -> ZoomClient {
+        self.persist = Some(persist);
+        self
+    }
+
+    /// The wall clock used for the UTC day of the daily counters.
+    pub fn with_clock(mut self, now_ms: NowMs) -> ZoomClient {
+        self.now_ms = now_ms;
+        self
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.cfg
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    // ---- tokens -------------------------------------------------------------------------
+
+    /// A valid access token and its scopes.
+    pub async fn token(&self, org: &Organizer) -> Result<(String, Vec<String>), ZoomError> {
+        match &org.auth {
+            Auth::S2s(creds) => {
+                let t = self.s2s.token(&org.key, creds).await?;
+                Ok((t.value, t.scopes))
+            }
+            Auth::OAuth { app, tokens } => {
+                let slot = self.oauth_slot(&org.key);
+                let mut held = slot.lock().await;
+                // The stored pair may be newer than ours (another process refreshed it).
+                let current = match held.as_ref() {
+                    Some(h) if h.expires_at_ms >= tokens.expires_at_ms => h.clone(),
+                    _ => tokens.clone(),
+                };
+                if current.fresh((self.now_ms)()) {
+                    *held = Some(current.clone());
+                    return Ok((current.access_token, current.scopes));
+                }
+                let renewed =
+                    crate::oauth::refresh(&self.http, &self.cfg.oauth_base_url, app, &current.refresh_token).await?;
+                if let Some(persist) = &self.persist {
+                    persist(org.key.clone(), renewed.clone()).await.map_err(|e| ZoomError::Other {
+                        status: 0,
+                        code: None,
+                        message: format!("could not store renewed Zoom tokens: {e}"),
+                    })?;
+                }
+                *held = Some(renewed.clone());
+                Ok((renewed.access_token, renewed.scopes))
+            }
+        }
+    }
+
+    fn oauth_slot(&self, key: &str) -> OAuthSlot {
+        self.oauth.lock().expect("oauth slots").entry(key.to_string()).or_default().clone()
+    }
+
+    /// After Zoom said 124: drop the token so the next call gets a new one.
+    async fn invalidate(&self, org: &Organizer) {
+        match &org.auth {
+            Auth::S2s(_) => self.s2s.invalidate(&org.key).await,
+            Auth::OAuth { .. } => {
+                let slot = self.oauth_slot(&org.key);
+                let mut held = slot.lock().await;
+                if let Some(t) = held.as_mut() {
+                    t.expires_at_ms = 0;
+                }
+            }
+        }
+    }
+
+    // ---- limits ---------------------------------------------------------------------------
+
+    fn elapsed_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    async fn acquire(&self, org: &Organizer, label: Label) {
+        let base = org.plan.rate(label);
+        let rate = Rate { max: base.max, window_ms: base.window_ms + self.cfg.limit_margin_ms };
+        loop {
+            let wait = {
+                let mut limiters = self.limiters.lock().expect("limiters");
+                let (r, w) = limiters.entry((org.key.clone(), label)).or_insert_with(|| (rate, Window::new(rate)));
+                if *r != rate {
+                    *r = rate;
+                    *w = Window::new(rate);
+                }
+                match w.try_acquire(self.elapsed_ms()) {
+                    Ok(()) => return,
+                    Err(ms) => ms,
+                }
+            };
+            tokio::time::sleep(Duration::from_millis(wait.max(1))).await;
+        }
+    }
+
+    fn next_utc_midnight(day: i64) -> String {
+        jiff::Timestamp::from_millisecond((day + 1) * DAY_MS)
+            .map(|t| t.to_string())
+            .unwrap_or_else(|_| "next 00:00 UTC".into())
+    }
+
+    /// Charge one unit of a daily allowance, or refuse when it is spent.
+    fn charge_daily(&self, registrant: bool, org: &Organizer, who: &str) -> Result<(), ZoomError> {
+        let day = (self.now_ms)().div_euclid(DAY_MS);
+        let mut d = self.daily.lock().expect("daily counters");
+        if d.day != day {
+            *d = Daily { day, ..Daily::default() };
+        }
+        let (map, limit) = if registrant {
+            (&mut d.registrant, REGISTRANT_DAILY_ADDS)
+        } else {
+            (&mut d.host, HOST_DAILY_CREATES_UPDATES)
+        };
+        let n = map.entry((org.key.clone(), who.to_lowercase())).or_default();
+        if *n >= limit {
+            return Err(if registrant {
+                ZoomError::RegistrantDailyLimit
+            } else {
+                ZoomError::DailyLimit { retry_after: Some(Self::next_utc_midnight(day)) }
+            });
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    /// Today's count of adds for an email (for diagnostics and tests).
+    pub fn registrant_adds_today(&self, org: &Organizer, email: &str) -> u32 {
+        let day = (self.now_ms)().div_euclid(DAY_MS);
+        let d = self.daily.lock().expect("daily counters");
+        if d.day != day {
+            return 0;
+        }
+        d.registrant.get(&(org.key.clone(), email.to_lowercase())).copied().unwrap_or(0)
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.cfg.backoff_base.as_millis() as u64;
+        let exp = base.saturating_mul(1 << attempt.min(6)).min(30_000);
+        let mut j = self.jitter.lock().expect("jitter");
+        *j ^= *j << 13;
+        *j ^= *j >> 7;
+        *j ^= *j << 17;
+        Duration::from_millis(exp / 2 + *j % (exp / 2 + 1))
+    }
+
+    // ---- the one path every call takes -----------------------------------------------------
+
+    async fn execute(&self, org: &Organizer, req: &Request<'_>) -> Result<(u16, String), ZoomError> {
+        let mut attempt = 0;
+        let mut renewed = false;
+        loop {
+            attempt += 1;
+            self.acquire(org, req.call.label()).await;
+            if let (true, Some(host)) = (req.call.counts_toward_host_daily(), req.host) {
+                self.charge_daily(false, org, host)?;
+            }
+            let result = match self.token(org).await {
+                Ok((token, _)) => self.send_once(req, &token).await,
+                Err(e) => Err(e),
+            };
+            let e = match result {
+                Ok(ok) => return Ok(ok),
+                Err(e) => e,
+            };
+            let again = match e.retry() {
+                Retry::RenewToken if !renewed => {
+                    renewed = true;
+                    self.invalidate(org).await;
+                    Some(Duration::ZERO)
+                }
+                Retry::After { ms } if attempt < self.cfg.max_attempts * 2 => {
+                    Some(Duration::from_millis(ms) + self.backoff(0) / 4)
+                }
+                Retry::BackoffIfSafe if req.safe() && attempt < self.cfg.max_attempts => Some(self.backoff(attempt)),
+                _ => None,
+            };
+            match again {
+                Some(pause) => tokio::time::sleep(pause).await,
+                None => return Err(e),
+            }
+        }
+    }
+
+    async fn send_once(&self, req: &Request<'_>, token: &str) -> Result<(u16, String), ZoomError> {
+        let url = format!("{}{}", self.cfg.api_base_url, req.path);
+        let mut rb = self.http.request(req.method.clone(), url).bearer_auth(token);
+        if !req.query.is_empty() {
+            rb = rb.query(&req.query);
+        }
+        if let Some(body) = &req.body {
+            rb = rb.json(body);
+        }
+        let resp = rb.send().await.map_err(|e| transport_error(&e))?;
+        let status = resp.status().as_u16();
+        let headers = header_pairs(resp.headers());
+        let body = resp.text().await.map_err(|e| transport_error(&e))?;
+        if (200..300).contains(&status) { Ok((status, body)) } else { Err(classify(status, &headers, &body)) }
+    }
+
+    async fn call<T: DeserializeOwned>(&self, org: &Organizer, req: &Request<'_>) -> Result<T, ZoomError> {
+        let (status, body) = self.execute(org, req).await?;
+        serde_json::from_str(&body).map_err(|e| unreadable(status, e))
+    }
+
+    async fn call_empty(&self, org: &Organizer, req: &Request<'_>) -> Result<(), ZoomError> {
+        self.execute(org, req).await.map(|_| ())
+    }
+
+    // ---- users ------------------------------------------------------------------------------
+
+    /// `GET /users/{userId}`: the host (user id, email, or `me` for OAuth apps).
+    pub async fn get_user(&self, org: &Organizer, user: &str) -> Result<User, ZoomError> {
+        self.call(org, &Request::new(Call::GetUser, Method::GET, format!("/users/{}", path_segment(user)))).await
+    }
+
+    // ---- meetings and webinars ---------------------------------------------------------------
+
+    /// `POST /users/{host}/meetings` (not repeated on an ambiguous failure: Zoom has no
+    /// idempotency key for creates; the caller sees the error and decides).
+    pub async fn create_meeting(
+        &self,
+        org: &Organizer,
+        host: &str,
+        body: &crate::settings::MeetingCreate,
+    ) -> Result<ZoomEvent, ZoomError> {
+        let mut req =
+            Request::new(Call::CreateMeeting, Method::POST, format!("/users/{}/meetings", path_segment(host)))
+                .json(body)?;
+        req.host = Some(host);
+        self.call(org, &req).await
+    }
+
+    /// `POST /users/{host}/webinars`.
+    pub async fn create_webinar(
+        &self,
+        org: &Organizer,
+        host: &str,
+        body: &crate::settings::WebinarCreate,
+    ) -> Result<ZoomEvent, ZoomError> {
+        let mut req =
+            Request::new(Call::CreateWebinar, Method::POST, format!("/users/{}/webinars", path_segment(host)))
+                .json(body)?;
+        req.host = Some(host);
+        self.call(org, &req).await
+    }
+
+    /// `GET /meetings/{id}` or `/webinars/{id}`.
+    pub async fn get_event(&self, org: &Organizer, event: EventRef) -> Result<ZoomEvent, ZoomError> {
+        let call = match event {
+            EventRef::Meeting(_) => Call::GetMeeting,
+            EventRef::Webinar(_) => Call::GetWebinar,
+        };
+        self.call(org, &Request::new(call, Method::GET, event.path())).await
+    }
+
+    /// `PATCH /meetings/{id}` or `/webinars/{id}` (204); counted against `host`'s daily 100.
+    pub async fn update_event(
+        &self,
+        org: &Organizer,
+        event: EventRef,
+        host: &str,
+        patch: &impl Serialize,
+    ) -> Result<(), ZoomError> {
+        let call = match event {
+            EventRef::Meeting(_) => Call::UpdateMeeting,
+            EventRef::Webinar(_) => Call::UpdateWebinar,
+        };
+        let mut req = Request::new(call, Method::PATCH, event.path()).json(patch)?;
+        req.host = Some(host);
+        self.call_empty(org, &req).await
+    }
+
+    /// `DELETE /meetings/{id}` or `/webinars/{id}` (204). Already gone counts as done.
+    pub async fn delete_event(&self, org: &Organizer, event: EventRef, opts: DeleteOptions) -> Result<(), ZoomError> {
+        let (call, flag) = match event {
+            EventRef::Meeting(_) => (Call::DeleteMeeting, "cancel_meeting_reminder"),
+            EventRef::Webinar(_) => (Call::DeleteWebinar, "cancel_webinar_reminder"),
+        };
+        let mut req = Request::new(call, Method::DELETE, event.path());
+        req.query.push((flag, opts.notify_registrants.to_string()));
+        match self.call_empty(org, &req).await {
+            // A retried delete whose first attempt went through finds nothing: that is success.
+            Err(ZoomError::EventGone) => Ok(()),
+            other => other,
+        }
+    }
+
+    // ---- registrants --------------------------------------------------------------------------
+
+    fn registrant_call(event: EventRef, meeting: Call, webinar: Call) -> Call {
+        match event {
+            EventRef::Meeting(_) => meeting,
+            EventRef::Webinar(_) => webinar,
+        }
+    }
+
+    /// Every registrant with `status`, all pages (300 per page).
+    pub async fn list_registrants(
+        &self,
+        org: &Organizer,
+        event: EventRef,
+        status: RegistrantStatus,
+    ) -> Result<Vec<Registrant>, ZoomError> {
+        let mut out = Vec::new();
+        self.scan_registrants(org, event, status, |r| {
+            out.push(r);
+            false
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Page through registrants until `stop` says so; returns whether it stopped early.
+    async fn scan_registrants(
+        &self,
+        org: &Organizer,
+        event: EventRef,
+        status: RegistrantStatus,
+        mut stop: impl FnMut(Registrant) -> bool,
+    ) -> Result<bool, ZoomError> {
+        let call = Self::registrant_call(event, Call::ListMeetingRegistrants, Call::ListWebinarRegistrants);
+        let mut token = String::new();
+        loop {
+            let mut req = Request::new(call, Method::GET, format!("{}/registrants", event.path()));
+            req.query.push(("status", status.as_str().to_string()));
+            req.query.push(("page_size", "300".to_string()));
+            if !token.is_empty() {
+                req.query.push(("next_page_token", token.clone()));
+            }
+            let page: RegistrantPage = self.call(org, &req).await?;
+            for mut r in page.registrants {
+                r.status = status;
+                if stop(r) {
+                    return Ok(true);
+                }
+            }
+            match page.next_page_token {
+                Some(t) if !t.is_empty() => token = t,
+                _ => return Ok(false),
+            }
+        }
+    }
+
+    /// The registrant with this email, in any status.
+    pub async fn find_registrant(
+        &self,
+        org: &Organizer,
+        event: EventRef,
+        email: &str,
+    ) -> Result<Option<Registrant>, ZoomError> {
+        let wanted = email.trim().to_lowercase();
+        for status in [RegistrantStatus::Approved, RegistrantStatus::Pending, RegistrantStatus::Denied] {
+            let mut found = None;
+            self.scan_registrants(org, event, status, |r| {
+                let hit = r.email.trim().to_lowercase() == wanted;
+                if hit {
+                    found = Some(r);
+                }
+                hit
+            })
+            .await?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Register a person once. `maybe_added_before` is true when an earlier attempt (a job
+    /// run that crashed or failed) may have reached Zoom: then the email is looked up first.
+    /// Within this call, an answer that leaves the outcome unknown (5xx, timeout) is followed
+    /// by a look-up, never by a blind repeat. Each POST is counted against the email's 3 adds
+    /// per UTC day; when they are spent the call refuses without asking Zoom.
+    pub async fn add_registrant(
+        &self,
+        org: &Organizer,
+        event: EventRef,
+        person: &NewRegistrant,
+        maybe_added_before: bool,
+    ) -> Result<Registration, ZoomError> {
+        let call = Self::registrant_call(event, Call::AddMeetingRegistrant, Call::AddWebinarRegistrant);
+        let mut look_up = maybe_added_before;
+        let mut unknown_outcomes = 0;
+        loop {
+            if look_up && let Some(r) = self.find_registrant(org, event, &person.email).await? {
+                if r.status == RegistrantStatus::Denied {
+                    return Err(ZoomError::RegistrantDenied);
+                }
+                return Ok(Registration {
+                    registrant_id: r.id,
+                    join_url: r.join_url,
+                    status: r.status,
+                    already_registered: true,
+                });
+            }
+            self.charge_daily(true, org, &person.email)?;
+            let req = Request::new(call, Method::POST, format!("{}/registrants", event.path())).json(person)?;
+            match self.call::<AddedRegistrant>(org, &req).await {
+                Ok(a) => {
+                    let status =
+                        if a.join_url.is_some() { RegistrantStatus::Approved } else { RegistrantStatus::Pending };
+                    return Ok(Registration {
+                        registrant_id: a.registrant_id,
+                        join_url: a.join_url,
+                        status,
+                        already_registered: false,
+                    });
+                }
+                Err(e) if e.retry() == Retry::BackoffIfSafe && unknown_outcomes + 1 < self.cfg.max_attempts => {
+                    unknown_outcomes += 1;
+                    look_up = true;
+                    tokio::time::sleep(self.backoff(unknown_outcomes)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// `PUT …/registrants/status` (204): approve, cancel or deny.
+    pub async fn set_registrant_status(
+        &self,
+        org: &Organizer,
+        event: EventRef,
+        action: StatusAction,
+        registrants: &[RegistrantRef],
+    ) -> Result<(), ZoomError> {
+        let call = Self::registrant_call(event, Call::MeetingRegistrantStatus, Call::WebinarRegistrantStatus);
+        let req = Request::new(call, Method::PUT, format!("{}/registrants/status", event.path()))
+            .json(&StatusBody { action, registrants })?;
+        self.call_empty(org, &req).await
+    }
+
+    /// `DELETE …/registrants/{registrantId}` (204): unlike cancel, the email may register again.
+    pub async fn delete_registrant(
+        &self,
+        org: &Organizer,
+        event: EventRef,
+        registrant_id: &str,
+    ) -> Result<(), ZoomError> {
+        let call = Self::registrant_call(event, Call::DeleteMeetingRegistrant, Call::DeleteWebinarRegistrant);
+        let path = format!("{}/registrants/{}", event.path(), path_segment(registrant_id));
+        self.call_empty(org, &Request::new(call, Method::DELETE, path)).await
+    }
+
+    /// `GET …/registrants/questions`.
+    pub async fn registration_questions(&self, org: &Organizer, event: EventRef) -> Result<Questions, ZoomError> {
+        let call = Self::registrant_call(event, Call::MeetingRegistrationQuestions, Call::WebinarRegistrationQuestions);
+        self.call(org, &Request::new(call, Method::GET, format!("{}/registrants/questions", event.path()))).await
+    }
+}
+
+/// Path segments are user ids, emails or registrant ids: encode what is not safe in a path.
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~@+".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(path_segment("a.b+c@example.com"), "a.b+c@example.com");
+        assert_eq!(path_segment("x/y z"), "x%2Fy%20z");
+    }
+
+    #[test]
+    fn daily_allowances_reset_at_utc_midnight() {
+        let now = Arc::new(std::sync::atomic::AtomicI64::new(1_764_000_000_000));
+        let clock = now.clone();
+        let client = ZoomClient::new(ClientConfig::new("http://127.0.0.1:9/v2", "http://127.0.0.1:9"))
+            .with_clock(Arc::new(move || clock.load(std::sync::atomic::Ordering::SeqCst)));
+        let org = Organizer {
+            key: "o".into(),
+            auth: Auth::S2s(S2sCredentials {
+                account_id: "a".into(),
+                client_id: "c".into(),
+                client_secret: "s".into(),
+            }),
+            plan: ZoomPlan::Pro,
+        };
+        for _ in 0..3 {
+            client.charge_daily(true, &org, "A@example.com").unwrap();
+        }
+        assert_eq!(client.charge_daily(true, &org, "a@example.com"), Err(ZoomError::RegistrantDailyLimit));
+        assert_eq!(client.registrant_adds_today(&org, "a@EXAMPLE.com"), 3);
+        for _ in 0..HOST_DAILY_CREATES_UPDATES {
+            client.charge_daily(false, &org, "host@example.com").unwrap();
+        }
+        let Err(ZoomError::DailyLimit { retry_after: Some(at) }) = client.charge_daily(false, &org, "host@example.com")
+        else {
+            panic!("the 101st create/update is refused")
+        };
+        assert!(at.ends_with("T00:00:00Z"), "{at}");
+        now.fetch_add(DAY_MS, std::sync::atomic::Ordering::SeqCst);
+        assert!(client.charge_daily(true, &org, "a@example.com").is_ok());
+        assert!(client.charge_daily(false, &org, "host@example.com").is_ok());
+    }
+}
