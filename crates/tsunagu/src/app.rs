@@ -32,7 +32,7 @@ impl App {
     pub fn new(config: Config, store: Store, clock: SharedClock, keys: Keyring) -> anyhow::Result<App> {
         let mailer = Mailer::from_config(&config.mail)?;
         let csrf_keys = keys.derive("csrf");
-        let zoom = crate::zoom::client(&config.zoom);
+        let zoom = crate::zoom::client(&config, store.clone(), keys.clone());
         Ok(App {
             config,
             store,

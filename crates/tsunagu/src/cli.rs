@@ -152,8 +152,9 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             let plan = match plan {
                 Some(p) => tsunagu_zoom::limits::ZoomPlan::parse(&p)
                     .with_context(|| format!("unknown Zoom plan {p:?}: use free, pro or business"))?,
-                None => crate::zoom::plan(&config.zoom),
+                None => crate::zoom::plan(&config),
             };
+            let mut client = None;
             let org = match (account, zoom_account_id, client_id) {
                 (Some(email), _, _) => {
                     let app = startup::build_app(config.clone(), startup::system_clock()).await?;
@@ -169,6 +170,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                         );
                     };
                     org.plan = plan;
+                    client = Some(crate::zoom::client(&config, app.store.clone(), app.keys.clone()));
                     org
                 }
                 (None, Some(zoom_account_id), Some(client_id)) => {
@@ -196,7 +198,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 }
                 _ => bail!("give --account EMAIL, or --zoom-account-id and --client-id"),
             };
-            let client = crate::zoom::client(&config.zoom);
+            let client = client.unwrap_or_else(|| crate::zoom::bare_client(&config));
             let report = crate::zoom::check::run(&client, &org, &host).await;
             print!("{}", report.render());
             if report.ok() { Ok(()) } else { std::process::exit(1) }

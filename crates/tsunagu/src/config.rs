@@ -109,6 +109,11 @@ pub struct ZoomConfig {
     pub plan: String,
     /// Seconds before a Zoom request is given up (then retried where that is safe).
     pub timeout_seconds: u64,
+    /// Tsunagu's own Zoom OAuth app (Marketplace), letting organizers connect by logging in to
+    /// Zoom instead of handing over Server-to-Server secrets. Empty: only S2S is offered. The
+    /// app's redirect URL must be `{http.manager_url}/zoom/oauth/callback`.
+    pub oauth_client_id: String,
+    pub oauth_client_secret: Secret,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -196,6 +201,8 @@ impl Default for ZoomConfig {
             oauth_base_url: "https://zoom.us".into(),
             plan: "pro".into(),
             timeout_seconds: 30,
+            oauth_client_id: String::new(),
+            oauth_client_secret: Secret::default(),
         }
     }
 }
@@ -313,6 +320,11 @@ impl Config {
                 self.zoom.plan
             )));
         }
+        if self.zoom.oauth_client_id.is_empty() != self.zoom.oauth_client_secret.is_empty() {
+            return Err(ConfigError::Invalid(
+                "zoom.oauth_client_id and zoom.oauth_client_secret go together: set both or neither".into(),
+            ));
+        }
         if self.zoom.timeout_seconds == 0 {
             return Err(ConfigError::Invalid("zoom.timeout_seconds must be at least 1".into()));
         }
@@ -410,6 +422,10 @@ oauth_base_url = "https://zoom.us"
 # (Business and above). Pro's figures: Light 30/s, Medium 20/s, Heavy 10/s.
 plan = "pro"
 timeout_seconds = 30
+# Tsunagu's Zoom OAuth app (optional). Its redirect URL in the Marketplace must be
+# <http.manager_url>/zoom/oauth/callback. Prefer TSUNAGU_ZOOM__OAUTH_CLIENT_SECRET for the secret.
+oauth_client_id = ""
+oauth_client_secret = ""
 
 [line]
 api_base_url = "https://api.line.me"

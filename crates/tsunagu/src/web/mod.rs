@@ -9,6 +9,7 @@ pub mod error;
 pub mod ops;
 pub mod session;
 pub mod settings;
+pub mod zoom_oauth;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -28,6 +29,8 @@ pub fn router(app: SharedApp) -> Router {
         .route("/home", get(console::home))
         .route("/events", get(console::events))
         .route("/settings/basic", get(settings::show).post(settings::save))
+        .route("/settings/zoom/connect", post(zoom_oauth::start))
+        .route(crate::zoom::OAUTH_CALLBACK_PATH, get(zoom_oauth::callback))
         .route("/mail-templates", get(console::mail_templates))
         .route("/courses", get(console::courses))
         .route("/settings/line", get(console::line_link))

@@ -15,7 +15,7 @@ use super::session::Auth;
 use crate::app::SharedApp;
 use crate::crypto::secret_aad;
 
-pub const ZOOM_CLIENT_SECRET: &str = "zoom.client_secret";
+pub use crate::zoom::ZOOM_CLIENT_SECRET;
 
 #[derive(Template)]
 #[template(path = "basic_settings.html")]
@@ -25,18 +25,28 @@ struct BasicSettingsPage {
     zoom_account_id: String,
     client_id: String,
     secret_saved: bool,
+    /// Tsunagu's Zoom OAuth app is configured: offer ［Zoom にログインして連携する］.
+    oauth_available: bool,
+    /// How Zoom is connected now: "s2s", "oauth" or "".
+    connected: String,
+    connected_zoom_account: String,
 }
 
 pub async fn show(State(app): State<SharedApp>, auth: Auth) -> Result<Html<String>, AppError> {
     let mut c = app.store.conn().await?;
     let creds = secrets::get_zoom(&mut c, auth.account.id).await?;
     let secret_saved = secrets::get(&mut c, auth.account.id, ZOOM_CLIENT_SECRET).await?.is_some();
+    let connected = creds.as_ref().map(|z| z.auth_method.clone()).unwrap_or_default();
+    let s2s = creds.as_ref().filter(|z| z.auth_method == "s2s");
     let page = BasicSettingsPage {
         chrome: Chrome::console(&auth, "basic", "基本設定"),
         error: None,
-        zoom_account_id: creds.as_ref().map(|z| z.zoom_account_id.clone()).unwrap_or_default(),
-        client_id: creds.map(|z| z.client_id).unwrap_or_default(),
+        zoom_account_id: s2s.map(|z| z.zoom_account_id.clone()).unwrap_or_default(),
+        client_id: s2s.map(|z| z.client_id.clone()).unwrap_or_default(),
         secret_saved,
+        oauth_available: crate::zoom::oauth_app(&app.config).is_some(),
+        connected_zoom_account: creds.map(|z| z.zoom_account_id).unwrap_or_default(),
+        connected,
     };
     Ok(Html(page.render()?))
 }
@@ -98,6 +108,9 @@ pub async fn save(
             zoom_account_id,
             client_id,
             secret_saved,
+            oauth_available: crate::zoom::oauth_app(&app.config).is_some(),
+            connected: String::new(),
+            connected_zoom_account: String::new(),
         };
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response());
     }
