@@ -1,20 +1,32 @@
-//! The Zoom sandbox. So far: `POST /oauth/token` with `grant_type=account_credentials`
-//! (NOTES §1.1–1.2): Basic auth with the app's Client ID and Secret, the account ID as a query
-//! or form parameter, tokens that expire, the app's scopes in the answer, and Zoom's error
-//! shapes for bad credentials and grant types.
+//! The Zoom sandbox: a stateful fake of the parts of Zoom Tsunagu uses, built from the official
+//! schema (`../shared/specs/zoom/*.openapi.json`) and `NOTES.md`, never from our client.
+//!
+//! - OAuth (`/oauth/token`, `/oauth/authorize`): Server-to-Server tokens (`account_credentials`)
+//!   and OAuth apps (authorization code, refresh tokens that rotate); tokens expire.
+//! - REST under `/v2` ([`api`]): users, meetings, webinars, registrants, registration
+//!   questions, with scopes enforced per endpoint, Zoom's business rules (3027, registration
+//!   off, capacity, denied emails, duplicates answered with the existing registrant), PATCH and
+//!   DELETE answering 204, passcodes and `pwd=` in join URLs, one join URL per registrant.
+//! - Limits (NOTES §7): per-second limits per account and label by sliding window with Zoom's
+//!   headers, Free-plan daily caps, 100 creates+updates per host per day, 3 adds per email per
+//!   day, 10 status changes per registrant per day.
+//! - Fault injection per test ([`Faults`]): 429s, 500s before or after the work is done, and
+//!   answers held past the client's timeout after the work is done.
+//! - For tests: a traffic log ([`Exchange`]), [`SandboxStats`], views of the state; for the
+//!   demo: an HTML page at `/` and pages behind the join URLs.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+mod api;
+mod oauth;
+mod page;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use base64::Engine;
-use serde::Deserialize;
-use serde_json::json;
+use axum::routing::{any, get, post};
+
+pub use api::Plan;
 
 /// A Server-to-Server OAuth app registered in the sandbox.
 #[derive(Debug, Clone)]
@@ -25,26 +37,194 @@ pub struct S2sApp {
     pub scopes: Vec<String>,
 }
 
+/// A Marketplace OAuth app (authorization code flow).
 #[derive(Debug, Clone)]
-struct Issued {
-    account_id: String,
-    scopes: Vec<String>,
-    expires: Instant,
+pub struct OAuthApp {
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
 }
 
-#[derive(Default)]
-struct Inner {
-    apps: Vec<S2sApp>,
-    tokens: HashMap<String, Issued>,
-    token_requests: u64,
-    ttl: Option<Duration>,
-    counter: u64,
+/// A Zoom user. The first user added to an account is its owner.
+#[derive(Debug, Clone)]
+pub struct SandboxUser {
+    pub account_id: String,
+    pub id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    /// Licensed (type 2) or basic (type 1); registration needs a licensed host.
+    pub licensed: bool,
+    pub webinar_license: bool,
+}
+
+/// Fault rates (0.0–1.0) for `/v2` requests.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    pub rate_429: f64,
+    pub rate_500: f64,
+    pub rate_timeout: f64,
+    /// How long a "timed out" answer is held (longer than the client's timeout).
+    pub timeout_hold: Duration,
+    pub seed: u64,
+}
+
+/// One request and its answer, as recorded.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub method: String,
+    /// Without the query, with the `/v2` prefix.
+    pub path: String,
+    pub query: String,
+    pub status: u16,
+    pub request_body: String,
+    pub response_body: String,
+    pub response_headers: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SandboxStats {
+    pub requests: u64,
+    /// Real per-second limit hits (not injected).
+    pub qps_429: u64,
+    /// Real daily limit hits (account label caps, host creates/updates, registrant adds).
+    pub daily_429: u64,
+    pub injected_429: u64,
+    pub injected_500_before: u64,
+    pub injected_500_after: u64,
+    pub injected_timeouts: u64,
+    /// Highest number of admitted requests in any sliding 1000 ms, per (account, label).
+    pub max_in_any_second: HashMap<(String, String), u32>,
+}
+
+/// A registrant as the sandbox holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrantView {
+    pub id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub status: String,
+    pub join_url: String,
+}
+
+/// A meeting or webinar as the sandbox holds it.
+#[derive(Debug, Clone)]
+pub struct EventView {
+    pub id: i64,
+    pub webinar: bool,
+    pub account_id: String,
+    pub topic: String,
+    pub start_time: String,
+    pub timezone: String,
+    pub approval_type: i64,
+    pub registrants: usize,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Issued {
+    pub account_id: String,
+    /// The authorizing user for OAuth-app tokens; `None` for S2S.
+    pub user_id: Option<String>,
+    pub scopes: Vec<String>,
+    pub expires: Instant,
+}
+
+pub(crate) struct Inner {
+    pub apps: Vec<S2sApp>,
+    pub oauth_apps: Vec<OAuthApp>,
+    pub tokens: HashMap<String, Issued>,
+    pub codes: HashMap<String, oauth::Code>,
+    pub refresh: HashMap<String, oauth::RefreshGrant>,
+    pub token_requests: u64,
+    pub ttl: Option<Duration>,
+    pub rng: u64,
+    pub fault_rng: u64,
+    pub faults: Faults,
+    pub users: Vec<SandboxUser>,
+    pub api: api::State,
+    pub stats: SandboxStats,
+    pub exchanges: VecDeque<Exchange>,
+    pub recording: bool,
+    pub join_base: String,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            apps: Vec::new(),
+            oauth_apps: Vec::new(),
+            tokens: HashMap::new(),
+            codes: HashMap::new(),
+            refresh: HashMap::new(),
+            token_requests: 0,
+            ttl: None,
+            rng: 0x2545_F491_4F6C_DD1D ^ u64::from(std::process::id()),
+            fault_rng: 1,
+            faults: Faults::default(),
+            users: Vec::new(),
+            api: api::State::default(),
+            stats: SandboxStats::default(),
+            exchanges: VecDeque::new(),
+            recording: true,
+            join_base: "https://zoom.us".into(),
+        }
+    }
+}
+
+/// The most exchanges kept (oldest dropped first).
+const EXCHANGE_CAP: usize = 200_000;
+
+impl Inner {
+    /// splitmix64: ids, passcodes, tokens.
+    pub fn next(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A random URL-safe string of `len` characters.
+    pub fn token(&mut self, len: usize) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        (0..len).map(|_| ALPHABET[(self.next() % 64) as usize] as char).collect()
+    }
+
+    /// A uniform draw in [0, 1) from the fault stream (seeded per test).
+    pub fn fault_draw(&mut self) -> f64 {
+        self.fault_rng ^= self.fault_rng << 13;
+        self.fault_rng ^= self.fault_rng >> 7;
+        self.fault_rng ^= self.fault_rng << 17;
+        (self.fault_rng >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn record(&mut self, ex: Exchange) {
+        if !self.recording {
+            return;
+        }
+        if self.exchanges.len() >= EXCHANGE_CAP {
+            self.exchanges.pop_front();
+        }
+        self.exchanges.push_back(ex);
+    }
+
+    pub fn user(&self, account_id: &str, id_or_email: &str) -> Option<&SandboxUser> {
+        self.users
+            .iter()
+            .find(|u| u.account_id == account_id && (u.id == id_or_email || u.email.eq_ignore_ascii_case(id_or_email)))
+    }
+
+    pub fn owner(&self, account_id: &str) -> Option<&SandboxUser> {
+        self.users.iter().find(|u| u.account_id == account_id)
+    }
 }
 
 /// Shared handle: tests configure it and read what happened.
 #[derive(Clone, Default)]
 pub struct ZoomSandbox {
-    inner: Arc<Mutex<Inner>>,
+    pub(crate) inner: Arc<Mutex<Inner>>,
 }
 
 impl ZoomSandbox {
@@ -52,97 +232,155 @@ impl ZoomSandbox {
         ZoomSandbox::default()
     }
 
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn add_app(&self, app: S2sApp) {
-        self.inner.lock().expect("sandbox lock").apps.push(app);
+        self.lock().apps.push(app);
+    }
+
+    pub fn add_oauth_app(&self, app: OAuthApp) {
+        self.lock().oauth_apps.push(app);
+    }
+
+    pub fn add_user(&self, user: SandboxUser) {
+        self.lock().users.push(user);
     }
 
     /// Token lifetime (Zoom: one hour).
     pub fn set_token_ttl(&self, ttl: Duration) {
-        self.inner.lock().expect("sandbox lock").ttl = Some(ttl);
+        self.lock().ttl = Some(ttl);
     }
 
-    /// Change an app's scopes; like Zoom, only tokens minted afterwards carry them.
+    /// Change an app's scopes (S2S or OAuth); like Zoom, only tokens minted afterwards carry them.
     pub fn set_scopes(&self, client_id: &str, scopes: Vec<String>) {
-        let mut g = self.inner.lock().expect("sandbox lock");
+        let mut g = self.lock();
         if let Some(app) = g.apps.iter_mut().find(|a| a.client_id == client_id) {
+            app.scopes = scopes.clone();
+        }
+        if let Some(app) = g.oauth_apps.iter_mut().find(|a| a.client_id == client_id) {
             app.scopes = scopes;
         }
     }
 
-    pub fn token_requests(&self) -> u64 {
-        self.inner.lock().expect("sandbox lock").token_requests
+    /// Invalidate every access token (as when an app is reactivated): the next call gets 124.
+    pub fn revoke_tokens(&self) {
+        self.lock().tokens.clear();
     }
 
-    /// The scopes of a live token, or `None` when it is unknown or expired (for API routes).
+    pub fn token_requests(&self) -> u64 {
+        self.lock().token_requests
+    }
+
+    /// The account and scopes of a live token, or `None` when it is unknown or expired.
     pub fn token_scopes(&self, access_token: &str) -> Option<(String, Vec<String>)> {
-        let g = self.inner.lock().expect("sandbox lock");
+        let g = self.lock();
         g.tokens
             .get(access_token)
             .filter(|t| t.expires > Instant::now())
             .map(|t| (t.account_id.clone(), t.scopes.clone()))
     }
 
+    /// Skip the consent page: the code Zoom would hand back after `email` approved `client_id`.
+    pub fn authorize_code(&self, client_id: &str, email: &str) -> String {
+        let mut g = self.lock();
+        oauth::issue_code(&mut g, client_id, email).expect("known OAuth app and user")
+    }
+
+    pub fn set_plan(&self, account_id: &str, plan: Plan) {
+        self.lock().api.account_mut(account_id).plan = plan;
+    }
+
+    /// The account setting "Require a passcode when scheduling new meetings".
+    pub fn set_require_passcode(&self, account_id: &str, on: bool) {
+        self.lock().api.account_mut(account_id).require_passcode = on;
+    }
+
+    /// The account setting "Embed passcode in invite link for one-click join".
+    pub fn set_embed_passcode(&self, account_id: &str, on: bool) {
+        self.lock().api.account_mut(account_id).embed_passcode = on;
+    }
+
+    /// Host used in join, start and registration URLs (default `https://zoom.us`).
+    pub fn set_join_base(&self, base: &str) {
+        self.lock().join_base = base.trim_end_matches('/').to_string();
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        let mut g = self.lock();
+        // Scramble the seed (xorshift starts slowly from small seeds).
+        let mut z = faults.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        g.fault_rng = (z ^ (z >> 31)).max(1);
+        g.faults = faults;
+    }
+
+    pub fn set_recording(&self, on: bool) {
+        self.lock().recording = on;
+    }
+
+    pub fn exchanges(&self) -> Vec<Exchange> {
+        self.lock().exchanges.iter().cloned().collect()
+    }
+
+    pub fn clear_exchanges(&self) {
+        self.lock().exchanges.clear();
+    }
+
+    pub fn stats(&self) -> SandboxStats {
+        self.lock().stats.clone()
+    }
+
+    /// Midnight UTC: every daily counter starts again.
+    pub fn reset_daily(&self) {
+        self.lock().api.reset_daily();
+    }
+
+    /// Registrants of a meeting or webinar (all statuses), in the order they registered.
+    pub fn registrants(&self, event_id: i64) -> Vec<RegistrantView> {
+        self.lock().api.registrant_views(event_id)
+    }
+
+    pub fn events(&self) -> Vec<EventView> {
+        self.lock().api.event_views()
+    }
+
+    /// Registrant adds counted today for an email (every POST that reached the rules).
+    pub fn add_calls_for(&self, email: &str) -> u32 {
+        self.lock().api.add_calls_for(email)
+    }
+
+    /// The organizer deleted the meeting or webinar in Zoom's own screens.
+    pub fn delete_on_zoom_side(&self, event_id: i64) {
+        self.lock().api.events.remove(&event_id);
+    }
+
+    /// Registrant capacity of an event (meetings: 4,999 by default).
+    pub fn set_capacity(&self, event_id: i64, max: u32) {
+        if let Some(e) = self.lock().api.events.get_mut(&event_id) {
+            e.capacity = max;
+        }
+    }
+
+    /// Required custom questions set by the organizer in Zoom.
+    pub fn set_required_questions(&self, event_id: i64, titles: Vec<String>) {
+        if let Some(e) = self.lock().api.events.get_mut(&event_id) {
+            e.required_questions = titles;
+        }
+    }
+
     pub fn router(&self) -> Router {
-        Router::new().route("/oauth/token", post(token)).with_state(self.clone())
+        Router::new()
+            .route("/oauth/token", post(oauth::token))
+            .route("/oauth/authorize", get(oauth::consent_page).post(oauth::consent_submit))
+            .route("/v2/{*rest}", any(api::handle))
+            .route("/", get(page::index))
+            .route("/sandbox", get(page::index))
+            .route("/j/{id}", get(page::joined))
+            .route("/w/{id}", get(page::joined))
+            .route("/s/{id}", get(page::joined))
+            .with_state(self.clone())
     }
-}
-
-#[derive(Deserialize, Default)]
-struct TokenParams {
-    grant_type: Option<String>,
-    account_id: Option<String>,
-}
-
-fn oauth_error(status: StatusCode, reason: &str, error: &str) -> Response {
-    (status, axum::Json(json!({"reason": reason, "error": error}))).into_response()
-}
-
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get("authorization")?.to_str().ok()?;
-    let encoded = value.strip_prefix("Basic ")?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (id, secret) = text.split_once(':')?;
-    Some((id.to_string(), secret.to_string()))
-}
-
-async fn token(
-    State(sb): State<ZoomSandbox>,
-    Query(query): Query<TokenParams>,
-    headers: HeaderMap,
-    body: String,
-) -> Response {
-    // Zoom documents the parameters in the query; its SDK sends them as a form body.
-    let form: TokenParams = serde_urlencoded::from_str(&body).unwrap_or_default();
-    let grant = query.grant_type.or(form.grant_type);
-    let account = query.account_id.or(form.account_id);
-    let mut g = sb.inner.lock().expect("sandbox lock");
-    g.token_requests += 1;
-    let Some((client_id, secret)) = basic_credentials(&headers) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "Invalid client_id or client_secret", "invalid_client");
-    };
-    let Some(app) = g.apps.iter().find(|a| a.client_id == client_id && a.client_secret == secret).cloned() else {
-        return oauth_error(StatusCode::BAD_REQUEST, "Invalid client_id or client_secret", "invalid_client");
-    };
-    if grant.as_deref() != Some("account_credentials") {
-        return oauth_error(StatusCode::BAD_REQUEST, "unsupported grant type", "unsupported_grant_type");
-    }
-    if account.as_deref() != Some(app.account_id.as_str()) {
-        return oauth_error(StatusCode::BAD_REQUEST, "Invalid account_id", "invalid_request");
-    }
-    g.counter += 1;
-    let access_token = format!("sbx-zoom-{}-{}", g.counter, std::process::id());
-    let ttl = g.ttl.unwrap_or(Duration::from_secs(3600));
-    g.tokens.insert(
-        access_token.clone(),
-        Issued { account_id: app.account_id.clone(), scopes: app.scopes.clone(), expires: Instant::now() + ttl },
-    );
-    axum::Json(json!({
-        "access_token": access_token,
-        "token_type": "bearer",
-        "expires_in": ttl.as_secs(),
-        "scope": app.scopes.join(" "),
-        "api_url": "https://api.zoom.us"
-    }))
-    .into_response()
 }

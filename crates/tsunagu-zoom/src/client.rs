@@ -327,12 +327,16 @@ impl ZoomClient {
     async fn execute(&self, org: &Organizer, req: &Request<'_>) -> Result<(u16, String), ZoomError> {
         let mut attempt = 0;
         let mut renewed = false;
+        // Counted once per call, and again for each repeat after an answer that may have been
+        // counted by Zoom (5xx, timeout); a 429 or an expired token was not.
+        let mut charge = true;
         loop {
             attempt += 1;
             self.acquire(org, req.call.label()).await;
-            if let (true, Some(host)) = (req.call.counts_toward_host_daily(), req.host) {
+            if let (true, true, Some(host)) = (charge, req.call.counts_toward_host_daily(), req.host) {
                 self.charge_daily(false, org, host)?;
             }
+            charge = false;
             let result = match self.token(org).await {
                 Ok((token, _)) => self.send_once(req, &token).await,
                 Err(e) => Err(e),
@@ -350,7 +354,10 @@ impl ZoomClient {
                 Retry::After { ms } if attempt < self.cfg.max_attempts * 2 => {
                     Some(Duration::from_millis(ms) + self.backoff(0) / 4)
                 }
-                Retry::BackoffIfSafe if req.safe() && attempt < self.cfg.max_attempts => Some(self.backoff(attempt)),
+                Retry::BackoffIfSafe if req.safe() && attempt < self.cfg.max_attempts => {
+                    charge = true;
+                    Some(self.backoff(attempt))
+                }
                 _ => None,
             };
             match again {
