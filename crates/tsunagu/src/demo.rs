@@ -42,6 +42,21 @@ pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &P
     if !env_set("TSUNAGU_MAIL__SMTP_URL") {
         config.mail.smtp_url = crate::config::Secret::default();
     }
+    // The built-in Zoom sandbox, unless Zoom's URLs are configured otherwise.
+    let zoom_sandbox = if !from_file && !env_set("TSUNAGU_ZOOM__API_BASE_URL") {
+        let sandbox = demo_zoom_sandbox(&config.http.manager_url);
+        let (zoom_base, _task) = tsunagu_sandbox::serve(sandbox.router()).await?;
+        sandbox.set_join_base(&zoom_base);
+        config.zoom.api_base_url = format!("{zoom_base}/v2");
+        config.zoom.oauth_base_url = zoom_base.clone();
+        if !env_set("TSUNAGU_ZOOM__OAUTH_CLIENT_ID") {
+            config.zoom.oauth_client_id = DEMO_ZOOM_OAUTH.0.into();
+            config.zoom.oauth_client_secret = crate::config::Secret::new(DEMO_ZOOM_OAUTH.1);
+        }
+        Some(zoom_base)
+    } else {
+        None
+    };
     if tsunagu_store::Backend::from_url(&config.database.url)? != tsunagu_store::Backend::Sqlite {
         anyhow::bail!(
             "デモは専用の SQLite データベースで動きます。PostgreSQL では `tsunagu serve` を使ってください / the demo runs on its own SQLite database; use `tsunagu serve` for PostgreSQL"
@@ -77,6 +92,9 @@ pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &P
             crate::accounts::sign_up(&app, &input).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         }
     }
+    if zoom_sandbox.is_some() {
+        connect_demo_organizer_to_zoom(&app).await?;
+    }
     let server = startup::Server::bind(app.clone()).await?;
     let addr = server.local_addr();
     let url = format!("http://{addr}/login");
@@ -90,7 +108,84 @@ pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &P
     );
     println!("  データ / Data:           {} (SQLite)", app.config.data.dir.display());
     println!("  メール / Mail:           送信せず「送信済みメール」に保存します (kept in the database)");
+    if let Some(zoom) = &zoom_sandbox {
+        println!(
+            "  Zoom:                   サンドボックス {zoom}/ (作成したミーティング・登録者の一覧 / the Zoom sandbox)"
+        );
+        println!(
+            "                          デモ主催者の基本設定は接続済みです / the demo organizer is already connected"
+        );
+    }
     println!("  終了 / Stop:             Ctrl+C");
     println!();
     server.run(startup::shutdown_on_signals()).await
+}
+
+/// The demo organizer's Server-to-Server app in the Zoom sandbox (Account ID, Client ID, Secret).
+pub const DEMO_ZOOM_S2S: (&str, &str, &str) = ("demo-zoom-account", "demo-zoom-client-id", "demo-zoom-client-secret");
+/// Tsunagu's OAuth app in the Zoom sandbox, for trying ［Zoom にログインして連携する］.
+pub const DEMO_ZOOM_OAUTH: (&str, &str) = ("tsunagu-demo-oauth", "tsunagu-demo-oauth-secret");
+/// The Zoom owner user of the demo account (the host of everything the demo creates).
+pub const DEMO_ZOOM_OWNER: &str = "zoom-owner@example.com";
+
+fn demo_zoom_sandbox(manager_url: &str) -> tsunagu_sandbox::zoom::ZoomSandbox {
+    use tsunagu_sandbox::zoom::{OAuthApp, S2sApp, SandboxUser, ZoomSandbox};
+    let sandbox = ZoomSandbox::new();
+    let scopes: Vec<String> = tsunagu_zoom::scopes::REQUIRED.iter().map(|s| s.name.to_string()).collect();
+    sandbox.add_app(S2sApp {
+        account_id: DEMO_ZOOM_S2S.0.into(),
+        client_id: DEMO_ZOOM_S2S.1.into(),
+        client_secret: DEMO_ZOOM_S2S.2.into(),
+        scopes: scopes.clone(),
+    });
+    sandbox.add_oauth_app(OAuthApp {
+        client_id: DEMO_ZOOM_OAUTH.0.into(),
+        client_secret: DEMO_ZOOM_OAUTH.1.into(),
+        redirect_uri: format!("{}{}", manager_url.trim_end_matches('/'), crate::zoom::OAUTH_CALLBACK_PATH),
+        scopes,
+    });
+    sandbox.add_user(SandboxUser {
+        account_id: DEMO_ZOOM_S2S.0.into(),
+        id: "demo-zoom-owner".into(),
+        email: DEMO_ZOOM_OWNER.into(),
+        first_name: "オーナー".into(),
+        last_name: "デモ".into(),
+        licensed: true,
+        webinar_license: true,
+    });
+    // Only the demo's traffic: the log is for tests.
+    sandbox.set_recording(false);
+    sandbox
+}
+
+/// Fill in the demo organizer's 基本設定 with the sandbox's S2S app, unless they changed it.
+async fn connect_demo_organizer_to_zoom(app: &crate::app::App) -> anyhow::Result<()> {
+    use tsunagu_store::secrets;
+    let mut c = app.store.conn().await?;
+    let Some(creds) = accounts::credentials_by_email(&mut c, &Email::parse(DEMO_ORGANIZER.0)?).await? else {
+        return Ok(());
+    };
+    let account = creds.account.id;
+    if secrets::get_zoom(&mut c, account).await?.is_some() {
+        return Ok(());
+    }
+    drop(c);
+    let now = app.now();
+    let (key_id, sealed) =
+        app.keys.seal(DEMO_ZOOM_S2S.2, &crate::crypto::secret_aad(account, crate::zoom::ZOOM_CLIENT_SECRET));
+    let mut tx = app.store.begin().await?;
+    secrets::put_zoom(
+        &mut tx,
+        account,
+        &secrets::ZoomCredentials {
+            auth_method: "s2s".into(),
+            zoom_account_id: DEMO_ZOOM_S2S.0.into(),
+            client_id: DEMO_ZOOM_S2S.1.into(),
+            updated_at: now,
+        },
+    )
+    .await?;
+    secrets::put(&mut tx, account, crate::zoom::ZOOM_CLIENT_SECRET, &key_id, &sealed, now).await?;
+    tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
+    Ok(())
 }

@@ -270,11 +270,14 @@ impl Process {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("TSUNAGU_LOG__LEVEL", "info")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
             .kill_on_drop(true);
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // stdout (what a person reads) and stderr (the log) both go to the log file.
+        let file = std::fs::File::create(&log).unwrap();
+        cmd.stdout(file.try_clone().unwrap()).stderr(file);
         let child = cmd.spawn().expect("spawn tsunagu serve");
         let base = format!("http://127.0.0.1:{port}");
         let p = Process { child, base, log };

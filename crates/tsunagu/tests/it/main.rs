@@ -8,3 +8,4 @@ mod mail_smtp;
 mod ops;
 mod security;
 mod webdriver;
+mod zoom_check;

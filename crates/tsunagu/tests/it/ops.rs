@@ -207,6 +207,37 @@ async fn demo_restarts_on_its_own_data() {
             crate::helpers::Process::start(&["demo", "--data-dir", &data_s, "--listen", &listen], &[], port, log).await;
         let c = crate::helpers::Client::new(&p.base);
         assert_eq!(c.login("demo@example.com", "tsunagu-demo").await.status, 303, "the printed demo login works");
+        // The built-in Zoom sandbox runs, and the demo organizer is connected to it.
+        crate::helpers::eventually(10, "the demo's start-up lines", || {
+            let done = p.log_text().contains("Ctrl+C");
+            async move { done }
+        })
+        .await;
+        let log = p.log_text();
+        let zoom = log
+            .lines()
+            .find_map(|l| l.split("サンドボックス ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("the demo prints the Zoom sandbox's address:\n{log}"))
+            .trim_end_matches('/')
+            .to_string();
+        let sandbox_page = crate::helpers::http().build().unwrap().get(format!("{zoom}/")).send().await.unwrap();
+        assert!(sandbox_page.text().await.unwrap().contains("Zoom サンドボックス"));
+        let settings = c.get("/settings/basic").await.text;
+        assert!(settings.contains("現在の連携: Server-to-Server OAuth") && settings.contains("demo-zoom-account"));
+        let db = format!("sqlite://{}/tsunagu.db", data.display());
+        let env = vec![
+            ("TSUNAGU_DATA__DIR", data_s.clone()),
+            ("TSUNAGU_DATABASE__URL", db),
+            ("TSUNAGU_ZOOM__API_BASE_URL", format!("{zoom}/v2")),
+            ("TSUNAGU_ZOOM__OAUTH_BASE_URL", zoom.clone()),
+        ];
+        let check = tokio::task::spawn_blocking(move || {
+            tsunagu(&["zoom", "check", "--account", "demo@example.com", "--host", "zoom-owner@example.com"], &env)
+        })
+        .await
+        .unwrap();
+        assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
         if round == 0 {
             let visitor = crate::helpers::Client::new(&p.base);
             let page = visitor.get("/signup").await;
