@@ -49,7 +49,12 @@ async fn run(plan: ZoomPlan, sandbox_plan: Plan, name: &str, limit: usize, adds:
     });
     sb.set_plan(&account, sandbox_plan);
     let (base, _task) = tsunagu_sandbox::serve(sb.router()).await.expect("sandbox");
-    let client = Arc::new(ZoomClient::new(ClientConfig::new(&format!("{base}/v2"), &base)));
+    let mut cfg = ClientConfig::new(&format!("{base}/v2"), &base);
+    // ZOOM_BENCH_MARGIN_MS overrides the client's safety margin on each window (default 50).
+    if let Some(ms) = std::env::var("ZOOM_BENCH_MARGIN_MS").ok().and_then(|v| v.parse().ok()) {
+        cfg.limit_margin_ms = ms;
+    }
+    let client = Arc::new(ZoomClient::new(cfg));
     let org = Arc::new(Organizer {
         key: "bench".into(),
         auth: Auth::S2s(S2sCredentials {
