@@ -292,7 +292,8 @@ impl ZoomSandbox {
         self.lock().api.account_mut(account_id).plan = plan;
     }
 
-    /// The account setting "Require a passcode when scheduling new meetings".
+    /// The account setting "Require a passcode when scheduling new meetings", locked by the
+    /// admin: a passcode is generated even when the request says `default_password: false`.
     pub fn set_require_passcode(&self, account_id: &str, on: bool) {
         self.lock().api.account_mut(account_id).require_passcode = on;
     }

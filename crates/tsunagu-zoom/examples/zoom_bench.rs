@@ -17,7 +17,9 @@ use tsunagu_zoom::{Auth, ClientConfig, Organizer, ZoomClient, scopes};
 async fn main() {
     let per_plan: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     println!("plan          limit/s  adds   seconds  adds/s  steady   ratio  429s  peak/s");
-    println!("(ratio = steady adds/s ÷ limit; steady = middle 80 % of completions; peak = most requests the sandbox admitted in any 1000 ms)");
+    println!(
+        "(ratio = steady adds/s ÷ limit; steady = middle 80 % of completions; peak = most requests the sandbox admitted in any 1000 ms)"
+    );
     for (plan, sandbox_plan, name) in
         [(ZoomPlan::Pro, Plan::Pro, "Pro"), (ZoomPlan::BusinessPlus, Plan::BusinessPlus, "Business+")]
     {

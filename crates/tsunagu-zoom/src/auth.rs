@@ -105,13 +105,11 @@ impl TokenCache {
 
     async fn fetch(&self, creds: &S2sCredentials) -> Result<AccessToken, ZoomError> {
         let sent = Instant::now();
-        let t = post_token(
-            &self.http,
-            &self.oauth_base,
-            (&creds.client_id, &creds.client_secret),
-            &[("grant_type", "account_credentials"), ("account_id", creds.account_id.as_str())],
-        )
-        .await?;
+        // Zoom documents the parameters in the query string and its SDK sends a form body:
+        // both are sent, so either reading works (nothing secret is in them).
+        let params = [("grant_type", "account_credentials"), ("account_id", creds.account_id.as_str())];
+        let t = post_token(&self.http, &self.oauth_base, (&creds.client_id, &creds.client_secret), &params, &params)
+            .await?;
         Ok(AccessToken {
             value: t.access_token,
             scopes: t.scope.split_whitespace().map(str::to_string).collect(),
@@ -137,11 +135,13 @@ pub(crate) async fn post_token(
     http: &reqwest::Client,
     oauth_base: &str,
     (client_id, client_secret): (&str, &str),
+    query: &[(&str, &str)],
     form: &[(&str, &str)],
 ) -> Result<TokenResponse, ZoomError> {
     let resp = http
         .post(format!("{oauth_base}/oauth/token"))
         .basic_auth(client_id, Some(client_secret))
+        .query(query)
         .form(form)
         .send()
         .await

@@ -77,7 +77,11 @@ async fn grant(
     form: &[(&str, &str)],
 ) -> Result<OAuthTokens, ZoomError> {
     let sent = now_ms();
-    let t = post_token(http, oauth_base.trim_end_matches('/'), (&app.client_id, &app.client_secret), form).await;
+    // The grant type also in the query (as Zoom documents it); codes and refresh tokens only in
+    // the body, where proxies do not log them.
+    let query: Vec<(&str, &str)> = form.iter().filter(|(k, _)| *k == "grant_type").copied().collect();
+    let t =
+        post_token(http, oauth_base.trim_end_matches('/'), (&app.client_id, &app.client_secret), &query, form).await;
     let t = match t {
         Ok(t) => t,
         // A code or refresh token that is used, expired or revoked: the organizer has to

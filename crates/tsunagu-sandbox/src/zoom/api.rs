@@ -716,7 +716,10 @@ fn create(g: &mut Inner, account: &str, webinar: bool, user: &str, body: Value) 
     let wants_default = body.get(default_flag).and_then(Value::as_bool).unwrap_or(true);
     let password = if !explicit.is_empty() {
         explicit
-    } else if acct.require_passcode && wants_default {
+    } else if acct.require_passcode {
+        // Required and locked on the account: Zoom generates one whatever `default_password`
+        // says (NOTES §2.1).
+        let _ = wants_default;
         format!("{:06}", g.next() % 1_000_000)
     } else {
         String::new()

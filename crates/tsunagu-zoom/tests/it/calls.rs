@@ -317,3 +317,23 @@ async fn server_errors_and_timeouts_are_retried_only_where_safe() {
     tokio::time::sleep(std::time::Duration::from_millis(900)).await;
     z.assert_contract();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passcodes_travel_in_join_urls_when_the_account_embeds_them() {
+    let z = Zoom::start().await;
+    // Without a passcode requirement Tsunagu asks for none.
+    let plain = z.client.create_meeting(&z.org, OWNER, &meeting_body("パスコードなし", true)).await.unwrap();
+    assert!(plain.password.is_empty() && !plain.join_url.contains("pwd="));
+    // An account that requires (and locks) passcodes and embeds them in links.
+    z.sb.set_require_passcode(ACCOUNT, true);
+    z.sb.set_embed_passcode(ACCOUNT, true);
+    let m = z.client.create_meeting(&z.org, OWNER, &meeting_body("パスコードあり", true)).await.unwrap();
+    assert!(!m.password.is_empty(), "the passcode the app mails with the URL");
+    assert!(m.join_url.contains("pwd="), "{}", m.join_url);
+    let a = z.client.add_registrant(&z.org, EventRef::Meeting(m.id), &person(1), false).await.unwrap();
+    let b = z.client.add_registrant(&z.org, EventRef::Meeting(m.id), &person(2), false).await.unwrap();
+    let (a, b) = (a.join_url.unwrap(), b.join_url.unwrap());
+    assert!(a.contains("pwd=") && b.contains("pwd="));
+    assert_ne!(a, b, "each registrant has their own URL");
+    z.assert_contract();
+}
