@@ -2,6 +2,7 @@
 
 pub mod email;
 pub mod plan;
+pub mod rate;
 pub mod role;
 
 pub use email::{Email, EmailError};
