@@ -464,6 +464,11 @@ impl LineClient {
                     self.invalidate(ch).await;
                     Some(Duration::ZERO)
                 }
+                // LINE gives no reset time: wait out a whole window, with jitter so that the
+                // waiting requests do not return together.
+                LineError::RateLimited if repeatable && attempt < self.cfg.max_attempts * 2 => {
+                    Some(Duration::from_millis(1000) + self.backoff(attempt.min(3)))
+                }
                 e if e.retryable() && repeatable && attempt < self.cfg.max_attempts => Some(self.backoff(attempt)),
                 _ => None,
             };

@@ -1,8 +1,9 @@
-//! Stateful stand-ins for the services Tsunagu cannot reach from here: Zoom (and, with issue
-//! 4, LINE). They speak only HTTP, follow the official schemas and `../shared/specs/*/NOTES.md`,
-//! and are used by tests, benchmarks and `tsunagu demo`. Issue 3 is building the Zoom half;
-//! so far it issues Server-to-Server OAuth tokens.
+//! Stateful stand-ins for the services Tsunagu cannot reach from here: Zoom ([`zoom`]) and LINE
+//! ([`line`]). They speak only HTTP, follow the official schemas and
+//! `../shared/specs/*/NOTES.md` (never our clients), and are used by tests, benchmarks and
+//! `tsunagu demo`.
 
+pub mod line;
 pub mod zoom;
 
 use std::net::SocketAddr;

@@ -17,7 +17,7 @@
 
 mod api;
 mod oauth;
-mod page;
+pub(crate) mod page;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -1,0 +1,6 @@
+//! The LINE client against the LINE sandbox (one test binary for the crate).
+
+mod calls;
+mod load;
+mod login;
+mod support;
