@@ -13,6 +13,7 @@ pub mod accounts;
 mod db;
 pub mod diagnostics;
 pub mod jobs;
+pub mod line;
 pub mod mails;
 mod migrate;
 pub mod schema;

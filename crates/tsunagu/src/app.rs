@@ -24,6 +24,8 @@ pub struct App {
     pub job_wakeup: Notify,
     /// Zoom: tokens, rate limiters and daily counters shared by every task of this process.
     pub zoom: tsunagu_zoom::ZoomClient,
+    /// LINE channels whose secret this process has opened (webhook signature checks).
+    pub line_channels: crate::line::ChannelCache,
 }
 
 pub type SharedApp = Arc<App>;
@@ -43,6 +45,7 @@ impl App {
             csrf_keys,
             job_wakeup: Notify::new(),
             zoom,
+            line_channels: Default::default(),
         })
     }
 

@@ -8,6 +8,7 @@ pub mod config;
 pub mod crypto;
 pub mod demo;
 pub mod jobs;
+pub mod line;
 pub mod mail;
 pub mod metrics;
 pub mod startup;

@@ -2,6 +2,7 @@ use std::collections::HashSet;
 
 use tsunagu_core::{AccountId, Email, Plan, Role};
 use tsunagu_store::jobs::{self, NewJob};
+use tsunagu_store::line::{self as line_store, FriendStatus, NewEvent};
 use tsunagu_store::{Store, StoreError, accounts, mails, secrets, sessions, throttle};
 
 use crate::harness::conformance;
@@ -18,6 +19,7 @@ conformance!(
     secrets_are_scoped_and_resealable,
     crash_looping_job_ends_failed,
     throttle_rows_lock_and_purge,
+    line_events_deduplicate_and_friends_move_forward_in_time,
 );
 
 async fn account(store: &Store, email: &str) -> accounts::Account {
@@ -295,4 +297,39 @@ async fn throttle_rows_lock_and_purge(store: Store) {
     let mut c = store.conn().await.unwrap();
     assert_eq!(throttle::purge(&mut c, 51).await.unwrap(), 1);
     assert!(throttle::get(&mut c, "email:x@example.com").await.unwrap().is_none());
+}
+
+async fn line_events_deduplicate_and_friends_move_forward_in_time(store: Store) {
+    let a = account(&store, "teacher@example.com").await;
+    let mut c = store.conn().await.unwrap();
+    line_store::put_channel(&mut c, a.id, "2000000001", "Ubot", 1).await.unwrap();
+    assert_eq!(line_store::channel(&mut c, "2000000001").await.unwrap().unwrap().account_id, a.id);
+    assert!(line_store::channel(&mut c, "nope").await.unwrap().is_none());
+    let e = |id: &'static str, ts: i64| NewEvent {
+        webhook_event_id: id,
+        event_type: "follow",
+        user_id: Some("U1"),
+        event_ts: ts,
+        redelivery: false,
+        body: "{}",
+    };
+    assert!(line_store::insert_event(&mut c, "2000000001", &e("01A", 10), 100).await.unwrap());
+    assert!(!line_store::insert_event(&mut c, "2000000001", &e("01A", 10), 101).await.unwrap(), "a redelivery");
+    assert!(line_store::insert_event(&mut c, "2000000002", &e("01A", 10), 101).await.unwrap(), "per channel");
+    let pending = line_store::unhandled(&mut c, "2000000001", 100).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    line_store::mark_handled(&mut c, pending[0].id, 200).await.unwrap();
+    assert!(line_store::unhandled(&mut c, "2000000001", 100).await.unwrap().is_empty());
+
+    line_store::set_friend(&mut c, "2000000001", "U1", FriendStatus::Following, 10, 1).await.unwrap();
+    line_store::set_friend(&mut c, "2000000001", "U1", FriendStatus::Blocked, 30, 2).await.unwrap();
+    // An older follow arriving late changes nothing.
+    line_store::set_friend(&mut c, "2000000001", "U1", FriendStatus::Following, 20, 3).await.unwrap();
+    let f = line_store::friends(&mut c, "2000000001").await.unwrap();
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].status, FriendStatus::Blocked);
+    assert_eq!(f[0].followed_at, Some(10));
+    line_store::set_friend(&mut c, "2000000001", "U1", FriendStatus::Following, 40, 4).await.unwrap();
+    let f = line_store::friends(&mut c, "2000000001").await.unwrap();
+    assert_eq!((f[0].status, f[0].followed_at), (FriendStatus::Following, Some(40)));
 }

@@ -15,6 +15,7 @@ pub mod kinds {
     pub const MAIL_SEND: &str = "mail.send";
     pub const DIAGNOSTIC_TOUCH: &str = "diagnostic.touch";
     pub const MAINTENANCE_PURGE: &str = "maintenance.purge";
+    pub const LINE_EVENTS: &str = "line.events";
 }
 
 /// What a job handler reports.

@@ -238,6 +238,7 @@ async fn execute(app: &crate::app::App, worker: &str, job: &ClaimedJob) -> Resul
         kinds::MAIL_SEND => crate::mail::send::run(app, job).await,
         kinds::DIAGNOSTIC_TOUCH => super::diagnostic::run(app, worker, job).await,
         kinds::MAINTENANCE_PURGE => super::maintenance::run(app, worker, job).await,
+        kinds::LINE_EVENTS => crate::line::events::run(app, job).await,
         other => Err(JobError::Permanent(format!("unknown job kind {other:?}"))),
     }
 }

@@ -4,6 +4,7 @@ mod accounts_web;
 mod browser;
 mod helpers;
 mod jobs;
+mod line_webhook;
 mod mail_smtp;
 mod ops;
 mod security;

@@ -1,0 +1,211 @@
+//! LINE: the channels instructors connect, webhook events as they arrived (deduplicated by
+//! `webhookEventId`, so a redelivery is recognised and handled once), and each channel's friend
+//! list as follow and unfollow events leave it. Events may arrive out of order, so a friend's
+//! status only moves forward in event time.
+
+use sqlx::{AnyConnection, Row};
+use tsunagu_core::AccountId;
+
+use crate::Result;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineChannel {
+    pub channel_id: String,
+    pub account_id: AccountId,
+    pub bot_user_id: String,
+}
+
+pub async fn put_channel(
+    c: &mut AnyConnection,
+    account: AccountId,
+    channel_id: &str,
+    bot_user_id: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO line_channels (channel_id, account_id, bot_user_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
+         ON CONFLICT (channel_id) DO UPDATE SET account_id = $2, bot_user_id = $3, updated_at = $4",
+    )
+    .bind(channel_id)
+    .bind(account.0)
+    .bind(bot_user_id)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+pub async fn channel(c: &mut AnyConnection, channel_id: &str) -> Result<Option<LineChannel>> {
+    let row = sqlx::query("SELECT channel_id, account_id, bot_user_id FROM line_channels WHERE channel_id = $1")
+        .bind(channel_id)
+        .fetch_optional(c)
+        .await?;
+    Ok(row.map(|r| LineChannel { channel_id: r.get(0), account_id: AccountId(r.get(1)), bot_user_id: r.get(2) }))
+}
+
+pub async fn channels_of(c: &mut AnyConnection, account: AccountId) -> Result<Vec<LineChannel>> {
+    let rows = sqlx::query(
+        "SELECT channel_id, account_id, bot_user_id FROM line_channels WHERE account_id = $1 ORDER BY channel_id",
+    )
+    .bind(account.0)
+    .fetch_all(c)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| LineChannel { channel_id: r.get(0), account_id: AccountId(r.get(1)), bot_user_id: r.get(2) })
+        .collect())
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    pub webhook_event_id: &'a str,
+    pub event_type: &'a str,
+    pub user_id: Option<&'a str>,
+    pub event_ts: i64,
+    pub redelivery: bool,
+    /// The event's JSON as received.
+    pub body: &'a str,
+}
+
+/// Store an event unless it is already stored (same channel and `webhookEventId`); returns
+/// whether it was new.
+pub async fn insert_event(c: &mut AnyConnection, channel_id: &str, e: &NewEvent<'_>, now: i64) -> Result<bool> {
+    let r = sqlx::query(
+        "INSERT INTO line_webhook_events (channel_id, webhook_event_id, event_type, user_id, event_ts, redelivery, body, received_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (channel_id, webhook_event_id) DO NOTHING",
+    )
+    .bind(channel_id)
+    .bind(e.webhook_event_id)
+    .bind(e.event_type)
+    .bind(e.user_id)
+    .bind(e.event_ts)
+    .bind(i64::from(e.redelivery))
+    .bind(e.body)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub webhook_event_id: String,
+    pub event_type: String,
+    pub user_id: Option<String>,
+    pub event_ts: i64,
+    pub body: String,
+    pub handled_at: Option<i64>,
+}
+
+/// Unhandled events of a channel, oldest event first.
+pub async fn unhandled(c: &mut AnyConnection, channel_id: &str, limit: i64) -> Result<Vec<StoredEvent>> {
+    let rows = sqlx::query(
+        "SELECT id, webhook_event_id, event_type, user_id, event_ts, body, handled_at FROM line_webhook_events
+         WHERE channel_id = $1 AND handled_at IS NULL ORDER BY event_ts, id LIMIT $2",
+    )
+    .bind(channel_id)
+    .bind(limit)
+    .fetch_all(c)
+    .await?;
+    Ok(rows.iter().map(event_row).collect())
+}
+
+fn event_row(r: &sqlx::any::AnyRow) -> StoredEvent {
+    StoredEvent {
+        id: r.get(0),
+        webhook_event_id: r.get(1),
+        event_type: r.get(2),
+        user_id: r.get(3),
+        event_ts: r.get(4),
+        body: r.get(5),
+        handled_at: r.get(6),
+    }
+}
+
+pub async fn events_of(c: &mut AnyConnection, channel_id: &str) -> Result<Vec<StoredEvent>> {
+    let rows = sqlx::query(
+        "SELECT id, webhook_event_id, event_type, user_id, event_ts, body, handled_at FROM line_webhook_events
+         WHERE channel_id = $1 ORDER BY id",
+    )
+    .bind(channel_id)
+    .fetch_all(c)
+    .await?;
+    Ok(rows.iter().map(event_row).collect())
+}
+
+pub async fn mark_handled(c: &mut AnyConnection, id: i64, now: i64) -> Result<()> {
+    sqlx::query("UPDATE line_webhook_events SET handled_at = $2 WHERE id = $1 AND handled_at IS NULL")
+        .bind(id)
+        .bind(now)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FriendStatus {
+    Following,
+    Blocked,
+}
+
+impl FriendStatus {
+    fn code(self) -> &'static str {
+        match self {
+            FriendStatus::Following => "following",
+            FriendStatus::Blocked => "blocked",
+        }
+    }
+}
+
+/// Record a follow or unfollow at `event_ts`; an event older than the last one applied to
+/// this friend changes nothing.
+pub async fn set_friend(
+    c: &mut AnyConnection,
+    channel_id: &str,
+    user_id: &str,
+    status: FriendStatus,
+    event_ts: i64,
+    now: i64,
+) -> Result<()> {
+    let followed_at = (status == FriendStatus::Following).then_some(event_ts);
+    sqlx::query(
+        "INSERT INTO line_friends (channel_id, user_id, status, followed_at, status_event_ts, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (channel_id, user_id) DO UPDATE SET status = $3,
+             followed_at = COALESCE($4, line_friends.followed_at), status_event_ts = $5, updated_at = $6
+         WHERE line_friends.status_event_ts <= $5",
+    )
+    .bind(channel_id)
+    .bind(user_id)
+    .bind(status.code())
+    .bind(followed_at)
+    .bind(event_ts)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Friend {
+    pub user_id: String,
+    pub status: FriendStatus,
+    pub followed_at: Option<i64>,
+}
+
+pub async fn friends(c: &mut AnyConnection, channel_id: &str) -> Result<Vec<Friend>> {
+    let rows =
+        sqlx::query("SELECT user_id, status, followed_at FROM line_friends WHERE channel_id = $1 ORDER BY user_id")
+            .bind(channel_id)
+            .fetch_all(c)
+            .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Friend {
+            user_id: r.get(0),
+            status: if r.get::<String, _>(1) == "blocked" { FriendStatus::Blocked } else { FriendStatus::Following },
+            followed_at: r.get(2),
+        })
+        .collect())
+}

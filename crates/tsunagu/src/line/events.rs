@@ -1,0 +1,48 @@
+//! The `line.events` job: handle a channel's stored webhook events in event-time order.
+//! Follow (new or unblocked) and unfollow (blocked) move the channel's friend list; other
+//! types are kept and marked handled (the course issue builds on them).
+
+use tsunagu_store::jobs::ClaimedJob;
+use tsunagu_store::line::{self as store, FriendStatus};
+
+use crate::app::App;
+use crate::jobs::{JobError, Outcome};
+
+const BATCH: i64 = 500;
+
+pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
+    let channel_id = job
+        .payload
+        .get("channel_id")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| JobError::Permanent("line.events job without channel_id".into()))?
+        .to_string();
+    loop {
+        let mut tx = app.store.begin().await?;
+        let events = store::unhandled(&mut tx, &channel_id, BATCH).await?;
+        if events.is_empty() {
+            return Ok(Outcome::Done);
+        }
+        let now = app.now();
+        for e in &events {
+            match (e.event_type.as_str(), e.user_id.as_deref()) {
+                ("follow", Some(user)) => {
+                    store::set_friend(&mut tx, &channel_id, user, FriendStatus::Following, e.event_ts, now).await?;
+                    tracing::info!(channel_id, event_id = %e.webhook_event_id, "line follow recorded");
+                }
+                ("unfollow", Some(user)) => {
+                    store::set_friend(&mut tx, &channel_id, user, FriendStatus::Blocked, e.event_ts, now).await?;
+                    tracing::info!(channel_id, event_id = %e.webhook_event_id, "line unfollow recorded");
+                }
+                (other, _) => {
+                    tracing::debug!(channel_id, event_type = other, "line event kept, nothing to do yet");
+                }
+            }
+            store::mark_handled(&mut tx, e.id, now).await?;
+        }
+        tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
+        if (events.len() as i64) < BATCH {
+            return Ok(Outcome::Done);
+        }
+    }
+}

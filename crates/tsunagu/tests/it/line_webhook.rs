@@ -1,0 +1,134 @@
+//! `POST /line/webhook/{channel_id}`: signatures checked before anything is stored, events
+//! stored once (redeliveries recognised), malformed bodies refused without harming others,
+//! unknown event types kept, and follow/unfollow recorded in the friend list by the job. The
+//! LINE sandbox plays LINE: its simulated users follow and block, which sends signed webhooks.
+
+use tsunagu_sandbox::line::{LineChannelSpec, LineSandbox, SimUser};
+use tsunagu_store::line::{self as line_store, FriendStatus};
+
+use crate::helpers::{TestApp, http};
+
+const CHANNEL: &str = "2000000001";
+const SECRET: &str = "8c570fa6dd201bb328f1c1eac23a96d8";
+
+async fn app_with_channel() -> (TestApp, LineSandbox, String) {
+    let t = TestApp::spawn().await;
+    t.signup("teacher@example.com", "講師").await;
+    let account = {
+        let mut c = t.app.store.conn().await.unwrap();
+        let email = tsunagu_core::Email::parse("teacher@example.com").unwrap();
+        tsunagu_store::accounts::credentials_by_email(&mut c, &email).await.unwrap().unwrap().account.id
+    };
+    tsunagu::line::save_channel(&t.app, account, CHANNEL, SECRET, "Ubot").await.unwrap();
+    let sb = LineSandbox::new();
+    sb.add_channel(LineChannelSpec {
+        channel_id: CHANNEL.into(),
+        channel_secret: SECRET.into(),
+        bot_user_id: format!("U{}", "b".repeat(32)),
+        basic_id: "@course".into(),
+        display_name: "講座".into(),
+        monthly_quota: None,
+        login: None,
+    });
+    let (line_base, _task) = tsunagu_sandbox::serve(sb.router()).await.unwrap();
+    // The instructor's channel points its webhook at the app (as `tsunagu line check` will set).
+    let client = tsunagu_line::LineClient::new(tsunagu_line::LineConfig::new(&line_base));
+    let ch = tsunagu_line::Channel { id: CHANNEL.into(), secret: SECRET.into(), token_kind: Default::default() };
+    let endpoint = format!("{}/line/webhook/{CHANNEL}", t.addr);
+    client.set_webhook_endpoint(&ch, &endpoint).await.unwrap();
+    (t, sb, endpoint)
+}
+
+async fn stored(t: &TestApp) -> Vec<line_store::StoredEvent> {
+    let mut c = t.app.store.conn().await.unwrap();
+    line_store::events_of(&mut c, CHANNEL).await.unwrap()
+}
+
+async fn friends(t: &TestApp) -> Vec<line_store::Friend> {
+    let mut c = t.app.store.conn().await.unwrap();
+    line_store::friends(&mut c, CHANNEL).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_and_block_reach_the_friend_list_once() {
+    let (t, sb, endpoint) = app_with_channel().await;
+    let user = sb.new_user_id();
+    sb.add_user(SimUser { user_id: user.clone(), display_name: "受講生".into() });
+
+    assert_eq!(sb.follow(CHANNEL, &user).await.unwrap(), 200);
+    assert_eq!(stored(&t).await.len(), 1);
+    t.run_jobs().await;
+    let f = friends(&t).await;
+    assert_eq!((f.len(), f[0].status), (1, FriendStatus::Following));
+
+    // The same event delivered again (LINE's redelivery): recognised, handled once.
+    let event = serde_json::from_str::<serde_json::Value>(&stored(&t).await[0].body).unwrap();
+    let mut again = event.clone();
+    again["deliveryContext"]["isRedelivery"] = serde_json::json!(true);
+    let body = serde_json::json!({"destination": "Ubot", "events": [again]}).to_string();
+    assert_eq!(sb.post_signed(&endpoint, SECRET, body).await.unwrap(), 200);
+    assert_eq!(stored(&t).await.len(), 1, "one row for one webhookEventId");
+    assert_eq!(t.job_counts().await.iter().map(|(_, n)| n).sum::<i64>(), 0, "no second job");
+
+    assert_eq!(sb.block(CHANNEL, &user).await.unwrap(), 200);
+    t.run_jobs().await;
+    assert_eq!(friends(&t).await[0].status, FriendStatus::Blocked);
+    // Unblocking is a follow with isUnblocked.
+    sb.follow(CHANNEL, &user).await.unwrap();
+    t.run_jobs().await;
+    assert_eq!(friends(&t).await[0].status, FriendStatus::Following);
+    let last = stored(&t).await.pop().unwrap();
+    assert!(last.body.contains("\"isUnblocked\":true"));
+    t.assert_no_jobs_left().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_signatures_and_malformed_bodies_store_nothing() {
+    let (t, sb, endpoint) = app_with_channel().await;
+    let client = http().build().unwrap();
+    let body = r#"{"destination":"Ubot","events":[{"type":"follow","mode":"active","timestamp":1,"source":{"type":"user","userId":"U0123456789abcdef0123456789abcdef"},"webhookEventId":"01BAD","deliveryContext":{"isRedelivery":false},"replyToken":"r"}]}"#;
+    // No signature, a wrong one, one made with another secret.
+    let none = client.post(&endpoint).body(body).send().await.unwrap();
+    assert_eq!(none.status(), 401);
+    let wrong = client.post(&endpoint).header("x-line-signature", "AAAA").body(body).send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let other = tsunagu_line::signature::sign("another-secret", body.as_bytes());
+    let r = client.post(&endpoint).header("x-line-signature", other).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // A body changed after signing (re-serialised JSON breaks the signature: NOTES §7).
+    let sig = tsunagu_line::signature::sign(SECRET, body.as_bytes());
+    let respaced = body.replace("\"events\":", "\"events\" :");
+    let r = client.post(&endpoint).header("x-line-signature", &sig).body(respaced).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(stored(&t).await.is_empty(), "nothing stored");
+
+    // Malformed JSON with a valid signature: 400, and the requests around it are unharmed.
+    let ok_before = sb.post_signed(&endpoint, SECRET, body.to_string()).await.unwrap();
+    let broken = sb.post_signed(&endpoint, SECRET, "{\"destination\":\"Ubot\",\"events\":[".into()).await.unwrap();
+    let body2 = body.replace("01BAD", "01GOOD");
+    let ok_after = sb.post_signed(&endpoint, SECRET, body2).await.unwrap();
+    assert_eq!((ok_before, broken, ok_after), (200, 400, 200));
+    assert_eq!(stored(&t).await.len(), 2);
+
+    // Unknown channels and LINE's empty connectivity check.
+    let r = client
+        .post(format!("{}/line/webhook/999", t.addr))
+        .header("x-line-signature", &sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let empty = r#"{"destination":"Ubot","events":[]}"#;
+    assert_eq!(sb.post_signed(&endpoint, SECRET, empty.into()).await.unwrap(), 200);
+
+    // An event type this code does not know: kept, handled, not an error.
+    let novel = r#"{"destination":"Ubot","events":[{"type":"membershipPurchased","mode":"active","timestamp":5,"source":{"type":"user","userId":"U0123456789abcdef0123456789abcdef"},"webhookEventId":"01NEW","deliveryContext":{"isRedelivery":false}}]}"#;
+    assert_eq!(sb.post_signed(&endpoint, SECRET, novel.into()).await.unwrap(), 200);
+    t.run_jobs().await;
+    let all = stored(&t).await;
+    assert_eq!(all.len(), 3);
+    assert!(all.iter().all(|e| e.handled_at.is_some()));
+    assert!(all.iter().any(|e| e.event_type == "membershipPurchased"));
+    t.assert_no_jobs_left().await;
+}
