@@ -26,6 +26,8 @@ pub struct App {
     pub zoom: tsunagu_zoom::ZoomClient,
     /// LINE channels whose secret this process has opened (webhook signature checks).
     pub line_channels: crate::line::ChannelCache,
+    /// The LINE webhook writer (started on the first webhook).
+    pub line_intake: std::sync::OnceLock<crate::line::webhook::Intake>,
 }
 
 pub type SharedApp = Arc<App>;
@@ -46,6 +48,7 @@ impl App {
             job_wakeup: Notify::new(),
             zoom,
             line_channels: Default::default(),
+            line_intake: Default::default(),
         })
     }
 

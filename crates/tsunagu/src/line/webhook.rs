@@ -51,7 +51,7 @@ pub async fn receive(
         // LINE's connectivity check.
         return answer(StatusCode::OK, "ok");
     }
-    match store_events(&app, &channel_id, &request).await {
+    match app.line_intake.get_or_init(|| Intake::start(&app)).submit(channel_id.clone(), request).await {
         Ok(_) => answer(StatusCode::OK, "ok"),
         Err(e) => {
             // Not stored: LINE redelivers (when enabled) on a non-2xx answer.
@@ -61,36 +61,90 @@ pub async fn receive(
     }
 }
 
-async fn store_events(app: &SharedApp, channel_id: &str, request: &CallbackRequest) -> anyhow::Result<usize> {
+/// Group commit: requests are handed to one writer task, which stores whatever has queued up
+/// meanwhile in a single transaction, then answers each. Every 200 still means "stored and
+/// committed"; under load many requests share one commit instead of queueing for the
+/// database's write lock one by one.
+pub struct Intake {
+    tx: tokio::sync::mpsc::Sender<Pending>,
+}
+
+struct Pending {
+    channel_id: String,
+    request: CallbackRequest,
+    done: tokio::sync::oneshot::Sender<Result<usize, String>>,
+}
+
+/// Requests stored per transaction at most.
+const BATCH: usize = 256;
+
+impl Intake {
+    fn start(app: &SharedApp) -> Intake {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Pending>(4 * BATCH);
+        // A weak handle: the task ends with the app (its sender lives in the app).
+        let weak = std::sync::Arc::downgrade(app);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(BATCH);
+            while rx.recv_many(&mut batch, BATCH).await > 0 {
+                let Some(app) = weak.upgrade() else { break };
+                let result = store_batch(&app, &batch).await.map_err(|e| format!("{e:#}"));
+                for (p, n) in batch.drain(..).zip(match &result {
+                    Ok(counts) => counts.iter().map(|n| Ok(*n)).collect::<Vec<_>>(),
+                    Err(e) => vec![Err(e.clone()); BATCH],
+                }) {
+                    let _ = p.done.send(n);
+                }
+            }
+        });
+        Intake { tx }
+    }
+
+    async fn submit(&self, channel_id: String, request: CallbackRequest) -> Result<usize, String> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.tx.send(Pending { channel_id, request, done }).await.map_err(|_| "intake stopped".to_string())?;
+        wait.await.map_err(|_| "intake stopped".to_string())?
+    }
+}
+
+/// Store every pending request's events (each once) and one job per channel with new events.
+async fn store_batch(app: &SharedApp, batch: &[Pending]) -> anyhow::Result<Vec<usize>> {
     let now = app.now();
     let mut tx = app.store.begin().await?;
-    let mut new = 0;
-    for raw in &request.events {
-        let text = raw.to_string();
-        let info = EventInfo::from_json(raw);
-        // Every documented event has a webhookEventId; anything without one is keyed by its
-        // content, so a redelivery of it is still recognised.
-        let fallback = format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())));
-        let e = NewEvent {
-            webhook_event_id: info.as_ref().map(|i| i.webhook_event_id.as_str()).unwrap_or(&fallback),
-            event_type: info
-                .as_ref()
-                .map(|i| i.kind.as_str())
-                .or(raw.get("type").and_then(|t| t.as_str()))
-                .unwrap_or("unknown"),
-            user_id: info.as_ref().and_then(|i| i.user_id.as_deref()),
-            event_ts: info.as_ref().map(|i| i.timestamp_ms).unwrap_or(now),
-            redelivery: info.as_ref().is_some_and(|i| i.is_redelivery),
-            body: &text,
-        };
-        if store::insert_event(&mut tx, channel_id, &e, now).await? {
-            new += 1;
+    let mut counts = Vec::with_capacity(batch.len());
+    let mut channels_with_new: Vec<&str> = Vec::new();
+    for p in batch {
+        let mut new = 0;
+        for raw in &p.request.events {
+            let text = raw.to_string();
+            let info = EventInfo::from_json(raw);
+            // Every documented event has a webhookEventId; anything without one is keyed by
+            // its content, so a redelivery of it is still recognised.
+            let fallback = format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())));
+            let e = NewEvent {
+                webhook_event_id: info.as_ref().map(|i| i.webhook_event_id.as_str()).unwrap_or(&fallback),
+                event_type: info
+                    .as_ref()
+                    .map(|i| i.kind.as_str())
+                    .or(raw.get("type").and_then(|t| t.as_str()))
+                    .unwrap_or("unknown"),
+                user_id: info.as_ref().and_then(|i| i.user_id.as_deref()),
+                event_ts: info.as_ref().map(|i| i.timestamp_ms).unwrap_or(now),
+                redelivery: info.as_ref().is_some_and(|i| i.is_redelivery),
+                body: &text,
+            };
+            if store::insert_event(&mut tx, &p.channel_id, &e, now).await? {
+                new += 1;
+            }
         }
+        if new > 0 && !channels_with_new.contains(&p.channel_id.as_str()) {
+            channels_with_new.push(&p.channel_id);
+        }
+        counts.push(new);
     }
-    if new > 0 {
+    for channel_id in channels_with_new {
         jobs::enqueue(&mut tx, app, kinds::LINE_EVENTS, &serde_json::json!({"channel_id": channel_id}), None, 0)
             .await?;
     }
     tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
-    Ok(new)
+    Ok(counts)
 }
