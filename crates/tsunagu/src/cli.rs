@@ -57,6 +57,30 @@ pub enum Command {
         #[command(subcommand)]
         command: ZoomCommand,
     },
+    /// LINE diagnostics.
+    Line {
+        #[command(subcommand)]
+        command: LineCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LineCommand {
+    /// Check a Messaging API channel: token, bot info, the webhook endpoint registered at LINE
+    /// and LINE's test of it, quota and consumption. Exits 0 only when all is well. The channel
+    /// comes from an account (--account) or from --channel-id with the secret in the
+    /// environment variable LINE_CHANNEL_SECRET or on standard input.
+    Check {
+        /// Email of the Tsunagu account whose connected channel to check.
+        #[arg(long)]
+        account: Option<String>,
+        /// The Messaging API channel ID (with --account: which of its channels).
+        #[arg(long)]
+        channel_id: Option<String>,
+        /// Read the channel secret from the first line of standard input.
+        #[arg(long)]
+        channel_secret_stdin: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -146,6 +170,52 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { command } => admin(command, config).await,
+        Command::Line { command: LineCommand::Check { account, channel_id, channel_secret_stdin } } => {
+            let (channel_id, secret) = match account {
+                Some(email) => {
+                    let app = startup::build_app(config.clone(), startup::system_clock()).await?;
+                    let email = Email::parse(&email).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let mut c = app.store.conn().await?;
+                    let Some(creds) = accounts::credentials_by_email(&mut c, &email).await? else {
+                        bail!("no account with email {email}");
+                    };
+                    let channels = tsunagu_store::line::channels_of(&mut c, creds.account.id).await?;
+                    drop(c);
+                    let Some(ch) =
+                        channels.into_iter().find(|ch| channel_id.as_ref().is_none_or(|id| *id == ch.channel_id))
+                    else {
+                        bail!(
+                            "{email} には公式LINEのチャネルが連携されていません / no LINE channel connected for {email}"
+                        );
+                    };
+                    let known = crate::line::known_channel(&app, &ch.channel_id)
+                        .await?
+                        .context("the channel's secret is missing")?;
+                    (ch.channel_id, known.secret)
+                }
+                None => {
+                    let id = channel_id.context("give --account EMAIL or --channel-id ID")?;
+                    let secret = if channel_secret_stdin {
+                        let mut line = String::new();
+                        std::io::stdin()
+                            .lock()
+                            .read_line(&mut line)
+                            .context("cannot read the channel secret from stdin")?;
+                        line.trim().to_string()
+                    } else {
+                        std::env::var("LINE_CHANNEL_SECRET").context(
+                            "give the channel secret in the environment variable LINE_CHANNEL_SECRET or with --channel-secret-stdin",
+                        )?
+                    };
+                    (id, secret)
+                }
+            };
+            let ch = tsunagu_line::Channel { id: channel_id.clone(), secret, token_kind: Default::default() };
+            let client = crate::line::client(&config);
+            let report = crate::line::check::run(&client, &ch, &crate::line::webhook_url(&config, &channel_id)).await;
+            print!("{}", report.render());
+            if report.ok() { Ok(()) } else { std::process::exit(1) }
+        }
         Command::Zoom {
             command: ZoomCommand::Check { account, zoom_account_id, client_id, client_secret_stdin, host, plan },
         } => {

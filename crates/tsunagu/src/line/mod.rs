@@ -2,6 +2,7 @@
 //! and kept in memory for signature checks), the webhook intake ([`webhook`]) and the job that
 //! handles stored events ([`events`]).
 
+pub mod check;
 pub mod events;
 pub mod webhook;
 
@@ -87,4 +88,14 @@ pub async fn known_channel(app: &App, channel_id: &str) -> anyhow::Result<Option
     let known = KnownChannel { account: ch.account_id, secret };
     app.line_channels.put(channel_id, known.clone());
     Ok(Some(known))
+}
+
+/// The Messaging API client for this process's configuration.
+pub fn client(config: &crate::config::Config) -> tsunagu_line::LineClient {
+    tsunagu_line::LineClient::new(tsunagu_line::LineConfig::new(&config.line.api_base_url))
+}
+
+/// This installation's webhook URL for a channel (what LINE Developers must show).
+pub fn webhook_url(config: &crate::config::Config, channel_id: &str) -> String {
+    format!("{}/line/webhook/{channel_id}", config.http.public_url.trim_end_matches('/'))
 }

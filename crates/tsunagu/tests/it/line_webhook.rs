@@ -11,7 +11,7 @@ use crate::helpers::{TestApp, http};
 const CHANNEL: &str = "2000000001";
 const SECRET: &str = "8c570fa6dd201bb328f1c1eac23a96d8";
 
-async fn app_with_channel() -> (TestApp, LineSandbox, String) {
+async fn app_with_channel() -> (TestApp, LineSandbox, String, String) {
     let t = TestApp::spawn().await;
     t.signup("teacher@example.com", "講師").await;
     let account = {
@@ -36,7 +36,7 @@ async fn app_with_channel() -> (TestApp, LineSandbox, String) {
     let ch = tsunagu_line::Channel { id: CHANNEL.into(), secret: SECRET.into(), token_kind: Default::default() };
     let endpoint = format!("{}/line/webhook/{CHANNEL}", t.addr);
     client.set_webhook_endpoint(&ch, &endpoint).await.unwrap();
-    (t, sb, endpoint)
+    (t, sb, endpoint, line_base)
 }
 
 async fn stored(t: &TestApp) -> Vec<line_store::StoredEvent> {
@@ -51,7 +51,7 @@ async fn friends(t: &TestApp) -> Vec<line_store::Friend> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follow_and_block_reach_the_friend_list_once() {
-    let (t, sb, endpoint) = app_with_channel().await;
+    let (t, sb, endpoint, _) = app_with_channel().await;
     let user = sb.new_user_id();
     sb.add_user(SimUser { user_id: user.clone(), display_name: "受講生".into() });
 
@@ -84,7 +84,7 @@ async fn follow_and_block_reach_the_friend_list_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_signatures_and_malformed_bodies_store_nothing() {
-    let (t, sb, endpoint) = app_with_channel().await;
+    let (t, sb, endpoint, _) = app_with_channel().await;
     let client = http().build().unwrap();
     let body = r#"{"destination":"Ubot","events":[{"type":"follow","mode":"active","timestamp":1,"source":{"type":"user","userId":"U0123456789abcdef0123456789abcdef"},"webhookEventId":"01BAD","deliveryContext":{"isRedelivery":false},"replyToken":"r"}]}"#;
     // No signature, a wrong one, one made with another secret.
@@ -131,4 +131,57 @@ async fn bad_signatures_and_malformed_bodies_store_nothing() {
     assert!(all.iter().all(|e| e.handled_at.is_some()));
     assert!(all.iter().any(|e| e.event_type == "membershipPurchased"));
     t.assert_no_jobs_left().await;
+}
+
+async fn line_check(args: &[&str], env: Vec<(&'static str, String)>) -> (bool, String) {
+    let mut all = vec!["line".to_string(), "check".to_string()];
+    all.extend(args.iter().map(|s| s.to_string()));
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tsunagu"));
+        cmd.args(&all).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// `tsunagu line check` against the sandbox, with LINE's webhook test reaching the running app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn line_check_reports_token_bot_webhook_and_quota() {
+    let (t, _sb, endpoint, line_base) = app_with_channel().await;
+    let dir = t.dir.as_ref().unwrap().path().display().to_string();
+    let env = vec![
+        ("TSUNAGU_DATA__DIR", dir.clone()),
+        ("TSUNAGU_DATABASE__URL", format!("sqlite://{dir}/tsunagu.db")),
+        ("TSUNAGU_LINE__API_BASE_URL", line_base.clone()),
+        ("TSUNAGU_HTTP__PUBLIC_URL", t.addr.clone()),
+    ];
+    let (ok, out) = line_check(&["--account", "teacher@example.com"], env.clone()).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("チャネルアクセストークン: 取得できました"), "{out}");
+    assert!(out.contains("公式アカウント: 講座 (@course)"), "{out}");
+    assert!(out.contains(&format!("Webhook URL（LINE に登録済み）: {endpoint}")), "{out}");
+    assert!(out.contains("Webhook の疎通テスト: 成功"), "{out}");
+    assert!(out.contains("結果: OK"), "{out}");
+    assert!(!out.contains(SECRET));
+
+    // The webhook points elsewhere: named, with this installation's URL; exit status 1.
+    let client = tsunagu_line::LineClient::new(tsunagu_line::LineConfig::new(&line_base));
+    let ch = tsunagu_line::Channel { id: CHANNEL.into(), secret: SECRET.into(), token_kind: Default::default() };
+    client.set_webhook_endpoint(&ch, "https://old.example/webhook").await.unwrap();
+    let (ok, out) = line_check(&["--account", "teacher@example.com"], env.clone()).await;
+    assert!(!ok);
+    assert!(out.contains(&format!("この Tsunagu の Webhook URL は {endpoint} です")), "{out}");
+
+    // Wrong secret given on the command line.
+    let mut wrong = env.clone();
+    wrong.push(("LINE_CHANNEL_SECRET", "not-the-secret".into()));
+    let (ok, out) = line_check(&["--channel-id", CHANNEL], wrong).await;
+    assert!(!ok);
+    assert!(out.contains("[line.bad_channel_credentials]"), "{out}");
+    t.stop().await;
 }
