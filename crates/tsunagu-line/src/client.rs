@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
-use tsunagu_core::rate::{Rate, Window};
+use tsunagu_core::rate::{Pacer, Rate, Window};
 
 use crate::error::{LineError, classify};
 use crate::message::{Message, validate_all};
@@ -115,7 +115,7 @@ impl LineConfig {
             max_attempts: 6,
             backoff_base: Duration::from_millis(250),
             limits: Limits::default(),
-            limit_margin_ms: 20,
+            limit_margin_ms: 50,
         }
     }
 }
@@ -247,7 +247,7 @@ pub struct LineClient {
     cfg: LineConfig,
     http: reqwest::Client,
     tokens: Mutex<HashMap<String, Slot>>,
-    limiters: Mutex<HashMap<(String, Endpoint), Window>>,
+    limiters: Mutex<HashMap<(String, Endpoint), (Pacer, Window)>>,
     epoch: Instant,
     now_ms: NowMs,
     token_requests: std::sync::atomic::AtomicU64,
@@ -383,15 +383,25 @@ impl LineClient {
         let base = self.cfg.limits.of(e);
         let rate = Rate { max: base.max, window_ms: base.window_ms + self.cfg.limit_margin_ms };
         loop {
-            let wait = {
+            let wait_us = {
                 let mut l = self.limiters.lock().expect("limiters");
-                let w = l.entry((channel.to_string(), e)).or_insert_with(|| Window::new(rate));
-                match w.try_acquire(self.epoch.elapsed().as_millis() as u64) {
-                    Ok(()) => return,
-                    Err(ms) => ms,
+                // Paced evenly (bursts of 1 % of the limit), and never over it in any window.
+                let (pacer, window) = l
+                    .entry((channel.to_string(), e))
+                    .or_insert_with(|| (Pacer::new(rate, (rate.max / 100).max(1)), Window::new(rate)));
+                let now_us = self.epoch.elapsed().as_micros() as u64;
+                match pacer.wait_us(now_us) {
+                    0 => match window.try_acquire(now_us / 1000) {
+                        Ok(()) => {
+                            pacer.commit(now_us);
+                            return;
+                        }
+                        Err(ms) => ms * 1000,
+                    },
+                    us => us,
                 }
             };
-            tokio::time::sleep(Duration::from_millis(wait.max(1))).await;
+            tokio::time::sleep(Duration::from_micros(wait_us.max(100))).await;
         }
     }
 

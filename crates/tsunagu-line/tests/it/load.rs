@@ -15,7 +15,7 @@ const USERS: usize = 10_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_pushes_through_faults_arrive_exactly_once() {
-    let l = Line::start(None, |c| c.timeout = Duration::from_millis(800)).await;
+    let l = Line::start_with(None, true, |c| c.timeout = Duration::from_millis(800)).await;
     l.sb.set_recording(false);
     let users: Vec<String> = (0..USERS).map(|i| l.friend(&format!("生徒{i}"))).collect();
     l.sb.set_faults(LineFaults {

@@ -20,6 +20,7 @@ pub struct Line {
     pub client: Arc<LineClient>,
     pub ch: Channel,
     pub now: Arc<AtomicI64>,
+    _detached: Option<tsunagu_sandbox::Detached>,
 }
 
 pub fn channel() -> Channel {
@@ -28,6 +29,11 @@ pub fn channel() -> Channel {
 
 impl Line {
     pub async fn start(quota: Option<i64>, tune: impl FnOnce(&mut LineConfig)) -> Line {
+        Self::start_with(quota, false, tune).await
+    }
+
+    /// `detached`: the sandbox runs on its own thread (load tests), see [`tsunagu_sandbox::Detached`].
+    pub async fn start_with(quota: Option<i64>, detached: bool, tune: impl FnOnce(&mut LineConfig)) -> Line {
         let sb = LineSandbox::new();
         sb.add_channel(LineChannelSpec {
             channel_id: CHANNEL.into(),
@@ -42,7 +48,12 @@ impl Line {
                 redirect_uri: REDIRECT.into(),
             }),
         });
-        let (base, _task) = tsunagu_sandbox::serve(sb.router()).await.expect("sandbox starts");
+        let (base, _detached) = if detached {
+            let d = tsunagu_sandbox::Detached::serve(sb.router()).expect("sandbox starts");
+            (d.base.clone(), Some(d))
+        } else {
+            (tsunagu_sandbox::serve(sb.router()).await.expect("sandbox starts").0, None)
+        };
         let mut cfg = LineConfig::new(&base);
         cfg.timeout = Duration::from_secs(5);
         cfg.backoff_base = Duration::from_millis(20);
@@ -50,7 +61,7 @@ impl Line {
         let now = Arc::new(AtomicI64::new(jiff::Timestamp::now().as_millisecond()));
         let clock = now.clone();
         let client = Arc::new(LineClient::new(cfg).with_clock(Arc::new(move || clock.load(Ordering::SeqCst))));
-        Line { sb, base, client, ch: channel(), now }
+        Line { sb, base, client, ch: channel(), now, _detached }
     }
 
     /// A user who is a friend of the official account.
