@@ -71,7 +71,6 @@ impl Pacer {
     }
 }
 
-
 #[cfg(test)]
 mod pacer_tests {
     use super::*;

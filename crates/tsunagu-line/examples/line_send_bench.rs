@@ -49,7 +49,8 @@ async fn main() {
     let gate = Arc::new(tokio::sync::Semaphore::new(256));
     let t0 = Instant::now();
     let mut tasks = Vec::new();
-    for u in users.iter().take(pushes).cloned() {
+    for u in &users[..pushes] {
+        let u = u.clone();
         let (client, ch, gate) = (client.clone(), ch.clone(), gate.clone());
         tasks.push(tokio::spawn(async move {
             let _p = gate.acquire_owned().await.expect("gate");
@@ -65,7 +66,11 @@ async fn main() {
     let push_rate = steady(done);
     let s = sb.stats();
     let peak = s.max_in_any_second.get(&(CHANNEL.to_string(), "push".to_string())).copied().unwrap_or(0);
-    println!("| push | 2000 requests/s | {pushes} | {overall:.0} | {push_rate:.0} | {:.3} | {} | {peak} |", push_rate / 2000.0, s.rate_429);
+    println!(
+        "| push | 2000 requests/s | {pushes} | {overall:.0} | {push_rate:.0} | {:.3} | {} | {peak} |",
+        push_rate / 2000.0,
+        s.rate_429
+    );
 
     // Multicast: 1,000 requests of 500 recipients (five seconds at the limit), 64 in flight.
     let requests = 1_000;
@@ -78,7 +83,10 @@ async fn main() {
         let to = batches[i % batches.len()].clone();
         tasks.push(tokio::spawn(async move {
             let _p = gate.acquire_owned().await.expect("gate");
-            client.multicast(&ch, &to, &[Message::text("bench")], &RetryKey::new(client.now_ms())).await.expect("multicast");
+            client
+                .multicast(&ch, &to, &[Message::text("bench")], &RetryKey::new(client.now_ms()))
+                .await
+                .expect("multicast");
             Instant::now()
         }));
     }

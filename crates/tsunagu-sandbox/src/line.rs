@@ -390,16 +390,24 @@ impl LineSandbox {
     /// POST an exact body, signed (tests of redelivery and malformed JSON use this).
     pub async fn post_signed(&self, endpoint: &str, secret: &str, body: String) -> Result<u16, String> {
         let signature = sign(secret, body.as_bytes());
-        let resp = self
+        let sent = self
             .http()
             .post(endpoint)
             .header("content-type", "application/json; charset=utf-8")
             .header("x-line-signature", signature)
-            .body(body)
+            .body(body.clone())
             .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(resp.status().as_u16())
+            .await;
+        // Recorded as webhook.yml's operation, `POST /callback`, with the bot server's status.
+        let status = sent.as_ref().map(|r| r.status().as_u16()).unwrap_or(0);
+        self.lock().record(LineExchange {
+            method: "POST".into(),
+            path: "/callback".into(),
+            status,
+            request_body: body,
+            response_body: String::new(),
+        });
+        Ok(sent.map_err(|e| e.to_string())?.status().as_u16())
     }
 
     pub fn router(&self) -> Router {

@@ -40,6 +40,7 @@ async fn tokens_are_cached_shared_renewed_and_refused_for_bad_secrets() {
     let sl = Channel { token_kind: TokenKind::ShortLived, ..channel() };
     let t = other.token(&sl).await.unwrap();
     assert!(other.verify_token(&t).await.unwrap().expires_in > 2_500_000);
+    l.assert_contract();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,6 +85,7 @@ async fn push_reaches_friends_once_and_nobody_else() {
     let err = l.client.push(&l.ch, &friend, &[Message::text("")], &RetryKey::new(l.client.now_ms())).await.unwrap_err();
     assert_eq!(err.code(), "line.message.text_empty");
     assert_eq!(l.sb.stats().requests, before);
+    l.assert_contract();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,6 +118,7 @@ async fn multicast_reply_quota_and_the_monthly_limit() {
     let err = l.client.multicast(&l.ch, &users[..2], &msgs, &RetryKey::new(l.client.now_ms())).await.unwrap_err();
     assert_eq!(err, LineError::MonthlyLimit);
     assert!(!err.retryable());
+    l.assert_contract();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,6 +160,7 @@ async fn bot_info_profiles_and_the_webhook_endpoint() {
     let broken = l.client.test_webhook_endpoint(&l.ch, Some(&format!("{receiver}/nowhere"))).await.unwrap();
     assert!(!broken.success && broken.reason == "ERROR_STATUS_CODE");
     assert!(matches!(l.client.set_webhook_endpoint(&l.ch, "ftp://x").await, Err(LineError::BadRequest { .. })));
+    l.assert_contract();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,4 +184,5 @@ async fn rate_limits_are_waited_out() {
     for u in &users {
         assert_eq!(l.texts_of(u), vec!["混雑"]);
     }
+    l.assert_contract();
 }

@@ -79,6 +79,19 @@ impl Line {
         id
     }
 
+    /// Every exchange the sandbox recorded, checked against LINE's official documents.
+    pub fn assert_contract(&self) {
+        let log = self.sb.exchanges();
+        assert!(!log.is_empty(), "the sandbox recorded the traffic");
+        crate::contract::assert_all(log.iter().map(|e| tsunagu_contract::Exchange {
+            method: &e.method,
+            path: &e.path,
+            status: e.status,
+            request_body: &e.request_body,
+            response_body: &e.response_body,
+        }));
+    }
+
     pub fn texts_of(&self, user: &str) -> Vec<String> {
         self.sb
             .received_by(user)

@@ -90,7 +90,7 @@ pub(crate) async fn issue_stateless(State(sb): State<LineSandbox>, body: String)
             oauth_fail(400, "invalid_client", "invalid client_secret")
         }
     };
-    respond(&sb, "POST", "/oauth2/v3/token", "", a)
+    respond(&sb, "POST", "/oauth2/v3/token", &body, a)
 }
 
 pub(crate) async fn issue_short_lived(State(sb): State<LineSandbox>, body: String) -> Response {
@@ -116,7 +116,7 @@ pub(crate) async fn issue_short_lived(State(sb): State<LineSandbox>, body: Strin
             None => oauth_fail(400, "invalid_client", "invalid client_secret"),
         }
     };
-    respond(&sb, "POST", "/v2/oauth/accessToken", "", a)
+    respond(&sb, "POST", "/v2/oauth/accessToken", &body, a)
 }
 
 pub(crate) async fn verify(State(sb): State<LineSandbox>, body: String) -> Response {
@@ -130,7 +130,7 @@ pub(crate) async fn verify(State(sb): State<LineSandbox>, body: String) -> Respo
             None => oauth_fail(400, "invalid_request", "access token expired"),
         }
     };
-    respond(&sb, "POST", "/v2/oauth/verify", "", a)
+    respond(&sb, "POST", "/v2/oauth/verify", &body, a)
 }
 
 /// The channel of a valid bearer token.

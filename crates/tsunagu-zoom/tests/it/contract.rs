@@ -5,214 +5,62 @@
 //! this); [`the_copy_matches_the_official_files`] checks the copy whenever the originals are
 //! present.
 //!
-//! OpenAPI 3.0 → JSON Schema: `nullable: true` allows `null`; `allOf` branches are merged into
-//! one object; `oneOf` becomes `anyOf` (Zoom's alternatives overlap); `example`, `x-*` and
-//! other annotations are dropped; formats are checked where they are standard (`date-time`,
-//! `email`). Strict mode: every object schema with `properties` and no `additionalProperties`
-//! gets `additionalProperties: false`, so a field the official schema does not define (a typo
-//! in what we send, a field the sandbox invents) is an error.
+//! How OpenAPI 3.0 becomes strict JSON Schema (every object closed, `allOf` merged, `oneOf` as
+//! `anyOf`, `nullable`) is described in `tsunagu-contract`, shared with the LINE tests.
 
-use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::LazyLock;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
+pub use tsunagu_contract::Exchange;
+use tsunagu_contract::{Body, Spec};
 
 const SPEC: &str = include_str!("../spec/zoom-operations.json");
 
-struct Operation {
-    id: String,
-    method: String,
-    segments: Vec<String>,
-    raw: Value,
-}
-
-static OPERATIONS: LazyLock<Vec<Operation>> = LazyLock::new(|| {
+/// The copied operations as one OpenAPI document (their paths are relative to `/v2`).
+static ZOOM: LazyLock<Spec> = LazyLock::new(|| {
     let spec: Value = serde_json::from_str(SPEC).expect("tests/spec/zoom-operations.json is JSON");
-    spec["operations"]
-        .as_object()
-        .expect("operations")
-        .iter()
-        .map(|(id, o)| Operation {
-            id: id.clone(),
-            method: o["method"].as_str().expect("method").to_string(),
-            segments: o["path"].as_str().expect("path").trim_matches('/').split('/').map(str::to_string).collect(),
-            raw: o["operation"].clone(),
-        })
-        .collect()
+    let mut paths = serde_json::Map::new();
+    for o in spec["operations"].as_object().expect("operations").values() {
+        let item = paths.entry(o["path"].as_str().expect("path")).or_insert_with(|| json!({}));
+        item[o["method"].as_str().expect("method").to_lowercase()] = o["operation"].clone();
+    }
+    let doc = json!({"servers": [{"url": "https://api.zoom.us/v2"}], "paths": paths});
+    Spec::new(vec![("zoom".into(), doc)])
 });
 
-type Validators = HashMap<(String, String), std::sync::Arc<jsonschema::Validator>>;
-static VALIDATORS: LazyLock<Mutex<Validators>> = LazyLock::new(Mutex::default);
-
-/// One recorded request and its answer.
-pub struct Exchange<'a> {
-    pub method: &'a str,
-    pub path: &'a str,
-    pub status: u16,
-    pub request_body: &'a str,
-    pub response_body: &'a str,
-}
-
-/// The operation id for a method and a path (with or without `/v2`); literal segments win over
-/// parameters (`/registrants/status` is not `/registrants/{registrantId}`).
+/// The operation id for a method and a path (with or without `/v2`).
 pub fn operation_for(method: &str, path: &str) -> Option<&'static str> {
-    let path = path.strip_prefix("/v2").unwrap_or(path);
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    OPERATIONS
-        .iter()
-        .filter(|o| o.method.eq_ignore_ascii_case(method) && o.segments.len() == segs.len())
-        .filter(|o| o.segments.iter().zip(&segs).all(|(t, s)| t.starts_with('{') || t == s))
-        .max_by_key(|o| o.segments.iter().filter(|t| !t.starts_with('{')).count())
-        .map(|o| o.id.as_str())
-}
-
-fn operation(id: &str) -> &'static Operation {
-    OPERATIONS.iter().find(|o| o.id == id).unwrap_or_else(|| panic!("operation {id} is not in the spec copy"))
-}
-
-const DROP: &[&str] =
-    &["example", "examples", "xml", "discriminator", "readOnly", "writeOnly", "deprecated", "externalDocs"];
-
-/// Merge `allOf` branches (recursively) into one object schema.
-fn merge_all_of(branches: &[Value]) -> Value {
-    let mut properties = Map::new();
-    let mut required: Vec<Value> = Vec::new();
-    let mut rest = Map::new();
-    for b in branches {
-        let b = match b.get("allOf").and_then(Value::as_array) {
-            Some(inner) => {
-                let mut merged = merge_all_of(inner);
-                if let (Some(m), Some(o)) = (merged.as_object_mut(), b.as_object()) {
-                    for (k, v) in o {
-                        if k != "allOf" && !m.contains_key(k) {
-                            m.insert(k.clone(), v.clone());
-                        }
-                    }
-                }
-                merged
-            }
-            None => b.clone(),
-        };
-        if let Some(o) = b.as_object() {
-            for (k, v) in o {
-                match k.as_str() {
-                    "properties" => {
-                        if let Some(p) = v.as_object() {
-                            properties.extend(p.clone());
-                        }
-                    }
-                    "required" => required.extend(v.as_array().cloned().unwrap_or_default()),
-                    _ => {
-                        rest.entry(k.clone()).or_insert_with(|| v.clone());
-                    }
-                }
-            }
-        }
-    }
-    if !properties.is_empty() {
-        rest.insert("properties".into(), Value::Object(properties));
-        rest.insert("type".into(), json!("object"));
-    }
-    if !required.is_empty() {
-        rest.insert("required".into(), Value::Array(required));
-    }
-    Value::Object(rest)
-}
-
-/// OpenAPI 3.0 schema → strict JSON Schema.
-fn convert(schema: &Value) -> Value {
-    let Some(obj) = schema.as_object() else { return schema.clone() };
-    let merged;
-    let obj = match obj.get("allOf").and_then(Value::as_array) {
-        Some(branches) => {
-            let mut m = merge_all_of(branches);
-            for (k, v) in obj {
-                if k != "allOf" {
-                    m.as_object_mut().expect("object").entry(k.clone()).or_insert_with(|| v.clone());
-                }
-            }
-            merged = m;
-            merged.as_object().expect("object")
-        }
-        None => obj,
-    };
-    let mut out = Map::new();
-    for (k, v) in obj {
-        if DROP.contains(&k.as_str()) || k.starts_with("x-") || k == "nullable" {
-            continue;
-        }
-        let v = match k.as_str() {
-            "properties" => Value::Object(
-                v.as_object().map(|p| p.iter().map(|(n, s)| (n.clone(), convert(s))).collect()).unwrap_or_default(),
-            ),
-            "items" | "not" => convert(v),
-            "additionalProperties" if v.is_object() => convert(v),
-            "oneOf" | "anyOf" => {
-                Value::Array(v.as_array().map(|a| a.iter().map(convert).collect()).unwrap_or_default())
-            }
-            "format" => match v.as_str() {
-                Some("date-time" | "email") => v.clone(),
-                _ => continue,
-            },
-            _ => v.clone(),
-        };
-        let key = if k == "oneOf" { "anyOf".to_string() } else { k.clone() };
-        out.insert(key, v);
-    }
-    if out.contains_key("properties") && !out.contains_key("additionalProperties") {
-        out.insert("additionalProperties".into(), json!(false));
-    }
-    let converted = Value::Object(out);
-    if obj.get("nullable") == Some(&json!(true)) { json!({"anyOf": [converted, {"type": "null"}]}) } else { converted }
-}
-
-fn validator(op: &Operation, which: &str) -> Option<std::sync::Arc<jsonschema::Validator>> {
-    let key = (op.id.clone(), which.to_string());
-    if let Some(v) = VALIDATORS.lock().unwrap().get(&key) {
-        return Some(v.clone());
-    }
-    let schema = if which == "request" {
-        op.raw.pointer("/requestBody/content/application~1json/schema")?
-    } else {
-        op.raw.get("responses")?.get(which)?.pointer("/content/application~1json/schema")?
-    };
-    let compiled = jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft7)
-        .should_validate_formats(true)
-        .build(&convert(schema))
-        .unwrap_or_else(|e| panic!("{} {which}: schema does not compile: {e}", op.id));
-    let compiled = std::sync::Arc::new(compiled);
-    VALIDATORS.lock().unwrap().insert(key, compiled.clone());
-    Some(compiled)
-}
-
-fn errors(v: &jsonschema::Validator, body: &Value) -> Vec<String> {
-    v.iter_errors(body).map(|e| format!("{} at {}", e, e.instance_path())).collect()
+    ZOOM.operation_for(method, path).map(|o| o.id.as_str())
 }
 
 pub fn request_schema_errors(operation_id: &str, body: &Value) -> Vec<String> {
-    match validator(operation(operation_id), "request") {
-        Some(v) => errors(&v, body),
-        None => vec![format!("{operation_id} takes no request body")],
-    }
+    ZOOM.errors(operation_id, Body::Request, body)
+        .unwrap_or_else(|| vec![format!("{operation_id} takes no request body")])
 }
 
 pub fn response_schema_errors(operation_id: &str, status: u16, body: &Value) -> Vec<String> {
-    match validator(operation(operation_id), &status.to_string()) {
-        Some(v) => errors(&v, body),
-        None => vec![format!("{operation_id} declares no JSON body for {status}")],
-    }
+    ZOOM.errors(operation_id, Body::Response(status), body)
+        .unwrap_or_else(|| vec![format!("{operation_id} declares no JSON body for {status}")])
 }
 
-fn excerpt(s: &str) -> String {
-    s.chars().take(300).collect()
+/// Zoom's error shape (NOTES §6); the specs declare no error schemas.
+fn error_shape(ex: &Exchange<'_>) -> Option<String> {
+    let v: Value = serde_json::from_str(ex.response_body).unwrap_or_default();
+    let shape = v["code"].is_i64()
+        && v["message"].is_string()
+        && v.get("errors").is_none_or(|e| {
+            e.as_array().is_some_and(|a| a.iter().all(|x| x["field"].is_string() && x["message"].is_string()))
+        });
+    (!shape).then(|| {
+        format!("error answer is not Zoom's {{code, message}}: {}", tsunagu_contract::excerpt(ex.response_body))
+    })
 }
 
 /// Every problem of one exchange.
 pub fn check(ex: &Exchange<'_>) -> Vec<String> {
-    let mut problems = Vec::new();
     if ex.path.starts_with("/oauth/") {
         // Not in these specs; NOTES §1.1 gives the token answer's fields.
+        let mut problems = Vec::new();
         if ex.path == "/oauth/token" && ex.status == 200 {
             let v: Value = serde_json::from_str(ex.response_body).unwrap_or_default();
             let ok = v["access_token"].is_string()
@@ -222,57 +70,13 @@ pub fn check(ex: &Exchange<'_>) -> Vec<String> {
             if !ok {
                 problems.push(format!(
                     "token answer lacks access_token/token_type/expires_in/scope: {}",
-                    excerpt(ex.response_body)
+                    tsunagu_contract::excerpt(ex.response_body)
                 ));
             }
         }
         return problems;
     }
-    let Some(op_id) = operation_for(ex.method, ex.path) else {
-        return vec![format!("no official operation for {} {}", ex.method, ex.path)];
-    };
-    let op = operation(op_id);
-    if !ex.request_body.trim().is_empty() {
-        match serde_json::from_str::<Value>(ex.request_body) {
-            Ok(body) => {
-                problems.extend(request_schema_errors(op_id, &body).into_iter().map(|e| format!("request: {e}")))
-            }
-            Err(e) => problems.push(format!("request is not JSON: {e}")),
-        }
-    } else if op.raw.pointer("/requestBody/required") == Some(&json!(true)) {
-        problems.push("request body missing".into());
-    }
-    let declared = op.raw.get("responses").and_then(|r| r.get(ex.status.to_string()));
-    if (200..300).contains(&ex.status) {
-        let Some(declared) = declared else {
-            problems.push(format!("status {} is not a documented answer of {op_id}", ex.status));
-            return problems;
-        };
-        let has_schema = declared.pointer("/content/application~1json/schema").is_some();
-        match (has_schema, ex.response_body.trim().is_empty()) {
-            (false, true) => {}
-            (false, false) => problems.push(format!("{} must have no body", ex.status)),
-            (true, true) => problems.push(format!("{} must have a JSON body", ex.status)),
-            (true, false) => match serde_json::from_str::<Value>(ex.response_body) {
-                Ok(body) => problems.extend(
-                    response_schema_errors(op_id, ex.status, &body).into_iter().map(|e| format!("response: {e}")),
-                ),
-                Err(e) => problems.push(format!("response is not JSON: {e}")),
-            },
-        }
-    } else {
-        // Zoom's error shape (NOTES §6); the specs declare no error schemas.
-        let v: Value = serde_json::from_str(ex.response_body).unwrap_or_default();
-        let shape = v["code"].is_i64()
-            && v["message"].is_string()
-            && v.get("errors").is_none_or(|e| {
-                e.as_array().is_some_and(|a| a.iter().all(|x| x["field"].is_string() && x["message"].is_string()))
-            });
-        if !shape {
-            problems.push(format!("error answer is not Zoom's {{code, message}}: {}", excerpt(ex.response_body)));
-        }
-    }
-    problems
+    ZOOM.check(ex, &error_shape)
 }
 
 /// Panics listing every problem of every exchange.
@@ -287,8 +91,8 @@ pub fn assert_all<'a>(exchanges: impl IntoIterator<Item = Exchange<'a>>) {
                 ex.method,
                 ex.path,
                 ex.status,
-                excerpt(ex.request_body),
-                excerpt(ex.response_body)
+                tsunagu_contract::excerpt(ex.request_body),
+                tsunagu_contract::excerpt(ex.response_body)
             ));
         }
     }
@@ -348,12 +152,7 @@ fn paths_map_to_operations_and_shapes_are_checked() {
 
 #[test]
 fn every_schema_of_every_operation_compiles() {
-    for op in OPERATIONS.iter() {
-        validator(op, "request");
-        for status in op.raw["responses"].as_object().expect("responses").keys() {
-            validator(op, status);
-        }
-    }
+    assert!(ZOOM.compile_everything() >= 19);
 }
 
 /// The copy in `tests/spec` is the official text (checked when `../shared` is present).

@@ -1,0 +1,508 @@
+//! Contract checks for tests: recorded requests and answers validated, with a JSON Schema
+//! validator (`jsonschema`), against official OpenAPI 3.0 documents (Zoom's, LINE's).
+//!
+//! OpenAPI 3.0 → JSON Schema (draft 7):
+//! - `$ref: '#/components/schemas/X'` → `#/definitions/X` (only the definitions a schema reaches
+//!   are compiled).
+//! - `allOf` branches, `$ref`s included, are merged into one object schema (their properties
+//!   and `required` united), so a subtype such as LINE's `TextMessage` (`allOf: [Message, …]`)
+//!   is one closed object.
+//! - A schema with a `discriminator` and a `mapping` becomes a dispatch: the property must be
+//!   one of the mapped values, and the value selects the subtype's schema (`if`/`then`).
+//! - `nullable: true` allows `null`; `oneOf` becomes `anyOf` (alternatives overlap in these
+//!   documents); OpenAPI's boolean `exclusiveMinimum`/`exclusiveMaximum` become draft 7's numbers.
+//! - Annotations (`example`, `default`, `x-*`, …) are dropped; formats are checked where JSON
+//!   Schema defines them (`date-time`, `email`, `uri`).
+//! - Strict: an object schema with `properties` and no `additionalProperties` gets
+//!   `additionalProperties: false`, so a field the official schema does not define (a typo in
+//!   what we send, a field a sandbox invents) is an error.
+//!
+//! Form bodies (`application/x-www-form-urlencoded`) are validated as objects of strings.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value, json};
+
+/// One operation of a document.
+pub struct Operation {
+    pub id: String,
+    pub method: String,
+    pub path: String,
+    pub doc: usize,
+    segments: Vec<String>,
+    pub raw: Value,
+}
+
+struct Document {
+    name: String,
+    base_path: String,
+    schemas: Map<String, Value>,
+}
+
+/// What a request or an answer is validated against.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Body<'a> {
+    Request,
+    Response(u16),
+    Component(&'a str),
+}
+
+/// Official OpenAPI documents, ready to validate bodies.
+pub struct Spec {
+    docs: Vec<Document>,
+    ops: Vec<Operation>,
+    validators: Mutex<HashMap<(usize, String), Arc<jsonschema::Validator>>>,
+}
+
+const DROP: &[&str] = &[
+    "example",
+    "examples",
+    "xml",
+    "readOnly",
+    "writeOnly",
+    "deprecated",
+    "externalDocs",
+    "default",
+    "description",
+    "title",
+    "nullable",
+    "discriminator",
+];
+
+impl Spec {
+    /// `docs`: (name, OpenAPI document as JSON). Paths are matched with or without the path of
+    /// the document's first server URL (`https://api.zoom.us/v2` → `/v2`).
+    pub fn new(docs: Vec<(String, Value)>) -> Spec {
+        let mut out = Spec { docs: Vec::new(), ops: Vec::new(), validators: Mutex::default() };
+        for (i, (name, doc)) in docs.into_iter().enumerate() {
+            let server = doc.pointer("/servers/0/url").and_then(Value::as_str).unwrap_or("");
+            let base_path = server.split("://").nth(1).and_then(|r| r.find('/').map(|i| &r[i..])).unwrap_or("");
+            for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+                for (method, op) in item.as_object().into_iter().flatten() {
+                    let Some(id) = op.get("operationId").and_then(Value::as_str) else { continue };
+                    out.ops.push(Operation {
+                        id: id.to_string(),
+                        method: method.to_uppercase(),
+                        path: path.clone(),
+                        doc: i,
+                        segments: path.trim_matches('/').split('/').map(str::to_string).collect(),
+                        raw: op.clone(),
+                    });
+                }
+            }
+            let schemas = doc.pointer("/components/schemas").and_then(Value::as_object).cloned().unwrap_or_default();
+            out.docs.push(Document { name, base_path: base_path.trim_end_matches('/').to_string(), schemas });
+        }
+        out
+    }
+
+    pub fn operations(&self) -> &[Operation] {
+        &self.ops
+    }
+
+    /// The operation for a method and a path (query ignored); literal segments win over
+    /// parameters (`/registrants/status` is not `/registrants/{registrantId}`).
+    pub fn operation_for(&self, method: &str, path: &str) -> Option<&Operation> {
+        let path = path.split('?').next().unwrap_or(path);
+        self.ops
+            .iter()
+            .filter(|o| o.method.eq_ignore_ascii_case(method))
+            .filter_map(|o| {
+                let base = &self.docs[o.doc].base_path;
+                let p = path.strip_prefix(base.as_str()).filter(|_| !base.is_empty()).unwrap_or(path);
+                let segs: Vec<&str> = p.trim_matches('/').split('/').collect();
+                let fits = o.segments.len() == segs.len()
+                    && o.segments.iter().zip(&segs).all(|(t, s)| t.starts_with('{') || t == s);
+                fits.then(|| (o.segments.iter().filter(|t| !t.starts_with('{')).count(), o))
+            })
+            .max_by_key(|(literal, _)| *literal)
+            .map(|(_, o)| o)
+    }
+
+    pub fn operation(&self, id: &str) -> &Operation {
+        self.ops.iter().find(|o| o.id == id).unwrap_or_else(|| panic!("operation {id} is not in the documents"))
+    }
+
+    fn doc_index(&self, name: &str) -> usize {
+        self.docs.iter().position(|d| d.name == name).unwrap_or_else(|| panic!("no document {name}"))
+    }
+
+    /// The request body's media type (`application/json`, form, …), if the operation takes one.
+    pub fn request_media_type(&self, op_id: &str) -> Option<String> {
+        let op = self.operation(op_id);
+        op.raw.pointer("/requestBody/content").and_then(Value::as_object).and_then(|c| c.keys().next().cloned())
+    }
+
+    fn raw_schema<'s>(&'s self, op: &'s Operation, which: Body<'_>) -> Option<&'s Value> {
+        match which {
+            Body::Request => {
+                let content = op.raw.pointer("/requestBody/content")?.as_object()?;
+                content.values().next()?.get("schema")
+            }
+            Body::Response(status) => {
+                op.raw.get("responses")?.get(status.to_string())?.pointer("/content/application~1json/schema")
+            }
+            Body::Component(_) => None,
+        }
+    }
+
+    /// Whether the documented answer `status` of `op_id` has a JSON body (`None`: not documented).
+    pub fn response_has_body(&self, op_id: &str, status: u16) -> Option<bool> {
+        let op = self.operation(op_id);
+        let declared = op.raw.get("responses")?.get(status.to_string())?;
+        Some(declared.pointer("/content/application~1json/schema").is_some())
+    }
+
+    fn validator(&self, doc: usize, key: String, schema: &Value) -> Arc<jsonschema::Validator> {
+        if let Some(v) = self.validators.lock().expect("validators").get(&(doc, key.clone())) {
+            return v.clone();
+        }
+        let conv = Converter { schemas: &self.docs[doc].schemas };
+        let mut root = conv.convert(schema);
+        let mut definitions = Map::new();
+        let mut todo: Vec<String> = refs_in(&root).into_iter().collect();
+        while let Some(name) = todo.pop() {
+            if definitions.contains_key(&name) {
+                continue;
+            }
+            let raw = self.docs[doc].schemas.get(&name).unwrap_or_else(|| panic!("{key}: no component {name}"));
+            let def = conv.definition(raw);
+            todo.extend(refs_in(&def));
+            definitions.insert(name, def);
+        }
+        if let Some(o) = root.as_object_mut() {
+            let inner = std::mem::take(o);
+            o.insert("allOf".into(), json!([Value::Object(inner)]));
+            o.insert("definitions".into(), Value::Object(definitions));
+        }
+        let compiled = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft7)
+            .should_validate_formats(true)
+            .build(&root)
+            .unwrap_or_else(|e| panic!("{key}: schema does not compile: {e}"));
+        let compiled = Arc::new(compiled);
+        self.validators.lock().expect("validators").insert((doc, key), compiled.clone());
+        compiled
+    }
+
+    /// Schema errors of `body` for an operation's request or answer, or for a named component
+    /// of the operation's document. `None` when the document declares no schema for it.
+    pub fn errors(&self, op_id: &str, which: Body<'_>, body: &Value) -> Option<Vec<String>> {
+        let op = self.operation(op_id);
+        let (key, schema) = match which {
+            Body::Component(name) => {
+                (format!("component {name}"), json!({"$ref": format!("#/components/schemas/{name}")}))
+            }
+            _ => (format!("{op_id} {which:?}"), self.raw_schema(op, which)?.clone()),
+        };
+        let v = self.validator(op.doc, key, &schema);
+        Some(v.iter_errors(body).map(|e| format!("{} at {}", e, e.instance_path())).collect())
+    }
+
+    /// Schema errors of `body` against component `name` of document `doc`.
+    pub fn component_errors(&self, doc: &str, name: &str, body: &Value) -> Vec<String> {
+        let d = self.doc_index(doc);
+        let v =
+            self.validator(d, format!("component {name}"), &json!({"$ref": format!("#/components/schemas/{name}")}));
+        v.iter_errors(body).map(|e| format!("{} at {}", e, e.instance_path())).collect()
+    }
+
+    /// A request body as recorded (JSON, or a form) → the value its schema describes.
+    pub fn parse_request(&self, op_id: &str, body: &str) -> Result<Value, String> {
+        match self.request_media_type(op_id).as_deref() {
+            Some("application/x-www-form-urlencoded") => {
+                let pairs: Vec<(String, String)> = serde_urlencoded::from_str(body).map_err(|e| e.to_string())?;
+                Ok(Value::Object(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect()))
+            }
+            _ => serde_json::from_str(body).map_err(|e| format!("not JSON: {e}")),
+        }
+    }
+
+    /// Compile every schema of every operation (a test: the conversion handles the documents).
+    pub fn compile_everything(&self) -> usize {
+        let mut n = 0;
+        for op in &self.ops {
+            if let Some(s) = self.raw_schema(op, Body::Request) {
+                self.validator(op.doc, format!("{} request", op.id), s);
+                n += 1;
+            }
+            for status in op.raw["responses"].as_object().into_iter().flat_map(|r| r.keys()) {
+                if let Some(s) = status.parse().ok().and_then(|c| self.raw_schema(op, Body::Response(c))) {
+                    self.validator(op.doc, format!("{} {status}", op.id), s);
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+}
+
+fn refs_in(v: &Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(o) => {
+                if let Some(r) = o.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("#/definitions/")) {
+                    out.insert(r.to_string());
+                }
+                stack.extend(o.values());
+            }
+            Value::Array(a) => stack.extend(a),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn component_name(r: &str) -> Option<&str> {
+    r.strip_prefix("#/components/schemas/")
+}
+
+struct Converter<'a> {
+    schemas: &'a Map<String, Value>,
+}
+
+impl Converter<'_> {
+    /// A component's definition: a dispatch when it has a discriminator mapping.
+    fn definition(&self, raw: &Value) -> Value {
+        let mapping = raw.pointer("/discriminator/mapping").and_then(Value::as_object);
+        let property = raw.pointer("/discriminator/propertyName").and_then(Value::as_str);
+        match (mapping, property) {
+            (Some(mapping), Some(p)) if raw.get("allOf").is_none() && raw.get("oneOf").is_none() => {
+                let values: Vec<&String> = mapping.keys().collect();
+                let branches: Vec<Value> = mapping
+                    .iter()
+                    .filter_map(|(k, r)| {
+                        let name = component_name(r.as_str()?)?;
+                        Some(json!({
+                            "if": {"properties": {p: {"const": k}}, "required": [p]},
+                            "then": {"$ref": format!("#/definitions/{name}")}
+                        }))
+                    })
+                    .collect();
+                json!({
+                    "type": "object",
+                    "required": [p],
+                    "properties": {p: {"enum": values}},
+                    "additionalProperties": true,
+                    "allOf": branches
+                })
+            }
+            _ => self.convert(raw),
+        }
+    }
+
+    /// The raw schema behind an `allOf` branch (a `$ref` resolved, its own `allOf` merged).
+    fn branch(&self, b: &Value, depth: usize) -> Map<String, Value> {
+        assert!(depth < 32, "allOf nesting too deep");
+        let resolved = match b.get("$ref").and_then(Value::as_str).and_then(component_name) {
+            Some(name) => self.schemas.get(name).unwrap_or_else(|| panic!("no component {name}")).clone(),
+            None => b.clone(),
+        };
+        let mut o = resolved.as_object().cloned().unwrap_or_default();
+        if let Some(inner) = o.remove("allOf").and_then(|v| v.as_array().cloned()) {
+            let merged = self.merge(&inner, depth + 1);
+            for (k, v) in merged {
+                merge_key(&mut o, k, v);
+            }
+        }
+        o
+    }
+
+    fn merge(&self, branches: &[Value], depth: usize) -> Map<String, Value> {
+        let mut out = Map::new();
+        for b in branches {
+            for (k, v) in self.branch(b, depth) {
+                merge_key(&mut out, k, v);
+            }
+        }
+        out
+    }
+
+    /// OpenAPI 3.0 schema → strict JSON Schema.
+    fn convert(&self, schema: &Value) -> Value {
+        let Some(obj) = schema.as_object() else { return schema.clone() };
+        if let Some(name) = obj.get("$ref").and_then(Value::as_str).and_then(component_name) {
+            return json!({"$ref": format!("#/definitions/{name}")});
+        }
+        let owned;
+        let obj = match obj.get("allOf").and_then(Value::as_array) {
+            Some(branches) => {
+                let mut m = self.merge(branches, 0);
+                for (k, v) in obj {
+                    if k != "allOf" {
+                        merge_key(&mut m, k.clone(), v.clone());
+                    }
+                }
+                m.remove("discriminator");
+                if m.contains_key("properties") {
+                    m.entry("type").or_insert(json!("object"));
+                }
+                owned = m;
+                &owned
+            }
+            None => obj,
+        };
+        let mut out = Map::new();
+        for (k, v) in obj {
+            if DROP.contains(&k.as_str()) || k.starts_with("x-") {
+                continue;
+            }
+            let v = match k.as_str() {
+                "properties" => Value::Object(
+                    v.as_object()
+                        .map(|p| p.iter().map(|(n, s)| (n.clone(), self.convert(s))).collect())
+                        .unwrap_or_default(),
+                ),
+                "items" | "not" => self.convert(v),
+                "additionalProperties" if v.is_object() => self.convert(v),
+                "oneOf" | "anyOf" => {
+                    Value::Array(v.as_array().map(|a| a.iter().map(|s| self.convert(s)).collect()).unwrap_or_default())
+                }
+                "format" => match v.as_str() {
+                    Some("date-time" | "email" | "uri") => v.clone(),
+                    _ => continue,
+                },
+                "exclusiveMinimum" | "exclusiveMaximum" if v.is_boolean() => {
+                    let bound = if k == "exclusiveMinimum" { "minimum" } else { "maximum" };
+                    match (v.as_bool(), obj.get(bound)) {
+                        (Some(true), Some(b)) => b.clone(),
+                        _ => continue,
+                    }
+                }
+                "minimum" if obj.get("exclusiveMinimum") == Some(&json!(true)) => continue,
+                "maximum" if obj.get("exclusiveMaximum") == Some(&json!(true)) => continue,
+                _ => v.clone(),
+            };
+            let key = if k == "oneOf" { "anyOf".to_string() } else { k.clone() };
+            out.insert(key, v);
+        }
+        if out.contains_key("properties") && !out.contains_key("additionalProperties") {
+            out.insert("additionalProperties".into(), json!(false));
+        }
+        let converted = Value::Object(out);
+        if obj.get("nullable") == Some(&json!(true)) {
+            json!({"anyOf": [converted, {"type": "null"}]})
+        } else {
+            converted
+        }
+    }
+}
+
+/// Merge one key of an `allOf` branch: properties and `required` are united, the rest kept
+/// from the first branch that has it.
+fn merge_key(out: &mut Map<String, Value>, k: String, v: Value) {
+    match k.as_str() {
+        "properties" => {
+            let p = out.entry("properties").or_insert_with(|| json!({}));
+            if let (Some(p), Some(v)) = (p.as_object_mut(), v.as_object()) {
+                for (name, s) in v {
+                    p.entry(name.clone()).or_insert_with(|| s.clone());
+                }
+            }
+        }
+        "required" => {
+            let r = out.entry("required").or_insert_with(|| json!([]));
+            if let (Some(r), Some(v)) = (r.as_array_mut(), v.as_array()) {
+                for x in v {
+                    if !r.contains(x) {
+                        r.push(x.clone());
+                    }
+                }
+            }
+        }
+        _ => {
+            out.entry(k).or_insert(v);
+        }
+    }
+}
+
+/// One recorded request and its answer.
+pub struct Exchange<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub status: u16,
+    pub request_body: &'a str,
+    pub response_body: &'a str,
+}
+
+pub fn excerpt(s: &str) -> String {
+    s.chars().take(300).collect()
+}
+
+impl Spec {
+    /// Problems of one exchange against its operation: the request body (if any, or missing
+    /// when required) and, for 2xx answers, the documented body (or its absence). Other
+    /// answers are checked against their documented schema when there is one; `error_shape`
+    /// decides the rest (the documents often declare no error bodies).
+    pub fn check(&self, ex: &Exchange<'_>, error_shape: &dyn Fn(&Exchange<'_>) -> Option<String>) -> Vec<String> {
+        let Some(op) = self.operation_for(ex.method, ex.path) else {
+            return vec![format!("no official operation for {} {}", ex.method, ex.path)];
+        };
+        let id = op.id.as_str();
+        let mut problems = Vec::new();
+        if !ex.request_body.trim().is_empty() {
+            match self.parse_request(id, ex.request_body) {
+                Ok(body) => match self.errors(id, Body::Request, &body) {
+                    Some(errs) => problems.extend(errs.into_iter().map(|e| format!("request: {e}"))),
+                    None => problems.push(format!("{id} takes no request body")),
+                },
+                Err(e) => problems.push(format!("request: {e}")),
+            }
+        } else if op.raw.pointer("/requestBody/required") == Some(&json!(true)) {
+            problems.push("request body missing".into());
+        }
+        let has_body = self.response_has_body(id, ex.status);
+        let empty = ex.response_body.trim().is_empty();
+        let success = (200..300).contains(&ex.status);
+        match has_body {
+            None if success => problems.push(format!("status {} is not a documented answer of {id}", ex.status)),
+            None | Some(false) if !success => problems.extend(error_shape(ex)),
+            None | Some(false) => {
+                // LINE answers 200 with `{}` where its documents declare no body (a 204 never has one).
+                let empty_object = serde_json::from_str::<Value>(ex.response_body).is_ok_and(|v| v == json!({}));
+                if !empty && (ex.status != 200 || !empty_object) {
+                    problems.push(format!("{} must have no body", ex.status));
+                }
+            }
+            Some(true) if empty => problems.push(format!("{} must have a JSON body", ex.status)),
+            Some(true) => match serde_json::from_str::<Value>(ex.response_body) {
+                Ok(body) => problems.extend(
+                    self.errors(id, Body::Response(ex.status), &body)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|e| format!("response: {e}")),
+                ),
+                Err(e) => problems.push(format!("response is not JSON: {e}")),
+            },
+        }
+        problems
+    }
+
+    /// Panics listing every problem of every exchange; returns how many were checked.
+    pub fn assert_all<'a>(
+        &self,
+        exchanges: impl IntoIterator<Item = Exchange<'a>>,
+        error_shape: &dyn Fn(&Exchange<'_>) -> Option<String>,
+    ) -> usize {
+        let mut report = Vec::new();
+        let mut n = 0;
+        for ex in exchanges {
+            n += 1;
+            for p in self.check(&ex, error_shape) {
+                report.push(format!(
+                    "{} {} → {}: {p}\n    request: {}\n    response: {}",
+                    ex.method,
+                    ex.path,
+                    ex.status,
+                    excerpt(ex.request_body),
+                    excerpt(ex.response_body)
+                ));
+            }
+        }
+        assert!(report.is_empty(), "{} contract problem(s) in {n} exchanges:\n{}", report.len(), report.join("\n"));
+        n
+    }
+}
