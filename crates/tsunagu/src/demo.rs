@@ -57,6 +57,17 @@ pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &P
     } else {
         None
     };
+    // The built-in LINE sandbox (Messaging API, tokens, LINE Login), unless LINE's URLs are set.
+    let line_sandbox = if !from_file && !env_set("TSUNAGU_LINE__API_BASE_URL") {
+        let sandbox = demo_line_sandbox(&config.http.public_url);
+        let (line_base, _task) = tsunagu_sandbox::serve(sandbox.router()).await?;
+        config.line.api_base_url = line_base.clone();
+        config.line.data_api_base_url = line_base.clone();
+        config.line.access_base_url = line_base.clone();
+        Some(line_base)
+    } else {
+        None
+    };
     if tsunagu_store::Backend::from_url(&config.database.url)? != tsunagu_store::Backend::Sqlite {
         anyhow::bail!(
             "デモは専用の SQLite データベースで動きます。PostgreSQL では `tsunagu serve` を使ってください / the demo runs on its own SQLite database; use `tsunagu serve` for PostgreSQL"
@@ -95,6 +106,9 @@ pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &P
     if zoom_sandbox.is_some() {
         connect_demo_organizer_to_zoom(&app).await?;
     }
+    if line_sandbox.is_some() {
+        connect_demo_instructor_to_line(&app).await?;
+    }
     let server = startup::Server::bind(app.clone()).await?;
     let addr = server.local_addr();
     let url = format!("http://{addr}/login");
@@ -114,6 +128,15 @@ pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &P
         );
         println!(
             "                          デモ主催者の基本設定は接続済みです / the demo organizer is already connected"
+        );
+    }
+    if let Some(line) = &line_sandbox {
+        println!(
+            "  LINE:                   サンドボックス {line}/ (生徒の友だち追加・ブロックと、届いたメッセージのトーク画面 / the LINE sandbox)"
+        );
+        println!(
+            "                          デモ講師の公式LINE（{}）は接続済みです / the demo instructor's official account is connected",
+            DEMO_LINE.3
         );
     }
     println!("  終了 / Stop:             Ctrl+C");
@@ -187,5 +210,65 @@ async fn connect_demo_organizer_to_zoom(app: &crate::app::App) -> anyhow::Result
     .await?;
     secrets::put(&mut tx, account, crate::zoom::ZOOM_CLIENT_SECRET, &key_id, &sealed, now).await?;
     tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
+    Ok(())
+}
+
+/// The demo instructor's official LINE account in the LINE sandbox: Messaging API channel ID,
+/// channel secret, bot user ID, basic ID and name.
+pub const DEMO_LINE: (&str, &str, &str, &str) =
+    ("2000000001", "demo-line-channel-secret", "U0000000000000000000000000000de01", "@tsunagu-demo");
+/// Its LINE Login channel (same provider): channel ID and secret.
+pub const DEMO_LINE_LOGIN: (&str, &str) = ("1600000001", "demo-line-login-secret");
+/// Simulated students, friends of nobody until they add the account on the sandbox's page.
+const DEMO_STUDENTS: &[(&str, &str)] = &[
+    ("U0000000000000000000000000000d001", "山田 花子"),
+    ("U0000000000000000000000000000d002", "佐藤 太郎"),
+    ("U0000000000000000000000000000d003", "鈴木 一郎"),
+];
+
+fn demo_line_sandbox(public_url: &str) -> tsunagu_sandbox::line::LineSandbox {
+    use tsunagu_sandbox::line::{LineChannelSpec, LineSandbox, LoginChannelSpec, SimUser};
+    let sandbox = LineSandbox::new();
+    sandbox.add_channel(LineChannelSpec {
+        channel_id: DEMO_LINE.0.into(),
+        channel_secret: DEMO_LINE.1.into(),
+        bot_user_id: DEMO_LINE.2.into(),
+        basic_id: DEMO_LINE.3.into(),
+        display_name: "つなぐデモ講座".into(),
+        monthly_quota: Some(200),
+        login: Some(LoginChannelSpec {
+            channel_id: DEMO_LINE_LOGIN.0.into(),
+            channel_secret: DEMO_LINE_LOGIN.1.into(),
+            redirect_uri: format!("{}/line/callback", public_url.trim_end_matches('/')),
+        }),
+    });
+    for (id, name) in DEMO_STUDENTS {
+        sandbox.add_user(SimUser { user_id: (*id).into(), display_name: (*name).into() });
+    }
+    sandbox.set_recording(false);
+    sandbox
+}
+
+/// Connect the demo instructor's channel (sealed secret) and point its webhook at this app,
+/// as an instructor does in the LINE Developers console.
+async fn connect_demo_instructor_to_line(app: &crate::app::App) -> anyhow::Result<()> {
+    let account = {
+        let mut c = app.store.conn().await?;
+        match accounts::credentials_by_email(&mut c, &Email::parse(DEMO_ORGANIZER.0)?).await? {
+            Some(creds) => creds.account.id,
+            None => return Ok(()),
+        }
+    };
+    let known = crate::line::known_channel(app, DEMO_LINE.0).await?;
+    if known.is_none_or(|k| k.account == account) {
+        crate::line::save_channel(app, account, DEMO_LINE.0, DEMO_LINE.1, DEMO_LINE.2).await?;
+    }
+    let client = crate::line::client(&app.config);
+    let ch =
+        tsunagu_line::Channel { id: DEMO_LINE.0.into(), secret: DEMO_LINE.1.into(), token_kind: Default::default() };
+    client
+        .set_webhook_endpoint(&ch, &crate::line::webhook_url(&app.config, DEMO_LINE.0))
+        .await
+        .map_err(|e| anyhow::anyhow!("LINE sandbox: {e}"))?;
     Ok(())
 }

@@ -238,6 +238,47 @@ async fn demo_restarts_on_its_own_data() {
         .await
         .unwrap();
         assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+        // The built-in LINE sandbox runs, the demo instructor's channel is connected and its
+        // webhook points at the demo: `line check` passes, and a student who adds the account
+        // on the sandbox's page becomes a friend in the demo's database.
+        let line = log
+            .lines()
+            .find(|l| l.trim_start().starts_with("LINE:"))
+            .and_then(|l| l.split("サンドボックス ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("the demo prints the LINE sandbox's address:\n{log}"))
+            .trim_end_matches('/')
+            .to_string();
+        let env = vec![
+            ("TSUNAGU_DATA__DIR", data_s.clone()),
+            ("TSUNAGU_DATABASE__URL", format!("sqlite://{}/tsunagu.db", data.display())),
+            ("TSUNAGU_LINE__API_BASE_URL", line.clone()),
+            ("TSUNAGU_HTTP__PUBLIC_URL", p.base.clone()),
+        ];
+        let check =
+            tokio::task::spawn_blocking(move || tsunagu(&["line", "check", "--account", "demo@example.com"], &env))
+                .await
+                .unwrap();
+        let out = String::from_utf8_lossy(&check.stdout).to_string();
+        assert!(check.status.success(), "{out}{}", String::from_utf8_lossy(&check.stderr));
+        let student = "U0000000000000000000000000000d001";
+        let http = crate::helpers::http().build().unwrap();
+        let page = http.get(format!("{line}/")).send().await.unwrap().text().await.unwrap();
+        assert!(page.contains("山田 花子"), "the sandbox lists the demo's students:\n{page}");
+        http.post(format!("{line}/users/{student}/follow?channel=2000000001")).send().await.unwrap();
+        let db = format!("sqlite://{}/tsunagu.db", data.display());
+        crate::helpers::eventually(10, "the follow reaches the demo's friend list", || {
+            let db = db.clone();
+            async move {
+                let store = tsunagu_store::Store::open(&db, &Default::default()).await.unwrap();
+                let mut c = store.conn().await.unwrap();
+                let friends = tsunagu_store::line::friends(&mut c, "2000000001").await.unwrap();
+                friends
+                    .iter()
+                    .any(|f| f.user_id == student && matches!(f.status, tsunagu_store::line::FriendStatus::Following))
+            }
+        })
+        .await;
         if round == 0 {
             let visitor = crate::helpers::Client::new(&p.base);
             let page = visitor.get("/signup").await;
