@@ -136,6 +136,8 @@ pub(crate) struct Inner {
     pub limits: HashMap<&'static str, u32>,
     pub stateless_ttl: Duration,
     pub token_requests: u64,
+    /// What the last button on the page did (shown at the top of the page).
+    pub notice: Option<String>,
 }
 
 impl Default for Inner {
@@ -157,6 +159,7 @@ impl Default for Inner {
             limits,
             stateless_ttl: Duration::from_secs(900),
             token_requests: 0,
+            notice: None,
         }
     }
 }

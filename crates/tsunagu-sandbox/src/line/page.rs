@@ -14,6 +14,9 @@ pub(crate) async fn index(State(sb): State<LineSandbox>) -> Html<String> {
     let mut body = String::from(
         "<p class=\"note\">これは Tsunagu のデモ用の LINE サンドボックスです。本物の LINE には接続していません。</p>",
     );
+    if let Some(n) = &g.notice {
+        body.push_str(&format!("<p class=\"notice\"><strong>{}</strong></p>", esc(n)));
+    }
     let mut channels: Vec<_> = g.channels.values().collect();
     channels.sort_by(|a, b| a.spec.channel_id.cmp(&b.spec.channel_id));
     for u in &g.users {
@@ -70,6 +73,22 @@ pub(crate) async fn chat(State(sb): State<LineSandbox>, Path(user_id): Path<Stri
     Html(wrap(&format!("{name} のトーク"), &body))
 }
 
+/// Tell the visitor what happened to the webhook the button sent.
+fn notice(sb: &LineSandbox, user_id: &str, what: &str, result: Result<u16, String>) {
+    let mut g = sb.lock();
+    let name = g.user(user_id).map(|u| u.display_name.clone()).unwrap_or_else(|| user_id.to_string());
+    g.notice = Some(match result {
+        Ok(status) if (200..300).contains(&status) => {
+            format!("{name} さんの「{what}」を Webhook で送りました（応答 HTTP {status}）。")
+        }
+        Ok(status) => format!("{name} さんの「{what}」の Webhook は受け付けられませんでした（応答 HTTP {status}）。"),
+        Err(e) if e.contains("no webhook") || e.contains("endpoint") => {
+            format!("{name} さんの「{what}」を記録しました（Webhook URL が未設定のため送信していません）。")
+        }
+        Err(e) => format!("{name} さんの「{what}」の Webhook を送れませんでした: {e}"),
+    });
+}
+
 #[derive(Deserialize)]
 pub(crate) struct ChannelQuery {
     channel: String,
@@ -80,7 +99,8 @@ pub(crate) async fn follow(
     Path(user_id): Path<String>,
     Query(q): Query<ChannelQuery>,
 ) -> Response {
-    let _ = sb.follow(&q.channel, &user_id).await;
+    let result = sb.follow(&q.channel, &user_id).await;
+    notice(&sb, &user_id, "友だち追加", result);
     Redirect::to("/").into_response()
 }
 
@@ -89,6 +109,7 @@ pub(crate) async fn block(
     Path(user_id): Path<String>,
     Query(q): Query<ChannelQuery>,
 ) -> Response {
-    let _ = sb.block(&q.channel, &user_id).await;
+    let result = sb.block(&q.channel, &user_id).await;
+    notice(&sb, &user_id, "ブロック", result);
     Redirect::to("/").into_response()
 }

@@ -266,6 +266,8 @@ async fn demo_restarts_on_its_own_data() {
         let page = http.get(format!("{line}/")).send().await.unwrap().text().await.unwrap();
         assert!(page.contains("山田 花子"), "the sandbox lists the demo's students:\n{page}");
         http.post(format!("{line}/users/{student}/follow?channel=2000000001")).send().await.unwrap();
+        let page = http.get(format!("{line}/")).send().await.unwrap().text().await.unwrap();
+        assert!(page.contains("山田 花子 さんの「友だち追加」を Webhook で送りました（応答 HTTP 200）"), "{page}");
         let db = format!("sqlite://{}/tsunagu.db", data.display());
         crate::helpers::eventually(10, "the follow reaches the demo's friend list", || {
             let db = db.clone();
