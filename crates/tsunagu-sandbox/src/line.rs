@@ -118,6 +118,8 @@ pub(crate) struct ChannelState {
     pub short_lived: VecDeque<String>,
     pub windows: HashMap<&'static str, VecDeque<Instant>>,
     pub reply_tokens: HashMap<String, (String, Instant)>,
+    /// Endpoints (`push`, `multicast`) this channel's plan does not allow: 403.
+    pub forbidden: std::collections::HashSet<&'static str>,
 }
 
 pub(crate) struct Inner {
@@ -253,6 +255,7 @@ impl LineSandbox {
             short_lived: VecDeque::new(),
             windows: HashMap::new(),
             reply_tokens: HashMap::new(),
+            forbidden: Default::default(),
         };
         self.lock().channels.insert(spec.channel_id.clone(), state);
     }
@@ -276,6 +279,14 @@ impl LineSandbox {
     /// Per-second limits: `reply`, `push`, `multicast`, `other`.
     pub fn set_limit(&self, endpoint: &'static str, per_second: u32) {
         self.lock().limits.insert(endpoint, per_second);
+    }
+
+    /// Make `endpoint` (`push` or `multicast`) answer 403 for the channel, as LINE does for an
+    /// API the account is not entitled to.
+    pub fn forbid(&self, channel_id: &str, endpoint: &'static str) {
+        if let Some(c) = self.lock().channels.get_mut(channel_id) {
+            c.forbidden.insert(endpoint);
+        }
     }
 
     pub fn set_stateless_ttl(&self, ttl: Duration) {

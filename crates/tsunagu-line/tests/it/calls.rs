@@ -118,6 +118,15 @@ async fn multicast_reply_quota_and_the_monthly_limit() {
     let err = l.client.multicast(&l.ch, &users[..2], &msgs, &RetryKey::new(l.client.now_ms())).await.unwrap_err();
     assert_eq!(err, LineError::MonthlyLimit);
     assert!(!err.retryable());
+
+    // An API the account is not entitled to: 403, reported once, not retried.
+    l.sb.forbid(CHANNEL, "multicast");
+    let before = l.sb.exchanges().len();
+    let err = l.client.multicast(&l.ch, &users[..1], &msgs, &RetryKey::new(l.client.now_ms())).await.unwrap_err();
+    assert!(matches!(err, LineError::Forbidden { .. }), "{err:?}");
+    assert_eq!(err.code(), "line.forbidden");
+    assert!(!err.retryable() && err.message_ja().contains("許可されていません"), "{err}");
+    assert_eq!(l.sb.exchanges().len(), before + 1, "one request, no retry");
     l.assert_contract();
 }
 

@@ -278,6 +278,9 @@ fn send(g: &mut Inner, headers: &HeaderMap, body: &str, multicast: bool) -> (Ans
     g.stats.requests += 1;
     let Some(channel) = channel_of(g, headers) else { return (fail(401, AUTH_FAILED), None) };
     let endpoint = if multicast { "multicast" } else { "push" };
+    if g.channels.get(&channel).is_some_and(|c| c.forbidden.contains(endpoint)) {
+        return (fail(403, "Access to this API is not available for your account"), None);
+    }
     if !admit(g, &channel, endpoint) {
         return (fail(429, "The API rate limit has been exceeded. Try again later."), None);
     }
