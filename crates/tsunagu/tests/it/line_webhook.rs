@@ -65,7 +65,7 @@ async fn follow_and_block_reach_the_friend_list_once() {
     let event = serde_json::from_str::<serde_json::Value>(&stored(&t).await[0].body).unwrap();
     let mut again = event.clone();
     again["deliveryContext"]["isRedelivery"] = serde_json::json!(true);
-    let body = serde_json::json!({"destination": "Ubot", "events": [again]}).to_string();
+    let body = serde_json::json!({"destination": format!("U{}", "b".repeat(32)), "events": [again]}).to_string();
     assert_eq!(sb.post_signed(&endpoint, SECRET, body).await.unwrap(), 200);
     assert_eq!(stored(&t).await.len(), 1, "one row for one webhookEventId");
     assert_eq!(t.job_counts().await.iter().map(|(_, n)| n).sum::<i64>(), 0, "no second job");
@@ -80,6 +80,23 @@ async fn follow_and_block_reach_the_friend_list_once() {
     let last = stored(&t).await.pop().unwrap();
     assert!(last.body.contains("\"isUnblocked\":true"));
     t.assert_no_jobs_left().await;
+    assert_webhooks_match_the_official_schema(&sb, 4);
+}
+
+/// Every webhook the sandbox sent (recorded as `POST /callback`) is a `CallbackRequest` of
+/// LINE's webhook.yml.
+fn assert_webhooks_match_the_official_schema(sb: &LineSandbox, at_least: usize) {
+    let spec: serde_json::Value =
+        serde_json::from_str(include_str!("../../../tsunagu-line/tests/spec/line-openapi.json")).unwrap();
+    let doc = spec["documents"]["webhook.yml"].clone();
+    let webhook = tsunagu_contract::Spec::new(vec![("webhook.yml".into(), doc)]);
+    let sent: Vec<_> = sb.exchanges().into_iter().filter(|e| e.path == "/callback").collect();
+    assert!(sent.len() >= at_least, "{} webhooks recorded", sent.len());
+    for e in sent {
+        let body: serde_json::Value = serde_json::from_str(&e.request_body).unwrap();
+        let errors = webhook.errors("callback", tsunagu_contract::Body::Request, &body).unwrap();
+        assert!(errors.is_empty(), "{errors:?}\n{}", e.request_body);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
