@@ -62,6 +62,22 @@ pub enum Command {
         #[command(subcommand)]
         command: LineCommand,
     },
+    /// Media for step messages.
+    Media {
+        #[command(subcommand)]
+        command: MediaCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MediaCommand {
+    /// Print, as JSON, what the upload intake would decide for FILE: its type (from the content),
+    /// size, duration, dimensions and the conversion LINE needs, or why it is refused. Exits 0
+    /// when the file would be accepted, 1 when refused.
+    Inspect {
+        /// The file to inspect.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -170,6 +186,11 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { command } => admin(command, config).await,
+        Command::Media { command: MediaCommand::Inspect { file } } => {
+            let (accepted, report) = crate::media::inspect_json(&crate::media::process::Tools::default(), &file).await;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if accepted { Ok(()) } else { std::process::exit(1) }
+        }
         Command::Line { command: LineCommand::Check { account, channel_id, channel_secret_stdin } } => {
             let (channel_id, secret) = match account {
                 Some(email) => {

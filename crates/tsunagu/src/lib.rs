@@ -10,6 +10,7 @@ pub mod demo;
 pub mod jobs;
 pub mod line;
 pub mod mail;
+pub mod media;
 pub mod metrics;
 pub mod startup;
 pub mod telemetry;

@@ -85,6 +85,7 @@ pub struct Server {
 impl Server {
     /// Bind first, so a port clash is reported before anything else starts.
     pub async fn bind(app: SharedApp) -> anyhow::Result<Server> {
+        crate::media::warn_if_tools_missing(&crate::media::process::Tools::default()).await;
         let addr = &app.config.http.listen;
         let listener = TcpListener::bind(addr).await.with_context(|| {
             format!(

@@ -6,6 +6,7 @@ mod helpers;
 mod jobs;
 mod line_webhook;
 mod mail_smtp;
+mod media;
 mod ops;
 mod security;
 mod webdriver;

@@ -1,0 +1,370 @@
+//! What the intake decides for a file: its format from the content, the manual's size limits,
+//! the decompression-bomb rule, damage (truncated or corrupt), and the conversions that make it
+//! something LINE accepts. Uploads are streamed to disk with the limit enforced while
+//! streaming ([`receive`]); a refused file leaves nothing behind.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use super::probe::{Probe, probe};
+use super::process::{ProcessError, Tools, run_output};
+use super::sniff::{self, Category, Format, MAX_PIXELS, MAX_SIDE, MB};
+
+/// Why a file is refused. Each names the rule, in Japanese, for the instructor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum Refusal {
+    Empty,
+    NotAllowed,
+    TooLarge { category: Category, max_bytes: u64, size: u64 },
+    TooManyPixels { width: u32, height: u32 },
+    Damaged { format: Format, detail: String },
+    NoContent { format: Format },
+    ToolMissing { detail: String },
+}
+
+impl Refusal {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::Empty => "media.empty",
+            Refusal::NotAllowed => "media.not_allowed",
+            Refusal::TooLarge { .. } => "media.too_large",
+            Refusal::TooManyPixels { .. } => "media.too_many_pixels",
+            Refusal::Damaged { .. } => "media.damaged",
+            Refusal::NoContent { .. } => "media.no_content",
+            Refusal::ToolMissing { .. } => "media.tool_missing",
+        }
+    }
+
+    pub fn message_ja(&self) -> String {
+        match self {
+            Refusal::Empty => "ファイルが空です。ファイルを選び直してください。".into(),
+            Refusal::NotAllowed => "このファイルは使える形式ではありません。使えるのは、画像 .jpg .jpeg .png .gif（10MB まで）、動画 .mp4 .mov（200MB まで）、音声 .mp3 .wav .aif .aiff .m4a（200MB まで）です。形式はファイルの中身で判定するため、拡張子だけを変えたファイルは使えません。".into(),
+            Refusal::TooLarge { category, max_bytes, .. } => format!(
+                "{}は {}MB までです。このファイルはそれより大きいため、保存していません。{}の範囲に小さくしてからアップロードしてください。",
+                category.label_ja(),
+                max_bytes / MB,
+                category.allowed_ja()
+            ),
+            Refusal::TooManyPixels { width, height } => format!(
+                "画像のピクセル数が大きすぎます（幅 {width} × 高さ {height}）。1 辺 {MAX_SIDE} ピクセル以下、合計 {} 万ピクセル以下に縮小してからアップロードしてください。",
+                MAX_PIXELS / 10_000
+            ),
+            Refusal::Damaged { format, .. } => format!(
+                "{} ファイルが壊れているか、途中で切れています。元のファイルをもう一度書き出して（保存し直して）からアップロードしてください。",
+                format.name()
+            ),
+            Refusal::NoContent { format } => format!(
+                "{} ファイルに{}が入っていません。中身のあるファイルを選んでください。",
+                format.name(),
+                match format.category() {
+                    Category::Video => "映像",
+                    _ => "音声",
+                }
+            ),
+            Refusal::ToolMissing { .. } => "このサーバーに ffmpeg がないため、動画・音声・GIF を確認できません。運営者に連絡してください。".into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}] {}", self.code(), self.message_ja())
+    }
+}
+
+/// A step that turns the upload into what LINE accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// First frame of a GIF as PNG.
+    GifToPng,
+    /// Same streams into MP4, `faststart`.
+    RemuxToMp4,
+    /// H.264/AAC MP4, `faststart`.
+    TranscodeToMp4,
+    /// AAC in M4A.
+    ToM4a,
+    /// A JPEG preview ≤ 1MB.
+    Preview,
+}
+
+/// What the intake decided for an accepted file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inspection {
+    pub format: Format,
+    pub category: Category,
+    pub mime: &'static str,
+    pub size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video_codec: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio_codec: Option<String>,
+    pub conversion: Vec<Step>,
+    /// What the instructor should know (Japanese).
+    pub notes: Vec<String>,
+}
+
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Reading every packet of a 200MB file without decoding takes seconds; this is generous.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(300);
+
+async fn head_of(path: &Path) -> std::io::Result<(Vec<u8>, u64)> {
+    let mut f = tokio::fs::File::open(path).await?;
+    let size = f.metadata().await?.len();
+    let mut head = vec![0u8; 64 * 1024];
+    let mut n = 0;
+    while n < head.len() {
+        let m = f.read(&mut head[n..]).await?;
+        if m == 0 {
+            break;
+        }
+        n += m;
+    }
+    head.truncate(n);
+    Ok((head, size))
+}
+
+fn tool_error(format: Format, e: ProcessError) -> Refusal {
+    match e {
+        ProcessError::Missing { .. } => Refusal::ToolMissing { detail: e.to_string() },
+        ProcessError::Failed { stderr, .. } => Refusal::Damaged { format, detail: stderr },
+        other => Refusal::Damaged { format, detail: other.to_string() },
+    }
+}
+
+/// Read every packet (images: decode them) and report what ffmpeg complained about. For audio
+/// and video, the length actually read (ms) — shorter than the header says means cut short.
+async fn damage(tools: &Tools, format: Format, path: &Path) -> Result<Option<u64>, Refusal> {
+    let decode = format.category() == Category::Image;
+    let mut args: Vec<std::ffi::OsString> =
+        ["-hide_banner", "-nostdin", "-v", "error", "-xerror", "-i"].iter().map(Into::into).collect();
+    args.push(path.as_os_str().to_owned());
+    args.extend(["-map", "0"].iter().map(Into::into));
+    if !decode {
+        args.extend(["-c", "copy"].iter().map(Into::into));
+    }
+    args.extend(["-f", "null", "-", "-nostats", "-progress", "pipe:1"].iter().map(Into::into));
+    let out = run_output(&tools.ffmpeg, args, CHECK_TIMEOUT, 1024 * 1024).await.map_err(|e| tool_error(format, e))?;
+    if !out.stderr.is_empty() {
+        return Err(Refusal::Damaged { format, detail: out.stderr });
+    }
+    // `-progress` ends with the position reached, in microseconds.
+    let read_us = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("out_time_us="))
+        .filter_map(|v| v.trim().parse::<i64>().ok())
+        .next_back();
+    Ok(read_us.filter(|us| *us > 0).map(|us| (us as u64).div_ceil(1000)))
+}
+
+/// Images end with their format's trailer; a file cut short does not.
+fn image_complete(format: Format, tail: &[u8]) -> bool {
+    match format {
+        // The trailer is the last byte (some writers pad with zeros after it).
+        Format::Gif => tail.iter().rev().find(|b| **b != 0) == Some(&0x3B),
+        Format::Png => tail.windows(8).rev().take(64).any(|w| w == b"IEND\xAEB`\x82"),
+        _ => true,
+    }
+}
+
+async fn tail_of(path: &Path, n: u64) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncSeekExt;
+    let mut f = tokio::fs::File::open(path).await?;
+    let len = f.metadata().await?.len();
+    f.seek(std::io::SeekFrom::Start(len.saturating_sub(n))).await?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).await?;
+    Ok(buf)
+}
+
+/// What the intake decides for the file at `path`.
+pub async fn inspect(tools: &Tools, path: &Path) -> Result<Inspection, Refusal> {
+    let (head, size) = head_of(path).await.map_err(|_| Refusal::Empty)?;
+    if size == 0 {
+        return Err(Refusal::Empty);
+    }
+    let mut format = sniff::sniff(&head).ok_or(Refusal::NotAllowed)?;
+    if size > format.max_bytes() {
+        return Err(Refusal::TooLarge { category: format.category(), max_bytes: format.max_bytes(), size });
+    }
+    let mut found = Inspection {
+        format,
+        category: format.category(),
+        mime: format.mime(),
+        size,
+        width: None,
+        height: None,
+        duration_ms: None,
+        video_codec: None,
+        audio_codec: None,
+        conversion: Vec::new(),
+        notes: Vec::new(),
+    };
+    if format.category() == Category::Image {
+        // The header's dimensions decide before anything decodes the pixels.
+        let (w, h) = sniff::image_dimensions(format, &head)
+            .ok_or(Refusal::Damaged { format, detail: "no image header".into() })?;
+        if sniff::too_many_pixels(w, h) {
+            return Err(Refusal::TooManyPixels { width: w, height: h });
+        }
+        (found.width, found.height) = (Some(w), Some(h));
+    }
+    if format.category() == Category::Image {
+        let tail = tail_of(path, 256).await.map_err(|e| Refusal::Damaged { format, detail: e.to_string() })?;
+        if !image_complete(format, &tail) {
+            return Err(Refusal::Damaged { format, detail: "the image's trailer is missing".into() });
+        }
+    }
+    let probed: Probe = probe(tools, path, PROBE_TIMEOUT).await.map_err(|e| tool_error(format, e))?;
+    let read_ms = damage(tools, format, path).await?;
+    if let (Some(declared), Some(read)) = (probed.duration_ms, read_ms) {
+        // The header promises more than the file holds: cut short.
+        if format.category() != Category::Image && read + 500 < declared && read * 20 < declared * 19 {
+            return Err(Refusal::Damaged {
+                format,
+                detail: format!("the header says {declared} ms but only {read} ms could be read"),
+            });
+        }
+    }
+    // An MP4 with sound only is audio (M4A) — the probe, not the brand, says so.
+    if format == Format::Mp4 && probed.video.is_none() && probed.audio.is_some() {
+        format = Format::M4a;
+        (found.format, found.category, found.mime) = (format, format.category(), format.mime());
+    }
+    found.duration_ms = probed.duration_ms;
+    found.audio_codec = probed.audio.as_ref().map(|a| a.codec.clone());
+    match format.category() {
+        Category::Image => {
+            found.conversion = match format {
+                Format::Gif => {
+                    found.notes.push(
+                        "GIF は LINE で送れないため、最初のコマだけの PNG 画像に変換して送ります（アニメーションは動きません）。"
+                            .into(),
+                    );
+                    vec![Step::GifToPng, Step::Preview]
+                }
+                _ => vec![Step::Preview],
+            };
+            found.duration_ms = None;
+            found.audio_codec = None;
+        }
+        Category::Video => {
+            let Some(v) = &probed.video else { return Err(Refusal::NoContent { format }) };
+            (found.width, found.height, found.video_codec) = (Some(v.width), Some(v.height), Some(v.codec.clone()));
+            let audio_ok = probed.audio.as_ref().is_none_or(|a| a.codec == "aac");
+            let copyable = v.codec == "h264" && audio_ok;
+            found.conversion = match (format, copyable) {
+                (_, true) => vec![Step::RemuxToMp4, Step::Preview],
+                (_, false) => {
+                    found.notes.push(format!(
+                        "この動画（映像 {}{}）はそのままでは多くのスマートフォンで再生できないため、H.264/AAC の MP4 に変換します。",
+                        v.codec,
+                        probed.audio.as_ref().map(|a| format!("・音声 {}", a.codec)).unwrap_or_default()
+                    ));
+                    vec![Step::TranscodeToMp4, Step::Preview]
+                }
+            };
+            if format == Format::Mov {
+                found.notes.push("MOV は LINE で送れないため、MP4 に変換して送ります。".into());
+            }
+        }
+        Category::Audio => {
+            let Some(a) = &probed.audio else { return Err(Refusal::NoContent { format }) };
+            if probed.duration_ms.is_none() {
+                return Err(Refusal::Damaged { format, detail: "no duration".into() });
+            }
+            let as_is = matches!((format, a.codec.as_str()), (Format::Mp3, "mp3") | (Format::M4a, "aac"));
+            if !as_is {
+                found.conversion = vec![Step::ToM4a];
+                found.notes.push(format!("{} は LINE で送れないため、M4A（AAC）に変換して送ります。", format.name()));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Where an upload went: a file under the intake directory, now complete.
+#[derive(Debug)]
+pub struct Received {
+    pub path: PathBuf,
+    pub size: u64,
+    pub format: Format,
+}
+
+/// Stream `body` into a new file in `dir`, deciding the format from the first bytes and
+/// enforcing its size limit while streaming: a refused upload is deleted, never kept.
+/// `max_bytes` caps every format (the manual's limits when `None`).
+pub async fn receive<R: AsyncRead + Unpin>(
+    dir: &Path,
+    mut body: R,
+    max_bytes: Option<u64>,
+) -> Result<Received, ReceiveError> {
+    tokio::fs::create_dir_all(dir).await.map_err(ReceiveError::Io)?;
+    let path = dir.join(format!("{}.part", crate::crypto::random_token(16)));
+    let result = stream_into(&path, &mut body, max_bytes).await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&path).await;
+    }
+    result.map(|(size, format)| Received { path, size, format })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    #[error("{0}")]
+    Refused(Refusal),
+    #[error("storing the upload failed: {0}")]
+    Io(std::io::Error),
+}
+
+async fn stream_into<R: AsyncRead + Unpin>(
+    path: &Path,
+    body: &mut R,
+    cap: Option<u64>,
+) -> Result<(u64, Format), ReceiveError> {
+    let mut file =
+        tokio::fs::OpenOptions::new().write(true).create_new(true).open(path).await.map_err(ReceiveError::Io)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut head: Vec<u8> = Vec::with_capacity(sniff::HEAD);
+    let mut format: Option<Format> = None;
+    let mut size: u64 = 0;
+    loop {
+        let n = body.read(&mut buf).await.map_err(ReceiveError::Io)?;
+        if n == 0 {
+            break;
+        }
+        if format.is_none() {
+            head.extend_from_slice(&buf[..n.min(sniff::HEAD - head.len())]);
+            if head.len() >= sniff::HEAD {
+                format = Some(sniff::sniff(&head).ok_or(ReceiveError::Refused(Refusal::NotAllowed))?);
+            }
+        }
+        size += n as u64;
+        if let Some(f) = format {
+            let max = cap.unwrap_or(u64::MAX).min(f.max_bytes());
+            if size > max {
+                return Err(ReceiveError::Refused(Refusal::TooLarge { category: f.category(), max_bytes: max, size }));
+            }
+        }
+        file.write_all(&buf[..n]).await.map_err(ReceiveError::Io)?;
+    }
+    if size == 0 {
+        return Err(ReceiveError::Refused(Refusal::Empty));
+    }
+    let format = match format {
+        Some(f) => f,
+        None => sniff::sniff(&head).ok_or(ReceiveError::Refused(Refusal::NotAllowed))?,
+    };
+    file.flush().await.map_err(ReceiveError::Io)?;
+    file.sync_all().await.map_err(ReceiveError::Io)?;
+    Ok((size, format))
+}

@@ -1,0 +1,51 @@
+//! Media for step messages: the course manual promises uploads LINE does not all accept
+//! (NOTES §3). The intake decides what a file is from its content and refuses what cannot be
+//! used ([`intake`]); ffmpeg/ffprobe run as supervised subprocesses ([`process`], [`probe`]).
+
+pub mod intake;
+pub mod probe;
+pub mod process;
+pub mod sniff;
+
+use std::path::Path;
+
+use serde_json::json;
+
+/// `tsunagu media inspect FILE`: what the intake would decide, as JSON. Exit status 0 when the
+/// file would be accepted, 1 when refused.
+pub async fn inspect_json(tools: &process::Tools, path: &Path) -> (bool, serde_json::Value) {
+    let file = path.display().to_string();
+    match intake::inspect(tools, path).await {
+        Ok(found) => {
+            let mut v = serde_json::to_value(&found).unwrap_or_default();
+            v["file"] = json!(file);
+            v["accepted"] = json!(true);
+            (true, v)
+        }
+        Err(refusal) => {
+            let mut v =
+                json!({"file": file, "accepted": false, "code": refusal.code(), "message": refusal.message_ja()});
+            if let intake::Refusal::Damaged { detail, .. } | intake::Refusal::ToolMissing { detail } = &refusal {
+                v["detail"] = json!(detail);
+            }
+            if let intake::Refusal::TooManyPixels { width, height } = &refusal {
+                (v["width"], v["height"]) = (json!(width), json!(height));
+            }
+            (false, v)
+        }
+    }
+}
+
+/// Said at start when ffmpeg/ffprobe are missing: which uploads are then unavailable.
+pub async fn warn_if_tools_missing(tools: &process::Tools) -> bool {
+    match process::available(tools).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "ffmpeg/ffprobe unavailable: media uploads (images, video, audio) are refused");
+            eprintln!(
+                "ffmpeg が見つかりません（{e}）。ステップ配信の画像・動画・音声は確認も変換もできないため、アップロードを受け付けません。Debian では `apt-get install ffmpeg` で入ります。\nffmpeg/ffprobe not found: media uploads (images, video, audio) are unavailable until ffmpeg is installed."
+            );
+            false
+        }
+    }
+}

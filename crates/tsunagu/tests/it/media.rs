@@ -1,0 +1,255 @@
+//! Media intake with real files made by ffmpeg (nothing large in the repository): every format
+//! the manual allows is recognised from its content with what LINE needs done to it; every
+//! refusal names its rule; an upload streamed past its limit leaves nothing behind.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tokio::io::AsyncRead;
+use tsunagu::media::intake::{self, ReceiveError, Refusal, Step};
+use tsunagu::media::process::Tools;
+use tsunagu::media::sniff::{Category, Format, MB};
+use tsunagu_store::testing::TempDir;
+
+/// Make a fixture with ffmpeg (`ffmpeg -v error -y ARGS… OUT`).
+fn make(dir: &Path, name: &str, args: &str) -> PathBuf {
+    let out = dir.join(name);
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(args.split_whitespace())
+        .arg(&out)
+        .status()
+        .expect("ffmpeg is installed (scripts/test installs Debian's ffmpeg)");
+    assert!(status.success(), "ffmpeg made {name}");
+    out
+}
+
+fn cut(src: &Path, dst: &Path, keep: f64) -> PathBuf {
+    let bytes = std::fs::read(src).unwrap();
+    std::fs::write(dst, &bytes[..(bytes.len() as f64 * keep) as usize]).unwrap();
+    dst.to_path_buf()
+}
+
+const VIDEO: &str = "-f lavfi -i testsrc=size=320x240:rate=25 -f lavfi -i sine=frequency=440:sample_rate=44100 -t 2";
+const AUDIO: &str = "-f lavfi -i sine=frequency=440:sample_rate=44100 -t 2";
+
+struct Fixtures {
+    _dir: TempDir,
+    jpg: PathBuf,
+    png: PathBuf,
+    gif: PathBuf,
+    mp4: PathBuf,
+    mov: PathBuf,
+    mov_other_codecs: PathBuf,
+    mp3: PathBuf,
+    wav: PathBuf,
+    aiff: PathBuf,
+    m4a: PathBuf,
+    mp4_audio_only: PathBuf,
+}
+
+fn fixtures() -> Fixtures {
+    let dir = TempDir::new("tsunagu-media");
+    let d = dir.path().to_path_buf();
+    Fixtures {
+        jpg: make(&d, "photo.jpg", "-f lavfi -i testsrc=size=320x240:rate=1 -frames:v 1"),
+        png: make(&d, "photo.png", "-f lavfi -i testsrc=size=320x240:rate=1 -frames:v 1"),
+        gif: make(&d, "anim.gif", "-f lavfi -i testsrc=size=160x120:rate=5 -frames:v 5"),
+        mp4: make(&d, "clip.mp4", &format!("{VIDEO} -c:v libx264 -pix_fmt yuv420p -c:a aac")),
+        mov: make(&d, "clip.mov", &format!("{VIDEO} -c:v libx264 -pix_fmt yuv420p -c:a aac")),
+        mov_other_codecs: make(&d, "old.mov", &format!("{VIDEO} -c:v mpeg4 -c:a pcm_s16be")),
+        mp3: make(&d, "talk.mp3", &format!("{AUDIO} -c:a libmp3lame")),
+        wav: make(&d, "talk.wav", AUDIO),
+        aiff: make(&d, "talk.aiff", AUDIO),
+        m4a: make(&d, "talk.m4a", &format!("{AUDIO} -c:a aac")),
+        mp4_audio_only: make(&d, "voice.mp4", &format!("{AUDIO} -c:a aac")),
+        _dir: dir,
+    }
+}
+
+async fn inspect(p: &Path) -> Result<intake::Inspection, Refusal> {
+    intake::inspect(&Tools::default(), p).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_allowed_format_is_recognised_with_what_line_needs() {
+    let f = fixtures();
+    let jpg = inspect(&f.jpg).await.unwrap();
+    assert_eq!(
+        (jpg.format, jpg.category, jpg.width, jpg.height),
+        (Format::Jpeg, Category::Image, Some(320), Some(240))
+    );
+    assert_eq!(jpg.conversion, [Step::Preview]);
+    assert_eq!(inspect(&f.png).await.unwrap().format, Format::Png);
+    let gif = inspect(&f.gif).await.unwrap();
+    assert_eq!(gif.conversion, [Step::GifToPng, Step::Preview]);
+    assert!(gif.notes.iter().any(|n| n.contains("最初のコマだけ")), "the instructor is told: {:?}", gif.notes);
+
+    let mp4 = inspect(&f.mp4).await.unwrap();
+    assert_eq!(
+        (mp4.format, mp4.video_codec.as_deref(), mp4.audio_codec.as_deref()),
+        (Format::Mp4, Some("h264"), Some("aac"))
+    );
+    assert_eq!(mp4.duration_ms, Some(2000));
+    assert_eq!(mp4.conversion, [Step::RemuxToMp4, Step::Preview], "faststart remux + preview");
+    let mov = inspect(&f.mov).await.unwrap();
+    assert_eq!((mov.format, mov.conversion.as_slice()), (Format::Mov, [Step::RemuxToMp4, Step::Preview].as_slice()));
+    let old = inspect(&f.mov_other_codecs).await.unwrap();
+    assert_eq!(old.conversion, [Step::TranscodeToMp4, Step::Preview], "mpeg4 video / PCM audio need H.264/AAC");
+
+    let mp3 = inspect(&f.mp3).await.unwrap();
+    assert_eq!((mp3.format, mp3.conversion.is_empty()), (Format::Mp3, true), "MP3 goes as it is");
+    assert!(mp3.duration_ms.is_some_and(|d| (1900..=2200).contains(&d)), "{:?}", mp3.duration_ms);
+    for (p, format) in [(&f.wav, Format::Wav), (&f.aiff, Format::Aiff)] {
+        let a = inspect(p).await.unwrap();
+        assert_eq!((a.format, a.conversion.as_slice(), a.duration_ms), (format, [Step::ToM4a].as_slice(), Some(2000)));
+    }
+    let m4a = inspect(&f.m4a).await.unwrap();
+    assert_eq!((m4a.format, m4a.conversion.is_empty(), m4a.duration_ms.is_some()), (Format::M4a, true, true));
+    let voice = inspect(&f.mp4_audio_only).await.unwrap();
+    assert_eq!((voice.format, voice.category), (Format::M4a, Category::Audio), "sound only: audio, whatever the brand");
+
+    // The name does not matter, the content does.
+    let renamed = f.png.with_file_name("really-a-png.jpg");
+    std::fs::copy(&f.png, &renamed).unwrap();
+    assert_eq!(inspect(&renamed).await.unwrap().format, Format::Png);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_name_their_rule() {
+    let f = fixtures();
+    let d = f.jpg.parent().unwrap().to_path_buf();
+    let text = d.join("notes.jpg");
+    std::fs::write(&text, "これは画像ではありません").unwrap();
+    let r = inspect(&text).await.unwrap_err();
+    assert_eq!(r, Refusal::NotAllowed);
+    assert!(r.message_ja().contains("拡張子だけを変えたファイルは使えません"), "{}", r.message_ja());
+    let empty = d.join("empty.mp4");
+    std::fs::write(&empty, "").unwrap();
+    assert_eq!(inspect(&empty).await.unwrap_err(), Refusal::Empty);
+
+    // Cut short, in every format.
+    for (src, keep) in [
+        (&f.jpg, 0.4),
+        (&f.png, 0.6),
+        (&f.gif, 0.6),
+        (&f.mp4, 0.9),
+        (&f.mov, 0.5),
+        (&f.mp3, 0.5),
+        (&f.wav, 0.5),
+        (&f.aiff, 0.5),
+        (&f.m4a, 0.5),
+    ] {
+        let name = format!("cut-{}", src.file_name().unwrap().to_string_lossy());
+        let p = cut(src, &d.join(&name), keep);
+        match inspect(&p).await {
+            Err(Refusal::Damaged { format, detail }) => {
+                assert!(!detail.is_empty());
+                let msg = Refusal::Damaged { format, detail }.message_ja();
+                assert!(msg.contains("壊れているか、途中で切れています"), "{msg}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    // A decompression bomb is refused from its header, before anything decodes it.
+    let mut bomb = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    bomb.extend(60_000u32.to_be_bytes());
+    bomb.extend(60_000u32.to_be_bytes());
+    bomb.extend([8, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let p = d.join("bomb.png");
+    std::fs::write(&p, &bomb).unwrap();
+    let r = inspect(&p).await.unwrap_err();
+    assert_eq!(r, Refusal::TooManyPixels { width: 60_000, height: 60_000 });
+    assert!(r.message_ja().contains("幅 60000 × 高さ 60000"), "{}", r.message_ja());
+
+    // Over the manual's limit for its kind (an image over 10MB).
+    let mut big = std::fs::read(&f.png).unwrap();
+    big.resize(11 * MB as usize, 0);
+    let p = d.join("big.png");
+    std::fs::write(&p, &big).unwrap();
+    let r = inspect(&p).await.unwrap_err();
+    assert!(
+        matches!(r, Refusal::TooLarge { category: Category::Image, max_bytes, .. } if max_bytes == 10 * MB),
+        "{r:?}"
+    );
+    assert!(r.message_ja().starts_with("画像は 10MB までです"), "{}", r.message_ja());
+}
+
+/// A reader of `head` followed by zeros, `total` bytes in all (an upload in flight).
+struct Upload {
+    head: Vec<u8>,
+    sent: u64,
+    total: u64,
+}
+
+impl AsyncRead for Upload {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let n = (buf.remaining() as u64).min(self.total - self.sent).min(64 * 1024) as usize;
+        let mut chunk = vec![0u8; n];
+        for (i, b) in chunk.iter_mut().enumerate() {
+            if let Some(h) = self.head.get(self.sent as usize + i) {
+                *b = *h;
+            }
+        }
+        buf.put_slice(&chunk);
+        self.sent += n as u64;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+fn leftovers(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_stream_to_disk_and_refusals_leave_nothing() {
+    let f = fixtures();
+    let incoming = f.jpg.parent().unwrap().join("incoming");
+    let mp4 = std::fs::read(&f.mp4).unwrap();
+
+    // A whole file streams in and is what it was.
+    let up = Upload { head: mp4.clone(), sent: 0, total: mp4.len() as u64 };
+    let got = intake::receive(&incoming, up, None).await.unwrap();
+    assert_eq!((got.format, got.size), (Format::Mp4, mp4.len() as u64));
+    assert_eq!(std::fs::read(&got.path).unwrap(), mp4);
+    std::fs::remove_file(&got.path).unwrap();
+
+    // 201MB of video: refused once past 200MB, and nothing of it is kept.
+    let up = Upload { head: mp4.clone(), sent: 0, total: 201 * MB };
+    match intake::receive(&incoming, up, None).await {
+        Err(ReceiveError::Refused(Refusal::TooLarge { category: Category::Video, max_bytes, .. })) => {
+            assert_eq!(max_bytes, 200 * MB)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(leftovers(&incoming), 0, "the partial upload was removed");
+
+    // Content that is none of the allowed formats is refused from its first bytes.
+    let up = Upload { head: b"%PDF-1.7\n".to_vec(), sent: 0, total: 5 * MB };
+    assert!(matches!(intake::receive(&incoming, up, None).await, Err(ReceiveError::Refused(Refusal::NotAllowed))));
+    assert_eq!(leftovers(&incoming), 0);
+}
+
+#[test]
+fn media_inspect_prints_json() {
+    let f = fixtures();
+    let run = |p: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tsunagu")).args(["media", "inspect"]).arg(p).output().unwrap();
+        (out.status.code(), serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap())
+    };
+    let (code, v) = run(&f.wav);
+    assert_eq!(code, Some(0));
+    assert_eq!(v["format"], "wav");
+    assert_eq!(v["duration_ms"], 2000);
+    assert_eq!(v["conversion"], serde_json::json!(["to_m4a"]));
+    let cut = cut(&f.mp3, &f.mp3.with_file_name("half.mp3"), 0.5);
+    let (code, v) = run(&cut);
+    assert_eq!(code, Some(1));
+    assert_eq!(v["code"], "media.damaged");
+    assert!(v["message"].as_str().unwrap().contains("途中で切れています"));
+}
