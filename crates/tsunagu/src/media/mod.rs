@@ -2,6 +2,7 @@
 //! (NOTES §3). The intake decides what a file is from its content and refuses what cannot be
 //! used ([`intake`]); ffmpeg/ffprobe run as supervised subprocesses ([`process`], [`probe`]).
 
+pub mod convert;
 pub mod intake;
 pub mod probe;
 pub mod process;

@@ -253,3 +253,53 @@ fn media_inspect_prints_json() {
     assert_eq!(v["code"], "media.damaged");
     assert!(v["message"].as_str().unwrap().contains("途中で切れています"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_conversion_gives_what_line_accepts() {
+    use tsunagu::media::convert::{PREVIEW_MAX, apply, check_for_line};
+    let f = fixtures();
+    let t = Tools::default();
+    let d = f.jpg.parent().unwrap().to_path_buf();
+    let out = |name: &str| d.join(name);
+
+    // GIF → PNG (first frame), and a JPEG preview ≤ 1MB of every image.
+    apply(&t, Step::GifToPng, &f.gif, &out("gif.png")).await.unwrap();
+    let png = check_for_line(&t, Category::Image, &out("gif.png")).await.unwrap();
+    assert_eq!((png.format, png.width, png.height), (Format::Png, Some(160), Some(120)));
+    for src in [&f.jpg, &f.png, &out("gif.png")] {
+        apply(&t, Step::Preview, src, &out("preview.jpg")).await.unwrap();
+        let p = check_for_line(&t, Category::Image, &out("preview.jpg")).await.unwrap();
+        assert_eq!(p.format, Format::Jpeg);
+        assert!(p.size <= PREVIEW_MAX);
+    }
+
+    // MOV (H.264/AAC) → MP4 by remuxing, with faststart (the index before the media data).
+    apply(&t, Step::RemuxToMp4, &f.mov, &out("mov.mp4")).await.unwrap();
+    let mp4 = check_for_line(&t, Category::Video, &out("mov.mp4")).await.unwrap();
+    assert_eq!((mp4.format, mp4.duration_ms), (Format::Mp4, Some(2000)));
+    let bytes = std::fs::read(out("mov.mp4")).unwrap();
+    let (moov, mdat) = (find(&bytes, b"moov"), find(&bytes, b"mdat"));
+    assert!(moov < mdat, "faststart: moov at {moov}, mdat at {mdat}");
+    // Other codecs → H.264/AAC.
+    apply(&t, Step::TranscodeToMp4, &f.mov_other_codecs, &out("old.mp4")).await.unwrap();
+    let v = check_for_line(&t, Category::Video, &out("old.mp4")).await.unwrap();
+    assert_eq!((v.video_codec.as_deref(), v.audio_codec.as_deref()), (Some("h264"), Some("aac")));
+    // A preview of a video.
+    apply(&t, Step::Preview, &out("old.mp4"), &out("video-preview.jpg")).await.unwrap();
+    assert!(check_for_line(&t, Category::Image, &out("video-preview.jpg")).await.unwrap().size <= PREVIEW_MAX);
+
+    // WAV/AIFF → M4A (AAC) with its duration in ms.
+    for src in [&f.wav, &f.aiff] {
+        apply(&t, Step::ToM4a, src, &out("a.m4a")).await.unwrap();
+        let a = check_for_line(&t, Category::Audio, &out("a.m4a")).await.unwrap();
+        assert_eq!((a.format, a.audio_codec.as_deref()), (Format::M4a, Some("aac")));
+        assert!(a.duration_ms.is_some_and(|d| (1950..=2100).contains(&d)), "{:?}", a.duration_ms);
+    }
+    // And what LINE would refuse is caught by the check.
+    assert!(check_for_line(&t, Category::Audio, &f.wav).await.is_err(), "WAV is not for LINE");
+    assert!(check_for_line(&t, Category::Video, &f.mov).await.is_err(), "MOV is not for LINE");
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len()).position(|w| w == needle).unwrap_or(usize::MAX)
+}

@@ -1,0 +1,108 @@
+//! The conversions that make an upload something LINE accepts (NOTES §3), each an ffmpeg run,
+//! and the check of every output against LINE's rules before it is marked ready.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::Duration;
+
+use super::intake::{Inspection, Refusal, Step, inspect};
+use super::process::{ProcessError, Tools, run};
+use super::sniff::{Category, Format, MB};
+
+/// LINE's preview image limit.
+pub const PREVIEW_MAX: u64 = MB;
+/// Generous: a 200MB transcode on two cores takes minutes.
+pub const CONVERT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+fn args(list: &[&str]) -> Vec<OsString> {
+    list.iter().map(Into::into).collect()
+}
+
+async fn ffmpeg(tools: &Tools, input: &Path, middle: &[&str], output: &Path) -> Result<(), ProcessError> {
+    let mut a = args(&["-hide_banner", "-nostdin", "-v", "error", "-y", "-i"]);
+    a.push(input.as_os_str().to_owned());
+    a.extend(args(middle));
+    a.push(output.as_os_str().to_owned());
+    run(&tools.ffmpeg, a, CONVERT_TIMEOUT, 64 * 1024).await.map(|_| ())
+}
+
+/// Apply `step` to `input`, writing `output`.
+pub async fn apply(tools: &Tools, step: Step, input: &Path, output: &Path) -> Result<(), ProcessError> {
+    match step {
+        Step::GifToPng => ffmpeg(tools, input, &["-frames:v", "1", "-f", "image2", "-c:v", "png"], output).await,
+        Step::RemuxToMp4 => {
+            ffmpeg(
+                tools,
+                input,
+                &["-map", "0:v:0", "-map", "0:a:0?", "-c", "copy", "-movflags", "+faststart", "-f", "mp4"],
+                output,
+            )
+            .await
+        }
+        Step::TranscodeToMp4 => {
+            ffmpeg(
+                tools,
+                input,
+                &[
+                    "-map",
+                    "0:v:0",
+                    "-map",
+                    "0:a:0?",
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "veryfast",
+                    "-crf",
+                    "23",
+                    "-pix_fmt",
+                    "yuv420p",
+                    "-vf",
+                    "scale=trunc(iw/2)*2:trunc(ih/2)*2",
+                    "-c:a",
+                    "aac",
+                    "-b:a",
+                    "128k",
+                    "-movflags",
+                    "+faststart",
+                    "-f",
+                    "mp4",
+                ],
+                output,
+            )
+            .await
+        }
+        Step::ToM4a => ffmpeg(tools, input, &["-vn", "-c:a", "aac", "-b:a", "192k", "-f", "ipod"], output).await,
+        Step::Preview => preview(tools, input, output).await,
+    }
+}
+
+/// A JPEG preview ≤ 1MB: the first frame, at most 1024 px on its long side; smaller and more
+/// compressed until it fits.
+async fn preview(tools: &Tools, input: &Path, output: &Path) -> Result<(), ProcessError> {
+    for (side, q) in [(1024, "3"), (1024, "8"), (640, "10"), (320, "15")] {
+        let scale = format!("scale='min({side},iw)':'min({side},ih)':force_original_aspect_ratio=decrease");
+        ffmpeg(tools, input, &["-frames:v", "1", "-vf", &scale, "-q:v", q, "-f", "image2", "-c:v", "mjpeg"], output)
+            .await?;
+        if std::fs::metadata(output).map(|m| m.len()).unwrap_or(u64::MAX) <= PREVIEW_MAX {
+            return Ok(());
+        }
+    }
+    Err(ProcessError::Failed { program: "ffmpeg".into(), status: "preview".into(), stderr: "preview over 1MB".into() })
+}
+
+/// Whether a converted file is what LINE accepts for `category` (NOTES §3): images JPEG/PNG
+/// ≤ 10MB, previews JPEG ≤ 1MB, video MP4 (H.264) ≤ 200MB, audio MP3/M4A ≤ 200MB with a
+/// duration.
+pub async fn check_for_line(tools: &Tools, category: Category, path: &Path) -> Result<Inspection, String> {
+    let found = inspect(tools, path).await.map_err(|r: Refusal| r.message_ja())?;
+    let ok = match category {
+        Category::Image => matches!(found.format, Format::Jpeg | Format::Png) && found.size <= 10 * MB,
+        Category::Video => {
+            found.format == Format::Mp4 && found.video_codec.as_deref() == Some("h264") && found.size <= 200 * MB
+        }
+        Category::Audio => {
+            matches!(found.format, Format::Mp3 | Format::M4a) && found.duration_ms.is_some() && found.size <= 200 * MB
+        }
+    };
+    if ok { Ok(found) } else { Err(format!("{} は LINE の条件に合いません: {:?}", path.display(), found)) }
+}
