@@ -28,6 +28,8 @@ pub struct App {
     pub line_channels: crate::line::ChannelCache,
     /// The LINE webhook writer (started on the first webhook).
     pub line_intake: std::sync::OnceLock<crate::line::webhook::Intake>,
+    /// Where step-message media is stored and served from.
+    pub media_store: crate::media::store::MediaStore,
 }
 
 pub type SharedApp = Arc<App>;
@@ -37,6 +39,7 @@ impl App {
         let mailer = Mailer::from_config(&config.mail)?;
         let csrf_keys = keys.derive("csrf");
         let zoom = crate::zoom::client(&config, store.clone(), keys.clone());
+        let media_store = crate::media::store::MediaStore::from_config(&config)?;
         Ok(App {
             config,
             store,
@@ -49,6 +52,7 @@ impl App {
             zoom,
             line_channels: Default::default(),
             line_intake: Default::default(),
+            media_store,
         })
     }
 

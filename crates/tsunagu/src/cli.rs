@@ -170,6 +170,7 @@ pub enum AdminCommand {
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => {
+            crate::media::require_https(&config)?;
             let app = startup::build_app(config, startup::system_clock()).await?;
             let server = startup::Server::bind(app).await?;
             server.run(startup::shutdown_on_signals()).await

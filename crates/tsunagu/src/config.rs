@@ -21,6 +21,7 @@ pub struct Config {
     pub log: LogConfig,
     pub zoom: ZoomConfig,
     pub line: LineConfig,
+    pub media: MediaConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -122,6 +123,46 @@ pub struct LineConfig {
     pub api_base_url: String,
     pub data_api_base_url: String,
     pub access_base_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// `local` (files under `local_dir`) or `s3` (any S3-compatible server).
+    pub storage: String,
+    /// Default: `<data.dir>/media`.
+    pub local_dir: Option<PathBuf>,
+    pub s3_bucket: String,
+    /// Empty: AWS itself. For MinIO-like servers, their URL (and usually `s3_path_style`).
+    pub s3_endpoint: String,
+    pub s3_region: String,
+    pub s3_access_key_id: String,
+    pub s3_secret_access_key: Secret,
+    /// `https://endpoint/bucket/key` instead of `https://bucket.endpoint/key`.
+    pub s3_path_style: bool,
+    pub ffmpeg: PathBuf,
+    pub ffprobe: PathBuf,
+    /// Serve media under a non-HTTPS `http.public_url`. LINE refuses such URLs: only for
+    /// development and tests (`tsunagu demo` on loopback allows it by itself).
+    pub allow_http: bool,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            storage: "local".into(),
+            local_dir: None,
+            s3_bucket: String::new(),
+            s3_endpoint: String::new(),
+            s3_region: "ap-northeast-1".into(),
+            s3_access_key_id: String::new(),
+            s3_secret_access_key: Secret::default(),
+            s3_path_style: false,
+            ffmpeg: "ffmpeg".into(),
+            ffprobe: "ffprobe".into(),
+            allow_http: false,
+        }
+    }
 }
 
 impl Default for DataConfig {
@@ -328,6 +369,16 @@ impl Config {
         if self.zoom.timeout_seconds == 0 {
             return Err(ConfigError::Invalid("zoom.timeout_seconds must be at least 1".into()));
         }
+        match self.media.storage.as_str() {
+            "local" => {}
+            "s3" if self.media.s3_bucket.is_empty() => {
+                return Err(ConfigError::Invalid("media.storage = \"s3\" needs media.s3_bucket".into()));
+            }
+            "s3" => {}
+            other => {
+                return Err(ConfigError::Invalid(format!("media.storage must be \"local\" or \"s3\", not {other:?}")));
+            }
+        }
         if self.jobs.concurrency == 0 || self.jobs.lease_seconds == 0 {
             return Err(ConfigError::Invalid("jobs.concurrency and jobs.lease_seconds must be at least 1".into()));
         }
@@ -431,6 +482,25 @@ oauth_client_secret = ""
 api_base_url = "https://api.line.me"
 data_api_base_url = "https://api-data.line.me"
 access_base_url = "https://access.line.me"
+
+[media]
+# Where step-message media is kept: "local" (local_dir, default <data.dir>/media) or "s3"
+# (AWS or any S3-compatible server). Media is served to LINE at unguessable URLs under
+# http.public_url, which must be HTTPS (LINE refuses anything else).
+storage = "local"
+# local_dir = "/var/lib/tsunagu/media"
+s3_bucket = ""
+# Empty for AWS; e.g. "http://127.0.0.1:9000" for MinIO (then s3_path_style = true).
+s3_endpoint = ""
+s3_region = "ap-northeast-1"
+s3_access_key_id = ""
+# Prefer TSUNAGU_MEDIA__S3_SECRET_ACCESS_KEY for the secret.
+s3_secret_access_key = ""
+s3_path_style = false
+ffmpeg = "ffmpeg"
+ffprobe = "ffprobe"
+# Development and tests only: allow a non-HTTPS public_url (LINE will not fetch from it).
+allow_http = false
 "#;
 
 #[cfg(test)]

@@ -139,6 +139,10 @@ pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &P
             DEMO_LINE.3
         );
     }
+    println!(
+        "  メディア / Media:        {} に保存し、http のまま配信します（ループバックのデモだけの例外。本番の公開 URL は HTTPS が必要です）",
+        app.config.media.local_dir.clone().unwrap_or_else(|| app.config.data.dir.join("media")).display()
+    );
     println!("  終了 / Stop:             Ctrl+C");
     println!();
     server.run(startup::shutdown_on_signals()).await

@@ -7,6 +7,7 @@ pub mod intake;
 pub mod probe;
 pub mod process;
 pub mod sniff;
+pub mod store;
 
 use std::path::Path;
 
@@ -49,4 +50,16 @@ pub async fn warn_if_tools_missing(tools: &process::Tools) -> bool {
             false
         }
     }
+}
+
+/// LINE fetches media only over HTTPS: `serve` refuses a non-HTTPS `http.public_url` unless
+/// `media.allow_http` is set (development and tests).
+pub fn require_https(config: &crate::config::Config) -> anyhow::Result<()> {
+    let url = &config.http.public_url;
+    if url.starts_with("https://") || config.media.allow_http {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "http.public_url が HTTPS ではありません（{url}）。LINE は HTTPS の URL からしか画像・動画・音声を取得しないため、https:// で始まる公開 URL（TSUNAGU_HTTP__PUBLIC_URL）を設定してください。開発やテストだけなら media.allow_http = true で起動できます（その場合 LINE にはメディアが届きません）。\nhttp.public_url {url} is not HTTPS: LINE fetches media only over HTTPS. Set an https:// public URL, or media.allow_http = true for development and tests."
+    )
 }

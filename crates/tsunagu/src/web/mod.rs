@@ -32,6 +32,7 @@ pub fn router(app: SharedApp) -> Router {
         .route("/settings/zoom/connect", post(zoom_oauth::start))
         .route(crate::zoom::OAUTH_CALLBACK_PATH, get(zoom_oauth::callback))
         .route("/line/webhook/{channel_id}", post(crate::line::webhook::receive))
+        .route("/media/{name}", get(crate::media::store::serve).head(crate::media::store::serve))
         .route("/mail-templates", get(console::mail_templates))
         .route("/courses", get(console::courses))
         .route("/settings/line", get(console::line_link))

@@ -269,6 +269,8 @@ impl Process {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("TSUNAGU_LOG__LEVEL", "info")
+            // Loopback test servers have http:// public URLs (production refuses them for media).
+            .env("TSUNAGU_MEDIA__ALLOW_HTTP", "true")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true);

@@ -303,3 +303,142 @@ async fn each_conversion_gives_what_line_accepts() {
 fn find(hay: &[u8], needle: &[u8]) -> usize {
     hay.windows(needle.len()).position(|w| w == needle).unwrap_or(usize::MAX)
 }
+
+/// moto's S3 server (PyPI `moto[server]`, installed by scripts/test into the test Python).
+struct Moto {
+    child: tokio::process::Child,
+    base: String,
+}
+
+impl Moto {
+    async fn start() -> Option<Moto> {
+        let python = match std::env::var("TSUNAGU_TEST_PYTHON") {
+            Ok(p) => p,
+            Err(_) => {
+                assert!(std::env::var("CI").is_err(), "TSUNAGU_TEST_PYTHON is not set under CI: run ./scripts/test");
+                eprintln!("TSUNAGU_TEST_PYTHON not set: skipping the S3 half");
+                return None;
+            }
+        };
+        let port = crate::helpers::free_port();
+        let child = tokio::process::Command::new(python)
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start moto's S3 server");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = crate::helpers::http().build().unwrap();
+        let up = base.clone();
+        crate::helpers::eventually(30, "moto answers", || {
+            let (http, up) = (http.clone(), up.clone());
+            async move { http.get(format!("{up}/moto-api/")).send().await.is_ok() }
+        })
+        .await;
+        Some(Moto { child, base })
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Store a real MP4 and fetch it whole, in ranges and by HEAD, as LINE and players do.
+async fn served_with_ranges(t: &crate::helpers::TestApp, file: &Path) -> String {
+    let name = tsunagu::media::store::new_name("mp4");
+    let bytes = std::fs::read(file).unwrap();
+    let n = bytes.len() as u64;
+    assert_eq!(t.app.media_store.put_file(&name, file).await.unwrap(), n);
+    let url = tsunagu::media::store::url(&t.app.config, &name);
+    assert!(url.ends_with(&format!("/media/{name}")));
+    let http = crate::helpers::http().build().unwrap();
+    let at = format!("{}/media/{name}", t.addr);
+
+    let full = http.get(&at).send().await.unwrap();
+    assert_eq!(full.status(), 200);
+    assert_eq!(full.headers()["content-type"], "video/mp4");
+    assert_eq!(full.headers()["content-length"], n.to_string().as_str());
+    assert_eq!(full.headers()["accept-ranges"], "bytes");
+    assert_eq!(full.bytes().await.unwrap(), bytes);
+
+    let part = http.get(&at).header("range", "bytes=100-1123").send().await.unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.headers()["content-range"], format!("bytes 100-1123/{n}").as_str());
+    assert_eq!(part.headers()["content-length"], "1024");
+    assert_eq!(part.bytes().await.unwrap(), bytes[100..1124]);
+    let tail = http.get(&at).header("range", "bytes=-10").send().await.unwrap();
+    assert_eq!(tail.status(), 206);
+    assert_eq!(tail.bytes().await.unwrap(), bytes[bytes.len() - 10..]);
+    let open = http.get(&at).header("range", format!("bytes={}-", n - 5)).send().await.unwrap();
+    assert_eq!(open.bytes().await.unwrap(), bytes[bytes.len() - 5..]);
+    let beyond = http.get(&at).header("range", format!("bytes={n}-")).send().await.unwrap();
+    assert_eq!(beyond.status(), 416);
+    assert_eq!(beyond.headers()["content-range"], format!("bytes */{n}").as_str());
+
+    let head = http.head(&at).send().await.unwrap();
+    assert_eq!(
+        (head.status().as_u16(), head.headers()["content-length"].to_str().unwrap()),
+        (200, n.to_string().as_str())
+    );
+    assert!(head.bytes().await.unwrap().is_empty());
+
+    // Names are unguessable and checked: anything else is simply not there.
+    let other = tsunagu::media::store::new_name("mp4");
+    assert_eq!(http.get(format!("{}/media/{other}", t.addr)).send().await.unwrap().status(), 404);
+    assert_eq!(http.get(format!("{}/media/..%2Fmaster.key", t.addr)).send().await.unwrap().status(), 404);
+    assert_eq!(http.get(format!("{}/media/short.mp4", t.addr)).send().await.unwrap().status(), 404);
+    name
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_is_served_with_ranges_from_local_disk_and_s3() {
+    let f = fixtures();
+    // Local disk (the default: <data.dir>/media).
+    let t = crate::helpers::TestApp::spawn().await;
+    let name = served_with_ranges(&t, &f.mp4).await;
+    assert!(t.app.config.data.dir.join("media").join(&name).exists(), "stored on the local disk");
+
+    // An S3-compatible server, path-style (as MinIO-like servers want).
+    let Some(moto) = Moto::start().await else { return };
+    let http = crate::helpers::http().build().unwrap();
+    assert!(http.put(format!("{}/tsunagu-media", moto.base)).send().await.unwrap().status().is_success(), "bucket");
+    let endpoint = moto.base.clone();
+    let s3 = crate::helpers::TestApp::spawn_with(move |c| {
+        c.media.storage = "s3".into();
+        c.media.s3_bucket = "tsunagu-media".into();
+        c.media.s3_endpoint = endpoint;
+        c.media.s3_region = "us-east-1".into();
+        c.media.s3_access_key_id = "test".into();
+        c.media.s3_secret_access_key = tsunagu::config::Secret::new("test");
+        c.media.s3_path_style = true;
+    })
+    .await;
+    let name = served_with_ranges(&s3, &f.mp4).await;
+    let listing =
+        http.get(format!("{}/tsunagu-media?list-type=2", moto.base)).send().await.unwrap().text().await.unwrap();
+    assert!(listing.contains(&name), "the object is in the bucket: {listing}");
+    assert!(!s3.app.config.data.dir.join("media").join(&name).exists(), "and not on the local disk");
+}
+
+/// In production LINE must be able to fetch media: `serve` refuses a non-HTTPS public URL.
+#[test]
+fn serve_refuses_a_public_url_that_is_not_https() {
+    let dir = TempDir::new("tsunagu-https");
+    let out = Command::new(env!("CARGO_BIN_EXE_tsunagu"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TSUNAGU_DATA__DIR", dir.path())
+        .env("TSUNAGU_DATABASE__URL", format!("sqlite://{}/t.db", dir.path().display()))
+        .env("TSUNAGU_HTTP__LISTEN", "127.0.0.1:0")
+        .env("TSUNAGU_HTTP__PUBLIC_URL", "http://courses.example.com")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("http.public_url が HTTPS ではありません（http://courses.example.com）"), "{err}");
+    assert!(!dir.path().join("t.db").exists(), "refused before anything was created");
+}

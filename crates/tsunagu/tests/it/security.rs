@@ -184,8 +184,15 @@ async fn a_secret_entered_in_a_form_never_appears_in_plain_text() {
     assert!(refusal.is_some_and(|l| l.contains("\"status\":404")), "op id {op_id} not in the log:\n{log}");
     assert!(!log.contains(secret), "secret in the log");
     assert!(!log.contains(PASSWORD), "password in the log");
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        let path = entry.unwrap().path();
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.path().to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() { dirs.push(path) } else { files.push(path) }
+        }
+    }
+    for path in files {
         let bytes = std::fs::read(&path).unwrap();
         let hay = String::from_utf8_lossy(&bytes);
         assert!(!hay.contains(secret), "secret in plain text in {}", path.display());

@@ -1,0 +1,176 @@
+//! Where media lives (`object_store`: the local disk by default, any S3-compatible server by
+//! configuration) and how it is served: `GET /media/{name}` at unguessable names, with the
+//! right Content-Type and Content-Length, and byte ranges (video players and LINE's servers
+//! ask for them).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use object_store::path::Path as Key;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
+use tokio::io::AsyncWriteExt;
+
+use crate::app::SharedApp;
+use crate::config::Config;
+
+#[derive(Clone, Debug)]
+pub struct MediaStore {
+    inner: Arc<dyn ObjectStore>,
+}
+
+impl MediaStore {
+    pub fn from_config(config: &Config) -> anyhow::Result<MediaStore> {
+        let m = &config.media;
+        let inner: Arc<dyn ObjectStore> = match m.storage.as_str() {
+            "s3" => {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let mut b = object_store::aws::AmazonS3Builder::new()
+                    .with_bucket_name(&m.s3_bucket)
+                    .with_region(&m.s3_region)
+                    .with_virtual_hosted_style_request(!m.s3_path_style);
+                if !m.s3_endpoint.is_empty() {
+                    b = b.with_endpoint(&m.s3_endpoint).with_allow_http(m.s3_endpoint.starts_with("http://"));
+                }
+                if !m.s3_access_key_id.is_empty() {
+                    b = b
+                        .with_access_key_id(&m.s3_access_key_id)
+                        .with_secret_access_key(m.s3_secret_access_key.expose());
+                }
+                Arc::new(b.build()?)
+            }
+            _ => {
+                let dir = m.local_dir.clone().unwrap_or_else(|| config.data.dir.join("media"));
+                std::fs::create_dir_all(&dir)?;
+                Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&dir)?)
+            }
+        };
+        Ok(MediaStore { inner })
+    }
+
+    /// Copy a local file into the store under `name`, streaming (multipart for large files).
+    pub async fn put_file(&self, name: &str, file: &Path) -> anyhow::Result<u64> {
+        let mut src = tokio::fs::File::open(file).await?;
+        let mut dst = object_store::buffered::BufWriter::new(self.inner.clone(), Key::from(name));
+        let n = tokio::io::copy(&mut src, &mut dst).await?;
+        dst.shutdown().await?;
+        Ok(n)
+    }
+
+    pub async fn size(&self, name: &str) -> Option<u64> {
+        self.inner.head(&Key::from(name)).await.ok().map(|m| m.size)
+    }
+
+    pub async fn delete(&self, name: &str) -> anyhow::Result<()> {
+        self.inner.delete(&Key::from(name)).await?;
+        Ok(())
+    }
+}
+
+/// A new unguessable name for a stored file (192 random bits) with its extension.
+pub fn new_name(ext: &str) -> String {
+    format!("{}.{ext}", crate::crypto::random_token(24))
+}
+
+/// The public URL of a stored file.
+pub fn url(config: &Config, name: &str) -> String {
+    format!("{}/media/{name}", config.http.public_url.trim_end_matches('/'))
+}
+
+fn content_type(name: &str) -> Option<&'static str> {
+    let (stem, ext) = name.rsplit_once('.')?;
+    let ok =
+        (20..=64).contains(&stem.len()) && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok {
+        return None;
+    }
+    Some(match ext {
+        "jpg" => "image/jpeg",
+        "png" => "image/png",
+        "mp4" => "video/mp4",
+        "m4a" => "audio/mp4",
+        "mp3" => "audio/mpeg",
+        _ => return None,
+    })
+}
+
+/// One `bytes=` range of a file of `size` bytes: start..end (exclusive), or `Err` when it
+/// cannot be satisfied. `None`: no range asked for (or a form we answer in full, such as
+/// several ranges).
+fn range(headers: &HeaderMap, size: u64) -> Option<Result<(u64, u64), ()>> {
+    let spec = headers.get(header::RANGE)?.to_str().ok()?.strip_prefix("bytes=")?.trim();
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let r = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().ok()?;
+            if n == 0 || size == 0 { Err(()) } else { Ok((size.saturating_sub(n), size)) }
+        }
+        (a, "") => {
+            let a: u64 = a.parse().ok()?;
+            if a >= size { Err(()) } else { Ok((a, size)) }
+        }
+        (a, b) => {
+            let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
+            if a > b || a >= size { Err(()) } else { Ok((a, (b + 1).min(size))) }
+        }
+    };
+    Some(r)
+}
+
+/// `GET`/`HEAD /media/{name}`.
+pub async fn serve(
+    State(app): State<SharedApp>,
+    method: Method,
+    UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    let not_found = || (StatusCode::NOT_FOUND, "not found").into_response();
+    let Some(mime) = content_type(&name) else { return not_found() };
+    let key = Key::from(name.as_str());
+    let store = &app.media_store.inner;
+    let Ok(meta) = store.head(&key).await else { return not_found() };
+    let size = meta.size;
+    let (status, start, end) = match range(&headers, size) {
+        None => (StatusCode::OK, 0, size),
+        Some(Ok((a, b))) => (StatusCode::PARTIAL_CONTENT, a, b),
+        Some(Err(())) => {
+            let mut r = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return r;
+        }
+    };
+    let body = if method == Method::HEAD || start == end {
+        Body::empty()
+    } else {
+        let opts = GetOptions { range: Some(GetRange::Bounded(start..end)), ..Default::default() };
+        match store.get_opts(&key, opts).await {
+            Ok(got) => Body::from_stream(got.into_stream()),
+            Err(e) => {
+                tracing::warn!(error = %e, "media read failed");
+                return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
+            }
+        }
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+    // A name is never reused for other content.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", end - 1))
+    {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    r
+}
