@@ -15,6 +15,7 @@ pub mod diagnostics;
 pub mod jobs;
 pub mod line;
 pub mod mails;
+pub mod media;
 mod migrate;
 pub mod schema;
 pub mod secrets;

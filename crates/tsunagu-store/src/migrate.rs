@@ -26,6 +26,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_line.sql"),
         postgres: include_str!("../migrations/postgres/0002_line.sql"),
     },
+    Migration {
+        version: 3,
+        name: "media",
+        sqlite: include_str!("../migrations/sqlite/0003_media.sql"),
+        postgres: include_str!("../migrations/postgres/0003_media.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -20,6 +20,7 @@ conformance!(
     crash_looping_job_ends_failed,
     throttle_rows_lock_and_purge,
     line_events_deduplicate_and_friends_move_forward_in_time,
+    media_files_are_scoped_and_settle_once,
 );
 
 async fn account(store: &Store, email: &str) -> accounts::Account {
@@ -332,4 +333,35 @@ async fn line_events_deduplicate_and_friends_move_forward_in_time(store: Store) 
     line_store::set_friend(&mut c, "2000000001", "U1", FriendStatus::Following, 40, 4).await.unwrap();
     let f = line_store::friends(&mut c, "2000000001").await.unwrap();
     assert_eq!((f[0].status, f[0].followed_at), (FriendStatus::Following, Some(40)));
+}
+
+async fn media_files_are_scoped_and_settle_once(store: Store) {
+    use tsunagu_store::media::{self, MediaStatus, NewMedia, Ready};
+    let a = account(&store, "media-a@example.com").await;
+    let b = account(&store, "media-b@example.com").await;
+    let mut c = store.conn().await.unwrap();
+    let new = |name| NewMedia {
+        original_name: name,
+        category: "video",
+        upload_path: "/tmp/x.part",
+        file_name: "abc.mp4",
+        preview_name: "abc.jpg",
+        size: 10,
+    };
+    let id = media::insert(&mut c, a.id, &new("講義1.mov"), 1).await.unwrap();
+    let id2 = media::insert(&mut c, a.id, &new("講義2.mov"), 2).await.unwrap();
+    let m = media::get(&mut c, a.id, id).await.unwrap().unwrap();
+    assert_eq!((m.status, m.original_name.as_str(), m.notes.len()), (MediaStatus::Processing, "講義1.mov", 0));
+    assert!(media::get(&mut c, b.id, id).await.unwrap().is_none(), "another account sees nothing");
+    assert!(media::list(&mut c, b.id).await.unwrap().is_empty());
+    assert_eq!(media::list(&mut c, a.id).await.unwrap().iter().map(|m| m.id).collect::<Vec<_>>(), vec![id2, id]);
+    let notes = vec!["MOV は MP4 に変換して送ります。".to_string()];
+    let ready = Ready { size: 99, duration_ms: Some(2000), width: Some(320), height: Some(240), notes: &notes };
+    assert!(media::set_ready(&mut c, id, &ready, 3).await.unwrap());
+    assert!(!media::set_failed(&mut c, id, "遅れて届いた失敗", 4).await.unwrap(), "a settled file stays settled");
+    let m = media::by_id(&mut c, id).await.unwrap().unwrap();
+    assert_eq!((m.status, m.size, m.duration_ms, m.notes), (MediaStatus::Ready, 99, Some(2000), notes));
+    assert!(media::set_failed(&mut c, id2, "壊れています", 5).await.unwrap());
+    let m2 = media::get(&mut c, a.id, id2).await.unwrap().unwrap();
+    assert_eq!((m2.status, m2.reason.as_str(), m2.status.label_ja()), (MediaStatus::Failed, "壊れています", "失敗"));
 }

@@ -16,6 +16,7 @@ pub mod kinds {
     pub const DIAGNOSTIC_TOUCH: &str = "diagnostic.touch";
     pub const MAINTENANCE_PURGE: &str = "maintenance.purge";
     pub const LINE_EVENTS: &str = "line.events";
+    pub const MEDIA_CONVERT: &str = "media.convert";
 }
 
 /// What a job handler reports.

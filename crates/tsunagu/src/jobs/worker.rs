@@ -239,6 +239,7 @@ async fn execute(app: &crate::app::App, worker: &str, job: &ClaimedJob) -> Resul
         kinds::DIAGNOSTIC_TOUCH => super::diagnostic::run(app, worker, job).await,
         kinds::MAINTENANCE_PURGE => super::maintenance::run(app, worker, job).await,
         kinds::LINE_EVENTS => crate::line::events::run(app, job).await,
+        kinds::MEDIA_CONVERT => crate::media::library::run(app, job).await,
         other => Err(JobError::Permanent(format!("unknown job kind {other:?}"))),
     }
 }

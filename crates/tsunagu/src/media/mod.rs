@@ -4,6 +4,7 @@
 
 pub mod convert;
 pub mod intake;
+pub mod library;
 pub mod probe;
 pub mod process;
 pub mod sniff;

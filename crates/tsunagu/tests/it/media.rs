@@ -442,3 +442,80 @@ fn serve_refuses_a_public_url_that_is_not_https() {
     assert!(err.contains("http.public_url が HTTPS ではありません（http://courses.example.com）"), "{err}");
     assert!(!dir.path().join("t.db").exists(), "refused before anything was created");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_become_ready_or_failed_through_the_conversion_job() {
+    use tsunagu::media::library::{UploadError, accept};
+    use tsunagu_store::media::{self as media_store, MediaStatus};
+    let f = fixtures();
+    let t = crate::helpers::TestApp::spawn().await;
+    t.signup("teacher@example.com", "講師").await;
+    t.signup("other@example.com", "別の講師").await;
+    let account_of = |email: &'static str| {
+        let app = t.app.clone();
+        async move {
+            let mut c = app.store.conn().await.unwrap();
+            let e = tsunagu_core::Email::parse(email).unwrap();
+            tsunagu_store::accounts::credentials_by_email(&mut c, &e).await.unwrap().unwrap().account.id
+        }
+    };
+    let (me, other) = (account_of("teacher@example.com").await, account_of("other@example.com").await);
+
+    let cases = [
+        (&f.gif, "アニメ.gif", "image/png", true),
+        (&f.jpg, "写真.jpg", "image/jpeg", true),
+        (&f.mov, "講義.mov", "video/mp4", true),
+        (&f.mov_other_codecs, "古い講義.mov", "video/mp4", true),
+        (&f.wav, "音声.wav", "audio/mp4", false),
+        (&f.mp3, "音声.mp3", "audio/mpeg", false),
+    ];
+    let mut ids = Vec::new();
+    for (path, name, _, _) in &cases {
+        let file = tokio::fs::File::open(path).await.unwrap();
+        ids.push(accept(&t.app, me, name, file).await.unwrap());
+    }
+    let damaged = cut(&f.mp3, &f.mp3.with_file_name("cut.mp3"), 0.5);
+    let damaged_id = accept(&t.app, me, "途中まで.mp3", tokio::fs::File::open(&damaged).await.unwrap()).await.unwrap();
+    {
+        let mut c = t.app.store.conn().await.unwrap();
+        let m = media_store::get(&mut c, me, ids[0]).await.unwrap().unwrap();
+        assert_eq!((m.status, m.status.label_ja()), (MediaStatus::Processing, "処理中"), "until the job runs");
+    }
+    t.run_jobs().await;
+
+    let http = crate::helpers::http().build().unwrap();
+    let mut c = t.app.store.conn().await.unwrap();
+    for ((_, name, mime, preview), id) in cases.iter().zip(&ids) {
+        let m = media_store::get(&mut c, me, *id).await.unwrap().unwrap();
+        assert_eq!(m.status, MediaStatus::Ready, "{name}: {}", m.reason);
+        let got = http.get(format!("{}/media/{}", t.addr, m.file_name)).send().await.unwrap();
+        assert_eq!((got.status().as_u16(), got.headers()["content-type"].to_str().unwrap()), (200, *mime), "{name}");
+        if *preview {
+            let p = http.get(format!("{}/media/{}", t.addr, m.preview_name)).send().await.unwrap();
+            assert_eq!(p.headers()["content-type"], "image/jpeg");
+            assert!(p.bytes().await.unwrap().len() as u64 <= tsunagu::media::convert::PREVIEW_MAX);
+        } else {
+            assert!(m.duration_ms.is_some_and(|d| d > 1900), "{name}: audio carries its duration");
+        }
+        assert!(media_store::get(&mut c, other, *id).await.unwrap().is_none(), "only its owner sees it");
+    }
+    let gif = media_store::get(&mut c, me, ids[0]).await.unwrap().unwrap();
+    assert!(gif.notes.iter().any(|n| n.contains("最初のコマだけ")), "{:?}", gif.notes);
+    let failed = media_store::get(&mut c, me, damaged_id).await.unwrap().unwrap();
+    assert_eq!((failed.status, failed.status.label_ja()), (MediaStatus::Failed, "失敗"));
+    assert!(failed.reason.contains("途中で切れています"), "{}", failed.reason);
+    // Nothing of the uploads is left in the intake once handled.
+    let intake = t.app.config.data.dir.join("media-intake");
+    assert_eq!(leftovers(&intake), 0, "{:?}", std::fs::read_dir(&intake).unwrap().collect::<Vec<_>>());
+
+    // Over the limit: refused while streaming, no record, nothing kept.
+    let before = media_store::list(&mut c, me).await.unwrap().len();
+    let mp4 = std::fs::read(&f.mp4).unwrap();
+    match accept(&t.app, me, "大きすぎる.mp4", Upload { head: mp4, sent: 0, total: 201 * MB }).await {
+        Err(UploadError::Refused(Refusal::TooLarge { .. })) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(media_store::list(&mut c, me).await.unwrap().len(), before);
+    assert_eq!(leftovers(&intake), 0);
+    t.assert_no_jobs_left().await;
+}
