@@ -20,6 +20,7 @@ const NAV: &[(&str, &str, &str, &str)] = &[
     ("basic", "/settings/basic", "基本設定", "イベント（Zoom）"),
     ("mail-templates", "/mail-templates", "自動配信メール", "イベント（Zoom）"),
     ("courses", "/courses", "コース", "オンライン講座（LINE）"),
+    ("media", "/courses/media", "ステップ配信のメディア", "オンライン講座（LINE）"),
     ("line", "/settings/line", "設定 > 公式LINE連携", "オンライン講座（LINE）"),
     ("mails", "/mails", "送信済みメール", "アカウント"),
     ("password", "/account/password", "パスワード変更", "アカウント"),

@@ -6,6 +6,7 @@ pub mod chrome;
 pub mod console;
 pub mod context;
 pub mod error;
+pub mod media;
 pub mod ops;
 pub mod session;
 pub mod settings;
@@ -15,7 +16,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::app::SharedApp;
@@ -47,6 +48,9 @@ pub fn router(app: SharedApp) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/assets/style.css", get(ops::style))
+        .route("/assets/media.js", get(ops::media_script))
+        .route("/courses/media", get(media::page))
+        .route("/courses/media/upload", put(media::upload).layer(DefaultBodyLimit::disable()))
         .route_layer(middleware::from_fn(context::tag_route))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(2 * 1024 * 1024))

@@ -77,6 +77,25 @@ async fn console_in_a_real_browser_on_desktop_and_phone() {
         let name = format!("browser-desktop-{}", href.trim_start_matches('/').replace('/', "-"));
         eprintln!("screenshot: {}", b.screenshot(&name).await.display());
     }
+    // A step-message file uploaded through the page: the script sends it as the request body.
+    {
+        let mut conn = t.app.store.conn().await.unwrap();
+        let e = tsunagu_core::Email::parse(EMAIL).unwrap();
+        let id = tsunagu_store::accounts::credentials_by_email(&mut conn, &e).await.unwrap().unwrap().account.id;
+        tsunagu_store::accounts::set_plan(&mut conn, id, tsunagu_core::Plan::Business, 1).await.unwrap();
+    }
+    let files = tsunagu_store::testing::TempDir::new("tsunagu-browser-media");
+    let wav = crate::media::make(files.path(), "第1回の音声.wav", "-f lavfi -i sine=frequency=440 -t 2");
+    b.goto(&format!("{}/courses/media", t.addr)).await;
+    b.wait_for("#media-upload-submit", 10).await;
+    b.send_keys("#media-file", &wav.display().to_string()).await;
+    b.click("#media-upload-submit").await;
+    b.wait_for_text("#media-upload-status", "「第1回の音声.wav」を受け付けました", 20).await;
+    t.run_jobs().await;
+    b.goto(&format!("{}/courses/media", t.addr)).await;
+    b.wait_for_text("#media-list", "完了", 10).await;
+    assert!(b.text("#media-list").await.contains("WAV は LINE で送れないため、M4A（AAC）に変換して送ります。"));
+    eprintln!("screenshot: {}", b.screenshot("browser-desktop-media-uploaded").await.display());
     drop(b);
 
     // Phone: no sidebar; the メニュー summary opens the same navigation.

@@ -22,6 +22,7 @@ pub const CONSOLE_PLACES: &[(&str, &str)] = &[
     ("/settings/basic", "基本設定"),
     ("/mail-templates", "自動配信メール"),
     ("/courses", "コース"),
+    ("/courses/media", "ステップ配信のメディア"),
     ("/settings/line", "公式LINE連携"),
     ("/mails", "送信済みメール"),
     ("/account/password", "パスワード変更"),
@@ -219,6 +220,13 @@ impl Client {
 
     pub async fn get(&self, path: &str) -> Page {
         Self::page(self.http.get(format!("{}{path}", self.base)).send().await.unwrap()).await
+    }
+
+    /// An upload as `assets/media.js` sends it: the file as the body, its name percent-encoded.
+    pub async fn put_upload(&self, path: &str, csrf: &str, file_name: &str, body: Vec<u8>) -> Page {
+        let name: String = file_name.bytes().map(|b| format!("%{b:02X}")).collect();
+        let r = self.http.put(format!("{}{path}", self.base)).header("x-csrf-token", csrf).header("x-file-name", name);
+        Self::page(r.body(body).send().await.unwrap()).await
     }
 
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Page {

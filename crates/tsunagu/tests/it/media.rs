@@ -12,7 +12,7 @@ use tsunagu::media::sniff::{Category, Format, MB};
 use tsunagu_store::testing::TempDir;
 
 /// Make a fixture with ffmpeg (`ffmpeg -v error -y ARGS… OUT`).
-fn make(dir: &Path, name: &str, args: &str) -> PathBuf {
+pub fn make(dir: &Path, name: &str, args: &str) -> PathBuf {
     let out = dir.join(name);
     let status = Command::new("ffmpeg")
         .args(["-v", "error", "-y"])
@@ -518,4 +518,64 @@ async fn uploads_become_ready_or_failed_through_the_conversion_job() {
     assert_eq!(media_store::list(&mut c, me).await.unwrap().len(), before);
     assert_eq!(leftovers(&intake), 0);
     t.assert_no_jobs_left().await;
+}
+
+/// The console page: the plan check, uploads over HTTP (streamed, any size up to the rule),
+/// refusals with their reason, and each file's state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_page_takes_uploads_and_shows_their_state() {
+    let f = fixtures();
+    let t = crate::helpers::TestApp::spawn().await;
+    let c = t.signup("teacher@example.com", "講師").await;
+    let page = c.get("/courses/media").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("動画:.mp4, .mov、200MB 以内"), "the manual's formats, verbatim");
+    let data_csrf = |html: &str| {
+        let m = "data-csrf=\"";
+        let s = html.find(m).map(|i| i + m.len());
+        s.map(|s| html[s..s + html[s..].find('"').unwrap()].to_string())
+    };
+    // The free plan has no LINE step delivery: no form, and the upload route says why.
+    assert!(data_csrf(&page.text).is_none());
+    let token = crate::helpers::csrf(&page.text);
+    let r = c.put_upload("/courses/media/upload", &token, "音声.mp3", std::fs::read(&f.mp3).unwrap()).await;
+    assert_eq!(r.status, 403);
+    assert!(r.text.contains("ビジネスプラン"), "{}", r.text);
+
+    {
+        let mut conn = t.app.store.conn().await.unwrap();
+        let e = tsunagu_core::Email::parse("teacher@example.com").unwrap();
+        let id = tsunagu_store::accounts::credentials_by_email(&mut conn, &e).await.unwrap().unwrap().account.id;
+        tsunagu_store::accounts::set_plan(&mut conn, id, tsunagu_core::Plan::Business, 1).await.unwrap();
+    }
+    let page = c.get("/courses/media").await;
+    let token = data_csrf(&page.text).expect("the upload form");
+    let r = c.put_upload("/courses/media/upload", "wrong", "音声.mp3", std::fs::read(&f.mp3).unwrap()).await;
+    assert_eq!(r.status, 403, "CSRF is checked");
+    let r = c.put_upload("/courses/media/upload", &token, "講義 第1回.mov", std::fs::read(&f.mov).unwrap()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v: serde_json::Value = serde_json::from_str(&r.text).unwrap();
+    assert_eq!(v["ok"], true);
+    assert!(v["message"].as_str().unwrap().contains("「講義 第1回.mov」を受け付けました"));
+    // 11MB of "PNG": past the request-size default of the console (2MB) and refused by the
+    // image rule (10MB), while streaming.
+    let mut big = std::fs::read(&f.png).unwrap();
+    big.resize(11 * MB as usize, 0);
+    let r = c.put_upload("/courses/media/upload", &token, "大きな画像.png", big).await;
+    assert_eq!(r.status, 413, "{}", r.text);
+    assert!(r.text.contains("画像は 10MB までです"), "{}", r.text);
+    let r = c.put_upload("/courses/media/upload", &token, "メモ.jpg", "画像ではありません".into()).await;
+    assert_eq!(r.status, 422);
+    assert!(r.text.contains("「メモ.jpg」は受け付けられませんでした"), "{}", r.text);
+
+    let page = c.get("/courses/media").await.text;
+    assert!(page.contains("講義 第1回.mov") && page.contains("処理中") && page.contains("data-processing"), "{page}");
+    t.run_jobs().await;
+    let page = c.get("/courses/media").await.text;
+    assert!(page.contains("完了") && !page.contains("data-processing"), "{page}");
+    assert!(page.contains("MOV は LINE で送れないため、MP4 に変換して送ります。"), "{page}");
+    assert!(page.contains("0分02秒"), "its length");
+    assert!(page.contains(&format!("{}/media/", t.app.config.http.public_url)), "links to the served file");
+    let js = c.get("/assets/media.js").await;
+    assert_eq!(js.headers["content-type"], "text/javascript; charset=utf-8");
 }

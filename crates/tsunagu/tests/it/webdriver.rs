@@ -235,6 +235,12 @@ impl Browser {
         self.post(&format!("/element/{}/value", e.0), json!({ "text": text })).await;
     }
 
+    /// Send keys without clearing first (a file input takes the file's path this way).
+    pub async fn send_keys(&self, css: &str, text: &str) {
+        let e = self.find(css).await;
+        self.post(&format!("/element/{}/value", e.0), json!({ "text": text })).await;
+    }
+
     /// The rendered (visible) text of the first match of `css`.
     pub async fn text(&self, css: &str) -> String {
         let e = self.find(css).await;
