@@ -487,22 +487,30 @@ impl Spec {
         exchanges: impl IntoIterator<Item = Exchange<'a>>,
         error_shape: &dyn Fn(&Exchange<'_>) -> Option<String>,
     ) -> usize {
-        let mut report = Vec::new();
-        let mut n = 0;
-        for ex in exchanges {
-            n += 1;
-            for p in self.check(&ex, error_shape) {
-                report.push(format!(
-                    "{} {} → {}: {p}\n    request: {}\n    response: {}",
-                    ex.method,
-                    ex.path,
-                    ex.status,
-                    excerpt(ex.request_body),
-                    excerpt(ex.response_body)
-                ));
-            }
-        }
-        assert!(report.is_empty(), "{} contract problem(s) in {n} exchanges:\n{}", report.len(), report.join("\n"));
-        n
+        assert_all_with(exchanges, |ex| self.check(ex, error_shape))
     }
+}
+
+/// Panics listing every problem `check` finds in every exchange; returns how many were checked.
+pub fn assert_all_with<'a>(
+    exchanges: impl IntoIterator<Item = Exchange<'a>>,
+    check: impl Fn(&Exchange<'_>) -> Vec<String>,
+) -> usize {
+    let mut report = Vec::new();
+    let mut n = 0;
+    for ex in exchanges {
+        n += 1;
+        for p in check(&ex) {
+            report.push(format!(
+                "{} {} → {}: {p}\n    request: {}\n    response: {}",
+                ex.method,
+                ex.path,
+                ex.status,
+                excerpt(ex.request_body),
+                excerpt(ex.response_body)
+            ));
+        }
+    }
+    assert!(report.is_empty(), "{} contract problem(s) in {n} exchanges:\n{}", report.len(), report.join("\n"));
+    n
 }

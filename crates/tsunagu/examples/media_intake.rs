@@ -1,6 +1,8 @@
 //! Memory of the upload intake (a program, not a test): a 190MB video streamed through
-//! `media::intake::receive` to disk, and a 201MB one refused, with the process's resident
-//! memory (VmRSS, and its peak VmHWM, from /proc/self/status) before and after.
+//! `media::intake::receive` to disk, and a 201MB one refused; then the same over HTTP, through
+//! the console's upload route of a running app (`PUT /courses/media/upload`, logged in, CSRF
+//! header), with the process's resident memory (VmRSS, and its peak VmHWM, from
+//! /proc/self/status) before and after.
 //!
 //! `cargo run --release -p tsunagu --example media_intake`
 

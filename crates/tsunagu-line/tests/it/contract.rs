@@ -54,26 +54,7 @@ fn check(ex: &Exchange<'_>) -> Vec<String> {
 }
 
 pub fn assert_all<'a>(exchanges: impl IntoIterator<Item = Exchange<'a>>) -> usize {
-    let mut report = Vec::new();
-    let mut n = 0;
-    for ex in exchanges {
-        n += 1;
-        if std::env::var("CONTRACT_DEBUG").is_ok() {
-            eprintln!("CONTRACT {} {} {}", ex.method, ex.path, ex.status);
-        }
-        for p in check(&ex) {
-            report.push(format!(
-                "{} {} → {}: {p}\n    request: {}\n    response: {}",
-                ex.method,
-                ex.path,
-                ex.status,
-                tsunagu_contract::excerpt(ex.request_body),
-                tsunagu_contract::excerpt(ex.response_body)
-            ));
-        }
-    }
-    assert!(report.is_empty(), "{} contract problem(s) in {n} exchanges:\n{}", report.len(), report.join("\n"));
-    n
+    tsunagu_contract::assert_all_with(exchanges, check)
 }
 
 fn push_errors(body: Value) -> Vec<String> {

@@ -81,22 +81,7 @@ pub fn check(ex: &Exchange<'_>) -> Vec<String> {
 
 /// Panics listing every problem of every exchange.
 pub fn assert_all<'a>(exchanges: impl IntoIterator<Item = Exchange<'a>>) {
-    let mut report = Vec::new();
-    let mut n = 0;
-    for ex in exchanges {
-        n += 1;
-        for p in check(&ex) {
-            report.push(format!(
-                "{} {} → {}: {p}\n    request: {}\n    response: {}",
-                ex.method,
-                ex.path,
-                ex.status,
-                tsunagu_contract::excerpt(ex.request_body),
-                tsunagu_contract::excerpt(ex.response_body)
-            ));
-        }
-    }
-    assert!(report.is_empty(), "{} contract problem(s) in {n} exchanges:\n{}", report.len(), report.join("\n"));
+    tsunagu_contract::assert_all_with(exchanges, check);
 }
 
 #[test]

@@ -30,6 +30,19 @@ pub const CONSOLE_PLACES: &[(&str, &str)] = &[
     ("/admin/jobs", "失敗したジョブ"),
 ];
 
+/// The test tools' Python (aiosmtpd, moto), from `TSUNAGU_TEST_PYTHON` as `scripts/test` sets
+/// it. `None` locally without it (the caller skips, saying `what`); under CI it must be there.
+pub fn test_python(what: &str) -> Option<String> {
+    match std::env::var("TSUNAGU_TEST_PYTHON") {
+        Ok(p) => Some(p),
+        Err(_) => {
+            assert!(std::env::var("CI").is_err(), "TSUNAGU_TEST_PYTHON is not set under CI: run ./scripts/test");
+            eprintln!("TSUNAGU_TEST_PYTHON not set: skipping {what}");
+            None
+        }
+    }
+}
+
 /// Every HTTP client in the tests starts here (see the rustls note in Cargo.toml).
 pub fn http() -> reqwest::ClientBuilder {
     let _ = rustls::crypto::ring::default_provider().install_default();

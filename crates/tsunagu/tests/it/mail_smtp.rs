@@ -14,14 +14,7 @@ struct Sink {
 impl Sink {
     /// `None` locally without the test Python; under CI it must be there.
     async fn start(out: &Path, auth: Option<(&str, &str)>) -> Option<Sink> {
-        let python = match std::env::var("TSUNAGU_TEST_PYTHON") {
-            Ok(p) => p,
-            Err(_) => {
-                assert!(std::env::var("CI").is_err(), "TSUNAGU_TEST_PYTHON is not set under CI: run ./scripts/test");
-                eprintln!("TSUNAGU_TEST_PYTHON not set: skipping the SMTP test");
-                return None;
-            }
-        };
+        let python = crate::helpers::test_python("the SMTP test")?;
         let port = free_port();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/smtp_sink.py");
         let mut cmd = tokio::process::Command::new(python);

@@ -312,14 +312,7 @@ struct Moto {
 
 impl Moto {
     async fn start() -> Option<Moto> {
-        let python = match std::env::var("TSUNAGU_TEST_PYTHON") {
-            Ok(p) => p,
-            Err(_) => {
-                assert!(std::env::var("CI").is_err(), "TSUNAGU_TEST_PYTHON is not set under CI: run ./scripts/test");
-                eprintln!("TSUNAGU_TEST_PYTHON not set: skipping the S3 half");
-                return None;
-            }
-        };
+        let python = crate::helpers::test_python("the S3 half")?;
         let port = crate::helpers::free_port();
         let child = tokio::process::Command::new(python)
             .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
