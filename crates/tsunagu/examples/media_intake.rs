@@ -79,4 +79,90 @@ async fn main() {
         hwm2 - hwm0
     );
     let _ = std::fs::remove_dir_all(&dir);
+    over_http().await;
+}
+
+/// 190MB through the app's upload route, client and server in this process.
+async fn over_http() {
+    use std::sync::Arc;
+    let dir = std::env::temp_dir().join(format!("tsunagu-media-bench-app-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut c = tsunagu::config::Config::default();
+    c.data.dir = dir.clone();
+    c.database.url = format!("sqlite://{}/t.db", dir.display());
+    c.http.listen = "127.0.0.1:0".into();
+    c.jobs.enabled = false;
+    c.log.level = "warn".into();
+    let app = tsunagu::startup::build_app(c, Arc::new(tsunagu::clock::SystemClock)).await.expect("app");
+    let input = tsunagu::accounts::SignupInput {
+        email: "teacher@example.com",
+        name: "講師",
+        password: "benchmark-password",
+        password_confirm: "benchmark-password",
+        plan: tsunagu_core::Plan::Business,
+        role: tsunagu_core::Role::Member,
+    };
+    tsunagu::accounts::sign_up(&app, &input).await.map_err(|e| e.to_string()).expect("account");
+    let server = tsunagu::startup::Server::bind(app.clone()).await.expect("bind");
+    let base = format!("http://{}", server.local_addr());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let s = stop.clone();
+    let task = tokio::spawn(async move { server.run(s).await });
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let field = |html: &str, marker: &str| {
+        let s = html.find(marker).expect(marker) + marker.len();
+        html[s..s + html[s..].find('"').unwrap()].to_string()
+    };
+    let login = http.get(format!("{base}/login")).send().await.unwrap().text().await.unwrap();
+    let token = field(&login, "name=\"csrf_token\" value=\"");
+    let form = [("csrf_token", token.as_str()), ("email", "teacher@example.com"), ("password", "benchmark-password")];
+    http.post(format!("{base}/login")).form(&form).send().await.unwrap();
+    let page = http.get(format!("{base}/courses/media")).send().await.unwrap().text().await.unwrap();
+    let csrf = field(&page, "data-csrf=\"");
+
+    let total = 190 * MB;
+    let chunks = futures_util::stream::unfold(0u64, move |sent| async move {
+        if sent >= total {
+            return None;
+        }
+        let n = (total - sent).min(64 * 1024) as usize;
+        let mut chunk = vec![0u8; n];
+        for (i, b) in chunk.iter_mut().enumerate() {
+            if let Some(h) = HEAD.get(sent as usize + i) {
+                *b = *h;
+            }
+        }
+        Some((Ok::<_, std::io::Error>(chunk), sent + n as u64))
+    });
+    let rss0 = status_kb("VmRSS:");
+    let hwm0 = status_kb("VmHWM:");
+    let t = Instant::now();
+    let r = http
+        .put(format!("{base}/courses/media/upload"))
+        .header("x-csrf-token", csrf)
+        .header("x-file-name", "video.mp4")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let answer = r.text().await.unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let (rss1, hwm1) = (status_kb("VmRSS:"), status_kb("VmHWM:"));
+    assert!(status.is_success(), "{status} {answer}");
+    println!(
+        "| 190MB video over HTTP (PUT /courses/media/upload) | HTTP {} | {:.0} MB/s | VmRSS {} → {} KiB (+{} KiB) | peak VmHWM {} → {} KiB (+{} KiB) |",
+        status.as_u16(),
+        190.0 / secs,
+        rss0,
+        rss1,
+        rss1.saturating_sub(rss0),
+        hwm0,
+        hwm1,
+        hwm1.saturating_sub(hwm0)
+    );
+    stop.cancel();
+    let _ = task.await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
