@@ -134,7 +134,15 @@ pub async fn serve(
     let Some(mime) = content_type(&name) else { return not_found() };
     let key = Key::from(name.as_str());
     let store = &app.media_store.inner;
-    let Ok(meta) = store.head(&key).await else { return not_found() };
+    let meta = match store.head(&key).await {
+        Ok(m) => m,
+        Err(object_store::Error::NotFound { .. }) => return not_found(),
+        Err(e) => {
+            // The store is unreachable (S3 down): say so, so LINE and players try again.
+            tracing::warn!(error = %e, "media store unavailable");
+            return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
+        }
+    };
     let size = meta.size;
     let (status, start, end) = match range(&headers, size) {
         None => (StatusCode::OK, 0, size),

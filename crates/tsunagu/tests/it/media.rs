@@ -414,6 +414,15 @@ async fn media_is_served_with_ranges_from_local_disk_and_s3() {
         http.get(format!("{}/tsunagu-media?list-type=2", moto.base)).send().await.unwrap().text().await.unwrap();
     assert!(listing.contains(&name), "the object is in the bucket: {listing}");
     assert!(!s3.app.config.data.dir.join("media").join(&name).exists(), "and not on the local disk");
+
+    // The S3 server gone: 503 (try again), not a 404 that would look like the file never existed.
+    drop(moto);
+    let at = format!("{}/media/{name}", s3.addr);
+    crate::helpers::eventually(30, "503 while S3 is down", || {
+        let (http, at) = (http.clone(), at.clone());
+        async move { http.get(&at).send().await.is_ok_and(|r| r.status() == 503) }
+    })
+    .await;
 }
 
 /// In production LINE must be able to fetch media: `serve` refuses a non-HTTPS public URL.
