@@ -3,6 +3,7 @@
 //! `../shared/specs/*/NOTES.md` (never our clients), and are used by tests, benchmarks and
 //! `tsunagu demo`.
 
+mod common;
 pub mod line;
 pub mod zoom;
 

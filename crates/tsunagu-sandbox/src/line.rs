@@ -166,15 +166,9 @@ impl Default for Inner {
     }
 }
 
-const EXCHANGE_CAP: usize = 200_000;
-
 impl Inner {
     pub fn next(&mut self) -> u64 {
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        crate::common::splitmix(&mut self.rng)
     }
 
     pub fn token(&mut self, len: usize) -> String {
@@ -187,20 +181,11 @@ impl Inner {
     }
 
     pub fn fault_draw(&mut self) -> f64 {
-        self.fault_rng ^= self.fault_rng << 13;
-        self.fault_rng ^= self.fault_rng >> 7;
-        self.fault_rng ^= self.fault_rng << 17;
-        (self.fault_rng >> 11) as f64 / (1u64 << 53) as f64
+        crate::common::fault_draw(&mut self.fault_rng)
     }
 
     pub fn record(&mut self, ex: LineExchange) {
-        if !self.recording {
-            return;
-        }
-        if self.exchanges.len() >= EXCHANGE_CAP {
-            self.exchanges.pop_front();
-        }
-        self.exchanges.push_back(ex);
+        crate::common::record(&mut self.exchanges, self.recording, ex);
     }
 
     pub fn user(&self, user_id: &str) -> Option<&SimUser> {
@@ -303,10 +288,7 @@ impl LineSandbox {
 
     pub fn set_faults(&self, faults: LineFaults) {
         let mut g = self.lock();
-        let mut z = faults.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        g.fault_rng = (z ^ (z >> 31)).max(1);
+        g.fault_rng = crate::common::fault_seed(faults.seed);
         g.faults = faults;
     }
 

@@ -174,16 +174,10 @@ impl Default for Inner {
 }
 
 /// The most exchanges kept (oldest dropped first).
-const EXCHANGE_CAP: usize = 200_000;
-
 impl Inner {
     /// splitmix64: ids, passcodes, tokens.
     pub fn next(&mut self) -> u64 {
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        crate::common::splitmix(&mut self.rng)
     }
 
     /// A random URL-safe string of `len` characters.
@@ -194,20 +188,11 @@ impl Inner {
 
     /// A uniform draw in [0, 1) from the fault stream (seeded per test).
     pub fn fault_draw(&mut self) -> f64 {
-        self.fault_rng ^= self.fault_rng << 13;
-        self.fault_rng ^= self.fault_rng >> 7;
-        self.fault_rng ^= self.fault_rng << 17;
-        (self.fault_rng >> 11) as f64 / (1u64 << 53) as f64
+        crate::common::fault_draw(&mut self.fault_rng)
     }
 
     pub fn record(&mut self, ex: Exchange) {
-        if !self.recording {
-            return;
-        }
-        if self.exchanges.len() >= EXCHANGE_CAP {
-            self.exchanges.pop_front();
-        }
-        self.exchanges.push_back(ex);
+        crate::common::record(&mut self.exchanges, self.recording, ex);
     }
 
     pub fn user(&self, account_id: &str, id_or_email: &str) -> Option<&SandboxUser> {
@@ -310,11 +295,7 @@ impl ZoomSandbox {
 
     pub fn set_faults(&self, faults: Faults) {
         let mut g = self.lock();
-        // Scramble the seed (xorshift starts slowly from small seeds).
-        let mut z = faults.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        g.fault_rng = (z ^ (z >> 31)).max(1);
+        g.fault_rng = crate::common::fault_seed(faults.seed);
         g.faults = faults;
     }
 
