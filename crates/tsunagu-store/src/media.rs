@@ -139,6 +139,11 @@ pub async fn list(c: &mut AnyConnection, account: AccountId) -> Result<Vec<Media
 }
 
 pub struct Ready<'a> {
+    /// What the job found the file to be (an MP4 with sound only is audio) and the names it
+    /// stored it under.
+    pub category: &'a str,
+    pub file_name: &'a str,
+    pub preview_name: &'a str,
     pub size: i64,
     pub duration_ms: Option<i64>,
     pub width: Option<i64>,
@@ -150,7 +155,8 @@ pub struct Ready<'a> {
 pub async fn set_ready(c: &mut AnyConnection, id: i64, r: &Ready<'_>, now: i64) -> Result<bool> {
     let notes = serde_json::to_string(r.notes).unwrap_or_else(|_| "[]".into());
     let done = sqlx::query(
-        "UPDATE media_files SET status = 'ready', reason = '', size = $2, duration_ms = $3, width = $4, height = $5, notes = $6, updated_at = $7
+        "UPDATE media_files SET status = 'ready', reason = '', size = $2, duration_ms = $3, width = $4, height = $5, notes = $6, updated_at = $7,
+            category = $8, file_name = $9, preview_name = $10
          WHERE id = $1 AND status = 'processing'",
     )
     .bind(id)
@@ -160,6 +166,9 @@ pub async fn set_ready(c: &mut AnyConnection, id: i64, r: &Ready<'_>, now: i64) 
     .bind(r.height)
     .bind(notes)
     .bind(now)
+    .bind(r.category)
+    .bind(r.file_name)
+    .bind(r.preview_name)
     .execute(c)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -176,4 +185,26 @@ pub async fn set_failed(c: &mut AnyConnection, id: i64, reason: &str, now: i64) 
     .execute(c)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Files still 処理中 whose conversion job will never run again (it failed for good: the
+/// worker died on its last attempt, the store was down, the handler panicked) — for
+/// [`set_failed`]. `account` narrows it to one instructor's files.
+pub async fn orphaned(c: &mut AnyConnection, account: Option<AccountId>) -> Result<Vec<MediaFile>> {
+    let rows = sqlx::query(select!(
+        "WHERE status = 'processing' AND ($1 IS NULL OR account_id = $1)
+           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.dedupe_key = 'media:' || CAST(media_files.id AS TEXT)
+                           AND j.state IN ('queued', 'running'))
+         ORDER BY id"
+    ))
+    .bind(account.map(|a| a.0))
+    .fetch_all(c)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// The intake files that processing rows still need (everything else there can go).
+pub async fn pending_uploads(c: &mut AnyConnection) -> Result<Vec<String>> {
+    let rows = sqlx::query("SELECT upload_path FROM media_files WHERE status = 'processing'").fetch_all(c).await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }

@@ -14,6 +14,19 @@
         status.textContent = "ファイルを選んでください。";
         return;
       }
+      // The server decides from the content; this only spares sending a file that the
+      // manual's limits refuse anyway (a browser reports a refusal mid-upload as a broken
+      // connection, not with the server's message).
+      var MB = 1024 * 1024;
+      var image = /\.(jpe?g|png|gif)$/i.test(file.name);
+      var max = image ? 10 * MB : 200 * MB;
+      if (file.size > max) {
+        status.className = "flash flash-error";
+        status.textContent = "「" + file.name + "」は受け付けられませんでした。" + (image ? "画像" : "動画・音声") +
+          "は " + (max / MB) + "MB までです（このファイルは " + (file.size / MB).toFixed(1) +
+          "MB）。小さくしてからアップロードしてください。";
+        return;
+      }
       busy = true;
       var button = document.getElementById("media-upload-submit");
       button.disabled = true;
@@ -48,6 +61,11 @@
   }
   var list = document.getElementById("media-list");
   if (list && list.dataset.processing) {
-    setInterval(function () { if (!busy) { window.location.reload(); } }, 5000);
+    // Not while a file is chosen or sending: reloading would drop the instructor's choice.
+    setInterval(function () {
+      var input = document.getElementById("media-file");
+      var chosen = input && input.files && input.files.length > 0;
+      if (!busy && !chosen) { window.location.reload(); }
+    }, 5000);
   }
 })();

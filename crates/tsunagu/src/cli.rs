@@ -188,7 +188,8 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
         Command::Admin { command } => admin(command, config).await,
         Command::Media { command: MediaCommand::Inspect { file } } => {
-            let (accepted, report) = crate::media::inspect_json(&crate::media::process::Tools::default(), &file).await;
+            let (accepted, report) =
+                crate::media::inspect_json(&crate::media::process::Tools::from_config(&config), &file).await;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if accepted { Ok(()) } else { std::process::exit(1) }
         }

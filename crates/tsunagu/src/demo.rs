@@ -139,10 +139,7 @@ pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &P
             DEMO_LINE.3
         );
     }
-    println!(
-        "  メディア / Media:        {} に保存し、http のまま配信します（ループバックのデモだけの例外。本番の公開 URL は HTTPS が必要です）",
-        app.config.media.local_dir.clone().unwrap_or_else(|| app.config.data.dir.join("media")).display()
-    );
+    println!("  メディア / Media:        {}", media_line(&app.config));
     println!("  終了 / Stop:             Ctrl+C");
     println!();
     server.run(startup::shutdown_on_signals()).await
@@ -275,4 +272,28 @@ async fn connect_demo_instructor_to_line(app: &crate::app::App) -> anyhow::Resul
         .await
         .map_err(|e| anyhow::anyhow!("LINE sandbox: {e}"))?;
     Ok(())
+}
+
+/// Where the demo keeps media and how it serves it. Plain http is the demo's exception to the
+/// HTTPS rule; it is only harmless on loopback, and the line says which case this is.
+fn media_line(config: &crate::config::Config) -> String {
+    let m = &config.media;
+    let place = if m.storage == "s3" {
+        format!("S3 互換ストレージ（バケット {}）", m.s3_bucket)
+    } else {
+        m.local_dir.clone().unwrap_or_else(|| config.data.dir.join("media")).display().to_string()
+    };
+    let url = &config.http.public_url;
+    let loopback = config.http.listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
+    if url.starts_with("https://") {
+        format!("{place} に保存し、{url}/media/ で配信します")
+    } else if loopback {
+        format!(
+            "{place} に保存し、http のまま配信します（ループバックのデモだけの例外。本番の公開 URL は HTTPS が必要です）"
+        )
+    } else {
+        format!(
+            "{place} に保存し、http のまま配信します（デモだけの例外です。ループバック以外で公開していますが、LINE は HTTPS の URL からしかメディアを取得しないため、本物の LINE にはメディアが届きません）"
+        )
+    }
 }

@@ -85,7 +85,10 @@ pub struct Server {
 impl Server {
     /// Bind first, so a port clash is reported before anything else starts.
     pub async fn bind(app: SharedApp) -> anyhow::Result<Server> {
-        crate::media::warn_if_tools_missing(&crate::media::process::Tools::default()).await;
+        crate::media::warn_if_tools_missing(&crate::media::library::tools(&app)).await;
+        if let Err(e) = crate::media::library::clean_intake(&app).await {
+            tracing::warn!(error = %e, "cleaning the media intake failed");
+        }
         let addr = &app.config.http.listen;
         let listener = TcpListener::bind(addr).await.with_context(|| {
             format!(

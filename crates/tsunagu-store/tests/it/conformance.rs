@@ -356,12 +356,51 @@ async fn media_files_are_scoped_and_settle_once(store: Store) {
     assert!(media::list(&mut c, b.id).await.unwrap().is_empty());
     assert_eq!(media::list(&mut c, a.id).await.unwrap().iter().map(|m| m.id).collect::<Vec<_>>(), vec![id2, id]);
     let notes = vec!["MOV は MP4 に変換して送ります。".to_string()];
-    let ready = Ready { size: 99, duration_ms: Some(2000), width: Some(320), height: Some(240), notes: &notes };
+    // The job found sound only: the row becomes audio, under the names it stored.
+    let ready = Ready {
+        category: "audio",
+        file_name: "abc.m4a",
+        preview_name: "",
+        size: 99,
+        duration_ms: Some(2000),
+        width: None,
+        height: None,
+        notes: &notes,
+    };
     assert!(media::set_ready(&mut c, id, &ready, 3).await.unwrap());
     assert!(!media::set_failed(&mut c, id, "遅れて届いた失敗", 4).await.unwrap(), "a settled file stays settled");
     let m = media::by_id(&mut c, id).await.unwrap().unwrap();
     assert_eq!((m.status, m.size, m.duration_ms, m.notes), (MediaStatus::Ready, 99, Some(2000), notes));
+    assert_eq!((m.category.as_str(), m.file_name.as_str(), m.preview_name.as_str()), ("audio", "abc.m4a", ""));
     assert!(media::set_failed(&mut c, id2, "壊れています", 5).await.unwrap());
     let m2 = media::get(&mut c, a.id, id2).await.unwrap().unwrap();
     assert_eq!((m2.status, m2.reason.as_str(), m2.status.label_ja()), (MediaStatus::Failed, "壊れています", "失敗"));
+
+    // Processing rows whose job is gone for good are found; those with a live job are not.
+    let live = media::insert(&mut c, a.id, &new("講義3.mov"), 6).await.unwrap();
+    let dead = media::insert(&mut c, a.id, &new("講義4.mov"), 7).await.unwrap();
+    let other = media::insert(&mut c, b.id, &new("他の人.mov"), 8).await.unwrap();
+    for m in [live, dead, other] {
+        let key = format!("media:{m}");
+        let job = NewJob {
+            kind: "media.convert",
+            payload: &serde_json::json!({"media_id": m}),
+            dedupe_key: Some(&key),
+            run_at: 0,
+            max_attempts: 1,
+        };
+        jobs::enqueue(&mut c, &job, 9).await.unwrap().unwrap();
+    }
+    let ids = |v: Vec<media::MediaFile>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    assert!(media::orphaned(&mut c, None).await.unwrap().is_empty(), "every processing file has its job");
+    sqlx::query("UPDATE jobs SET state = 'failed' WHERE dedupe_key IN ($1, $2)")
+        .bind(format!("media:{dead}"))
+        .bind(format!("media:{other}"))
+        .execute(&mut *c)
+        .await
+        .unwrap();
+    assert_eq!(ids(media::orphaned(&mut c, None).await.unwrap()), vec![dead, other]);
+    assert_eq!(ids(media::orphaned(&mut c, Some(a.id)).await.unwrap()), vec![dead], "one account's only");
+    let pending = media::pending_uploads(&mut c).await.unwrap();
+    assert_eq!(pending.len(), 3, "{pending:?}");
 }

@@ -1,4 +1,5 @@
-//! `maintenance.purge`: removes expired sessions and stale log-in counters, then schedules
+//! `maintenance.purge`: removes expired sessions and stale log-in counters, settles media whose
+//! conversion job ended without a result, then schedules
 //! itself an hour later. One dedupe key means one schedule however many instances run
 //! (no in-process cron that every instance would run at once).
 
@@ -28,6 +29,16 @@ pub async fn run(app: &App, worker: &str, job: &ClaimedJob) -> Result<Outcome, J
         super::enqueue(&mut tx, app, kinds::MAINTENANCE_PURGE, &serde_json::json!({}), Some(KEY), EVERY_MS).await?;
     }
     tx.commit().await.map_err(|e| JobError::Retry(e.to_string()))?;
-    tracing::info!(expired_sessions = gone, stale_login_counters = counters, "maintenance done");
+    // Media whose conversion job ended for good without settling it: 失敗, upload removed.
+    let media = crate::media::library::settle_orphans(app, None).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "settling unfinished media failed");
+        0
+    });
+    tracing::info!(
+        expired_sessions = gone,
+        stale_login_counters = counters,
+        unfinished_media = media,
+        "maintenance done"
+    );
     Ok(Outcome::Completed)
 }

@@ -56,8 +56,15 @@ pub async fn apply(tools: &Tools, step: Step, input: &Path, output: &Path) -> Re
                     "23",
                     "-pix_fmt",
                     "yuv420p",
+                    // At most 1920 px on the long side (LINE's players show no more, and a 4K
+                    // phone clip re-encoded whole would outgrow 200MB), even sizes for H.264,
+                    // and a bitrate ceiling for the same reason.
                     "-vf",
-                    "scale=trunc(iw/2)*2:trunc(ih/2)*2",
+                    "scale='min(1920,iw)':'min(1920,ih)':force_original_aspect_ratio=decrease:force_divisible_by=2",
+                    "-maxrate",
+                    "4M",
+                    "-bufsize",
+                    "8M",
                     "-c:a",
                     "aac",
                     "-b:a",
@@ -92,9 +99,20 @@ async fn preview(tools: &Tools, input: &Path, output: &Path) -> Result<(), Proce
 
 /// Whether a converted file is what LINE accepts for `category` (NOTES §3): images JPEG/PNG
 /// ≤ 10MB, previews JPEG ≤ 1MB, video MP4 (H.264) ≤ 200MB, audio MP3/M4A ≤ 200MB with a
-/// duration.
-pub async fn check_for_line(tools: &Tools, category: Category, path: &Path) -> Result<Inspection, String> {
-    let found = inspect(tools, path).await.map_err(|r: Refusal| r.message_ja())?;
+/// duration. The error is (what to log, what the instructor reads).
+pub async fn check_for_line(tools: &Tools, category: Category, path: &Path) -> Result<Inspection, (String, String)> {
+    let found = inspect(tools, path).await.map_err(|r: Refusal| {
+        let reason = match &r {
+            Refusal::TooLarge { category, max_bytes, .. } => format!(
+                "LINE で送れる形に変換すると{}が {}MB を超えるため、送れません。{}を短く分けるか、解像度や音質を下げて書き出してからアップロードし直してください。",
+                category.label_ja(),
+                max_bytes / MB,
+                category.label_ja()
+            ),
+            other => other.message_ja(),
+        };
+        (format!("{}: {r}", path.display()), reason)
+    })?;
     let ok = match category {
         Category::Image => matches!(found.format, Format::Jpeg | Format::Png) && found.size <= 10 * MB,
         Category::Video => {
@@ -104,5 +122,12 @@ pub async fn check_for_line(tools: &Tools, category: Category, path: &Path) -> R
             matches!(found.format, Format::Mp3 | Format::M4a) && found.duration_ms.is_some() && found.size <= 200 * MB
         }
     };
-    if ok { Ok(found) } else { Err(format!("{} は LINE の条件に合いません: {:?}", path.display(), found)) }
+    if ok {
+        Ok(found)
+    } else {
+        Err((
+            format!("{} does not meet LINE's rules for {category:?}: {found:?}", path.display()),
+            "このファイルを LINE で送れる形に変換できませんでした。元のファイルを書き出し直すか、別の形式で保存してからアップロードし直してください。".into(),
+        ))
+    }
 }

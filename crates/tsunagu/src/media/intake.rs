@@ -19,11 +19,30 @@ use super::sniff::{self, Category, Format, MAX_PIXELS, MAX_SIDE, MB};
 pub enum Refusal {
     Empty,
     NotAllowed,
-    TooLarge { category: Category, max_bytes: u64, size: u64 },
-    TooManyPixels { width: u32, height: u32 },
-    Damaged { format: Format, detail: String },
-    NoContent { format: Format },
-    ToolMissing { detail: String },
+    TooLarge {
+        category: Category,
+        max_bytes: u64,
+        size: u64,
+    },
+    TooManyPixels {
+        width: u32,
+        height: u32,
+    },
+    Damaged {
+        format: Format,
+        detail: String,
+    },
+    NoContent {
+        format: Format,
+    },
+    ToolMissing {
+        detail: String,
+    },
+    /// A passing problem on this machine (a check timed out, a process could not start):
+    /// nothing is wrong with the file as far as anyone knows; the job tries again.
+    Unavailable {
+        detail: String,
+    },
 }
 
 impl Refusal {
@@ -36,6 +55,7 @@ impl Refusal {
             Refusal::Damaged { .. } => "media.damaged",
             Refusal::NoContent { .. } => "media.no_content",
             Refusal::ToolMissing { .. } => "media.tool_missing",
+            Refusal::Unavailable { .. } => "media.unavailable",
         }
     }
 
@@ -65,7 +85,8 @@ impl Refusal {
                     _ => "音声",
                 }
             ),
-            Refusal::ToolMissing { .. } => "このサーバーに ffmpeg がないため、動画・音声・GIF を確認できません。運営者に連絡してください。".into(),
+            Refusal::ToolMissing { .. } => "このサーバーに ffmpeg がないため、画像・動画・音声を確認できません（ファイルの問題ではありません）。運営者に連絡してください。".into(),
+            Refusal::Unavailable { .. } => "サーバーが混み合っていて、このファイルを確認できませんでした（ファイルの問題ではありません）。しばらくしてからもう一度お試しください。".into(),
         }
     }
 }
@@ -138,7 +159,8 @@ fn tool_error(format: Format, e: ProcessError) -> Refusal {
     match e {
         ProcessError::Missing { .. } => Refusal::ToolMissing { detail: e.to_string() },
         ProcessError::Failed { stderr, .. } => Refusal::Damaged { format, detail: stderr },
-        other => Refusal::Damaged { format, detail: other.to_string() },
+        // A timeout, a process that could not start, a read error: the machine, not the file.
+        other => Refusal::Unavailable { detail: other.to_string() },
     }
 }
 
@@ -187,9 +209,47 @@ async fn tail_of(path: &Path, n: u64) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// A JPEG's start-of-frame may lie past the head (photos with large EXIF, XMP or ICC
+/// segments): walk the markers through the file, reading each segment's header only.
+async fn jpeg_dimensions(path: &Path) -> std::io::Result<Option<(u32, u32)>> {
+    use tokio::io::AsyncSeekExt;
+    let mut f = tokio::fs::File::open(path).await?;
+    let mut pos = 2u64;
+    let mut h = [0u8; 9];
+    loop {
+        f.seek(std::io::SeekFrom::Start(pos)).await?;
+        let mut n = 0;
+        while n < h.len() {
+            match f.read(&mut h[n..]).await? {
+                0 => break,
+                m => n += m,
+            }
+        }
+        if n < 4 || h[0] != 0xFF {
+            return Ok(None);
+        }
+        if h[1] == 0xFF {
+            pos += 1; // fill byte
+            continue;
+        }
+        let marker = h[1];
+        let len = u64::from(u16::from_be_bytes([h[2], h[3]]));
+        let sof = matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+        if sof {
+            return Ok((n == 9)
+                .then(|| (u32::from(u16::from_be_bytes([h[7], h[8]])), u32::from(u16::from_be_bytes([h[5], h[6]])))));
+        }
+        if marker == 0xD9 || marker == 0xDA || len < 2 {
+            return Ok(None);
+        }
+        pos += 2 + len;
+    }
+}
+
 /// What the intake decides for the file at `path`.
 pub async fn inspect(tools: &Tools, path: &Path) -> Result<Inspection, Refusal> {
-    let (head, size) = head_of(path).await.map_err(|_| Refusal::Empty)?;
+    let (head, size) =
+        head_of(path).await.map_err(|e| Refusal::Unavailable { detail: format!("{}: {e}", path.display()) })?;
     if size == 0 {
         return Err(Refusal::Empty);
     }
@@ -212,15 +272,18 @@ pub async fn inspect(tools: &Tools, path: &Path) -> Result<Inspection, Refusal> 
     };
     if format.category() == Category::Image {
         // The header's dimensions decide before anything decodes the pixels.
-        let (w, h) = sniff::image_dimensions(format, &head)
-            .ok_or(Refusal::Damaged { format, detail: "no image header".into() })?;
+        let mut dims = sniff::image_dimensions(format, &head);
+        if dims.is_none() && format == Format::Jpeg && size > head.len() as u64 {
+            dims = jpeg_dimensions(path).await.map_err(|e| Refusal::Unavailable { detail: e.to_string() })?;
+        }
+        let (w, h) = dims.ok_or(Refusal::Damaged { format, detail: "no image header".into() })?;
         if sniff::too_many_pixels(w, h) {
             return Err(Refusal::TooManyPixels { width: w, height: h });
         }
         (found.width, found.height) = (Some(w), Some(h));
     }
     if format.category() == Category::Image {
-        let tail = tail_of(path, 256).await.map_err(|e| Refusal::Damaged { format, detail: e.to_string() })?;
+        let tail = tail_of(path, 256).await.map_err(|e| Refusal::Unavailable { detail: e.to_string() })?;
         if !image_complete(format, &tail) {
             return Err(Refusal::Damaged { format, detail: "the image's trailer is missing".into() });
         }
@@ -310,12 +373,38 @@ pub async fn receive<R: AsyncRead + Unpin>(
     max_bytes: Option<u64>,
 ) -> Result<Received, ReceiveError> {
     tokio::fs::create_dir_all(dir).await.map_err(ReceiveError::Io)?;
-    let path = dir.join(format!("{}.part", crate::crypto::random_token(16)));
-    let result = stream_into(&path, &mut body, max_bytes).await;
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(&path).await;
+    let token = crate::crypto::random_token(16);
+    // Removed on every way out but success, including the request being dropped mid-body
+    // (the client went away); a crash leaves it for the clean-up at start.
+    let part = PartFile(Some(dir.join(format!("{token}.part"))));
+    let (size, format) = stream_into(part.path(), &mut body, max_bytes).await?;
+    let path = dir.join(format!("{token}.{UPLOAD_EXT}"));
+    tokio::fs::rename(part.path(), &path).await.map_err(ReceiveError::Io)?;
+    part.keep();
+    Ok(Received { path, size, format })
+}
+
+/// A complete upload waiting for its conversion job; `.part` while it is still arriving.
+pub const UPLOAD_EXT: &str = "upload";
+
+struct PartFile(Option<PathBuf>);
+
+impl PartFile {
+    fn path(&self) -> &Path {
+        self.0.as_deref().expect("set until kept")
     }
-    result.map(|(size, format)| Received { path, size, format })
+
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use tsunagu_store::jobs::ClaimedJob;
 use tsunagu_store::media::{self as store, MediaFile, MediaStatus, NewMedia, Ready};
 
 use super::convert::{apply, check_for_line};
-use super::intake::{ReceiveError, Refusal, Step, inspect, receive};
+use super::intake::{Inspection, ReceiveError, Refusal, Step, inspect, receive};
 use super::process::{ProcessError, Tools};
 use super::sniff::{Category, Format};
 use super::store::new_name;
@@ -19,14 +19,14 @@ use crate::app::App;
 use crate::jobs::{JobError, Outcome, kinds};
 
 pub fn tools(app: &App) -> Tools {
-    Tools { ffmpeg: app.config.media.ffmpeg.clone(), ffprobe: app.config.media.ffprobe.clone() }
+    Tools::from_config(&app.config)
 }
 
 fn intake_dir(app: &App) -> PathBuf {
     app.config.data.dir.join("media-intake")
 }
 
-/// What LINE will be sent for an upload of `format`.
+/// The extension of what LINE will be sent, from the first bytes (chosen at upload) ...
 fn output_ext(format: Format) -> &'static str {
     match format {
         Format::Jpeg => "jpg",
@@ -35,6 +35,12 @@ fn output_ext(format: Format) -> &'static str {
         Format::Mp3 => "mp3",
         Format::M4a | Format::Wav | Format::Aiff => "m4a",
     }
+}
+
+/// ... and from what the job found inside (an MP4 with sound only is M4A audio; an ID3-tagged
+/// file holding AAC becomes M4A).
+fn output_ext_found(found: &Inspection) -> &'static str {
+    if found.conversion.contains(&Step::ToM4a) { "m4a" } else { output_ext(found.format) }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +58,10 @@ pub async fn accept<R: AsyncRead + Unpin>(
     original_name: &str,
     body: R,
 ) -> Result<i64, UploadError> {
+    // Without ffmpeg nothing can be checked: say so before the instructor sends 200MB.
+    if let Err(e) = super::process::available(&tools(app)).await {
+        return Err(UploadError::Refused(Refusal::ToolMissing { detail: e.to_string() }));
+    }
     let got = match receive(&intake_dir(app), body, None).await {
         Ok(g) => g,
         Err(ReceiveError::Refused(r)) => return Err(UploadError::Refused(r)),
@@ -114,82 +124,192 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
     let _ = tokio::fs::remove_dir_all(&work).await;
     let last = job.attempts >= job.max_attempts;
     let mut c = app.store.conn().await?;
-    match result {
-        Ok(ready) => {
-            let notes = ready.notes.clone();
+    let reason = match result {
+        Ok(done) => {
             let r = Ready {
-                size: ready.size as i64,
-                duration_ms: ready.duration_ms.map(|d| d as i64),
-                width: ready.width.map(i64::from),
-                height: ready.height.map(i64::from),
-                notes: &notes,
+                category: category_name(done.found.category),
+                file_name: &done.file_name,
+                preview_name: &done.preview_name,
+                size: done.found.size as i64,
+                duration_ms: done.found.duration_ms.map(|d| d as i64),
+                width: done.found.width.map(i64::from),
+                height: done.found.height.map(i64::from),
+                notes: &done.found.notes,
             };
             store::set_ready(&mut c, id, &r, app.now()).await?;
             let _ = tokio::fs::remove_file(&m.upload_path).await;
             tracing::info!(media_id = id, "media ready");
-            Ok(Outcome::Done)
+            return Ok(Outcome::Done);
         }
         Err(Failure::Refused(r)) => {
-            store::set_failed(&mut c, id, &r.message_ja(), app.now()).await?;
-            let _ = tokio::fs::remove_file(&m.upload_path).await;
             tracing::info!(media_id = id, code = r.code(), "media refused");
-            Ok(Outcome::Done)
+            r.message_ja()
         }
-        Err(Failure::Retry(e)) if !last => Err(JobError::Retry(e)),
-        Err(Failure::Retry(e) | Failure::Permanent(e)) => {
-            let reason = "このファイルを LINE で送れる形に変換できませんでした。元のファイルを書き出し直すか、別の形式で保存してからアップロードし直してください。";
-            store::set_failed(&mut c, id, reason, app.now()).await?;
-            tracing::warn!(media_id = id, error = %e, "media conversion failed");
-            Ok(Outcome::Done)
+        Err(Failure::Retry { log, .. }) if !last => return Err(JobError::Retry(log)),
+        Err(Failure::Retry { log, reason } | Failure::Permanent { log, reason }) => {
+            tracing::warn!(media_id = id, error = %log, "media conversion failed");
+            reason
         }
+    };
+    store::set_failed(&mut c, id, &reason, app.now()).await?;
+    discard(app, &m).await;
+    Ok(Outcome::Done)
+}
+
+/// A file that ended 失敗 keeps nothing: its upload and anything already stored for it.
+async fn discard(app: &App, m: &MediaFile) {
+    let _ = tokio::fs::remove_file(&m.upload_path).await;
+    let ext = m.file_name.rsplit('.').next().unwrap_or("");
+    let stem = m.file_name.strip_suffix(&format!(".{ext}")).unwrap_or(&m.file_name);
+    let mut names: Vec<String> = ["jpg", "png", "mp4", "mp3", "m4a"].iter().map(|e| format!("{stem}.{e}")).collect();
+    if !m.preview_name.is_empty() {
+        names.push(m.preview_name.clone());
+    }
+    for name in names {
+        // Most were never stored; a miss is fine.
+        let _ = app.media_store.delete(&name).await;
     }
 }
 
+/// Files left 処理中 whose job ended for good without settling them (the worker died on the
+/// last attempt, the database was down, the handler panicked) become 失敗 with a reason, and
+/// their uploads are removed. Run by the media page (for its account) and by maintenance.
+pub async fn settle_orphans(app: &App, account: Option<AccountId>) -> anyhow::Result<usize> {
+    let mut c = app.store.conn().await?;
+    let orphans = store::orphaned(&mut c, account).await?;
+    let mut n = 0;
+    for m in &orphans {
+        if store::set_failed(&mut c, m.id, STOPPED_JA, app.now()).await? {
+            tracing::warn!(media_id = m.id, "media conversion ended without a result; marked failed");
+            discard(app, m).await;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// At start: uploads that were still arriving when the process stopped (`.part`), work
+/// folders of interrupted conversions, and uploads no 処理中 file needs any more.
+pub async fn clean_intake(app: &App) -> anyhow::Result<usize> {
+    let dir = intake_dir(app);
+    let Ok(mut entries) = tokio::fs::read_dir(&dir).await else { return Ok(0) };
+    let needed: std::collections::HashSet<PathBuf> = {
+        let mut c = app.store.conn().await?;
+        store::pending_uploads(&mut c).await?.into_iter().map(PathBuf::from).collect()
+    };
+    let mut removed = 0;
+    while let Some(e) = entries.next_entry().await? {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        let gone = if name.starts_with("work-") && e.file_type().await?.is_dir() {
+            tokio::fs::remove_dir_all(&path).await
+        } else if name.ends_with(".part") || (name.ends_with(super::intake::UPLOAD_EXT) && !needed.contains(&path)) {
+            tokio::fs::remove_file(&path).await
+        } else {
+            continue;
+        };
+        if gone.is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, dir = %dir.display(), "media intake cleaned");
+    }
+    Ok(removed)
+}
+
+const GENERIC_JA: &str = "このファイルを LINE で送れる形に変換できませんでした。元のファイルを書き出し直すか、別の形式で保存してからアップロードし直してください。";
+const TOOL_MISSING_JA: &str = "サーバーに ffmpeg が見つからないため変換できませんでした（ファイルの問題ではありません）。運営者に連絡してください。";
+const TIMEOUT_JA: &str = "変換に時間がかかりすぎたため中止しました。動画をいくつかに分けるか、解像度を下げて書き出してからアップロードし直してください。";
+const UNAVAILABLE_JA: &str = "サーバーの一時的な問題で変換を完了できませんでした（ファイルの問題ではありません）。お手数ですが、もう一度アップロードしてください。";
+const STOPPED_JA: &str = "変換の途中で処理が止まったため完了できませんでした（サーバーの再起動などによるもので、ファイルの問題ではありません）。お手数ですが、もう一度アップロードしてください。";
+
 enum Failure {
+    /// The file itself: final, with the intake's reason.
     Refused(Refusal),
-    Retry(String),
-    Permanent(String),
+    /// Passing: the job tries again; `reason` is what the instructor reads if it never works.
+    Retry {
+        log: String,
+        reason: String,
+    },
+    Permanent {
+        log: String,
+        reason: String,
+    },
+}
+
+impl Failure {
+    fn retry(log: impl Into<String>, reason: &str) -> Failure {
+        Failure::Retry { log: log.into(), reason: reason.into() }
+    }
 }
 
 impl From<ProcessError> for Failure {
     fn from(e: ProcessError) -> Self {
+        let log = e.to_string();
         match e {
-            ProcessError::Failed { .. } => Failure::Permanent(e.to_string()),
-            ProcessError::Missing { .. } => Failure::Retry(e.to_string()),
-            other => Failure::Retry(other.to_string()),
+            ProcessError::Failed { .. } => Failure::Permanent { log, reason: GENERIC_JA.into() },
+            ProcessError::Timeout { .. } => Failure::Permanent { log, reason: TIMEOUT_JA.into() },
+            ProcessError::Missing { .. } => Failure::retry(log, TOOL_MISSING_JA),
+            _ => Failure::retry(log, UNAVAILABLE_JA),
         }
     }
 }
 
-async fn convert_one(app: &App, m: &MediaFile, work: &Path) -> Result<super::intake::Inspection, Failure> {
+struct Converted {
+    found: Inspection,
+    file_name: String,
+    preview_name: String,
+}
+
+async fn convert_one(app: &App, m: &MediaFile, work: &Path) -> Result<Converted, Failure> {
     let t = tools(app);
     let upload = Path::new(&m.upload_path);
     let found = inspect(&t, upload).await.map_err(|r| match r {
-        Refusal::ToolMissing { detail } => Failure::Retry(detail),
+        Refusal::ToolMissing { detail } => Failure::retry(detail, TOOL_MISSING_JA),
+        Refusal::Unavailable { detail } => Failure::retry(detail, UNAVAILABLE_JA),
         other => Failure::Refused(other),
     })?;
-    tokio::fs::create_dir_all(work).await.map_err(|e| Failure::Retry(e.to_string()))?;
-    let ext = m.file_name.rsplit('.').next().unwrap_or("bin");
+    tokio::fs::create_dir_all(work).await.map_err(|e| Failure::retry(e.to_string(), UNAVAILABLE_JA))?;
+    // The names were chosen at upload from the first bytes; what the file turned out to be
+    // (sound only in an MP4, AAC behind an ID3 tag) may change the extension, never the
+    // random stem, so a retried job still overwrites its own outputs.
+    let ext = output_ext_found(&found);
+    let stem = m.file_name.rsplit_once('.').map_or(m.file_name.as_str(), |(s, _)| s);
+    let file_name = format!("{stem}.{ext}");
+    let wants_preview = found.conversion.contains(&Step::Preview);
+    let preview_name = match (wants_preview, m.preview_name.is_empty()) {
+        (false, _) => String::new(),
+        (true, false) => m.preview_name.clone(),
+        (true, true) => format!("{stem}-preview.jpg"),
+    };
     let mut main = upload.to_path_buf();
     for step in found.conversion.iter().filter(|s| **s != Step::Preview) {
         let out = work.join(format!("main.{ext}"));
         apply(&t, *step, &main, &out).await?;
         main = out;
     }
-    let checked = check_for_line(&t, found.category, &main).await.map_err(Failure::Permanent)?;
+    let checked =
+        check_for_line(&t, found.category, &main).await.map_err(|(log, reason)| Failure::Permanent { log, reason })?;
     let preview = work.join("preview.jpg");
-    if found.conversion.contains(&Step::Preview) {
+    if wants_preview {
         apply(&t, Step::Preview, &main, &preview).await?;
-        check_for_line(&t, Category::Image, &preview).await.map_err(Failure::Permanent)?;
+        check_for_line(&t, Category::Image, &preview)
+            .await
+            .map_err(|(log, reason)| Failure::Permanent { log, reason })?;
     }
     let put = |name: String, path: PathBuf| async move {
-        app.media_store.put_file(&name, &path).await.map_err(|e| Failure::Retry(format!("storing {name}: {e}")))
+        app.media_store
+            .put_file(&name, &path)
+            .await
+            .map_err(|e| Failure::retry(format!("storing {name}: {e}"), UNAVAILABLE_JA))
     };
-    put(m.file_name.clone(), main.clone()).await?;
-    if found.conversion.contains(&Step::Preview) && !m.preview_name.is_empty() {
-        put(m.preview_name.clone(), preview).await?;
+    put(file_name.clone(), main.clone()).await?;
+    if wants_preview {
+        put(preview_name.clone(), preview).await?;
     }
     let mut ready = checked;
     ready.notes = found.notes;
-    Ok(ready)
+    ready.category = found.category;
+    Ok(Converted { found: ready, file_name, preview_name })
 }

@@ -28,7 +28,10 @@ pub async fn inspect_json(tools: &process::Tools, path: &Path) -> (bool, serde_j
         Err(refusal) => {
             let mut v =
                 json!({"file": file, "accepted": false, "code": refusal.code(), "message": refusal.message_ja()});
-            if let intake::Refusal::Damaged { detail, .. } | intake::Refusal::ToolMissing { detail } = &refusal {
+            if let intake::Refusal::Damaged { detail, .. }
+            | intake::Refusal::ToolMissing { detail }
+            | intake::Refusal::Unavailable { detail } = &refusal
+            {
                 v["detail"] = json!(detail);
             }
             if let intake::Refusal::TooManyPixels { width, height } = &refusal {

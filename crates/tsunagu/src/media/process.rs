@@ -30,6 +30,13 @@ pub struct Tools {
     pub ffprobe: PathBuf,
 }
 
+impl Tools {
+    /// The programs `media.ffmpeg` / `media.ffprobe` name.
+    pub fn from_config(config: &crate::config::Config) -> Tools {
+        Tools { ffmpeg: config.media.ffmpeg.clone(), ffprobe: config.media.ffprobe.clone() }
+    }
+}
+
 impl Default for Tools {
     fn default() -> Self {
         Tools { ffmpeg: "ffmpeg".into(), ffprobe: "ffprobe".into() }

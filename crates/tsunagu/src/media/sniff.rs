@@ -116,11 +116,17 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
     }
     if at(4, b"ftyp") {
         let brand = head.get(8..12)?;
-        return Some(match brand {
-            b"qt  " => Format::Mov,
-            b"M4A " | b"M4B " => Format::M4a,
-            _ => Format::Mp4,
-        });
+        return match brand {
+            b"qt  " => Some(Format::Mov),
+            b"M4A " | b"M4B " | b"M4P " => Some(Format::M4a),
+            // Still images in the same box format (iPhone HEIC photos, AVIF, camera raw,
+            // JPEG 2000) are not among the manual's formats: refused as such, not later as a
+            // "damaged video".
+            b"heic" | b"heix" | b"heim" | b"heis" | b"hevc" | b"hevx" | b"hevm" | b"hevs" | b"mif1" | b"msf1"
+            | b"mif2" | b"avif" | b"avis" | b"avio" | b"crx " | b"jp2 " | b"jpx " | b"jpm " | b"jph " => None,
+            // Every other brand (isom, mp41, mp42, avc1, M4V, 3gp…): the probe decides what is inside.
+            _ => Some(Format::Mp4),
+        };
     }
     // QuickTime files older than `ftyp` begin with another atom.
     if at(4, b"moov") || at(4, b"mdat") || at(4, b"wide") || at(4, b"free") || at(4, b"skip") {
@@ -206,6 +212,9 @@ mod tests {
         assert_eq!(sniff(b"<html>"), None);
         assert_eq!(sniff(b""), None);
         assert_eq!(sniff(b"\0\0\0\x14ftyp"), None, "cut short");
+        assert_eq!(sniff(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic"), None, "an iPhone photo (HEIC) is not a video");
+        assert_eq!(sniff(b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf"), None, "AVIF");
+        assert_eq!(sniff(b"\0\0\0\x18ftypmp42\0\0\0\0mp42isom"), Some(Format::Mp4));
     }
 
     #[test]

@@ -117,7 +117,11 @@ fn range(headers: &HeaderMap, size: u64) -> Option<Result<(u64, u64), ()>> {
         }
         (a, b) => {
             let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
-            if a > b || a >= size { Err(()) } else { Ok((a, (b + 1).min(size))) }
+            if a > b {
+                // Not a valid range at all: ignored, the whole file is sent (RFC 9110 §14.2).
+                return None;
+            }
+            if a >= size { Err(()) } else { Ok((a, b.saturating_add(1).min(size))) }
         }
     };
     Some(r)

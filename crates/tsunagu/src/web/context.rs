@@ -120,6 +120,13 @@ fn is_exempt(path: &str) -> bool {
     path.starts_with("/line/webhook/") || path.starts_with("/zoom/webhook/")
 }
 
+/// Paths fetched by machines (LINE fetching media, webhooks, probes): their answers never
+/// set or slide a cookie, so caches and CDNs may keep them (a `Set-Cookie` makes most of
+/// them refuse) and a browser opening a media link does not extend its login.
+fn is_cookieless(path: &str) -> bool {
+    is_exempt(path) || path.starts_with("/media/") || matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
 /// The context middleware: op id, logging span, metrics, CSRF, flash.
 pub async fn context(State(app): State<SharedApp>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -131,12 +138,14 @@ pub async fn context(State(app): State<SharedApp>, mut req: Request, next: Next)
     let headers = req.headers().clone();
     let session_hash = cookie(&headers, SESSION_COOKIE).map(sha256_hex);
     let anon = cookie(&headers, ANON_COOKIE).filter(|v| v.len() >= 16 && v.len() <= 64).map(str::to_string);
-    let new_anon = if session_hash.is_none() && anon.is_none() { Some(random_token(18)) } else { None };
+    let cookieless = is_cookieless(&path);
+    let new_anon = if !cookieless && session_hash.is_none() && anon.is_none() { Some(random_token(18)) } else { None };
     let binding = match (&session_hash, &anon, &new_anon) {
         (Some(h), _, _) => format!("s:{h}"),
         (None, Some(a), _) => format!("a:{a}"),
         (None, None, Some(n)) => format!("a:{n}"),
-        (None, None, None) => unreachable!("new_anon is set when both are missing"),
+        // A cookieless request binds its token to nothing anyone can present again.
+        (None, None, None) => format!("x:{}", random_token(18)),
     };
     let csrf_token = csrf_token_for(&app, &binding);
     let accepted = accepted_tokens(&app, &binding);
@@ -176,6 +185,7 @@ pub async fn context(State(app): State<SharedApp>, mut req: Request, next: Next)
     };
     // Sessions slide in the database; the cookie's lifetime has to slide with them.
     if let Some(token) = &session_token
+        && !cookieless
         && token.len() <= 64
         && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         && !sets(h, SESSION_COOKIE)
@@ -184,7 +194,7 @@ pub async fn context(State(app): State<SharedApp>, mut req: Request, next: Next)
         h.append(SET_COOKIE, set_cookie(&app, SESSION_COOKIE, token, Some(max_age)));
     }
     let sets_flash = sets(h, FLASH_COOKIE);
-    if had_flash && !sets_flash {
+    if had_flash && !sets_flash && !cookieless {
         h.append(SET_COOKIE, set_cookie(&app, FLASH_COOKIE, "", Some(0)));
     }
     h.insert("x-request-id", HeaderValue::from_str(&op).expect("hex"));

@@ -61,6 +61,10 @@ fn length(ms: Option<i64>) -> String {
 
 pub async fn page(State(app): State<SharedApp>, auth: Auth) -> Result<Html<String>, AppError> {
     let plan_message = (!auth.account.plan.allows(Feature::LineLink)).then(|| Feature::LineLink.upgrade_message());
+    // A file whose conversion ended without a result is shown as 失敗, not 処理中 forever.
+    if let Err(e) = crate::media::library::settle_orphans(&app, Some(auth.account.id)).await {
+        tracing::warn!(error = %e, "settling unfinished media failed");
+    }
     let files = {
         let mut c = app.store.conn().await?;
         store::list(&mut c, auth.account.id).await?
@@ -115,10 +119,10 @@ pub async fn upload(State(app): State<SharedApp>, auth: Auth, headers: HeaderMap
             format!("「{name}」を受け付けました。LINE で送れる形に変換しています。終わると状態が「完了」になります。"),
         ),
         Err(UploadError::Refused(r)) => {
-            let status = if matches!(r, Refusal::TooLarge { .. }) {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::UNPROCESSABLE_ENTITY
+            let status = match r {
+                Refusal::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                Refusal::ToolMissing { .. } | Refusal::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
             answer(status, false, format!("「{name}」は受け付けられませんでした。{}", r.message_ja()))
         }

@@ -355,6 +355,8 @@ async fn served_with_ranges(t: &crate::helpers::TestApp, file: &Path) -> String 
     assert_eq!(full.headers()["content-type"], "video/mp4");
     assert_eq!(full.headers()["content-length"], n.to_string().as_str());
     assert_eq!(full.headers()["accept-ranges"], "bytes");
+    // Cacheable as it is: no cookie set on an answer meant for LINE's servers and CDNs.
+    assert!(full.headers().get("set-cookie").is_none(), "{:?}", full.headers());
     assert_eq!(full.bytes().await.unwrap(), bytes);
 
     let part = http.get(&at).header("range", "bytes=100-1123").send().await.unwrap();
@@ -367,6 +369,13 @@ async fn served_with_ranges(t: &crate::helpers::TestApp, file: &Path) -> String 
     assert_eq!(tail.bytes().await.unwrap(), bytes[bytes.len() - 10..]);
     let open = http.get(&at).header("range", format!("bytes={}-", n - 5)).send().await.unwrap();
     assert_eq!(open.bytes().await.unwrap(), bytes[bytes.len() - 5..]);
+    let huge = http.get(&at).header("range", "bytes=0-18446744073709551615").send().await.unwrap();
+    assert_eq!(huge.status(), 206, "an end past the file (even u64::MAX) means up to its end");
+    assert_eq!(huge.headers()["content-range"], format!("bytes 0-{}/{n}", n - 1).as_str());
+    assert_eq!(huge.bytes().await.unwrap(), bytes);
+    let backwards = http.get(&at).header("range", "bytes=50-10").send().await.unwrap();
+    assert_eq!(backwards.status(), 200, "an invalid range is ignored, not refused");
+    assert_eq!(backwards.bytes().await.unwrap().len() as u64, n);
     let beyond = http.get(&at).header("range", format!("bytes={n}-")).send().await.unwrap();
     assert_eq!(beyond.status(), 416);
     assert_eq!(beyond.headers()["content-range"], format!("bytes */{n}").as_str());
@@ -470,6 +479,12 @@ async fn uploads_become_ready_or_failed_through_the_conversion_job() {
         (&f.mov_other_codecs, "古い講義.mov", "video/mp4", true),
         (&f.wav, "音声.wav", "audio/mp4", false),
         (&f.mp3, "音声.mp3", "audio/mpeg", false),
+        (&f.png, "図.png", "image/png", true),
+        (&f.mp4, "講義.mp4", "video/mp4", true),
+        (&f.aiff, "音声.aiff", "audio/mp4", false),
+        (&f.m4a, "音声.m4a", "audio/mp4", false),
+        // Sound only in an MP4 (phones record voice memos so): audio, not video.
+        (&f.mp4_audio_only, "ボイスメモ.m4a", "audio/mp4", false),
     ];
     let mut ids = Vec::new();
     for (path, name, _, _) in &cases {
@@ -500,6 +515,23 @@ async fn uploads_become_ready_or_failed_through_the_conversion_job() {
             assert!(m.duration_ms.is_some_and(|d| d > 1900), "{name}: audio carries its duration");
         }
         assert!(media_store::get(&mut c, other, *id).await.unwrap().is_none(), "only its owner sees it");
+        let ext = match *mime {
+            "image/png" => ".png",
+            "image/jpeg" => ".jpg",
+            "video/mp4" => ".mp4",
+            "audio/mp4" => ".m4a",
+            _ => ".mp3",
+        };
+        assert!(m.file_name.ends_with(ext), "{name}: {}", m.file_name);
+        let category = if mime.starts_with("audio/") {
+            "audio"
+        } else if *preview && mime.starts_with("video/") {
+            "video"
+        } else {
+            "image"
+        };
+        assert_eq!(m.category, category, "{name}");
+        assert_eq!(m.preview_name.is_empty(), !*preview, "{name}: a preview for images and video only");
     }
     let gif = media_store::get(&mut c, me, ids[0]).await.unwrap().unwrap();
     assert!(gif.notes.iter().any(|n| n.contains("最初のコマだけ")), "{:?}", gif.notes);
@@ -574,10 +606,143 @@ async fn the_console_page_takes_uploads_and_shows_their_state() {
     assert!(page.contains("講義 第1回.mov") && page.contains("処理中") && page.contains("data-processing"), "{page}");
     t.run_jobs().await;
     let page = c.get("/courses/media").await.text;
-    assert!(page.contains("完了") && !page.contains("data-processing"), "{page}");
+    assert!(page.contains("status-ready\">完了") && !page.contains("data-processing"), "{page}");
     assert!(page.contains("MOV は LINE で送れないため、MP4 に変換して送ります。"), "{page}");
     assert!(page.contains("0分02秒"), "its length");
     assert!(page.contains(&format!("{}/media/", t.app.config.http.public_url)), "links to the served file");
     let js = c.get("/assets/media.js").await;
     assert_eq!(js.headers["content-type"], "text/javascript; charset=utf-8");
+}
+
+/// AAC behind an ID3 tag: the first bytes say MP3, the probe says AAC; LINE gets an M4A
+/// served as one (not M4A bytes under an .mp3 name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_inside_decides_the_name_and_type_served() {
+    use tsunagu::media::library::accept;
+    use tsunagu_store::media::{self as media_store, MediaStatus};
+    let f = fixtures();
+    let adts = make(f.m4a.parent().unwrap(), "talk.aac", &format!("{AUDIO} -c:a aac -f adts"));
+    let mut tagged = b"ID3\x04\x00\x00\x00\x00\x00\x00".to_vec();
+    tagged.extend(std::fs::read(&adts).unwrap());
+    let t = crate::helpers::TestApp::spawn().await;
+    t.signup("teacher@example.com", "講師").await;
+    let me = {
+        let mut c = t.app.store.conn().await.unwrap();
+        let e = tsunagu_core::Email::parse("teacher@example.com").unwrap();
+        tsunagu_store::accounts::credentials_by_email(&mut c, &e).await.unwrap().unwrap().account.id
+    };
+    let id = accept(&t.app, me, "録音.mp3", std::io::Cursor::new(tagged)).await.unwrap();
+    t.run_jobs().await;
+    let mut c = t.app.store.conn().await.unwrap();
+    let m = media_store::get(&mut c, me, id).await.unwrap().unwrap();
+    assert_eq!(m.status, MediaStatus::Ready, "{}", m.reason);
+    assert!(m.file_name.ends_with(".m4a"), "{}", m.file_name);
+    let got = crate::helpers::http().build().unwrap().get(format!("{}/media/{}", t.addr, m.file_name)).send().await;
+    assert_eq!(got.unwrap().headers()["content-type"], "audio/mp4");
+}
+
+/// A photo whose start-of-frame lies past the first 64 KiB (large EXIF/XMP segments, as
+/// cameras and Photoshop write) is a good JPEG, not a damaged one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jpeg_with_large_metadata_is_accepted() {
+    let f = fixtures();
+    let jpg = std::fs::read(&f.jpg).unwrap();
+    let mut big = jpg[..2].to_vec();
+    for _ in 0..2 {
+        // APP1 segments of 65,533 bytes of payload each (the most one segment holds).
+        big.extend([0xFF, 0xE1, 0xFF, 0xFF]);
+        big.extend(std::iter::repeat_n(b'x', 0xFFFF - 2));
+    }
+    big.extend(&jpg[2..]);
+    let path = f.jpg.with_file_name("camera.jpg");
+    std::fs::write(&path, &big).unwrap();
+    let found = inspect(&path).await.unwrap();
+    assert_eq!((found.format, found.width, found.height), (Format::Jpeg, Some(320), Some(240)));
+}
+
+/// Without ffmpeg nothing can be checked: an upload is refused at once with the reason (the
+/// instructor does not send 200MB to hear it later), and nothing is recorded or kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_ffmpeg_uploads_are_refused_with_the_reason() {
+    use tsunagu::media::library::{UploadError, accept};
+    let f = fixtures();
+    let t = crate::helpers::TestApp::spawn_with(|c| c.media.ffmpeg = "/nonexistent/ffmpeg".into()).await;
+    t.signup("teacher@example.com", "講師").await;
+    let me = {
+        let mut c = t.app.store.conn().await.unwrap();
+        let e = tsunagu_core::Email::parse("teacher@example.com").unwrap();
+        tsunagu_store::accounts::credentials_by_email(&mut c, &e).await.unwrap().unwrap().account.id
+    };
+    let file = tokio::fs::File::open(&f.mov).await.unwrap();
+    match accept(&t.app, me, "講義.mov", file).await {
+        Err(UploadError::Refused(r @ Refusal::ToolMissing { .. })) => {
+            assert!(r.message_ja().contains("ffmpeg がない"), "{}", r.message_ja());
+            assert!(r.message_ja().contains("ファイルの問題ではありません"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut c = t.app.store.conn().await.unwrap();
+    assert!(tsunagu_store::media::list(&mut c, me).await.unwrap().is_empty());
+    assert_eq!(leftovers(&t.app.config.data.dir.join("media-intake")), 0);
+}
+
+/// A conversion whose job ended for good without settling its file (the worker was killed on
+/// the last attempt, the database was down, the handler panicked) is shown as 失敗 with a
+/// reason, not 処理中 forever, and its upload is removed. At start, the intake keeps only
+/// what 処理中 files still need.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversion_that_never_finished_is_reported_and_cleaned_up() {
+    use tsunagu::media::library::{accept, clean_intake};
+    use tsunagu_store::media::{self as media_store, MediaStatus};
+    let f = fixtures();
+    let t = crate::helpers::TestApp::spawn().await;
+    let c = t.signup("teacher@example.com", "講師").await;
+    let me = {
+        let mut conn = t.app.store.conn().await.unwrap();
+        let e = tsunagu_core::Email::parse("teacher@example.com").unwrap();
+        let id = tsunagu_store::accounts::credentials_by_email(&mut conn, &e).await.unwrap().unwrap().account.id;
+        tsunagu_store::accounts::set_plan(&mut conn, id, tsunagu_core::Plan::Business, 1).await.unwrap();
+        id
+    };
+    let stuck = accept(&t.app, me, "講義.mov", tokio::fs::File::open(&f.mov).await.unwrap()).await.unwrap();
+    let waiting = accept(&t.app, me, "音声.wav", tokio::fs::File::open(&f.wav).await.unwrap()).await.unwrap();
+    let intake = t.app.config.data.dir.join("media-intake");
+    let (stuck_upload, waiting_upload) = {
+        let mut conn = t.app.store.conn().await.unwrap();
+        let s = media_store::get(&mut conn, me, stuck).await.unwrap().unwrap().upload_path;
+        let w = media_store::get(&mut conn, me, waiting).await.unwrap().unwrap().upload_path;
+        // What the queue does when a worker dies during the last allowed attempt.
+        sqlx::query("UPDATE jobs SET state = 'failed', last_error = 'the worker stopped' WHERE dedupe_key = $1")
+            .bind(format!("media:{stuck}"))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        (PathBuf::from(s), PathBuf::from(w))
+    };
+    assert!(stuck_upload.exists() && waiting_upload.exists());
+    // Leftovers of a process that stopped: a half-received upload, a conversion's work folder,
+    // an upload nothing needs.
+    std::fs::write(intake.join("abandoned.part"), b"half").unwrap();
+    std::fs::create_dir_all(intake.join("work-999")).unwrap();
+    std::fs::write(intake.join("work-999/main.mp4"), b"x").unwrap();
+    std::fs::write(intake.join(format!("stray.{}", intake::UPLOAD_EXT)), b"x").unwrap();
+
+    let page = c.get("/courses/media").await.text;
+    assert!(page.contains("変換の途中で処理が止まったため完了できませんでした"), "{page}");
+    assert!(page.contains("status-failed") && page.contains("status-processing"), "{page}");
+    {
+        let mut conn = t.app.store.conn().await.unwrap();
+        let m = media_store::get(&mut conn, me, stuck).await.unwrap().unwrap();
+        assert_eq!(m.status, MediaStatus::Failed);
+        let w = media_store::get(&mut conn, me, waiting).await.unwrap().unwrap();
+        assert_eq!(w.status, MediaStatus::Processing, "a file whose job is still queued is left alone");
+    }
+    assert!(!stuck_upload.exists(), "the failed file's upload is removed");
+
+    assert_eq!(clean_intake(&t.app).await.unwrap(), 3);
+    assert!(waiting_upload.exists(), "what a 処理中 file needs stays");
+    assert_eq!(leftovers(&intake), 1);
+    t.run_jobs().await;
+    let mut conn = t.app.store.conn().await.unwrap();
+    assert_eq!(media_store::get(&mut conn, me, waiting).await.unwrap().unwrap().status, MediaStatus::Ready);
 }
