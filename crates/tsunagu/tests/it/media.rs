@@ -152,6 +152,24 @@ async fn refusals_name_their_rule() {
         }
     }
 
+    // Corrupt, not cut: 2,000 bytes of noise a third of the way into the sound. Copying the
+    // packets does not notice; decoding them does. (WAV/AIFF hold raw samples: noise is
+    // still sound, so there is nothing to detect.)
+    for src in [&f.mp3, &f.m4a] {
+        let mut bytes = std::fs::read(src).unwrap();
+        let at = bytes.len() / 3;
+        let mut x: u32 = 0x9E37_79B9;
+        for b in &mut bytes[at..at + 2000] {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = x as u8;
+        }
+        let name = format!("noisy-{}", src.file_name().unwrap().to_string_lossy());
+        std::fs::write(d.join(&name), &bytes).unwrap();
+        assert!(matches!(inspect(&d.join(&name)).await, Err(Refusal::Damaged { .. })), "{name}");
+    }
+
     // A decompression bomb is refused from its header, before anything decodes it.
     let mut bomb = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
     bomb.extend(60_000u32.to_be_bytes());
