@@ -67,16 +67,28 @@ pub async fn accept<R: AsyncRead + Unpin>(
         Err(ReceiveError::Refused(r)) => return Err(UploadError::Refused(r)),
         Err(ReceiveError::Io(e)) => return Err(UploadError::Other(e.into())),
     };
+    // With shared storage (S3) any instance's worker may convert the file: the upload goes
+    // to the store too, not only to this machine's disk.
+    let shared = app.config.media.storage == "s3";
+    let upload_path = if shared {
+        let stem = got.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let key = format!("{INTAKE_PREFIX}{stem}.{}", super::intake::UPLOAD_EXT);
+        let put = app.media_store.put_file(&key, &got.path).await;
+        let _ = tokio::fs::remove_file(&got.path).await;
+        put?;
+        format!("{STORED}{key}")
+    } else {
+        got.path.display().to_string()
+    };
     let category = got.format.category();
     let file_name = new_name(output_ext(got.format));
     let preview_name = if category == Category::Audio { String::new() } else { new_name("jpg") };
-    let path = got.path.display().to_string();
     let saved = async {
         let mut tx = app.store.begin().await?;
         let new = NewMedia {
             original_name: &original_name.chars().take(200).collect::<String>(),
             category: category_name(category),
-            upload_path: &path,
+            upload_path: &upload_path,
             file_name: &file_name,
             preview_name: &preview_name,
             size: got.size as i64,
@@ -89,10 +101,26 @@ pub async fn accept<R: AsyncRead + Unpin>(
     }
     .await;
     if saved.is_err() {
-        let _ = tokio::fs::remove_file(&got.path).await;
+        remove_upload(app, &upload_path).await;
     }
     tracing::info!(account_id = account.0, size = got.size, format = got.format.name(), "media upload received");
     Ok(saved?)
+}
+
+/// `upload_path` of an upload kept in the media store (shared by every instance) rather than
+/// on the receiving machine's disk; never served (`/media/` names have no folder).
+const STORED: &str = "store:";
+const INTAKE_PREFIX: &str = "intake/";
+
+async fn remove_upload(app: &App, upload_path: &str) {
+    match upload_path.strip_prefix(STORED) {
+        Some(key) => {
+            let _ = app.media_store.delete(key).await;
+        }
+        None => {
+            let _ = tokio::fs::remove_file(upload_path).await;
+        }
+    }
 }
 
 fn category_name(c: Category) -> &'static str {
@@ -137,7 +165,7 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
                 notes: &done.found.notes,
             };
             store::set_ready(&mut c, id, &r, app.now()).await?;
-            let _ = tokio::fs::remove_file(&m.upload_path).await;
+            remove_upload(app, &m.upload_path).await;
             tracing::info!(media_id = id, "media ready");
             return Ok(Outcome::Done);
         }
@@ -158,7 +186,7 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
 
 /// A file that ended 失敗 keeps nothing: its upload and anything already stored for it.
 async fn discard(app: &App, m: &MediaFile) {
-    let _ = tokio::fs::remove_file(&m.upload_path).await;
+    remove_upload(app, &m.upload_path).await;
     let ext = m.file_name.rsplit('.').next().unwrap_or("");
     let stem = m.file_name.strip_suffix(&format!(".{ext}")).unwrap_or(&m.file_name);
     let mut names: Vec<String> = ["jpg", "png", "mp4", "mp3", "m4a"].iter().map(|e| format!("{stem}.{e}")).collect();
@@ -264,13 +292,23 @@ struct Converted {
 
 async fn convert_one(app: &App, m: &MediaFile, work: &Path) -> Result<Converted, Failure> {
     let t = tools(app);
-    let upload = Path::new(&m.upload_path);
+    tokio::fs::create_dir_all(work).await.map_err(|e| Failure::retry(e.to_string(), UNAVAILABLE_JA))?;
+    let fetched = work.join(format!("upload.{}", super::intake::UPLOAD_EXT));
+    let upload = match m.upload_path.strip_prefix(STORED) {
+        Some(key) => {
+            app.media_store
+                .get_file(key, &fetched)
+                .await
+                .map_err(|e| Failure::retry(format!("fetching {key}: {e}"), UNAVAILABLE_JA))?;
+            fetched.as_path()
+        }
+        None => Path::new(&m.upload_path),
+    };
     let found = inspect(&t, upload).await.map_err(|r| match r {
         Refusal::ToolMissing { detail } => Failure::retry(detail, TOOL_MISSING_JA),
         Refusal::Unavailable { detail } => Failure::retry(detail, UNAVAILABLE_JA),
         other => Failure::Refused(other),
     })?;
-    tokio::fs::create_dir_all(work).await.map_err(|e| Failure::retry(e.to_string(), UNAVAILABLE_JA))?;
     // The names were chosen at upload from the first bytes; what the file turned out to be
     // (sound only in an MP4, AAC behind an ID3 tag) may change the extension, never the
     // random stem, so a retried job still overwrites its own outputs.

@@ -60,6 +60,21 @@ impl MediaStore {
         Ok(n)
     }
 
+    /// Copy `name` from the store into a local file, streaming.
+    pub async fn get_file(&self, name: &str, file: &Path) -> anyhow::Result<u64> {
+        use futures_util::StreamExt;
+        let mut stream = self.inner.get(&Key::from(name)).await?.into_stream();
+        let mut dst = tokio::fs::File::create(file).await?;
+        let mut n = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            dst.write_all(&chunk).await?;
+            n += chunk.len() as u64;
+        }
+        dst.flush().await?;
+        Ok(n)
+    }
+
     pub async fn size(&self, name: &str) -> Option<u64> {
         self.inner.head(&Key::from(name)).await.ok().map(|m| m.size)
     }

@@ -425,22 +425,58 @@ async fn media_is_served_with_ranges_from_local_disk_and_s3() {
     let Some(moto) = Moto::start().await else { return };
     let http = crate::helpers::http().build().unwrap();
     assert!(http.put(format!("{}/tsunagu-media", moto.base)).send().await.unwrap().status().is_success(), "bucket");
-    let endpoint = moto.base.clone();
-    let s3 = crate::helpers::TestApp::spawn_with(move |c| {
-        c.media.storage = "s3".into();
-        c.media.s3_bucket = "tsunagu-media".into();
-        c.media.s3_endpoint = endpoint;
-        c.media.s3_region = "us-east-1".into();
-        c.media.s3_access_key_id = "test".into();
-        c.media.s3_secret_access_key = tsunagu::config::Secret::new("test");
-        c.media.s3_path_style = true;
-    })
-    .await;
+    let s3_config = |endpoint: String, database: Option<String>| {
+        move |c: &mut tsunagu::config::Config| {
+            c.media.storage = "s3".into();
+            c.media.s3_bucket = "tsunagu-media".into();
+            c.media.s3_endpoint = endpoint;
+            c.media.s3_region = "us-east-1".into();
+            c.media.s3_access_key_id = "test".into();
+            c.media.s3_secret_access_key = tsunagu::config::Secret::new("test");
+            c.media.s3_path_style = true;
+            if let Some(url) = database {
+                c.database.url = url;
+            }
+        }
+    };
+    let s3 = crate::helpers::TestApp::spawn_with(s3_config(moto.base.clone(), None)).await;
     let name = served_with_ranges(&s3, &f.mp4).await;
     let listing =
         http.get(format!("{}/tsunagu-media?list-type=2", moto.base)).send().await.unwrap().text().await.unwrap();
     assert!(listing.contains(&name), "the object is in the bucket: {listing}");
     assert!(!s3.app.config.data.dir.join("media").join(&name).exists(), "and not on the local disk");
+
+    // Two instances sharing the database and the bucket (different machines, different
+    // disks): one receives the upload, the other's worker converts it.
+    let other =
+        crate::helpers::TestApp::spawn_with(s3_config(moto.base.clone(), Some(s3.app.config.database.url.clone())))
+            .await;
+    let c = s3.signup("teacher@example.com", "講師").await;
+    drop(c);
+    let me = {
+        let mut conn = s3.app.store.conn().await.unwrap();
+        let e = tsunagu_core::Email::parse("teacher@example.com").unwrap();
+        tsunagu_store::accounts::credentials_by_email(&mut conn, &e).await.unwrap().unwrap().account.id
+    };
+    let id = tsunagu::media::library::accept(&s3.app, me, "講義.mov", tokio::fs::File::open(&f.mov).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        leftovers(&s3.app.config.data.dir.join("media-intake")),
+        0,
+        "the upload is in the bucket, not on this disk"
+    );
+    other.run_jobs().await; // only the other instance's worker runs
+    let m = {
+        let mut conn = s3.app.store.conn().await.unwrap();
+        tsunagu_store::media::get(&mut conn, me, id).await.unwrap().unwrap()
+    };
+    assert_eq!(m.status, tsunagu_store::media::MediaStatus::Ready, "{}", m.reason);
+    let got = http.get(format!("{}/media/{}", s3.addr, m.file_name)).send().await.unwrap();
+    assert_eq!((got.status().as_u16(), got.headers()["content-type"].to_str().unwrap()), (200, "video/mp4"));
+    let listing =
+        http.get(format!("{}/tsunagu-media?list-type=2", moto.base)).send().await.unwrap().text().await.unwrap();
+    assert!(!listing.contains("intake/"), "the converted upload is removed from the bucket: {listing}");
 
     // The S3 server gone: 503 (try again), not a 404 that would look like the file never existed.
     drop(moto);
