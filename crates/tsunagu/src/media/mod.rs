@@ -60,7 +60,14 @@ pub async fn warn_if_tools_missing(tools: &process::Tools) -> bool {
 /// `media.allow_http` is set (development and tests).
 pub fn require_https(config: &crate::config::Config) -> anyhow::Result<()> {
     let url = &config.http.public_url;
-    if url.starts_with("https://") || config.media.allow_http {
+    if url.starts_with("https://") {
+        return Ok(());
+    }
+    if config.media.allow_http {
+        tracing::warn!(public_url = %url, "media.allow_http: media is served over plain http; LINE will not fetch it");
+        eprintln!(
+            "media.allow_http = true のため、http.public_url（{url}）が HTTPS でなくても起動します。LINE は HTTPS の URL からしかメディアを取得しないため、この設定ではステップ配信の画像・音声・動画は届きません（開発・テスト用の設定です）。"
+        );
         return Ok(());
     }
     anyhow::bail!(

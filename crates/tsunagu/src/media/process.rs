@@ -11,8 +11,8 @@ use tokio::io::AsyncReadExt;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
-    #[error("{program} is not installed (or not on PATH)")]
-    Missing { program: String },
+    #[error("{program} is not installed (looked for {path}; set media.ffmpeg / media.ffprobe if it is elsewhere)")]
+    Missing { program: String, path: String },
     #[error("{program} could not start: {source}")]
     Spawn { program: String, source: std::io::Error },
     #[error("{program} did not finish within {seconds} s and was stopped")]
@@ -83,7 +83,9 @@ where
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => ProcessError::Missing { program: name.clone() },
+            std::io::ErrorKind::NotFound => {
+                ProcessError::Missing { program: name.clone(), path: program.display().to_string() }
+            }
             _ => ProcessError::Spawn { program: name.clone(), source: e },
         })?;
     let mut stdout = child.stdout.take().expect("piped stdout");
@@ -177,6 +179,6 @@ mod tests {
         }
         assert!(!alive, "the timed-out child was killed");
         let r = run(Path::new("/nonexistent/ffmpeg"), ["-version"], Duration::from_secs(5), 1024).await;
-        assert!(matches!(r, Err(ProcessError::Missing { ref program }) if program == "ffmpeg"), "{r:?}");
+        assert!(matches!(r, Err(ProcessError::Missing { ref program, .. }) if program == "ffmpeg"), "{r:?}");
     }
 }

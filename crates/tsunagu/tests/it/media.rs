@@ -508,6 +508,53 @@ fn serve_refuses_a_public_url_that_is_not_https() {
     assert!(!dir.path().join("t.db").exists(), "refused before anything was created");
 }
 
+/// `serve` says at start, in Japanese, that ffmpeg is missing and what is then unavailable,
+/// naming the program it looked for (the configured one), and that plain http is allowed only
+/// because `media.allow_http` says so.
+#[test]
+fn serve_says_at_start_what_is_missing_for_media() {
+    use std::io::{BufRead, BufReader};
+    let dir = TempDir::new("tsunagu-noffmpeg");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tsunagu"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TSUNAGU_DATA__DIR", dir.path())
+        .env("TSUNAGU_DATABASE__URL", format!("sqlite://{}/t.db", dir.path().display()))
+        .env("TSUNAGU_HTTP__LISTEN", "127.0.0.1:0")
+        .env("TSUNAGU_HTTP__PUBLIC_URL", "http://127.0.0.1")
+        .env("TSUNAGU_MEDIA__ALLOW_HTTP", "true")
+        .env("TSUNAGU_MEDIA__FFMPEG", "/opt/nowhere/ffmpeg")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    // Read until the server says it listens (or gives up); the child is killed either way.
+    let reader = std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("listening") || seen.len() > 100_000 {
+                break;
+            }
+        }
+        seen
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !reader.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let seen = reader.join().unwrap();
+    assert!(seen.contains("ffmpeg が見つかりません"), "{seen}");
+    assert!(seen.contains("/opt/nowhere/ffmpeg"), "names the configured program: {seen}");
+    assert!(seen.contains("画像・動画・音声は確認も変換もできないため、アップロードを受け付けません"), "{seen}");
+    assert!(seen.contains("media.allow_http = true のため"), "{seen}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_become_ready_or_failed_through_the_conversion_job() {
     use tsunagu::media::library::{UploadError, accept};
