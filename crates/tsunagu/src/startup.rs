@@ -86,7 +86,7 @@ impl Server {
     /// Bind first, so a port clash is reported before anything else starts.
     pub async fn bind(app: SharedApp) -> anyhow::Result<Server> {
         crate::media::warn_if_tools_missing(&crate::media::library::tools(&app)).await;
-        if let Err(e) = crate::media::library::clean_intake(&app).await {
+        if let Err(e) = crate::media::library::clean_intake(&app, crate::media::library::INTAKE_STALE).await {
             tracing::warn!(error = %e, "cleaning the media intake failed");
         }
         let addr = &app.config.http.listen;

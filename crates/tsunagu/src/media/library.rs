@@ -218,7 +218,10 @@ pub async fn settle_orphans(app: &App, account: Option<AccountId>) -> anyhow::Re
 
 /// At start: uploads that were still arriving when the process stopped (`.part`), work
 /// folders of interrupted conversions, and uploads no 処理中 file needs any more.
-pub async fn clean_intake(app: &App) -> anyhow::Result<usize> {
+///
+/// Only what has not changed for `min_age` ([`INTAKE_STALE`] at start): another process
+/// sharing the data directory may be receiving or converting right now.
+pub async fn clean_intake(app: &App, min_age: std::time::Duration) -> anyhow::Result<usize> {
     let dir = intake_dir(app);
     let Ok(mut entries) = tokio::fs::read_dir(&dir).await else { return Ok(0) };
     let needed: std::collections::HashSet<PathBuf> = {
@@ -229,6 +232,10 @@ pub async fn clean_intake(app: &App) -> anyhow::Result<usize> {
     while let Some(e) = entries.next_entry().await? {
         let path = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
+        let age = e.metadata().await?.modified().ok().and_then(|m| m.elapsed().ok()).unwrap_or_default();
+        if age < min_age {
+            continue;
+        }
         let gone = if name.starts_with("work-") && e.file_type().await?.is_dir() {
             tokio::fs::remove_dir_all(&path).await
         } else if name.ends_with(".part") || (name.ends_with(super::intake::UPLOAD_EXT) && !needed.contains(&path)) {
@@ -245,6 +252,11 @@ pub async fn clean_intake(app: &App) -> anyhow::Result<usize> {
     }
     Ok(removed)
 }
+
+/// Longer than any conversion may run (its timeout) with a margin: intake files untouched
+/// this long belong to nobody.
+pub const INTAKE_STALE: std::time::Duration =
+    std::time::Duration::from_secs(super::convert::CONVERT_TIMEOUT.as_secs() + 600);
 
 const GENERIC_JA: &str = "このファイルを LINE で送れる形に変換できませんでした。元のファイルを書き出し直すか、別の形式で保存してからアップロードし直してください。";
 const TOOL_MISSING_JA: &str = "サーバーに ffmpeg が見つからないため変換できませんでした（ファイルの問題ではありません）。運営者に連絡してください。";
