@@ -203,6 +203,23 @@ pub async fn orphaned(c: &mut AnyConnection, account: Option<AccountId>) -> Resu
     rows.iter().map(from_row).collect()
 }
 
+/// 失敗 with `reason` for an [`orphaned`] file, re-checked in the update itself: false when
+/// it was settled meanwhile or a job for it was queued again.
+pub async fn fail_orphan(c: &mut AnyConnection, id: i64, reason: &str, now: i64) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE media_files SET status = 'failed', reason = $2, updated_at = $3
+         WHERE id = $1 AND status = 'processing'
+           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.dedupe_key = 'media:' || CAST(media_files.id AS TEXT)
+                           AND j.state IN ('queued', 'running'))",
+    )
+    .bind(id)
+    .bind(reason)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// The intake files that processing rows still need (everything else there can go).
 pub async fn pending_uploads(c: &mut AnyConnection) -> Result<Vec<String>> {
     let rows = sqlx::query("SELECT upload_path FROM media_files WHERE status = 'processing'").fetch_all(c).await?;

@@ -1,10 +1,43 @@
 // ステップ配信のメディア: send the chosen file as the request body (streamed by the server to
-// disk), show the answer, and refresh the list while files are 処理中.
+// disk), show the answer, and refresh the list while files are 処理中 — the list only, so a
+// file the instructor has chosen meanwhile stays chosen.
 (function () {
   "use strict";
   var form = document.getElementById("media-upload");
   var status = document.getElementById("media-upload-status");
+  var list = document.getElementById("media-list");
   var busy = false;
+  var timer = null;
+
+  function refreshList() {
+    if (!list) { return; }
+    fetch(window.location.href, { credentials: "same-origin" }).then(function (r) {
+      return r.ok ? r.text() : null;
+    }).then(function (html) {
+      if (!html) { return; }
+      var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("media-list");
+      if (!fresh) { return; }
+      list.innerHTML = fresh.innerHTML;
+      if (fresh.dataset.processing) {
+        list.dataset.processing = "1";
+        watch();
+      } else {
+        delete list.dataset.processing;
+      }
+    }).catch(function () { /* the next tick tries again */ });
+  }
+
+  function watch() {
+    if (timer) { return; }
+    timer = setInterval(function () {
+      if (!list.dataset.processing) {
+        clearInterval(timer);
+        timer = null;
+        return;
+      }
+      if (!busy) { refreshList(); }
+    }, 5000);
+  }
   if (form) {
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
@@ -50,7 +83,10 @@
         status.textContent = a.message;
         busy = false;
         button.disabled = false;
-        if (a.ok) { setTimeout(function () { window.location.reload(); }, 1200); }
+        if (a.ok) {
+          form.reset();
+          refreshList();
+        }
       }).catch(function () {
         status.className = "flash flash-error";
         status.textContent = "通信が途切れました。もう一度お試しください。";
@@ -59,13 +95,5 @@
       });
     });
   }
-  var list = document.getElementById("media-list");
-  if (list && list.dataset.processing) {
-    // Not while a file is chosen or sending: reloading would drop the instructor's choice.
-    setInterval(function () {
-      var input = document.getElementById("media-file");
-      var chosen = input && input.files && input.files.length > 0;
-      if (!busy && !chosen) { window.location.reload(); }
-    }, 5000);
-  }
+  if (list && list.dataset.processing) { watch(); }
 })();

@@ -403,4 +403,12 @@ async fn media_files_are_scoped_and_settle_once(store: Store) {
     assert_eq!(ids(media::orphaned(&mut c, Some(a.id)).await.unwrap()), vec![dead], "one account's only");
     let pending = media::pending_uploads(&mut c).await.unwrap();
     assert_eq!(pending.len(), 3, "{pending:?}");
+    // Settling re-checks in the update: a file with a live job, or already settled, is left.
+    assert!(!media::fail_orphan(&mut c, live, "止まりました", 10).await.unwrap(), "its job is still queued");
+    assert!(!media::fail_orphan(&mut c, id, "止まりました", 10).await.unwrap(), "already 完了");
+    assert!(media::fail_orphan(&mut c, dead, "止まりました", 10).await.unwrap());
+    assert!(!media::fail_orphan(&mut c, dead, "止まりました", 11).await.unwrap(), "once");
+    let m = media::by_id(&mut c, dead).await.unwrap().unwrap();
+    assert_eq!((m.status, m.reason.as_str()), (MediaStatus::Failed, "止まりました"));
+    assert_eq!(media::by_id(&mut c, live).await.unwrap().unwrap().status, MediaStatus::Processing);
 }

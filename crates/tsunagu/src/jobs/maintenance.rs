@@ -30,10 +30,17 @@ pub async fn run(app: &App, worker: &str, job: &ClaimedJob) -> Result<Outcome, J
     }
     tx.commit().await.map_err(|e| JobError::Retry(e.to_string()))?;
     // Media whose conversion job ended for good without settling it: 失敗, upload removed.
-    let media = crate::media::library::settle_orphans(app, None).await.unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "settling unfinished media failed");
-        0
-    });
+    let media = match crate::media::library::settle_orphans(app, None).await {
+        Ok(settled) => {
+            let n = settled.len();
+            settled.clean_up(app).await;
+            n
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "settling unfinished media failed");
+            0
+        }
+    };
     tracing::info!(
         expired_sessions = gone,
         stale_login_counters = counters,

@@ -97,12 +97,25 @@ async fn preview(tools: &Tools, input: &Path, output: &Path) -> Result<(), Proce
     Err(ProcessError::Failed { program: "ffmpeg".into(), status: "preview".into(), stderr: "preview over 1MB".into() })
 }
 
+/// What the instructor reads when a conversion fails for a reason in the file we cannot name.
+pub const GENERIC_JA: &str = "このファイルを LINE で送れる形に変換できませんでした。元のファイルを書き出し直すか、別の形式で保存してからアップロードし直してください。";
+
+/// Why a converted file cannot be marked ready.
+#[derive(Debug)]
+pub enum CheckError {
+    /// The output is not what LINE accepts: final. `reason` is what the instructor reads.
+    Unfit { log: String, reason: String },
+    /// The check itself could not run (ffmpeg missing, a timeout, a read error): passing.
+    Passing(Refusal),
+}
+
 /// Whether a converted file is what LINE accepts for `category` (NOTES §3): images JPEG/PNG
 /// ≤ 10MB, previews JPEG ≤ 1MB, video MP4 (H.264) ≤ 200MB, audio MP3/M4A ≤ 200MB with a
-/// duration. The error is (what to log, what the instructor reads).
-pub async fn check_for_line(tools: &Tools, category: Category, path: &Path) -> Result<Inspection, (String, String)> {
+/// duration.
+pub async fn check_for_line(tools: &Tools, category: Category, path: &Path) -> Result<Inspection, CheckError> {
     let found = inspect(tools, path).await.map_err(|r: Refusal| {
         let reason = match &r {
+            Refusal::ToolMissing { .. } | Refusal::Unavailable { .. } => return CheckError::Passing(r),
             Refusal::TooLarge { category, max_bytes, .. } => format!(
                 "LINE で送れる形に変換すると{}が {}MB を超えるため、送れません。{}を短く分けるか、解像度や音質を下げて書き出してからアップロードし直してください。",
                 category.label_ja(),
@@ -111,7 +124,7 @@ pub async fn check_for_line(tools: &Tools, category: Category, path: &Path) -> R
             ),
             other => other.message_ja(),
         };
-        (format!("{}: {r}", path.display()), reason)
+        CheckError::Unfit { log: format!("{}: {r}", path.display()), reason }
     })?;
     let ok = match category {
         Category::Image => matches!(found.format, Format::Jpeg | Format::Png) && found.size <= 10 * MB,
@@ -125,9 +138,9 @@ pub async fn check_for_line(tools: &Tools, category: Category, path: &Path) -> R
     if ok {
         Ok(found)
     } else {
-        Err((
-            format!("{} does not meet LINE's rules for {category:?}: {found:?}", path.display()),
-            "このファイルを LINE で送れる形に変換できませんでした。元のファイルを書き出し直すか、別の形式で保存してからアップロードし直してください。".into(),
-        ))
+        Err(CheckError::Unfit {
+            log: format!("{} does not meet LINE's rules for {category:?}: {found:?}", path.display()),
+            reason: GENERIC_JA.into(),
+        })
     }
 }

@@ -172,7 +172,9 @@ async fn damage(tools: &Tools, format: Format, path: &Path) -> Result<Option<u64
     let mut args: Vec<std::ffi::OsString> =
         ["-hide_banner", "-nostdin", "-v", "error", "-xerror", "-i"].iter().map(Into::into).collect();
     args.push(path.as_os_str().to_owned());
-    args.extend(["-map", "0"].iter().map(Into::into));
+    // Subtitles (an iPhone's or an editor's mov_text track) have no encoder for the null
+    // output: copy them, and leave data tracks (timecode) out, so only real damage speaks.
+    args.extend(["-map", "0", "-c:s", "copy", "-dn"].iter().map(Into::into));
     if format.category() == Category::Video {
         args.extend(["-c:v", "copy"].iter().map(Into::into));
     }
@@ -217,7 +219,9 @@ async fn jpeg_dimensions(path: &Path) -> std::io::Result<Option<(u32, u32)>> {
     let mut f = tokio::fs::File::open(path).await?;
     let mut pos = 2u64;
     let mut h = [0u8; 9];
-    loop {
+    // Real photos have a few dozen segments before the frame header; a file of fill bytes
+    // or tiny segments is not walked to its end one read at a time.
+    for _ in 0..1024 {
         f.seek(std::io::SeekFrom::Start(pos)).await?;
         let mut n = 0;
         while n < h.len() {
@@ -245,6 +249,7 @@ async fn jpeg_dimensions(path: &Path) -> std::io::Result<Option<(u32, u32)>> {
         }
         pos += 2 + len;
     }
+    Ok(None)
 }
 
 /// What the intake decides for the file at `path`.

@@ -10,7 +10,7 @@ use tsunagu_core::AccountId;
 use tsunagu_store::jobs::ClaimedJob;
 use tsunagu_store::media::{self as store, MediaFile, MediaStatus, NewMedia, Ready};
 
-use super::convert::{apply, check_for_line};
+use super::convert::{CheckError, GENERIC_JA, apply, check_for_line};
 use super::intake::{Inspection, ReceiveError, Refusal, Step, inspect, receive};
 use super::process::{ProcessError, Tools};
 use super::sniff::{Category, Format};
@@ -60,7 +60,11 @@ pub async fn accept<R: AsyncRead + Unpin>(
 ) -> Result<i64, UploadError> {
     // Without ffmpeg nothing can be checked: say so before the instructor sends 200MB.
     if let Err(e) = super::process::available(&tools(app)).await {
-        return Err(UploadError::Refused(Refusal::ToolMissing { detail: e.to_string() }));
+        let detail = e.to_string();
+        return Err(UploadError::Refused(match e {
+            ProcessError::Missing { .. } => Refusal::ToolMissing { detail },
+            _ => Refusal::Unavailable { detail },
+        }));
     }
     let got = match receive(&intake_dir(app), body, None).await {
         Ok(g) => g,
@@ -164,9 +168,16 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
                 height: done.found.height.map(i64::from),
                 notes: &done.found.notes,
             };
-            store::set_ready(&mut c, id, &r, app.now()).await?;
-            remove_upload(app, &m.upload_path).await;
-            tracing::info!(media_id = id, "media ready");
+            if store::set_ready(&mut c, id, &r, app.now()).await? {
+                remove_upload(app, &m.upload_path).await;
+                tracing::info!(media_id = id, "media ready");
+            } else {
+                // Settled meanwhile (marked 失敗 as stopped): what this run stored is nobody's.
+                tracing::warn!(media_id = id, "media settled while converting; outputs removed");
+                for name in [&done.file_name, &done.preview_name].into_iter().filter(|n| !n.is_empty()) {
+                    let _ = app.media_store.delete(name).await;
+                }
+            }
             return Ok(Outcome::Done);
         }
         Err(Failure::Refused(r)) => {
@@ -179,8 +190,10 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
             reason
         }
     };
-    store::set_failed(&mut c, id, &reason, app.now()).await?;
-    discard(app, &m).await;
+    // Only the run that settles the file removes what it had: a file already 完了 keeps its own.
+    if store::set_failed(&mut c, id, &reason, app.now()).await? {
+        discard(app, &m).await;
+    }
     Ok(Outcome::Done)
 }
 
@@ -200,20 +213,42 @@ async fn discard(app: &App, m: &MediaFile) {
 }
 
 /// Files left 処理中 whose job ended for good without settling them (the worker died on the
-/// last attempt, the database was down, the handler panicked) become 失敗 with a reason, and
-/// their uploads are removed. Run by the media page (for its account) and by maintenance.
-pub async fn settle_orphans(app: &App, account: Option<AccountId>) -> anyhow::Result<usize> {
+/// last attempt, the database was down, the handler panicked) become 失敗 with a reason.
+/// Run by the media page (for its account) and by maintenance. What they had stored is
+/// removed by [`Settled::clean_up`], which the page runs in the background (a slow store must
+/// not hold the page) and maintenance awaits.
+pub async fn settle_orphans(app: &App, account: Option<AccountId>) -> anyhow::Result<Settled> {
     let mut c = app.store.conn().await?;
-    let orphans = store::orphaned(&mut c, account).await?;
-    let mut n = 0;
-    for m in &orphans {
-        if store::set_failed(&mut c, m.id, STOPPED_JA, app.now()).await? {
+    let mut settled = Vec::new();
+    for m in store::orphaned(&mut c, account).await? {
+        // The update re-checks that no job is queued or running for the file, so a retry
+        // queued since the list was read keeps it 処理中.
+        if store::fail_orphan(&mut c, m.id, STOPPED_JA, app.now()).await? {
             tracing::warn!(media_id = m.id, "media conversion ended without a result; marked failed");
-            discard(app, m).await;
-            n += 1;
+            settled.push(m);
         }
     }
-    Ok(n)
+    Ok(Settled(settled))
+}
+
+/// Files [`settle_orphans`] marked 失敗, whose leftovers are still to be removed.
+#[must_use = "their uploads stay until clean_up runs"]
+pub struct Settled(Vec<MediaFile>);
+
+impl Settled {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub async fn clean_up(self, app: &App) {
+        for m in &self.0 {
+            discard(app, m).await;
+        }
+    }
 }
 
 /// At start: uploads that were still arriving when the process stopped (`.part`), work
@@ -232,11 +267,13 @@ pub async fn clean_intake(app: &App, min_age: std::time::Duration) -> anyhow::Re
     while let Some(e) = entries.next_entry().await? {
         let path = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
-        let age = e.metadata().await?.modified().ok().and_then(|m| m.elapsed().ok()).unwrap_or_default();
+        // An entry that vanished meanwhile (another process cleaned it) is skipped.
+        let Ok(meta) = e.metadata().await else { continue };
+        let age = meta.modified().ok().and_then(|m| m.elapsed().ok()).unwrap_or_default();
         if age < min_age {
             continue;
         }
-        let gone = if name.starts_with("work-") && e.file_type().await?.is_dir() {
+        let gone = if name.starts_with("work-") && meta.is_dir() {
             tokio::fs::remove_dir_all(&path).await
         } else if name.ends_with(".part") || (name.ends_with(super::intake::UPLOAD_EXT) && !needed.contains(&path)) {
             tokio::fs::remove_file(&path).await
@@ -258,11 +295,10 @@ pub async fn clean_intake(app: &App, min_age: std::time::Duration) -> anyhow::Re
 pub const INTAKE_STALE: std::time::Duration =
     std::time::Duration::from_secs(super::convert::CONVERT_TIMEOUT.as_secs() + 600);
 
-const GENERIC_JA: &str = "このファイルを LINE で送れる形に変換できませんでした。元のファイルを書き出し直すか、別の形式で保存してからアップロードし直してください。";
 const TOOL_MISSING_JA: &str = "サーバーに ffmpeg が見つからないため変換できませんでした（ファイルの問題ではありません）。運営者に連絡してください。";
-const TIMEOUT_JA: &str = "変換に時間がかかりすぎたため中止しました。動画をいくつかに分けるか、解像度を下げて書き出してからアップロードし直してください。";
+const TIMEOUT_JA: &str = "変換に時間がかかりすぎたため中止しました。ファイルをいくつかに分けるか、動画なら解像度を下げて書き出してからアップロードし直してください。";
 const UNAVAILABLE_JA: &str = "サーバーの一時的な問題で変換を完了できませんでした（ファイルの問題ではありません）。お手数ですが、もう一度アップロードしてください。";
-const STOPPED_JA: &str = "変換の途中で処理が止まったため完了できませんでした（サーバーの再起動などによるもので、ファイルの問題ではありません）。お手数ですが、もう一度アップロードしてください。";
+const STOPPED_JA: &str = "変換の途中で処理が止まったため完了できませんでした（サーバーの再起動などが考えられます）。お手数ですが、もう一度アップロードしてください。同じファイルで繰り返し止まる場合は、書き出し直してからお試しください。";
 
 enum Failure {
     /// The file itself: final, with the intake's reason.
@@ -281,6 +317,24 @@ enum Failure {
 impl Failure {
     fn retry(log: impl Into<String>, reason: &str) -> Failure {
         Failure::Retry { log: log.into(), reason: reason.into() }
+    }
+
+    /// A refusal from a look at a file: the machine's (passing) or the file's (final).
+    fn from_refusal(r: Refusal) -> Failure {
+        match r {
+            Refusal::ToolMissing { detail } => Failure::retry(detail, TOOL_MISSING_JA),
+            Refusal::Unavailable { detail } => Failure::retry(detail, UNAVAILABLE_JA),
+            other => Failure::Refused(other),
+        }
+    }
+}
+
+impl From<CheckError> for Failure {
+    fn from(e: CheckError) -> Self {
+        match e {
+            CheckError::Unfit { log, reason } => Failure::Permanent { log, reason },
+            CheckError::Passing(r) => Failure::from_refusal(r),
+        }
     }
 }
 
@@ -316,11 +370,7 @@ async fn convert_one(app: &App, m: &MediaFile, work: &Path) -> Result<Converted,
         }
         None => Path::new(&m.upload_path),
     };
-    let found = inspect(&t, upload).await.map_err(|r| match r {
-        Refusal::ToolMissing { detail } => Failure::retry(detail, TOOL_MISSING_JA),
-        Refusal::Unavailable { detail } => Failure::retry(detail, UNAVAILABLE_JA),
-        other => Failure::Refused(other),
-    })?;
+    let found = inspect(&t, upload).await.map_err(Failure::from_refusal)?;
     // The names were chosen at upload from the first bytes; what the file turned out to be
     // (sound only in an MP4, AAC behind an ID3 tag) may change the extension, never the
     // random stem, so a retried job still overwrites its own outputs.
@@ -339,14 +389,11 @@ async fn convert_one(app: &App, m: &MediaFile, work: &Path) -> Result<Converted,
         apply(&t, *step, &main, &out).await?;
         main = out;
     }
-    let checked =
-        check_for_line(&t, found.category, &main).await.map_err(|(log, reason)| Failure::Permanent { log, reason })?;
+    let checked = check_for_line(&t, found.category, &main).await?;
     let preview = work.join("preview.jpg");
     if wants_preview {
         apply(&t, Step::Preview, &main, &preview).await?;
-        check_for_line(&t, Category::Image, &preview)
-            .await
-            .map_err(|(log, reason)| Failure::Permanent { log, reason })?;
+        check_for_line(&t, Category::Image, &preview).await?;
     }
     let put = |name: String, path: PathBuf| async move {
         app.media_store

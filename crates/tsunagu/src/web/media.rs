@@ -62,8 +62,14 @@ fn length(ms: Option<i64>) -> String {
 pub async fn page(State(app): State<SharedApp>, auth: Auth) -> Result<Html<String>, AppError> {
     let plan_message = (!auth.account.plan.allows(Feature::LineLink)).then(|| Feature::LineLink.upgrade_message());
     // A file whose conversion ended without a result is shown as 失敗, not 処理中 forever.
-    if let Err(e) = crate::media::library::settle_orphans(&app, Some(auth.account.id)).await {
-        tracing::warn!(error = %e, "settling unfinished media failed");
+    // Their leftovers are removed in the background: a slow store does not hold the page.
+    match crate::media::library::settle_orphans(&app, Some(auth.account.id)).await {
+        Ok(settled) if !settled.is_empty() => {
+            let app = app.clone();
+            tokio::spawn(async move { settled.clean_up(&app).await });
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "settling unfinished media failed"),
     }
     let files = {
         let mut c = app.store.conn().await?;

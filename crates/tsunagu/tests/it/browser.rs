@@ -91,9 +91,10 @@ async fn console_in_a_real_browser_on_desktop_and_phone() {
     b.send_keys("#media-file", &wav.display().to_string()).await;
     b.click("#media-upload-submit").await;
     b.wait_for_text("#media-upload-status", "「第1回の音声.wav」を受け付けました", 20).await;
+    // The list shows it 処理中 without a reload, and turns 完了 by itself once converted.
+    b.wait_for_text("#media-list", "処理中", 10).await;
     t.run_jobs().await;
-    b.goto(&format!("{}/courses/media", t.addr)).await;
-    b.wait_for_text("#media-list", "完了", 10).await;
+    b.wait_for_text("#media-list", "完了", 20).await;
     assert!(b.text("#media-list").await.contains("WAV は LINE で送れないため、M4A（AAC）に変換して送ります。"));
     eprintln!("screenshot: {}", b.screenshot("browser-desktop-media-uploaded").await.display());
     drop(b);

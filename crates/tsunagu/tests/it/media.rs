@@ -41,6 +41,7 @@ struct Fixtures {
     mp4: PathBuf,
     mov: PathBuf,
     mov_other_codecs: PathBuf,
+    mov_subtitled: PathBuf,
     mp3: PathBuf,
     wav: PathBuf,
     aiff: PathBuf,
@@ -51,6 +52,8 @@ struct Fixtures {
 fn fixtures() -> Fixtures {
     let dir = TempDir::new("tsunagu-media");
     let d = dir.path().to_path_buf();
+    let srt = d.join("captions.srt");
+    std::fs::write(&srt, "1\n00:00:00,000 --> 00:00:01,500\nこんにちは\n").unwrap();
     Fixtures {
         jpg: make(&d, "photo.jpg", "-f lavfi -i testsrc=size=320x240:rate=1 -frames:v 1"),
         png: make(&d, "photo.png", "-f lavfi -i testsrc=size=320x240:rate=1 -frames:v 1"),
@@ -58,6 +61,15 @@ fn fixtures() -> Fixtures {
         mp4: make(&d, "clip.mp4", &format!("{VIDEO} -c:v libx264 -pix_fmt yuv420p -c:a aac")),
         mov: make(&d, "clip.mov", &format!("{VIDEO} -c:v libx264 -pix_fmt yuv420p -c:a aac")),
         mov_other_codecs: make(&d, "old.mov", &format!("{VIDEO} -c:v mpeg4 -c:a pcm_s16be")),
+        // As phones and editors write them: a subtitle track and a timecode track besides.
+        mov_subtitled: make(
+            &d,
+            "captioned.mov",
+            &format!(
+                "{VIDEO} -i {} -map 0 -map 1 -map 2 -t 2 -c:v libx264 -pix_fmt yuv420p -c:a aac -c:s mov_text -timecode 01:00:00:00",
+                srt.display()
+            ),
+        ),
         mp3: make(&d, "talk.mp3", &format!("{AUDIO} -c:a libmp3lame")),
         wav: make(&d, "talk.wav", AUDIO),
         aiff: make(&d, "talk.aiff", AUDIO),
@@ -314,8 +326,15 @@ async fn each_conversion_gives_what_line_accepts() {
         assert!(a.duration_ms.is_some_and(|d| (1950..=2100).contains(&d)), "{:?}", a.duration_ms);
     }
     // And what LINE would refuse is caught by the check.
-    assert!(check_for_line(&t, Category::Audio, &f.wav).await.is_err(), "WAV is not for LINE");
-    assert!(check_for_line(&t, Category::Video, &f.mov).await.is_err(), "MOV is not for LINE");
+    use tsunagu::media::convert::CheckError;
+    assert!(matches!(check_for_line(&t, Category::Audio, &f.wav).await, Err(CheckError::Unfit { .. })), "WAV");
+    assert!(matches!(check_for_line(&t, Category::Video, &f.mov).await, Err(CheckError::Unfit { .. })), "MOV");
+    // A check that could not run says so (the job retries it) rather than calling the file unfit.
+    let gone = Tools { ffmpeg: d.join("no-ffmpeg"), ffprobe: d.join("no-ffprobe") };
+    match check_for_line(&gone, Category::Video, &out("mov.mp4")).await {
+        Err(CheckError::Passing(Refusal::ToolMissing { .. })) => {}
+        other => panic!("{other:?}"),
+    }
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> usize {
@@ -578,6 +597,7 @@ async fn uploads_become_ready_or_failed_through_the_conversion_job() {
         (&f.jpg, "写真.jpg", "image/jpeg", true),
         (&f.mov, "講義.mov", "video/mp4", true),
         (&f.mov_other_codecs, "古い講義.mov", "video/mp4", true),
+        (&f.mov_subtitled, "字幕つき.mov", "video/mp4", true),
         (&f.wav, "音声.wav", "audio/mp4", false),
         (&f.mp3, "音声.mp3", "audio/mpeg", false),
         (&f.png, "図.png", "image/png", true),
@@ -837,6 +857,13 @@ async fn a_conversion_that_never_finished_is_reported_and_cleaned_up() {
         assert_eq!(m.status, MediaStatus::Failed);
         let w = media_store::get(&mut conn, me, waiting).await.unwrap().unwrap();
         assert_eq!(w.status, MediaStatus::Processing, "a file whose job is still queued is left alone");
+    }
+    // Removed in the background, after the page answered.
+    for _ in 0..100 {
+        if !stuck_upload.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(!stuck_upload.exists(), "the failed file's upload is removed");
 
