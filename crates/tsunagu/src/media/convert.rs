@@ -39,48 +39,34 @@ pub async fn apply(tools: &Tools, step: Step, input: &Path, output: &Path) -> Re
             )
             .await
         }
-        Step::TranscodeToMp4 => {
-            ffmpeg(
-                tools,
-                input,
-                &[
-                    "-map",
-                    "0:v:0",
-                    "-map",
-                    "0:a:0?",
-                    "-c:v",
-                    "libx264",
-                    "-preset",
-                    "veryfast",
-                    "-crf",
-                    "23",
-                    "-pix_fmt",
-                    "yuv420p",
-                    // At most 1920 px on the long side (LINE's players show no more, and a 4K
-                    // phone clip re-encoded whole would outgrow 200MB), even sizes for H.264,
-                    // and a bitrate ceiling for the same reason.
-                    "-vf",
-                    "scale='min(1920,iw)':'min(1920,ih)':force_original_aspect_ratio=decrease:force_divisible_by=2",
-                    "-maxrate",
-                    "4M",
-                    "-bufsize",
-                    "8M",
-                    "-c:a",
-                    "aac",
-                    "-b:a",
-                    "128k",
-                    "-movflags",
-                    "+faststart",
-                    "-f",
-                    "mp4",
-                ],
-                output,
-            )
-            .await
-        }
+        Step::TranscodeToMp4 => transcode(tools, input, output).await,
         Step::ToM4a => ffmpeg(tools, input, &["-vn", "-c:a", "aac", "-b:a", "192k", "-f", "ipod"], output).await,
         Step::Preview => preview(tools, input, output).await,
     }
+}
+
+/// At most 1920 px on the long side (LINE's players show no more, and a 4K phone clip
+/// re-encoded whole would outgrow 200MB), even sizes for H.264.
+const FIT: &str = "scale='min(1920,iw)':'min(1920,ih)':force_original_aspect_ratio=decrease:force_divisible_by=2";
+/// HDR (PQ or HLG, BT.2020) to SDR BT.709: to linear light, Hable's curve, back to BT.709.
+const TONE_MAP: &str =
+    "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv";
+
+/// H.264 (8-bit 4:2:0)/AAC MP4 with faststart. HDR is tone-mapped to SDR BT.709: converted
+/// as it is, it would keep its HLG/PQ tags on 8-bit pictures and look pale on most phones.
+async fn transcode(tools: &Tools, input: &Path, output: &Path) -> Result<(), ProcessError> {
+    let hdr = super::probe::probe(tools, input, super::intake::PROBE_TIMEOUT).await?.video.is_some_and(|v| v.is_hdr());
+    let filters = if hdr { format!("{FIT},{TONE_MAP},format=yuv420p") } else { FIT.to_string() };
+    let mut middle = vec![
+        "-map", "0:v:0", "-map", "0:a:0?", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt",
+        "yuv420p", "-vf", &filters, // A bitrate ceiling for the same reason as the size cap.
+        "-maxrate", "4M", "-bufsize", "8M",
+    ];
+    if hdr {
+        middle.extend(["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"]);
+    }
+    middle.extend(["-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", "-f", "mp4"]);
+    ffmpeg(tools, input, &middle, output).await
 }
 
 /// A JPEG preview ≤ 1MB: the first frame, at most 1024 px on its long side; smaller and more

@@ -331,17 +331,23 @@ pub async fn inspect(tools: &Tools, path: &Path) -> Result<Inspection, Refusal> 
             let Some(v) = &probed.video else { return Err(Refusal::NoContent { format }) };
             (found.width, found.height, found.video_codec) = (Some(v.width), Some(v.height), Some(v.codec.clone()));
             let audio_ok = probed.audio.as_ref().is_none_or(|a| a.codec == "aac");
-            let copyable = v.codec == "h264" && audio_ok;
-            found.conversion = match (format, copyable) {
-                (_, true) => vec![Step::RemuxToMp4, Step::Preview],
-                (_, false) => {
+            let copyable = v.codec == "h264" && v.is_plain_420() && !v.is_hdr() && audio_ok;
+            found.conversion = if copyable {
+                vec![Step::RemuxToMp4, Step::Preview]
+            } else {
+                if v.is_hdr() {
+                    found.notes.push(
+                        "この動画は HDR で撮影されています。LINE で見たときに色が白っぽくならないよう、通常の色合い（SDR）の H.264 に変換します。"
+                            .into(),
+                    );
+                } else {
+                    let picture = if v.codec == "h264" { format!("h264 {}", v.pix_fmt) } else { v.codec.clone() };
                     found.notes.push(format!(
-                        "この動画（映像 {}{}）はそのままでは多くのスマートフォンで再生できないため、H.264/AAC の MP4 に変換します。",
-                        v.codec,
+                        "この動画（映像 {picture}{}）はそのままでは多くのスマートフォンで再生できないため、H.264/AAC の MP4 に変換します。",
                         probed.audio.as_ref().map(|a| format!("・音声 {}", a.codec)).unwrap_or_default()
                     ));
-                    vec![Step::TranscodeToMp4, Step::Preview]
                 }
+                vec![Step::TranscodeToMp4, Step::Preview]
             };
             if format == Format::Mov {
                 found.notes.push("MOV は LINE で送れないため、MP4 に変換して送ります。".into());

@@ -20,6 +20,22 @@ pub struct VideoStream {
     pub codec: String,
     pub width: u32,
     pub height: u32,
+    /// `yuv420p` is what every phone plays; 10-bit or 4:2:2/4:4:4 H.264 is not.
+    pub pix_fmt: String,
+    /// `smpte2084` (PQ) or `arib-std-b67` (HLG) for HDR, as iPhones record by default.
+    pub color_transfer: String,
+}
+
+impl VideoStream {
+    /// HDR pictures shown as SDR look pale and flat unless tone-mapped.
+    pub fn is_hdr(&self) -> bool {
+        matches!(self.color_transfer.as_str(), "smpte2084" | "arib-std-b67")
+    }
+
+    /// 8-bit 4:2:0, the H.264 every phone decodes.
+    pub fn is_plain_420(&self) -> bool {
+        matches!(self.pix_fmt.as_str(), "yuv420p" | "yuvj420p")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +56,8 @@ struct RawStream {
     codec_name: Option<String>,
     width: Option<u32>,
     height: Option<u32>,
+    pix_fmt: Option<String>,
+    color_transfer: Option<String>,
     duration: Option<String>,
     #[serde(default)]
     disposition: std::collections::HashMap<String, i64>,
@@ -79,6 +97,8 @@ pub async fn probe(tools: &Tools, path: &Path, timeout: Duration) -> Result<Prob
                     codec: s.codec_name.unwrap_or_default(),
                     width: s.width.unwrap_or(0),
                     height: s.height.unwrap_or(0),
+                    pix_fmt: s.pix_fmt.unwrap_or_default(),
+                    color_transfer: s.color_transfer.unwrap_or_default(),
                 });
             }
             Some("audio") if p.audio.is_none() => {

@@ -42,6 +42,8 @@ struct Fixtures {
     mov: PathBuf,
     mov_other_codecs: PathBuf,
     mov_subtitled: PathBuf,
+    mov_hdr: PathBuf,
+    mp4_10bit: PathBuf,
     mp3: PathBuf,
     wav: PathBuf,
     aiff: PathBuf,
@@ -70,6 +72,16 @@ fn fixtures() -> Fixtures {
                 srt.display()
             ),
         ),
+        // As an iPhone records by default: HEVC, 10-bit, HLG (BT.2020).
+        mov_hdr: make(
+            &d,
+            "iphone-hdr.mov",
+            &format!(
+                "{VIDEO} -c:v libx265 -x265-params log-level=error -pix_fmt yuv420p10le -color_primaries bt2020 -color_trc arib-std-b67 -colorspace bt2020nc -tag:v hvc1 -c:a aac"
+            ),
+        ),
+        // H.264 "High 10": H.264, but not what phones decode.
+        mp4_10bit: make(&d, "high10.mp4", &format!("{VIDEO} -c:v libx264 -pix_fmt yuv420p10le -c:a aac")),
         mp3: make(&d, "talk.mp3", &format!("{AUDIO} -c:a libmp3lame")),
         wav: make(&d, "talk.wav", AUDIO),
         aiff: make(&d, "talk.aiff", AUDIO),
@@ -108,6 +120,15 @@ async fn every_allowed_format_is_recognised_with_what_line_needs() {
     assert_eq!((mov.format, mov.conversion.as_slice()), (Format::Mov, [Step::RemuxToMp4, Step::Preview].as_slice()));
     let old = inspect(&f.mov_other_codecs).await.unwrap();
     assert_eq!(old.conversion, [Step::TranscodeToMp4, Step::Preview], "mpeg4 video / PCM audio need H.264/AAC");
+    let hdr = inspect(&f.mov_hdr).await.unwrap();
+    assert_eq!(hdr.conversion, [Step::TranscodeToMp4, Step::Preview]);
+    assert!(hdr.notes.iter().any(|n| n.contains("HDR")), "the instructor is told: {:?}", hdr.notes);
+    let high10 = inspect(&f.mp4_10bit).await.unwrap();
+    assert_eq!(
+        (high10.video_codec.as_deref(), high10.conversion.as_slice()),
+        (Some("h264"), [Step::TranscodeToMp4, Step::Preview].as_slice()),
+        "10-bit H.264 is re-encoded"
+    );
 
     let mp3 = inspect(&f.mp3).await.unwrap();
     assert_eq!((mp3.format, mp3.conversion.is_empty()), (Format::Mp3, true), "MP3 goes as it is");
@@ -314,6 +335,18 @@ async fn each_conversion_gives_what_line_accepts() {
     apply(&t, Step::TranscodeToMp4, &f.mov_other_codecs, &out("old.mp4")).await.unwrap();
     let v = check_for_line(&t, Category::Video, &out("old.mp4")).await.unwrap();
     assert_eq!((v.video_codec.as_deref(), v.audio_codec.as_deref()), (Some("h264"), Some("aac")));
+    // HDR (HLG) → SDR: tone-mapped, tagged BT.709, 8-bit 4:2:0. Converted as it is, the HLG
+    // tag would stay and phones would show the pictures pale.
+    for (src, name) in [(&f.mov_hdr, "hdr.mp4"), (&f.mp4_10bit, "high10-8bit.mp4")] {
+        apply(&t, Step::TranscodeToMp4, src, &out(name)).await.unwrap();
+        check_for_line(&t, Category::Video, &out(name)).await.unwrap();
+        let p = tsunagu::media::probe::probe(&t, &out(name), intake::PROBE_TIMEOUT).await.unwrap();
+        let v = p.video.unwrap();
+        assert_eq!((v.codec.as_str(), v.pix_fmt.as_str()), ("h264", "yuv420p"), "{name}");
+        assert!(!v.is_hdr(), "{name}: {}", v.color_transfer);
+    }
+    let sdr = tsunagu::media::probe::probe(&t, &out("hdr.mp4"), intake::PROBE_TIMEOUT).await.unwrap();
+    assert_eq!(sdr.video.unwrap().color_transfer, "bt709");
     // A preview of a video.
     apply(&t, Step::Preview, &out("old.mp4"), &out("video-preview.jpg")).await.unwrap();
     assert!(check_for_line(&t, Category::Image, &out("video-preview.jpg")).await.unwrap().size <= PREVIEW_MAX);
@@ -598,6 +631,7 @@ async fn uploads_become_ready_or_failed_through_the_conversion_job() {
         (&f.mov, "講義.mov", "video/mp4", true),
         (&f.mov_other_codecs, "古い講義.mov", "video/mp4", true),
         (&f.mov_subtitled, "字幕つき.mov", "video/mp4", true),
+        (&f.mov_hdr, "iPhone で撮影.mov", "video/mp4", true),
         (&f.wav, "音声.wav", "audio/mp4", false),
         (&f.mp3, "音声.mp3", "audio/mpeg", false),
         (&f.png, "図.png", "image/png", true),
