@@ -9,15 +9,43 @@
   var busy = false;
   var timer = null;
 
+  var seq = 0;
+
+  // Say, where a screen reader hears it, which files finished since the last look.
+  function announce(before, after) {
+    var news = document.getElementById("media-list-status");
+    if (!news) { return; }
+    var was = {};
+    before.querySelectorAll("tr[data-id]").forEach(function (tr) { was[tr.dataset.id] = tr.dataset.status; });
+    var said = [];
+    after.querySelectorAll("tr[data-id]").forEach(function (tr) {
+      if (was[tr.dataset.id] !== "processing" || tr.dataset.status === "processing") { return; }
+      said.push("「" + tr.dataset.name + "」" + (tr.dataset.status === "ready"
+        ? "の変換が完了しました。" : "は変換できませんでした。理由は一覧をご覧ください。"));
+    });
+    if (said.length) { news.textContent = said.join(" "); }
+  }
+
   function refreshList() {
     if (!list) { return; }
-    fetch(window.location.href, { credentials: "same-origin" }).then(function (r) {
+    var mine = ++seq;
+    fetch(window.location.href, { credentials: "same-origin", cache: "no-store" }).then(function (r) {
+      // Signed out meanwhile: show the log-in page rather than polling it.
+      if (r.redirected) { window.location.reload(); return null; }
       return r.ok ? r.text() : null;
     }).then(function (html) {
-      if (!html) { return; }
+      if (!html || mine !== seq) { return; }
       var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("media-list");
       if (!fresh) { return; }
-      list.innerHTML = fresh.innerHTML;
+      // Only when something changed: keep focus on a link and a phone's sideways scroll.
+      if (fresh.innerHTML !== list.innerHTML) {
+        announce(list, fresh);
+        var wrap = list.querySelector(".table-wrap");
+        var left = wrap ? wrap.scrollLeft : 0;
+        list.innerHTML = fresh.innerHTML;
+        wrap = list.querySelector(".table-wrap");
+        if (wrap) { wrap.scrollLeft = left; }
+      }
       if (fresh.dataset.processing) {
         list.dataset.processing = "1";
         watch();
@@ -84,7 +112,8 @@
         busy = false;
         button.disabled = false;
         if (a.ok) {
-          form.reset();
+          // Unless the instructor has chosen the next file meanwhile.
+          if (input.files && input.files[0] === file) { form.reset(); }
           refreshList();
         }
       }).catch(function () {

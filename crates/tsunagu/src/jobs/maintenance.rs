@@ -1,5 +1,5 @@
 //! `maintenance.purge`: removes expired sessions and stale log-in counters, settles media whose
-//! conversion job ended without a result, then schedules
+//! conversion job ended without a result, removes media intake files nobody needs, then schedules
 //! itself an hour later. One dedupe key means one schedule however many instances run
 //! (no in-process cron that every instance would run at once).
 
@@ -41,8 +41,14 @@ pub async fn run(app: &App, worker: &str, job: &ClaimedJob) -> Result<Outcome, J
             0
         }
     };
+    let intake =
+        crate::media::library::clean_intake(app, crate::media::library::INTAKE_STALE).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cleaning the media intake failed");
+            0
+        });
     tracing::info!(
         expired_sessions = gone,
+        intake_files_removed = intake,
         stale_login_counters = counters,
         unfinished_media = media,
         "maintenance done"

@@ -34,13 +34,15 @@ pub async fn apply(tools: &Tools, step: Step, input: &Path, output: &Path) -> Re
             ffmpeg(
                 tools,
                 input,
-                &["-map", "0:v:0", "-map", "0:a:0?", "-c", "copy", "-movflags", "+faststart", "-f", "mp4"],
+                &["-map", "0:V:0", "-map", "0:a:0?", "-c", "copy", "-movflags", "+faststart", "-f", "mp4"],
                 output,
             )
             .await
         }
         Step::TranscodeToMp4 => transcode(tools, input, output).await,
-        Step::ToM4a => ffmpeg(tools, input, &["-vn", "-c:a", "aac", "-b:a", "192k", "-f", "ipod"], output).await,
+        Step::ToM4a => {
+            ffmpeg(tools, input, &["-map", "0:a:0", "-vn", "-c:a", "aac", "-b:a", "192k", "-f", "ipod"], output).await
+        }
         Step::Preview => preview(tools, input, output).await,
     }
 }
@@ -58,7 +60,7 @@ async fn transcode(tools: &Tools, input: &Path, output: &Path) -> Result<(), Pro
     let hdr = super::probe::probe(tools, input, super::intake::PROBE_TIMEOUT).await?.video.is_some_and(|v| v.is_hdr());
     let filters = if hdr { format!("{FIT},{TONE_MAP},format=yuv420p") } else { FIT.to_string() };
     let mut middle = vec![
-        "-map", "0:v:0", "-map", "0:a:0?", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt",
+        "-map", "0:V:0", "-map", "0:a:0?", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt",
         "yuv420p", "-vf", &filters, // A bitrate ceiling for the same reason as the size cap.
         "-maxrate", "4M", "-bufsize", "8M",
     ];

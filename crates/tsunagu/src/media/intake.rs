@@ -38,7 +38,12 @@ pub enum Refusal {
     ToolMissing {
         detail: String,
     },
-    /// A passing problem on this machine (a check timed out, a process could not start):
+    /// Checking the file took far longer than a healthy file of its size needs (a file built to
+    /// make ffmpeg slow, or an extreme one): final.
+    TimedOut {
+        detail: String,
+    },
+    /// A passing problem on this machine (a process was killed or could not start):
     /// nothing is wrong with the file as far as anyone knows; the job tries again.
     Unavailable {
         detail: String,
@@ -55,6 +60,7 @@ impl Refusal {
             Refusal::Damaged { .. } => "media.damaged",
             Refusal::NoContent { .. } => "media.no_content",
             Refusal::ToolMissing { .. } => "media.tool_missing",
+            Refusal::TimedOut { .. } => "media.timed_out",
             Refusal::Unavailable { .. } => "media.unavailable",
         }
     }
@@ -86,6 +92,7 @@ impl Refusal {
                 }
             ),
             Refusal::ToolMissing { .. } => "このサーバーに ffmpeg がないため、画像・動画・音声を確認できません（ファイルの問題ではありません）。運営者に連絡してください。".into(),
+            Refusal::TimedOut { .. } => "このファイルの確認に時間がかかりすぎたため中止しました。元のファイルを書き出し直すか、短く分けてからアップロードしてください。".into(),
             Refusal::Unavailable { .. } => "サーバーが混み合っていて、このファイルを確認できませんでした（ファイルの問題ではありません）。しばらくしてからもう一度お試しください。".into(),
         }
     }
@@ -159,7 +166,8 @@ fn tool_error(format: Format, e: ProcessError) -> Refusal {
     match e {
         ProcessError::Missing { .. } => Refusal::ToolMissing { detail: e.to_string() },
         ProcessError::Failed { stderr, .. } => Refusal::Damaged { format, detail: stderr },
-        // A timeout, a process that could not start, a read error: the machine, not the file.
+        ProcessError::Timeout { .. } => Refusal::TimedOut { detail: e.to_string() },
+        // Killed, could not start, a read error: the machine, not the file.
         other => Refusal::Unavailable { detail: other.to_string() },
     }
 }
@@ -172,12 +180,15 @@ async fn damage(tools: &Tools, format: Format, path: &Path) -> Result<Option<u64
     let mut args: Vec<std::ffi::OsString> =
         ["-hide_banner", "-nostdin", "-v", "error", "-xerror", "-i"].iter().map(Into::into).collect();
     args.push(path.as_os_str().to_owned());
-    // Subtitles (an iPhone's or an editor's mov_text track) have no encoder for the null
-    // output: copy them, and leave data tracks (timecode) out, so only real damage speaks.
-    args.extend(["-map", "0", "-c:s", "copy", "-dn"].iter().map(Into::into));
-    if format.category() == Category::Video {
-        args.extend(["-c:v", "copy"].iter().map(Into::into));
-    }
+    // Only what the conversion and LINE use: the picture and the first sound track. Others
+    // (subtitles, timecode, cover art, a second language, an iPhone's spatial-audio track
+    // that ffmpeg cannot decode) are never sent, so their state must not refuse the file.
+    let maps: &[&str] = match format.category() {
+        Category::Video => &["-map", "0:V:0?", "-map", "0:a:0?", "-c:v", "copy"],
+        Category::Audio => &["-map", "0:a:0"],
+        Category::Image => &["-map", "0:v:0"],
+    };
+    args.extend(maps.iter().map(Into::into));
     args.extend(["-f", "null", "-", "-nostats", "-progress", "pipe:1"].iter().map(Into::into));
     let out = run_output(&tools.ffmpeg, args, CHECK_TIMEOUT, 1024 * 1024).await.map_err(|e| tool_error(format, e))?;
     if !out.stderr.is_empty() {

@@ -62,7 +62,11 @@ pub async fn accept<R: AsyncRead + Unpin>(
     if let Err(e) = super::process::available(&tools(app)).await {
         let detail = e.to_string();
         return Err(UploadError::Refused(match e {
-            ProcessError::Missing { .. } => Refusal::ToolMissing { detail },
+            // Absent or broken (cannot start, fails at `-version`): the operator must act.
+            ProcessError::Missing { .. } | ProcessError::Failed { .. } => Refusal::ToolMissing { detail },
+            ProcessError::Spawn { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                Refusal::ToolMissing { detail }
+            }
             _ => Refusal::Unavailable { detail },
         }));
     }
@@ -172,11 +176,7 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
                 remove_upload(app, &m.upload_path).await;
                 tracing::info!(media_id = id, "media ready");
             } else {
-                // Settled meanwhile (marked 失敗 as stopped): what this run stored is nobody's.
-                tracing::warn!(media_id = id, "media settled while converting; outputs removed");
-                for name in [&done.file_name, &done.preview_name].into_iter().filter(|n| !n.is_empty()) {
-                    let _ = app.media_store.delete(name).await;
-                }
+                settled_elsewhere(app, &mut c, &m).await?;
             }
             return Ok(Outcome::Done);
         }
@@ -190,11 +190,25 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
             reason
         }
     };
-    // Only the run that settles the file removes what it had: a file already 完了 keeps its own.
     if store::set_failed(&mut c, id, &reason, app.now()).await? {
         discard(app, &m).await;
+    } else {
+        settled_elsewhere(app, &mut c, &m).await?;
     }
     Ok(Outcome::Done)
+}
+
+/// Another run settled the file first (a job whose lease lapsed runs twice; a stopped file is
+/// marked 失敗 by `settle_orphans`). Both runs store under the same names, so what this run
+/// stored belongs to the row as it is now: a 完了 file keeps it; a 失敗 one keeps nothing,
+/// including what this run stored after that one cleaned up.
+async fn settled_elsewhere(app: &App, c: &mut tsunagu_store::AnyConnection, m: &MediaFile) -> Result<(), JobError> {
+    let now = store::by_id(c, m.id).await?;
+    tracing::info!(media_id = m.id, status = ?now.as_ref().map(|n| n.status), "media settled by another run");
+    if now.is_none_or(|n| n.status == MediaStatus::Failed) {
+        discard(app, m).await;
+    }
+    Ok(())
 }
 
 /// A file that ended 失敗 keeps nothing: its upload and anything already stored for it.
@@ -251,19 +265,35 @@ impl Settled {
     }
 }
 
-/// At start: uploads that were still arriving when the process stopped (`.part`), work
-/// folders of interrupted conversions, and uploads no 処理中 file needs any more.
+/// At start and hourly (maintenance): uploads that were still arriving when the process
+/// stopped (`.part`), work folders of interrupted conversions, and uploads no 処理中 file
+/// needs any more, on this machine's disk and, with S3, in the bucket's `intake/`.
 ///
 /// Only what has not changed for `min_age` ([`INTAKE_STALE`] at start): another process
 /// sharing the data directory may be receiving or converting right now.
 pub async fn clean_intake(app: &App, min_age: std::time::Duration) -> anyhow::Result<usize> {
-    let dir = intake_dir(app);
-    let Ok(mut entries) = tokio::fs::read_dir(&dir).await else { return Ok(0) };
-    let needed: std::collections::HashSet<PathBuf> = {
+    let pending = {
         let mut c = app.store.conn().await?;
-        store::pending_uploads(&mut c).await?.into_iter().map(PathBuf::from).collect()
+        store::pending_uploads(&mut c).await?
     };
     let mut removed = 0;
+    // With shared storage, uploads wait in the bucket; one whose file was settled while its
+    // clean-up could not finish (a restart, the store down) would stay there for ever.
+    if app.config.media.storage == "s3" {
+        // The bucket's clock, like the disk's, is the wall clock (not the app's).
+        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let before = i64::try_from(wall.saturating_sub(min_age).as_millis()).unwrap_or(i64::MAX);
+        for key in app.media_store.list_older(INTAKE_PREFIX, before).await? {
+            if !pending.iter().any(|p| p.strip_prefix(STORED) == Some(key.as_str()))
+                && app.media_store.delete(&key).await.is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    let dir = intake_dir(app);
+    let Ok(mut entries) = tokio::fs::read_dir(&dir).await else { return Ok(removed) };
+    let needed: std::collections::HashSet<PathBuf> = pending.iter().map(PathBuf::from).collect();
     while let Some(e) = entries.next_entry().await? {
         let path = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
@@ -296,8 +326,8 @@ pub const INTAKE_STALE: std::time::Duration =
     std::time::Duration::from_secs(super::convert::CONVERT_TIMEOUT.as_secs() + 600);
 
 const TOOL_MISSING_JA: &str = "サーバーに ffmpeg が見つからないため変換できませんでした（ファイルの問題ではありません）。運営者に連絡してください。";
-const TIMEOUT_JA: &str = "変換に時間がかかりすぎたため中止しました。ファイルをいくつかに分けるか、動画なら解像度を下げて書き出してからアップロードし直してください。";
-const UNAVAILABLE_JA: &str = "サーバーの一時的な問題で変換を完了できませんでした（ファイルの問題ではありません）。お手数ですが、もう一度アップロードしてください。";
+const TIMEOUT_JA: &str = "変換に時間がかかりすぎたため中止しました。動画・音声は短く分けるか解像度や音質を下げて、画像は小さくして書き出し直してからアップロードしてください。";
+const UNAVAILABLE_JA: &str = "サーバー側の問題で、何度か試しましたが変換を完了できませんでした。お手数ですが、時間をおいてもう一度アップロードしてください。続く場合は運営者に連絡してください。";
 const STOPPED_JA: &str = "変換の途中で処理が止まったため完了できませんでした（サーバーの再起動などが考えられます）。お手数ですが、もう一度アップロードしてください。同じファイルで繰り返し止まる場合は、書き出し直してからお試しください。";
 
 enum Failure {
@@ -345,6 +375,8 @@ impl From<ProcessError> for Failure {
             ProcessError::Failed { .. } => Failure::Permanent { log, reason: GENERIC_JA.into() },
             ProcessError::Timeout { .. } => Failure::Permanent { log, reason: TIMEOUT_JA.into() },
             ProcessError::Missing { .. } => Failure::retry(log, TOOL_MISSING_JA),
+            // Killed (out of memory, an operator): the machine's trouble; try again.
+            ProcessError::Killed { .. } => Failure::retry(log, UNAVAILABLE_JA),
             _ => Failure::retry(log, UNAVAILABLE_JA),
         }
     }

@@ -30,6 +30,7 @@ pub async fn inspect_json(tools: &process::Tools, path: &Path) -> (bool, serde_j
                 json!({"file": file, "accepted": false, "code": refusal.code(), "message": refusal.message_ja()});
             if let intake::Refusal::Damaged { detail, .. }
             | intake::Refusal::ToolMissing { detail }
+            | intake::Refusal::TimedOut { detail }
             | intake::Refusal::Unavailable { detail } = &refusal
             {
                 v["detail"] = json!(detail);

@@ -79,6 +79,20 @@ impl MediaStore {
         self.inner.head(&Key::from(name)).await.ok().map(|m| m.size)
     }
 
+    /// Names under `prefix` last written before `before_ms` (Unix ms).
+    pub async fn list_older(&self, prefix: &str, before_ms: i64) -> anyhow::Result<Vec<String>> {
+        use futures_util::StreamExt;
+        let mut stream = self.inner.list(Some(&Key::from(prefix)));
+        let mut names = Vec::new();
+        while let Some(meta) = stream.next().await {
+            let meta = meta?;
+            if meta.last_modified.timestamp_millis() < before_ms {
+                names.push(meta.location.to_string());
+            }
+        }
+        Ok(names)
+    }
+
     pub async fn delete(&self, name: &str) -> anyhow::Result<()> {
         self.inner.delete(&Key::from(name)).await?;
         Ok(())

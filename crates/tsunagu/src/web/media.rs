@@ -23,6 +23,7 @@ use crate::media::intake::Refusal;
 use crate::media::library::{UploadError, accept};
 
 struct Row {
+    id: i64,
     name: String,
     kind: &'static str,
     status: &'static str,
@@ -79,6 +80,7 @@ pub async fn page(State(app): State<SharedApp>, auth: Auth) -> Result<Html<Strin
     let rows: Vec<Row> = files
         .iter()
         .map(|m| Row {
+            id: m.id,
             name: m.original_name.clone(),
             kind: match m.category.as_str() {
                 "image" => "画像",

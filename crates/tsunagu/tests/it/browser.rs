@@ -95,6 +95,7 @@ async fn console_in_a_real_browser_on_desktop_and_phone() {
     b.wait_for_text("#media-list", "処理中", 10).await;
     t.run_jobs().await;
     b.wait_for_text("#media-list", "完了", 20).await;
+    b.wait_for_text("#media-list-status", "「第1回の音声.wav」の変換が完了しました。", 10).await;
     assert!(b.text("#media-list").await.contains("WAV は LINE で送れないため、M4A（AAC）に変換して送ります。"));
     eprintln!("screenshot: {}", b.screenshot("browser-desktop-media-uploaded").await.display());
     drop(b);

@@ -45,6 +45,7 @@ struct Fixtures {
     mov_hdr: PathBuf,
     mp4_10bit: PathBuf,
     mp3: PathBuf,
+    mp3_bad_cover: PathBuf,
     wav: PathBuf,
     aiff: PathBuf,
     m4a: PathBuf,
@@ -56,6 +57,19 @@ fn fixtures() -> Fixtures {
     let d = dir.path().to_path_buf();
     let srt = d.join("captions.srt");
     std::fs::write(&srt, "1\n00:00:00,000 --> 00:00:01,500\nこんにちは\n").unwrap();
+    // Sound that is whole, with cover art that is not (LINE never sees the cover).
+    let mp3 = make(&d, "talk.mp3", &format!("{AUDIO} -c:a libmp3lame"));
+    let cover = make(&d, "cover.jpg", "-f lavfi -i testsrc=size=320x240:rate=1 -frames:v 1");
+    let cover = cut(&cover, &d.join("cover-cut.jpg"), 0.5);
+    let mp3_bad_cover = make(
+        &d,
+        "covered.mp3",
+        &format!(
+            "-i {} -i {} -map 0 -map 1 -c copy -id3v2_version 3 -disposition:v attached_pic",
+            mp3.display(),
+            cover.display()
+        ),
+    );
     Fixtures {
         jpg: make(&d, "photo.jpg", "-f lavfi -i testsrc=size=320x240:rate=1 -frames:v 1"),
         png: make(&d, "photo.png", "-f lavfi -i testsrc=size=320x240:rate=1 -frames:v 1"),
@@ -82,7 +96,8 @@ fn fixtures() -> Fixtures {
         ),
         // H.264 "High 10": H.264, but not what phones decode.
         mp4_10bit: make(&d, "high10.mp4", &format!("{VIDEO} -c:v libx264 -pix_fmt yuv420p10le -c:a aac")),
-        mp3: make(&d, "talk.mp3", &format!("{AUDIO} -c:a libmp3lame")),
+        mp3,
+        mp3_bad_cover,
         wav: make(&d, "talk.wav", AUDIO),
         aiff: make(&d, "talk.aiff", AUDIO),
         m4a: make(&d, "talk.m4a", &format!("{AUDIO} -c:a aac")),
@@ -529,6 +544,23 @@ async fn media_is_served_with_ranges_from_local_disk_and_s3() {
     let listing =
         http.get(format!("{}/tsunagu-media?list-type=2", moto.base)).send().await.unwrap().text().await.unwrap();
     assert!(!listing.contains("intake/"), "the converted upload is removed from the bucket: {listing}");
+    // An upload whose clean-up never ran (the process stopped first) is swept; one still
+    // waiting for its conversion is not.
+    s3.app.media_store.put_file("intake/lost.upload", &f.jpg).await.unwrap();
+    let waiting =
+        tsunagu::media::library::accept(&s3.app, me, "写真.jpg", tokio::fs::File::open(&f.jpg).await.unwrap())
+            .await
+            .unwrap();
+    let swept = tsunagu::media::library::clean_intake(&s3.app, std::time::Duration::ZERO).await.unwrap();
+    let listing =
+        http.get(format!("{}/tsunagu-media?list-type=2", moto.base)).send().await.unwrap().text().await.unwrap();
+    assert_eq!(swept, 1, "{listing}");
+    assert!(!listing.contains("intake/lost.upload") && listing.contains("intake/"), "{listing}");
+    other.run_jobs().await;
+    let mut conn = s3.app.store.conn().await.unwrap();
+    let w = tsunagu_store::media::get(&mut conn, me, waiting).await.unwrap().unwrap();
+    assert_eq!(w.status, tsunagu_store::media::MediaStatus::Ready, "{}", w.reason);
+    drop(conn);
 
     // The S3 server gone: 503 (try again), not a 404 that would look like the file never existed.
     drop(moto);
@@ -634,6 +666,7 @@ async fn uploads_become_ready_or_failed_through_the_conversion_job() {
         (&f.mov_hdr, "iPhone で撮影.mov", "video/mp4", true),
         (&f.wav, "音声.wav", "audio/mp4", false),
         (&f.mp3, "音声.mp3", "audio/mpeg", false),
+        (&f.mp3_bad_cover, "表紙つき.mp3", "audio/mpeg", false),
         (&f.png, "図.png", "image/png", true),
         (&f.mp4, "講義.mp4", "video/mp4", true),
         (&f.aiff, "音声.aiff", "audio/mp4", false),
