@@ -220,8 +220,8 @@ pub async fn fail_orphan(c: &mut AnyConnection, id: i64, reason: &str, now: i64)
     Ok(done.rows_affected() == 1)
 }
 
-/// The intake files that processing rows still need (everything else there can go).
-pub async fn pending_uploads(c: &mut AnyConnection) -> Result<Vec<String>> {
-    let rows = sqlx::query("SELECT upload_path FROM media_files WHERE status = 'processing'").fetch_all(c).await?;
-    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+/// The 処理中 files and the intake files they still need (everything else there can go).
+pub async fn pending_uploads(c: &mut AnyConnection) -> Result<Vec<(i64, String)>> {
+    let rows = sqlx::query("SELECT id, upload_path FROM media_files WHERE status = 'processing'").fetch_all(c).await?;
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
 }

@@ -8,8 +8,7 @@
   var list = document.getElementById("media-list");
   var busy = false;
   var timer = null;
-
-  var seq = 0;
+  var seq = 0; // the newest refresh; older answers arriving late are ignored
 
   // Say, where a screen reader hears it, which files finished since the last look.
   function announce(before, after) {
@@ -19,11 +18,34 @@
     before.querySelectorAll("tr[data-id]").forEach(function (tr) { was[tr.dataset.id] = tr.dataset.status; });
     var said = [];
     after.querySelectorAll("tr[data-id]").forEach(function (tr) {
-      if (was[tr.dataset.id] !== "processing" || tr.dataset.status === "processing") { return; }
+      // Finished since the last look: was 処理中, or new (uploaded in another tab) and done.
+      var then = was[tr.dataset.id];
+      if ((then !== undefined && then !== "processing") || tr.dataset.status === "processing") { return; }
       said.push("「" + tr.dataset.name + "」" + (tr.dataset.status === "ready"
         ? "の変換が完了しました。" : "は変換できませんでした。理由は一覧をご覧ください。"));
     });
-    if (said.length) { news.textContent = said.join(" "); }
+    if (said.length) {
+      // Emptied first, so the same words said twice are read twice.
+      news.textContent = "";
+      setTimeout(function () { news.textContent = said.join(" "); }, 50);
+    }
+  }
+
+  // Replace only the rows that changed when the rows are the same files in the same order
+  // (focus elsewhere in the table stays); false when the whole list must be redrawn.
+  function patchRows(fresh) {
+    var now = list.querySelectorAll("tr[data-id]");
+    var next = fresh.querySelectorAll("tr[data-id]");
+    if (!now.length || now.length !== next.length) { return false; }
+    for (var i = 0; i < now.length; i++) {
+      if (now[i].dataset.id !== next[i].dataset.id) { return false; }
+    }
+    for (var j = 0; j < now.length; j++) {
+      if (now[j].outerHTML !== next[j].outerHTML) {
+        now[j].parentNode.replaceChild(document.importNode(next[j], true), now[j]);
+      }
+    }
+    return true;
   }
 
   function refreshList() {
@@ -40,11 +62,13 @@
       // Only when something changed: keep focus on a link and a phone's sideways scroll.
       if (fresh.innerHTML !== list.innerHTML) {
         announce(list, fresh);
-        var wrap = list.querySelector(".table-wrap");
-        var left = wrap ? wrap.scrollLeft : 0;
-        list.innerHTML = fresh.innerHTML;
-        wrap = list.querySelector(".table-wrap");
-        if (wrap) { wrap.scrollLeft = left; }
+        if (!patchRows(fresh)) {
+          var wrap = list.querySelector(".table-wrap");
+          var left = wrap ? wrap.scrollLeft : 0;
+          list.innerHTML = fresh.innerHTML;
+          wrap = list.querySelector(".table-wrap");
+          if (wrap) { wrap.scrollLeft = left; }
+        }
       }
       if (fresh.dataset.processing) {
         list.dataset.processing = "1";

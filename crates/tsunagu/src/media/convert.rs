@@ -57,16 +57,38 @@ const TONE_MAP: &str =
 /// H.264 (8-bit 4:2:0)/AAC MP4 with faststart. HDR is tone-mapped to SDR BT.709: converted
 /// as it is, it would keep its HLG/PQ tags on 8-bit pictures and look pale on most phones.
 async fn transcode(tools: &Tools, input: &Path, output: &Path) -> Result<(), ProcessError> {
-    let hdr = super::probe::probe(tools, input, super::intake::PROBE_TIMEOUT).await?.video.is_some_and(|v| v.is_hdr());
-    let filters = if hdr { format!("{FIT},{TONE_MAP},format=yuv420p") } else { FIT.to_string() };
+    let video = super::probe::probe(tools, input, super::intake::PROBE_TIMEOUT).await?.video;
+    if let Some(v) = video.filter(|v| v.is_hdr()) {
+        // HDR is BT.2020: say so where the file does not (zscale finds no path otherwise).
+        let unknown = |t: &str| t.is_empty() || t == "unknown" || t == "unspecified";
+        let mut tags = Vec::new();
+        if unknown(&v.color_primaries) {
+            tags.push("color_primaries=bt2020");
+        }
+        if unknown(&v.color_space) {
+            tags.push("colorspace=bt2020nc");
+        }
+        let fill = if tags.is_empty() { String::new() } else { format!("setparams={},", tags.join(":")) };
+        let filters = format!("{FIT},{fill}{TONE_MAP},format=yuv420p");
+        let tagged = ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"];
+        match encode(tools, input, &filters, &tagged, output).await {
+            // Pale beats nothing: an ffmpeg without zscale, or tags the tone map cannot follow.
+            Err(ProcessError::Failed { stderr, .. }) => {
+                tracing::warn!(error = %stderr, "tone mapping failed; converting without it");
+            }
+            other => return other,
+        }
+    }
+    encode(tools, input, FIT, &[], output).await
+}
+
+async fn encode(tools: &Tools, input: &Path, filters: &str, extra: &[&str], output: &Path) -> Result<(), ProcessError> {
     let mut middle = vec![
         "-map", "0:V:0", "-map", "0:a:0?", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt",
-        "yuv420p", "-vf", &filters, // A bitrate ceiling for the same reason as the size cap.
+        "yuv420p", "-vf", filters, // A bitrate ceiling for the same reason as the size cap.
         "-maxrate", "4M", "-bufsize", "8M",
     ];
-    if hdr {
-        middle.extend(["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"]);
-    }
+    middle.extend_from_slice(extra);
     middle.extend(["-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", "-f", "mp4"]);
     ffmpeg(tools, input, &middle, output).await
 }
@@ -88,6 +110,9 @@ async fn preview(tools: &Tools, input: &Path, output: &Path) -> Result<(), Proce
 /// What the instructor reads when a conversion fails for a reason in the file we cannot name.
 pub const GENERIC_JA: &str = "このファイルを LINE で送れる形に変換できませんでした。元のファイルを書き出し直すか、別の形式で保存してからアップロードし直してください。";
 
+/// What the instructor reads when converting or checking its result took too long.
+pub const TIMEOUT_JA: &str = "変換に時間がかかりすぎたため中止しました。動画・音声は短く分けるか解像度や音質を下げて、画像は小さくして書き出し直してからアップロードしてください。";
+
 /// Why a converted file cannot be marked ready.
 #[derive(Debug)]
 pub enum CheckError {
@@ -104,6 +129,8 @@ pub async fn check_for_line(tools: &Tools, category: Category, path: &Path) -> R
     let found = inspect(tools, path).await.map_err(|r: Refusal| {
         let reason = match &r {
             Refusal::ToolMissing { .. } | Refusal::Unavailable { .. } => return CheckError::Passing(r),
+            // Checking our own output took too long: the conversion's length, not a fault in it.
+            Refusal::TimedOut { .. } => TIMEOUT_JA.to_string(),
             Refusal::TooLarge { category, max_bytes, .. } => format!(
                 "LINE で送れる形に変換すると{}が {}MB を超えるため、送れません。{}を短く分けるか、解像度や音質を下げて書き出してからアップロードし直してください。",
                 category.label_ja(),

@@ -91,7 +91,7 @@ impl Refusal {
                     _ => "音声",
                 }
             ),
-            Refusal::ToolMissing { .. } => "このサーバーに ffmpeg がないため、画像・動画・音声を確認できません（ファイルの問題ではありません）。運営者に連絡してください。".into(),
+            Refusal::ToolMissing { .. } => "このサーバーの ffmpeg が見つからないか正しく動かないため、画像・動画・音声を確認できません（ファイルの問題ではありません）。運営者に連絡してください。".into(),
             Refusal::TimedOut { .. } => "このファイルの確認に時間がかかりすぎたため中止しました。元のファイルを書き出し直すか、短く分けてからアップロードしてください。".into(),
             Refusal::Unavailable { .. } => "サーバーが混み合っていて、このファイルを確認できませんでした（ファイルの問題ではありません）。しばらくしてからもう一度お試しください。".into(),
         }
@@ -185,7 +185,7 @@ async fn damage(tools: &Tools, format: Format, path: &Path) -> Result<Option<u64
     // that ffmpeg cannot decode) are never sent, so their state must not refuse the file.
     let maps: &[&str] = match format.category() {
         Category::Video => &["-map", "0:V:0?", "-map", "0:a:0?", "-c:v", "copy"],
-        Category::Audio => &["-map", "0:a:0"],
+        Category::Audio => &["-map", "0:a:0?"],
         Category::Image => &["-map", "0:v:0"],
     };
     args.extend(maps.iter().map(Into::into));
@@ -307,7 +307,7 @@ pub async fn inspect(tools: &Tools, path: &Path) -> Result<Inspection, Refusal> 
     }
     let probed: Probe = probe(tools, path, PROBE_TIMEOUT).await.map_err(|e| tool_error(format, e))?;
     let read_ms = damage(tools, format, path).await?;
-    if let (Some(declared), Some(read)) = (probed.duration_ms, read_ms) {
+    if let (Some(declared), Some(read)) = (probed.sent_duration_ms(), read_ms) {
         // The header promises more than the file holds: cut short.
         if format.category() != Category::Image && read + 500 < declared && read * 20 < declared * 19 {
             return Err(Refusal::Damaged {
@@ -352,10 +352,19 @@ pub async fn inspect(tools: &Tools, path: &Path) -> Result<Inspection, Refusal> 
                             .into(),
                     );
                 } else {
-                    let picture = if v.codec == "h264" { format!("h264 {}", v.pix_fmt) } else { v.codec.clone() };
+                    // Name only what is in the way.
+                    let mut why = Vec::new();
+                    if v.codec != "h264" {
+                        why.push(format!("映像が {}", v.codec));
+                    } else if !v.is_plain_420() {
+                        why.push(format!("映像が H.264 の特殊な形式（{}）", v.pix_fmt));
+                    }
+                    if let Some(a) = probed.audio.as_ref().filter(|a| a.codec != "aac") {
+                        why.push(format!("音声が {}", a.codec));
+                    }
                     found.notes.push(format!(
-                        "この動画（映像 {picture}{}）はそのままでは多くのスマートフォンで再生できないため、H.264/AAC の MP4 に変換します。",
-                        probed.audio.as_ref().map(|a| format!("・音声 {}", a.codec)).unwrap_or_default()
+                        "この動画は{}のため、そのままでは多くのスマートフォンで再生できません。H.264/AAC の MP4 に変換します。",
+                        why.join("、")
                     ));
                 }
                 vec![Step::TranscodeToMp4, Step::Preview]

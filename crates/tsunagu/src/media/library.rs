@@ -10,7 +10,7 @@ use tsunagu_core::AccountId;
 use tsunagu_store::jobs::ClaimedJob;
 use tsunagu_store::media::{self as store, MediaFile, MediaStatus, NewMedia, Ready};
 
-use super::convert::{CheckError, GENERIC_JA, apply, check_for_line};
+use super::convert::{CheckError, GENERIC_JA, TIMEOUT_JA, apply, check_for_line};
 use super::intake::{Inspection, ReceiveError, Refusal, Step, inspect, receive};
 use super::process::{ProcessError, Tools};
 use super::sniff::{Category, Format};
@@ -64,7 +64,9 @@ pub async fn accept<R: AsyncRead + Unpin>(
         return Err(UploadError::Refused(match e {
             // Absent or broken (cannot start, fails at `-version`): the operator must act.
             ProcessError::Missing { .. } | ProcessError::Failed { .. } => Refusal::ToolMissing { detail },
-            ProcessError::Spawn { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            // Out of processes, memory or file handles: passing. Anything else that keeps it
+            // from starting (not executable, built for another processor) is the operator's.
+            ProcessError::Spawn { source, .. } if !matches!(source.raw_os_error(), Some(11 | 12 | 23 | 24)) => {
                 Refusal::ToolMissing { detail }
             }
             _ => Refusal::Unavailable { detail },
@@ -279,21 +281,30 @@ pub async fn clean_intake(app: &App, min_age: std::time::Duration) -> anyhow::Re
     let mut removed = 0;
     // With shared storage, uploads wait in the bucket; one whose file was settled while its
     // clean-up could not finish (a restart, the store down) would stay there for ever.
+    // `accept` stores an upload a moment before its row commits: far less than `min_age`, so
+    // an object this old without a 処理中 row is nobody's.
     if app.config.media.storage == "s3" {
         // The bucket's clock, like the disk's, is the wall clock (not the app's).
         let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let before = i64::try_from(wall.saturating_sub(min_age).as_millis()).unwrap_or(i64::MAX);
-        for key in app.media_store.list_older(INTAKE_PREFIX, before).await? {
-            if !pending.iter().any(|p| p.strip_prefix(STORED) == Some(key.as_str()))
-                && app.media_store.delete(&key).await.is_ok()
-            {
-                removed += 1;
+        match app.media_store.list_older(INTAKE_PREFIX, before).await {
+            Ok(keys) => {
+                for key in keys {
+                    if !pending.iter().any(|(_, p)| p.strip_prefix(STORED) == Some(key.as_str()))
+                        && app.media_store.delete(&key).await.is_ok()
+                    {
+                        removed += 1;
+                    }
+                }
             }
+            // The disk is still swept; the bucket is tried again next hour.
+            Err(e) => tracing::warn!(error = %e, "listing the media bucket's intake failed"),
         }
     }
     let dir = intake_dir(app);
     let Ok(mut entries) = tokio::fs::read_dir(&dir).await else { return Ok(removed) };
-    let needed: std::collections::HashSet<PathBuf> = pending.iter().map(PathBuf::from).collect();
+    let needed: std::collections::HashSet<PathBuf> = pending.iter().map(|(_, p)| PathBuf::from(p)).collect();
+    let converting: std::collections::HashSet<String> = pending.iter().map(|(id, _)| format!("work-{id}")).collect();
     while let Some(e) = entries.next_entry().await? {
         let path = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
@@ -303,7 +314,9 @@ pub async fn clean_intake(app: &App, min_age: std::time::Duration) -> anyhow::Re
         if age < min_age {
             continue;
         }
-        let gone = if name.starts_with("work-") && meta.is_dir() {
+        // A work folder of a file still 処理中 may belong to a long conversion in progress
+        // (its folder's time does not change while ffmpeg writes inside); its next run clears it.
+        let gone = if name.starts_with("work-") && meta.is_dir() && !converting.contains(&name) {
             tokio::fs::remove_dir_all(&path).await
         } else if name.ends_with(".part") || (name.ends_with(super::intake::UPLOAD_EXT) && !needed.contains(&path)) {
             tokio::fs::remove_file(&path).await
@@ -326,7 +339,6 @@ pub const INTAKE_STALE: std::time::Duration =
     std::time::Duration::from_secs(super::convert::CONVERT_TIMEOUT.as_secs() + 600);
 
 const TOOL_MISSING_JA: &str = "サーバーに ffmpeg が見つからないため変換できませんでした（ファイルの問題ではありません）。運営者に連絡してください。";
-const TIMEOUT_JA: &str = "変換に時間がかかりすぎたため中止しました。動画・音声は短く分けるか解像度や音質を下げて、画像は小さくして書き出し直してからアップロードしてください。";
 const UNAVAILABLE_JA: &str = "サーバー側の問題で、何度か試しましたが変換を完了できませんでした。お手数ですが、時間をおいてもう一度アップロードしてください。続く場合は運営者に連絡してください。";
 const STOPPED_JA: &str = "変換の途中で処理が止まったため完了できませんでした（サーバーの再起動などが考えられます）。お手数ですが、もう一度アップロードしてください。同じファイルで繰り返し止まる場合は、書き出し直してからお試しください。";
 

@@ -24,6 +24,20 @@ pub struct VideoStream {
     pub pix_fmt: String,
     /// `smpte2084` (PQ) or `arib-std-b67` (HLG) for HDR, as iPhones record by default.
     pub color_transfer: String,
+    /// Empty when untagged (the tone map then assumes BT.2020, as HDR is).
+    pub color_primaries: String,
+    pub color_space: String,
+    /// This stream's own length, when the container says.
+    pub duration_ms: Option<u64>,
+}
+
+impl Probe {
+    /// How long the streams LINE gets (the picture and the first sound track) say they are;
+    /// the container's length counts every track (a longer second language, late subtitles).
+    pub fn sent_duration_ms(&self) -> Option<u64> {
+        let own = [self.video.as_ref().and_then(|v| v.duration_ms), self.audio.as_ref().and_then(|a| a.duration_ms)];
+        own.into_iter().flatten().max().or(self.duration_ms)
+    }
 }
 
 impl VideoStream {
@@ -41,6 +55,7 @@ impl VideoStream {
 #[derive(Debug, Clone)]
 pub struct AudioStream {
     pub codec: String,
+    pub duration_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -58,6 +73,8 @@ struct RawStream {
     height: Option<u32>,
     pix_fmt: Option<String>,
     color_transfer: Option<String>,
+    color_primaries: Option<String>,
+    color_space: Option<String>,
     duration: Option<String>,
     #[serde(default)]
     disposition: std::collections::HashMap<String, i64>,
@@ -99,13 +116,19 @@ pub async fn probe(tools: &Tools, path: &Path, timeout: Duration) -> Result<Prob
                     height: s.height.unwrap_or(0),
                     pix_fmt: s.pix_fmt.unwrap_or_default(),
                     color_transfer: s.color_transfer.unwrap_or_default(),
+                    color_primaries: s.color_primaries.unwrap_or_default(),
+                    color_space: s.color_space.unwrap_or_default(),
+                    duration_ms: s.duration.as_deref().and_then(ms),
                 });
             }
             Some("audio") if p.audio.is_none() => {
                 if p.duration_ms.is_none() {
                     p.duration_ms = s.duration.as_deref().and_then(ms);
                 }
-                p.audio = Some(AudioStream { codec: s.codec_name.unwrap_or_default() });
+                p.audio = Some(AudioStream {
+                    codec: s.codec_name.unwrap_or_default(),
+                    duration_ms: s.duration.as_deref().and_then(ms),
+                });
             }
             _ => {}
         }

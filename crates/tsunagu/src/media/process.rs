@@ -19,8 +19,8 @@ pub enum ProcessError {
     Timeout { program: String, seconds: u64 },
     #[error("{program} failed ({status}): {stderr}")]
     Failed { program: String, status: String, stderr: String },
-    /// Ended by a signal (the kernel's out-of-memory killer, an operator), not by its own
-    /// verdict on the input.
+    /// Killed from outside (SIGKILL: the out-of-memory killer; SIGTERM: an operator), not
+    /// by its own verdict on the input.
     #[error("{program} was killed ({status})")]
     Killed { program: String, status: String },
     #[error("{program}: reading its output failed: {source}")]
@@ -133,8 +133,13 @@ where
         Err(_) => return Err(ProcessError::Timeout { program: name, seconds: timeout.as_secs() }),
     };
     let tail = String::from_utf8_lossy(&err[err.len().saturating_sub(STDERR_TAIL)..]).trim().to_string();
-    if status.code().is_none() {
-        return Err(ProcessError::Killed { program: name, status: status.to_string() });
+    // Killed from outside (the out-of-memory killer, an operator, a shutdown) says nothing about
+    // the input; a crash (SIGSEGV, an assertion's SIGABRT) does: it is the input's `Failed`.
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if matches!(status.signal(), Some(9 | 15)) {
+            return Err(ProcessError::Killed { program: name, status: status.to_string() });
+        }
     }
     if !status.success() {
         return Err(ProcessError::Failed { program: name, status: status.to_string(), stderr: tail });
@@ -169,7 +174,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let r = run(sh, ["-c", "kill -9 $$"], Duration::from_secs(5), 1024).await;
-        assert!(matches!(r, Err(ProcessError::Killed { .. })), "a signal is not a verdict on the input: {r:?}");
+        assert!(matches!(r, Err(ProcessError::Killed { .. })), "killed from outside: not the input's fault: {r:?}");
+        let r = run(sh, ["-c", "kill -SEGV $$"], Duration::from_secs(5), 1024).await;
+        assert!(matches!(r, Err(ProcessError::Failed { .. })), "a crash is the input's: {r:?}");
         let pidfile = std::env::temp_dir().join(format!("tsunagu-process-test-{}", std::process::id()));
         let script = format!("echo $$ > {}; exec sleep 30", pidfile.display());
         let r = run(sh, ["-c", script.as_str()], Duration::from_millis(300), 1024).await;

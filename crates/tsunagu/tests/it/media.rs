@@ -42,7 +42,9 @@ struct Fixtures {
     mov: PathBuf,
     mov_other_codecs: PathBuf,
     mov_subtitled: PathBuf,
+    mov_two_languages: PathBuf,
     mov_hdr: PathBuf,
+    mov_hdr_untagged: PathBuf,
     mp4_10bit: PathBuf,
     mp3: PathBuf,
     mp3_bad_cover: PathBuf,
@@ -86,12 +88,26 @@ fn fixtures() -> Fixtures {
                 srt.display()
             ),
         ),
+        // A second sound track longer than the picture (the container's length is the longest).
+        mov_two_languages: make(
+            &d,
+            "two-languages.mov",
+            "-f lavfi -i testsrc=size=160x120:rate=25:duration=1 -f lavfi -i sine=duration=1 -f lavfi -i sine=frequency=220:duration=6 -map 0 -map 1 -map 2 -c:v libx264 -pix_fmt yuv420p -c:a aac",
+        ),
         // As an iPhone records by default: HEVC, 10-bit, HLG (BT.2020).
         mov_hdr: make(
             &d,
             "iphone-hdr.mov",
             &format!(
                 "{VIDEO} -c:v libx265 -x265-params log-level=error -pix_fmt yuv420p10le -color_primaries bt2020 -color_trc arib-std-b67 -colorspace bt2020nc -tag:v hvc1 -c:a aac"
+            ),
+        ),
+        // HLG, but only the transfer is tagged (some editors write no primaries or matrix).
+        mov_hdr_untagged: make(
+            &d,
+            "hlg-partly-tagged.mov",
+            &format!(
+                "{VIDEO} -c:v libx265 -x265-params log-level=error -pix_fmt yuv420p10le -color_trc arib-std-b67 -c:a aac"
             ),
         ),
         // H.264 "High 10": H.264, but not what phones decode.
@@ -352,7 +368,9 @@ async fn each_conversion_gives_what_line_accepts() {
     assert_eq!((v.video_codec.as_deref(), v.audio_codec.as_deref()), (Some("h264"), Some("aac")));
     // HDR (HLG) → SDR: tone-mapped, tagged BT.709, 8-bit 4:2:0. Converted as it is, the HLG
     // tag would stay and phones would show the pictures pale.
-    for (src, name) in [(&f.mov_hdr, "hdr.mp4"), (&f.mp4_10bit, "high10-8bit.mp4")] {
+    for (src, name) in
+        [(&f.mov_hdr, "hdr.mp4"), (&f.mov_hdr_untagged, "hdr-untagged.mp4"), (&f.mp4_10bit, "high10-8bit.mp4")]
+    {
         apply(&t, Step::TranscodeToMp4, src, &out(name)).await.unwrap();
         check_for_line(&t, Category::Video, &out(name)).await.unwrap();
         let p = tsunagu::media::probe::probe(&t, &out(name), intake::PROBE_TIMEOUT).await.unwrap();
@@ -360,8 +378,10 @@ async fn each_conversion_gives_what_line_accepts() {
         assert_eq!((v.codec.as_str(), v.pix_fmt.as_str()), ("h264", "yuv420p"), "{name}");
         assert!(!v.is_hdr(), "{name}: {}", v.color_transfer);
     }
-    let sdr = tsunagu::media::probe::probe(&t, &out("hdr.mp4"), intake::PROBE_TIMEOUT).await.unwrap();
-    assert_eq!(sdr.video.unwrap().color_transfer, "bt709");
+    for name in ["hdr.mp4", "hdr-untagged.mp4"] {
+        let sdr = tsunagu::media::probe::probe(&t, &out(name), intake::PROBE_TIMEOUT).await.unwrap();
+        assert_eq!(sdr.video.unwrap().color_transfer, "bt709", "{name}: tone-mapped");
+    }
     // A preview of a video.
     apply(&t, Step::Preview, &out("old.mp4"), &out("video-preview.jpg")).await.unwrap();
     assert!(check_for_line(&t, Category::Image, &out("video-preview.jpg")).await.unwrap().size <= PREVIEW_MAX);
@@ -663,6 +683,7 @@ async fn uploads_become_ready_or_failed_through_the_conversion_job() {
         (&f.mov, "講義.mov", "video/mp4", true),
         (&f.mov_other_codecs, "古い講義.mov", "video/mp4", true),
         (&f.mov_subtitled, "字幕つき.mov", "video/mp4", true),
+        (&f.mov_two_languages, "二か国語.mov", "video/mp4", true),
         (&f.mov_hdr, "iPhone で撮影.mov", "video/mp4", true),
         (&f.wav, "音声.wav", "audio/mp4", false),
         (&f.mp3, "音声.mp3", "audio/mpeg", false),
@@ -864,7 +885,7 @@ async fn without_ffmpeg_uploads_are_refused_with_the_reason() {
     let file = tokio::fs::File::open(&f.mov).await.unwrap();
     match accept(&t.app, me, "講義.mov", file).await {
         Err(UploadError::Refused(r @ Refusal::ToolMissing { .. })) => {
-            assert!(r.message_ja().contains("ffmpeg がない"), "{}", r.message_ja());
+            assert!(r.message_ja().contains("ffmpeg が見つからないか正しく動かない"), "{}", r.message_ja());
             assert!(r.message_ja().contains("ファイルの問題ではありません"));
         }
         other => panic!("{other:?}"),
@@ -872,6 +893,14 @@ async fn without_ffmpeg_uploads_are_refused_with_the_reason() {
     let mut c = t.app.store.conn().await.unwrap();
     assert!(tsunagu_store::media::list(&mut c, me).await.unwrap().is_empty());
     assert_eq!(leftovers(&t.app.config.data.dir.join("media-intake")), 0);
+
+    // Installed but broken (it fails even `-version`): the operator's to fix, not "busy".
+    let broken = crate::helpers::TestApp::spawn_with(|c| c.media.ffmpeg = "/bin/false".into()).await;
+    let file = tokio::fs::File::open(&f.mov).await.unwrap();
+    match accept(&broken.app, me, "講義.mov", file).await {
+        Err(UploadError::Refused(Refusal::ToolMissing { detail })) => assert!(detail.contains("false"), "{detail}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 /// A conversion whose job ended for good without settling its file (the worker was killed on
