@@ -1,6 +1,7 @@
 //! Conversion time per MB on this machine (a program, not a test): a MOV (H.264/AAC, remuxed
-//! to MP4), a MOV with other codecs (transcoded to H.264/AAC) and a WAV (to M4A), each made by
-//! ffmpeg first, then converted with `media::convert::apply`.
+//! to MP4), a MOV with other codecs (transcoded to H.264/AAC), an iPhone-style HDR MOV (HEVC
+//! HLG, tone-mapped to SDR H.264) and a WAV (to M4A), each made by ffmpeg first, then converted
+//! with `media::convert::apply`.
 //!
 //! `cargo run --release -p tsunagu --example media_convert`
 
@@ -30,6 +31,16 @@ async fn main() {
             "out1.mp4",
         ),
         ("mov-mpeg4.mov", format!("{video} -c:v mpeg4 -b:v 4M -c:a pcm_s16le"), Step::TranscodeToMp4, "out2.mp4"),
+        (
+            // As an iPhone records by default: 1080p30 HEVC 10-bit HLG; tone-mapped to SDR.
+            "iphone-hdr.mov",
+            "-f lavfi -i testsrc2=size=1920x1080:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 -t 10 \
+             -c:v libx265 -preset ultrafast -b:v 10M -x265-params log-level=error -pix_fmt yuv420p10le \
+             -color_primaries bt2020 -color_trc arib-std-b67 -colorspace bt2020nc -tag:v hvc1 -c:a aac"
+                .to_string(),
+            Step::TranscodeToMp4,
+            "out4.mp4",
+        ),
         (
             "talk.wav",
             "-f lavfi -i sine=frequency=440:sample_rate=48000 -ac 2 -t 300".to_string(),
