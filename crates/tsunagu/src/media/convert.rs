@@ -70,17 +70,20 @@ async fn transcode(tools: &Tools, input: &Path, output: &Path) -> Result<(), Pro
         }
         let fill = if tags.is_empty() { String::new() } else { format!("setparams={},", tags.join(":")) };
         let filters = format!("{FIT},{fill}{TONE_MAP},format=yuv420p");
-        let tagged = ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"];
-        match encode(tools, input, &filters, &tagged, output).await {
+        match encode(tools, input, &filters, &BT709, output).await {
             // Pale beats nothing: an ffmpeg without zscale, or tags the tone map cannot follow.
+            // Still tagged BT.709, so no player treats 8-bit pictures as HDR.
             Err(ProcessError::Failed { stderr, .. }) => {
                 tracing::warn!(error = %stderr, "tone mapping failed; converting without it");
+                return encode(tools, input, &format!("{FIT},format=yuv420p"), &BT709, output).await;
             }
             other => return other,
         }
     }
     encode(tools, input, FIT, &[], output).await
 }
+
+const BT709: [&str; 6] = ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"];
 
 async fn encode(tools: &Tools, input: &Path, filters: &str, extra: &[&str], output: &Path) -> Result<(), ProcessError> {
     let mut middle = vec![

@@ -34,9 +34,18 @@ pub struct VideoStream {
 impl Probe {
     /// How long the streams LINE gets (the picture and the first sound track) say they are;
     /// the container's length counts every track (a longer second language, late subtitles).
+    /// When a sent stream does not say its length, the container's is used.
     pub fn sent_duration_ms(&self) -> Option<u64> {
-        let own = [self.video.as_ref().and_then(|v| v.duration_ms), self.audio.as_ref().and_then(|a| a.duration_ms)];
-        own.into_iter().flatten().max().or(self.duration_ms)
+        let sent: Vec<Option<u64>> =
+            [self.video.as_ref().map(|v| v.duration_ms), self.audio.as_ref().map(|a| a.duration_ms)]
+                .into_iter()
+                .flatten()
+                .collect();
+        if !sent.is_empty() && sent.iter().all(Option::is_some) {
+            sent.into_iter().flatten().max()
+        } else {
+            self.duration_ms
+        }
     }
 }
 
@@ -134,4 +143,32 @@ pub async fn probe(tools: &Tools, path: &Path, timeout: Duration) -> Result<Prob
         }
     }
     Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn video(d: Option<u64>) -> Option<VideoStream> {
+        Some(VideoStream {
+            codec: "h264".into(),
+            width: 2,
+            height: 2,
+            pix_fmt: "yuv420p".into(),
+            color_transfer: String::new(),
+            color_primaries: String::new(),
+            color_space: String::new(),
+            duration_ms: d,
+        })
+    }
+
+    #[test]
+    fn the_sent_length_is_the_sent_tracks_or_else_the_containers() {
+        let audio = |d| Some(AudioStream { codec: "aac".into(), duration_ms: d });
+        let p = |v, a| Probe { format_name: String::new(), duration_ms: Some(20_000), video: v, audio: a };
+        assert_eq!(p(video(Some(1000)), audio(Some(1500))).sent_duration_ms(), Some(1500), "a longer other track");
+        assert_eq!(p(video(Some(2000)), audio(None)).sent_duration_ms(), Some(20_000), "one says nothing");
+        assert_eq!(p(None, audio(Some(3000))).sent_duration_ms(), Some(3000));
+        assert_eq!(p(None, None).sent_duration_ms(), Some(20_000));
+    }
 }

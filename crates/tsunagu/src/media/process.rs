@@ -137,7 +137,8 @@ where
     // the input; a crash (SIGSEGV, an assertion's SIGABRT) does: it is the input's `Failed`.
     {
         use std::os::unix::process::ExitStatusExt;
-        if matches!(status.signal(), Some(9 | 15)) {
+        // ffmpeg catches SIGTERM/SIGINT, stops early and exits 255 ("received a signal").
+        if matches!(status.signal(), Some(9 | 15)) || status.code() == Some(255) {
             return Err(ProcessError::Killed { program: name, status: status.to_string() });
         }
     }
@@ -175,6 +176,8 @@ mod tests {
         }
         let r = run(sh, ["-c", "kill -9 $$"], Duration::from_secs(5), 1024).await;
         assert!(matches!(r, Err(ProcessError::Killed { .. })), "killed from outside: not the input's fault: {r:?}");
+        let r = run(sh, ["-c", "exit 255"], Duration::from_secs(5), 1024).await;
+        assert!(matches!(r, Err(ProcessError::Killed { .. })), "ffmpeg's exit after SIGTERM: {r:?}");
         let r = run(sh, ["-c", "kill -SEGV $$"], Duration::from_secs(5), 1024).await;
         assert!(matches!(r, Err(ProcessError::Failed { .. })), "a crash is the input's: {r:?}");
         let pidfile = std::env::temp_dir().join(format!("tsunagu-process-test-{}", std::process::id()));

@@ -378,9 +378,21 @@ async fn each_conversion_gives_what_line_accepts() {
         assert_eq!((v.codec.as_str(), v.pix_fmt.as_str()), ("h264", "yuv420p"), "{name}");
         assert!(!v.is_hdr(), "{name}: {}", v.color_transfer);
     }
-    for name in ["hdr.mp4", "hdr-untagged.mp4"] {
+    // An ffmpeg without zscale (built without libzimg): converted without the tone map rather
+    // than not at all, and still tagged BT.709 so no player takes it for HDR.
+    let no_zscale = d.join("ffmpeg-without-zscale");
+    std::fs::write(
+        &no_zscale,
+        "#!/bin/sh\ncase \"$*\" in *zscale*) echo \"No such filter: 'zscale'\" >&2; exit 1;; esac\nexec ffmpeg \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&no_zscale, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let plain = Tools { ffmpeg: no_zscale, ffprobe: "ffprobe".into() };
+    apply(&plain, Step::TranscodeToMp4, &f.mov_hdr, &out("hdr-plain.mp4")).await.unwrap();
+    check_for_line(&t, Category::Video, &out("hdr-plain.mp4")).await.unwrap();
+    for name in ["hdr.mp4", "hdr-untagged.mp4", "hdr-plain.mp4"] {
         let sdr = tsunagu::media::probe::probe(&t, &out(name), intake::PROBE_TIMEOUT).await.unwrap();
-        assert_eq!(sdr.video.unwrap().color_transfer, "bt709", "{name}: tone-mapped");
+        assert_eq!(sdr.video.unwrap().color_transfer, "bt709", "{name}: SDR");
     }
     // A preview of a video.
     apply(&t, Step::Preview, &out("old.mp4"), &out("video-preview.jpg")).await.unwrap();
