@@ -203,6 +203,26 @@ async fn damage(tools: &Tools, format: Format, path: &Path) -> Result<Option<u64
     Ok(read_us.filter(|us| *us > 0).map(|us| (us as u64).div_ceil(1000)))
 }
 
+/// Whether an MP3 says how long it is (a Xing/Info or VBRI header in its first frame). Without
+/// one, ffprobe guesses the length from the first frames' bitrate — far off for variable
+/// bitrates (a quiet start guesses minutes too long).
+async fn mp3_states_its_length(path: &Path) -> std::io::Result<bool> {
+    use tokio::io::AsyncSeekExt;
+    let mut f = tokio::fs::File::open(path).await?;
+    let mut id3 = [0u8; 10];
+    let mut start = 0u64;
+    if f.read_exact(&mut id3).await.is_ok() && &id3[..3] == b"ID3" {
+        let size = id3[6..10].iter().fold(0u64, |n, b| (n << 7) | u64::from(b & 0x7F));
+        let footer = if id3[5] & 0x10 != 0 { 10 } else { 0 };
+        start = 10 + size + footer;
+    }
+    f.seek(std::io::SeekFrom::Start(start)).await?;
+    // The header sits inside the first frame (at most 1,441 bytes at 320 kb/s, 32 kHz).
+    let mut first = Vec::with_capacity(4096);
+    (&mut f).take(4096).read_to_end(&mut first).await?;
+    Ok(first.windows(4).any(|w| w == b"Xing" || w == b"Info" || w == b"VBRI"))
+}
+
 /// Images end with their format's trailer; a file cut short does not.
 fn image_complete(format: Format, tail: &[u8]) -> bool {
     match format {
@@ -307,7 +327,12 @@ pub async fn inspect(tools: &Tools, path: &Path) -> Result<Inspection, Refusal> 
     }
     let probed: Probe = probe(tools, path, PROBE_TIMEOUT).await.map_err(|e| tool_error(format, e))?;
     let read_ms = damage(tools, format, path).await?;
-    if let (Some(declared), Some(read)) = (probed.sent_duration_ms(), read_ms) {
+    // An MP3 that does not state its length has only a guess in its header: what was read is
+    // the length (and what LINE is told), and there is nothing to compare it with.
+    let guessed = format == Format::Mp3
+        && !mp3_states_its_length(path).await.map_err(|e| Refusal::Unavailable { detail: e.to_string() })?;
+    let declared = if guessed { None } else { probed.sent_duration_ms() };
+    if let (Some(declared), Some(read)) = (declared, read_ms) {
         // The header promises more than the file holds: cut short.
         if format.category() != Category::Image && read + 500 < declared && read * 20 < declared * 19 {
             return Err(Refusal::Damaged {
@@ -321,7 +346,7 @@ pub async fn inspect(tools: &Tools, path: &Path) -> Result<Inspection, Refusal> 
         format = Format::M4a;
         (found.format, found.category, found.mime) = (format, format.category(), format.mime());
     }
-    found.duration_ms = probed.duration_ms;
+    found.duration_ms = if guessed { read_ms.or(probed.duration_ms) } else { probed.duration_ms };
     found.audio_codec = probed.audio.as_ref().map(|a| a.codec.clone());
     match format.category() {
         Category::Image => {

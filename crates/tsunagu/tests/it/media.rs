@@ -48,6 +48,7 @@ struct Fixtures {
     mp4_10bit: PathBuf,
     mp3: PathBuf,
     mp3_bad_cover: PathBuf,
+    mp3_unstated_length: PathBuf,
     wav: PathBuf,
     aiff: PathBuf,
     m4a: PathBuf,
@@ -114,6 +115,12 @@ fn fixtures() -> Fixtures {
         mp4_10bit: make(&d, "high10.mp4", &format!("{VIDEO} -c:v libx264 -pix_fmt yuv420p10le -c:a aac")),
         mp3,
         mp3_bad_cover,
+        // Variable bitrate, no Xing header, a quiet start: ffprobe guesses about 18 s for 6 s.
+        mp3_unstated_length: make(
+            &d,
+            "no-xing.mp3",
+            "-f lavfi -i anoisesrc=duration=6:sample_rate=44100,volume=enable=lt(t\\,2):volume=0 -c:a libmp3lame -q:a 0 -write_xing 0",
+        ),
         wav: make(&d, "talk.wav", AUDIO),
         aiff: make(&d, "talk.aiff", AUDIO),
         m4a: make(&d, "talk.m4a", &format!("{AUDIO} -c:a aac")),
@@ -168,6 +175,12 @@ async fn every_allowed_format_is_recognised_with_what_line_needs() {
         let a = inspect(p).await.unwrap();
         assert_eq!((a.format, a.conversion.as_slice(), a.duration_ms), (format, [Step::ToM4a].as_slice(), Some(2000)));
     }
+    let unstated = inspect(&f.mp3_unstated_length).await.unwrap();
+    assert!(
+        unstated.duration_ms.is_some_and(|d| (5900..=6200).contains(&d)),
+        "the length read, not the header's guess (about 18 s): {:?}",
+        unstated.duration_ms
+    );
     let m4a = inspect(&f.m4a).await.unwrap();
     assert_eq!((m4a.format, m4a.conversion.is_empty(), m4a.duration_ms.is_some()), (Format::M4a, true, true));
     let voice = inspect(&f.mp4_audio_only).await.unwrap();
