@@ -617,20 +617,24 @@ async fn media_is_served_with_ranges_from_local_disk_and_s3() {
     .await;
 }
 
-/// In production LINE must be able to fetch media: `serve` refuses a non-HTTPS public URL.
-#[test]
-fn serve_refuses_a_public_url_that_is_not_https() {
-    let dir = TempDir::new("tsunagu-https");
-    let out = Command::new(env!("CARGO_BIN_EXE_tsunagu"))
-        .arg("serve")
+/// `tsunagu serve` on SQLite in `dir`, with nothing from the environment but PATH.
+fn serve(dir: &TempDir, public_url: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tsunagu"));
+    c.arg("serve")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("TSUNAGU_DATA__DIR", dir.path())
         .env("TSUNAGU_DATABASE__URL", format!("sqlite://{}/t.db", dir.path().display()))
         .env("TSUNAGU_HTTP__LISTEN", "127.0.0.1:0")
-        .env("TSUNAGU_HTTP__PUBLIC_URL", "http://courses.example.com")
-        .output()
-        .unwrap();
+        .env("TSUNAGU_HTTP__PUBLIC_URL", public_url);
+    c
+}
+
+/// In production LINE must be able to fetch media: `serve` refuses a non-HTTPS public URL.
+#[test]
+fn serve_refuses_a_public_url_that_is_not_https() {
+    let dir = TempDir::new("tsunagu-https");
+    let out = serve(&dir, "http://courses.example.com").output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("http.public_url が HTTPS ではありません（http://courses.example.com）"), "{err}");
@@ -644,14 +648,7 @@ fn serve_refuses_a_public_url_that_is_not_https() {
 fn serve_says_at_start_what_is_missing_for_media() {
     use std::io::{BufRead, BufReader};
     let dir = TempDir::new("tsunagu-noffmpeg");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tsunagu"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TSUNAGU_DATA__DIR", dir.path())
-        .env("TSUNAGU_DATABASE__URL", format!("sqlite://{}/t.db", dir.path().display()))
-        .env("TSUNAGU_HTTP__LISTEN", "127.0.0.1:0")
-        .env("TSUNAGU_HTTP__PUBLIC_URL", "http://127.0.0.1")
+    let mut child = serve(&dir, "http://127.0.0.1")
         .env("TSUNAGU_MEDIA__ALLOW_HTTP", "true")
         .env("TSUNAGU_MEDIA__FFMPEG", "/opt/nowhere/ffmpeg")
         .stdout(std::process::Stdio::null())
