@@ -89,11 +89,19 @@ pub async fn insert(c: &mut AnyConnection, account: AccountId, m: &NewMedia<'_>,
 }
 
 macro_rules! select {
-    ($rest:literal) => {
+    ($($rest:expr),+) => {
         concat!(
             "SELECT id, account_id, original_name, category, status, reason, upload_path, file_name, preview_name, size, duration_ms, width, height, notes, created_at, updated_at FROM media_files ",
-            $rest
+            $($rest),+
         )
+    };
+}
+
+/// No conversion job for the row is queued or running (it will never run again).
+macro_rules! no_live_job {
+    () => {
+        "NOT EXISTS (SELECT 1 FROM jobs j WHERE j.dedupe_key = 'media:' || CAST(media_files.id AS TEXT)
+                     AND j.state IN ('queued', 'running'))"
     };
 }
 
@@ -176,14 +184,14 @@ pub async fn set_ready(c: &mut AnyConnection, id: i64, r: &Ready<'_>, now: i64) 
 
 /// 失敗, with the reason for the instructor.
 pub async fn set_failed(c: &mut AnyConnection, id: i64, reason: &str, now: i64) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE media_files SET status = 'failed', reason = $2, updated_at = $3 WHERE id = $1 AND status = 'processing'",
-    )
-    .bind(id)
-    .bind(reason)
-    .bind(now)
-    .execute(c)
-    .await?;
+    fail(c, FAIL, id, reason, now).await
+}
+
+const FAIL: &str =
+    "UPDATE media_files SET status = 'failed', reason = $2, updated_at = $3 WHERE id = $1 AND status = 'processing'";
+
+async fn fail(c: &mut AnyConnection, sql: &'static str, id: i64, reason: &str, now: i64) -> Result<bool> {
+    let done = sqlx::query(sql).bind(id).bind(reason).bind(now).execute(c).await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -192,10 +200,9 @@ pub async fn set_failed(c: &mut AnyConnection, id: i64, reason: &str, now: i64) 
 /// [`set_failed`]. `account` narrows it to one instructor's files.
 pub async fn orphaned(c: &mut AnyConnection, account: Option<AccountId>) -> Result<Vec<MediaFile>> {
     let rows = sqlx::query(select!(
-        "WHERE status = 'processing' AND ($1 IS NULL OR account_id = $1)
-           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.dedupe_key = 'media:' || CAST(media_files.id AS TEXT)
-                           AND j.state IN ('queued', 'running'))
-         ORDER BY id"
+        "WHERE status = 'processing' AND ($1 IS NULL OR account_id = $1) AND ",
+        no_live_job!(),
+        " ORDER BY id"
     ))
     .bind(account.map(|a| a.0))
     .fetch_all(c)
@@ -206,18 +213,11 @@ pub async fn orphaned(c: &mut AnyConnection, account: Option<AccountId>) -> Resu
 /// 失敗 with `reason` for an [`orphaned`] file, re-checked in the update itself: false when
 /// it was settled meanwhile or a job for it was queued again.
 pub async fn fail_orphan(c: &mut AnyConnection, id: i64, reason: &str, now: i64) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE media_files SET status = 'failed', reason = $2, updated_at = $3
-         WHERE id = $1 AND status = 'processing'
-           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.dedupe_key = 'media:' || CAST(media_files.id AS TEXT)
-                           AND j.state IN ('queued', 'running'))",
-    )
-    .bind(id)
-    .bind(reason)
-    .bind(now)
-    .execute(c)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    const FAIL_ORPHAN: &str = concat!(
+        "UPDATE media_files SET status = 'failed', reason = $2, updated_at = $3 WHERE id = $1 AND status = 'processing' AND ",
+        no_live_job!()
+    );
+    fail(c, FAIL_ORPHAN, id, reason, now).await
 }
 
 /// The 処理中 files and the intake files they still need (everything else there can go).

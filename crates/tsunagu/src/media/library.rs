@@ -338,7 +338,7 @@ pub async fn clean_intake(app: &App, min_age: std::time::Duration) -> anyhow::Re
 pub const INTAKE_STALE: std::time::Duration =
     std::time::Duration::from_secs(super::convert::CONVERT_TIMEOUT.as_secs() + 600);
 
-const TOOL_MISSING_JA: &str = "サーバーに ffmpeg が見つからないため変換できませんでした（ファイルの問題ではありません）。運営者に連絡してください。";
+const TOOL_MISSING_JA: &str = "サーバーの ffmpeg が見つからないか正しく動かないため変換できませんでした（ファイルの問題ではありません）。運営者に連絡してください。";
 const UNAVAILABLE_JA: &str = "サーバー側の問題で、何度か試しましたが変換を完了できませんでした。お手数ですが、時間をおいてもう一度アップロードしてください。続く場合は運営者に連絡してください。";
 const STOPPED_JA: &str = "変換の途中で処理が止まったため完了できませんでした（サーバーの再起動などが考えられます）。お手数ですが、もう一度アップロードしてください。同じファイルで繰り返し止まる場合は、書き出し直してからお試しください。";
 
@@ -387,9 +387,11 @@ impl From<ProcessError> for Failure {
             ProcessError::Failed { .. } => Failure::Permanent { log, reason: GENERIC_JA.into() },
             ProcessError::Timeout { .. } => Failure::Permanent { log, reason: TIMEOUT_JA.into() },
             ProcessError::Missing { .. } => Failure::retry(log, TOOL_MISSING_JA),
-            // Killed (out of memory, an operator): the machine's trouble; try again.
-            ProcessError::Killed { .. } => Failure::retry(log, UNAVAILABLE_JA),
-            _ => Failure::retry(log, UNAVAILABLE_JA),
+            // Killed from outside (out of memory, a shutdown), could not start, a read error:
+            // the machine's trouble; try again.
+            ProcessError::Killed { .. } | ProcessError::Spawn { .. } | ProcessError::Io { .. } => {
+                Failure::retry(log, UNAVAILABLE_JA)
+            }
         }
     }
 }
