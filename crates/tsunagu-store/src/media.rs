@@ -88,12 +88,15 @@ pub async fn insert(c: &mut AnyConnection, account: AccountId, m: &NewMedia<'_>,
     Ok(row.try_get(0)?)
 }
 
+macro_rules! columns {
+    () => {
+        "id, account_id, original_name, category, status, reason, upload_path, file_name, preview_name, size, duration_ms, width, height, notes, created_at, updated_at"
+    };
+}
+
 macro_rules! select {
     ($($rest:expr),+) => {
-        concat!(
-            "SELECT id, account_id, original_name, category, status, reason, upload_path, file_name, preview_name, size, duration_ms, width, height, notes, created_at, updated_at FROM media_files ",
-            $($rest),+
-        )
+        concat!("SELECT ", columns!(), " FROM media_files ", $($rest),+)
     };
 }
 
@@ -144,6 +147,38 @@ pub async fn get(c: &mut AnyConnection, account: AccountId, id: i64) -> Result<O
 pub async fn list(c: &mut AnyConnection, account: AccountId) -> Result<Vec<MediaFile>> {
     let rows = sqlx::query(select!("WHERE account_id = $1 ORDER BY id DESC")).bind(account.0).fetch_all(c).await?;
     rows.iter().map(from_row).collect()
+}
+
+/// What [`delete`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Deleted {
+    /// The row is gone; its stored files are the caller's to remove.
+    Removed(Box<MediaFile>),
+    /// Still 処理中: its conversion job would store files for a row that no longer exists.
+    Processing,
+    /// Not one of the account's files (or deleted already).
+    NotFound,
+}
+
+/// Removes one of the account's files unless it is 処理中, in one statement (a conversion
+/// settling at the same moment either comes first, and the row is deleted as 完了/失敗, or
+/// finds no row and removes what it stored).
+pub async fn delete(c: &mut AnyConnection, account: AccountId, id: i64) -> Result<Deleted> {
+    let row = sqlx::query(concat!(
+        "DELETE FROM media_files WHERE id = $1 AND account_id = $2 AND status <> 'processing' RETURNING ",
+        columns!()
+    ))
+    .bind(id)
+    .bind(account.0)
+    .fetch_optional(&mut *c)
+    .await?;
+    if let Some(r) = row {
+        return Ok(Deleted::Removed(Box::new(from_row(&r)?)));
+    }
+    Ok(match get(c, account, id).await? {
+        Some(_) => Deleted::Processing,
+        None => Deleted::NotFound,
+    })
 }
 
 pub struct Ready<'a> {

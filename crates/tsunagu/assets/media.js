@@ -148,5 +148,12 @@
       });
     });
   }
+  // ［削除］ asks first (the rows are redrawn by refreshList, so the list listens).
+  if (list) {
+    list.addEventListener("submit", function (ev) {
+      var f = ev.target;
+      if (f.dataset && f.dataset.confirm && !window.confirm(f.dataset.confirm)) { ev.preventDefault(); }
+    });
+  }
   if (list && list.dataset.processing) { watch(); }
 })();

@@ -370,7 +370,7 @@ async fn media_files_are_scoped_and_settle_once(store: Store) {
     assert!(media::set_ready(&mut c, id, &ready, 3).await.unwrap());
     assert!(!media::set_failed(&mut c, id, "遅れて届いた失敗", 4).await.unwrap(), "a settled file stays settled");
     let m = media::by_id(&mut c, id).await.unwrap().unwrap();
-    assert_eq!((m.status, m.size, m.duration_ms, m.notes), (MediaStatus::Ready, 99, Some(2000), notes));
+    assert_eq!((m.status, m.size, m.duration_ms, m.notes), (MediaStatus::Ready, 99, Some(2000), notes.clone()));
     assert_eq!((m.category.as_str(), m.file_name.as_str(), m.preview_name.as_str()), ("audio", "abc.m4a", ""));
     assert!(media::set_failed(&mut c, id2, "壊れています", 5).await.unwrap());
     let m2 = media::get(&mut c, a.id, id2).await.unwrap().unwrap();
@@ -411,4 +411,19 @@ async fn media_files_are_scoped_and_settle_once(store: Store) {
     let m = media::by_id(&mut c, dead).await.unwrap().unwrap();
     assert_eq!((m.status, m.reason.as_str()), (MediaStatus::Failed, "止まりました"));
     assert_eq!(media::by_id(&mut c, live).await.unwrap().unwrap().status, MediaStatus::Processing);
+
+    // Deleting: only the owner's, never one still 処理中, and once.
+    use media::Deleted;
+    assert_eq!(media::delete(&mut c, b.id, id).await.unwrap(), Deleted::NotFound, "not another account's");
+    assert_eq!(media::delete(&mut c, a.id, live).await.unwrap(), Deleted::Processing);
+    assert!(media::by_id(&mut c, live).await.unwrap().is_some());
+    match media::delete(&mut c, a.id, id).await.unwrap() {
+        Deleted::Removed(m) => assert_eq!((m.id, m.status, m.file_name.as_str()), (id, MediaStatus::Ready, "abc.m4a")),
+        other => panic!("{other:?}"),
+    }
+    assert!(media::by_id(&mut c, id).await.unwrap().is_none());
+    assert_eq!(media::delete(&mut c, a.id, id).await.unwrap(), Deleted::NotFound, "once");
+    assert!(matches!(media::delete(&mut c, a.id, dead).await.unwrap(), Deleted::Removed(_)), "失敗 files too");
+    assert!(!media::set_ready(&mut c, dead, &ready, 12).await.unwrap(), "a late conversion finds no row");
+    assert_eq!(ids(media::list(&mut c, a.id).await.unwrap()), vec![live, id2]);
 }

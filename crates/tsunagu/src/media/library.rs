@@ -228,6 +228,31 @@ async fn discard(app: &App, m: &MediaFile) {
     }
 }
 
+/// The instructor deletes one of their files (完了 or 失敗; one still 処理中 is refused, its
+/// conversion would store files for a row that is gone). The row goes first: a file that
+/// cannot be removed from storage is logged and left unreachable from the console, never a
+/// row pointing at nothing.
+pub async fn delete(app: &App, account: AccountId, id: i64) -> anyhow::Result<store::Deleted> {
+    let deleted = {
+        let mut c = app.store.conn().await?;
+        store::delete(&mut c, account, id).await?
+    };
+    if let store::Deleted::Removed(m) = &deleted {
+        if m.status == MediaStatus::Ready {
+            for name in [&m.file_name, &m.preview_name].into_iter().filter(|n| !n.is_empty()) {
+                if let Err(e) = app.media_store.delete(name).await {
+                    tracing::warn!(media_id = m.id, name = %name, error = %e, "a deleted media file could not be removed from storage");
+                }
+            }
+        } else {
+            // 失敗: whatever a conversion may have stored before it failed.
+            discard(app, m).await;
+        }
+        tracing::info!(media_id = m.id, account = %account, "media deleted");
+    }
+    Ok(deleted)
+}
+
 /// Files left 処理中 whose job ended for good without settling them (the worker died on the
 /// last attempt, the database was down, the handler panicked) become 失敗 with a reason.
 /// Run by the media page (for its account) and by maintenance. What they had stored is

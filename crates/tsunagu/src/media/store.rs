@@ -93,9 +93,12 @@ impl MediaStore {
         Ok(names)
     }
 
+    /// Removes a stored file; one that is not there counts as removed (as on S3).
     pub async fn delete(&self, name: &str) -> anyhow::Result<()> {
-        self.inner.delete(&Key::from(name)).await?;
-        Ok(())
+        match self.inner.delete(&Key::from(name)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 use askama::Template;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use futures_util::TryStreamExt;
@@ -15,12 +15,15 @@ use tsunagu_core::Feature;
 use tsunagu_store::media::{self as store, MediaStatus};
 
 use super::chrome::Chrome;
+use super::context::flash_redirect;
 use super::error::AppError;
 use super::session::Auth;
 use crate::app::SharedApp;
 use crate::clock::format_local;
 use crate::media::intake::Refusal;
 use crate::media::library::{UploadError, accept};
+
+const PAGE: &str = "/courses/media";
 
 struct Row {
     id: i64,
@@ -143,6 +146,28 @@ pub async fn upload(State(app): State<SharedApp>, auth: Auth, headers: HeaderMap
             )
         }
     }
+}
+
+/// `POST /courses/media/{id}/delete` (the row's ［削除］ button).
+pub async fn delete(State(app): State<SharedApp>, auth: Auth, Path(id): Path<String>) -> Result<Response, AppError> {
+    let id: i64 = id.parse().map_err(|_| AppError::NotFound)?;
+    Ok(match crate::media::library::delete(&app, auth.account.id, id).await? {
+        store::Deleted::Removed(m) => flash_redirect(
+            &app,
+            PAGE,
+            "success",
+            &format!("「{}」を削除しました。このファイルの URL からは、もう取得できません。", m.original_name),
+        ),
+        store::Deleted::Processing => flash_redirect(
+            &app,
+            PAGE,
+            "error",
+            "変換中のファイルは削除できません。状態が「完了」か「失敗」になってから削除してください。",
+        ),
+        store::Deleted::NotFound => {
+            flash_redirect(&app, PAGE, "info", "このファイルはすでに削除されたか、存在しません。")
+        }
+    })
 }
 
 fn percent_decode(s: &str) -> String {

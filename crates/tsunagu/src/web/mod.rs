@@ -51,6 +51,7 @@ pub fn router(app: SharedApp) -> Router {
         .route("/assets/media.js", get(ops::media_script))
         .route("/courses/media", get(media::page))
         .route("/courses/media/upload", put(media::upload).layer(DefaultBodyLimit::disable()))
+        .route("/courses/media/{id}/delete", post(media::delete))
         .route_layer(middleware::from_fn(context::tag_route))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(2 * 1024 * 1024))

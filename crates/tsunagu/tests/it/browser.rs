@@ -97,7 +97,16 @@ async fn console_in_a_real_browser_on_desktop_and_phone() {
     b.wait_for_text("#media-list", "完了", 20).await;
     b.wait_for_text("#media-list-status", "「第1回の音声.wav」の変換が完了しました。", 10).await;
     assert!(b.text("#media-list").await.contains("WAV は LINE で送れないため、M4A（AAC）に変換して送ります。"));
+    b.execute("document.getElementById('media-list').scrollIntoView()", vec![]).await;
     eprintln!("screenshot: {}", b.screenshot("browser-desktop-media-uploaded").await.display());
+    // ［削除］ asks first: cancelled, the file stays; confirmed, it is gone and the page says so.
+    b.click(".media-delete button").await;
+    assert!(b.answer_dialog(false, 10).await.contains("「第1回の音声.wav」を削除しますか？"));
+    assert!(b.text("#media-list").await.contains("第1回の音声.wav"), "cancelled: still listed");
+    b.click(".media-delete button").await;
+    b.answer_dialog(true, 10).await;
+    b.wait_for_text(".flash", "「第1回の音声.wav」を削除しました。", 10).await;
+    assert!(b.text("#media-list").await.contains("まだファイルはありません。"));
     drop(b);
 
     // Phone: no sidebar; the メニュー summary opens the same navigation.

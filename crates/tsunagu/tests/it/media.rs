@@ -606,6 +606,17 @@ async fn media_is_served_with_ranges_from_local_disk_and_s3() {
     let w = tsunagu_store::media::get(&mut conn, me, waiting).await.unwrap().unwrap();
     assert_eq!(w.status, tsunagu_store::media::MediaStatus::Ready, "{}", w.reason);
     drop(conn);
+    // Deleted by the instructor: the video and its preview leave the bucket.
+    assert!(listing.contains(&m.file_name) && listing.contains(&m.preview_name), "{listing}");
+    let deleted = tsunagu::media::library::delete(&s3.app, me, id).await.unwrap();
+    assert!(matches!(deleted, tsunagu_store::media::Deleted::Removed(_)), "{deleted:?}");
+    let listing =
+        http.get(format!("{}/tsunagu-media?list-type=2", moto.base)).send().await.unwrap().text().await.unwrap();
+    assert!(
+        !listing.contains(&m.file_name) && !listing.contains(&m.preview_name) && listing.contains(&w.file_name),
+        "{listing}"
+    );
+    assert_eq!(http.get(format!("{}/media/{}", s3.addr, m.file_name)).send().await.unwrap().status(), 404);
 
     // The S3 server gone: 503 (try again), not a 404 that would look like the file never existed.
     drop(moto);
@@ -843,6 +854,58 @@ async fn the_console_page_takes_uploads_and_shows_their_state() {
     assert!(page.contains(&format!("{}/media/", t.app.config.http.public_url)), "links to the served file");
     let js = c.get("/assets/media.js").await;
     assert_eq!(js.headers["content-type"], "text/javascript; charset=utf-8");
+
+    // Deleting: the row's ［削除］ (a form with the CSRF token, asking first through the script).
+    let id_of = |html: &str, name: &str| {
+        let at = html.find(&format!("data-name=\"{name}\"")).unwrap_or_else(|| panic!("{name} listed: {html}"));
+        let m = "data-id=\"";
+        let s = html[..at].rfind(m).unwrap() + m.len();
+        html[s..s + html[s..].find('"').unwrap()].to_string()
+    };
+    let mov_id = id_of(&page, "講義 第1回.mov");
+    assert!(
+        page.contains(&format!("action=\"/courses/media/{mov_id}/delete\""))
+            && page.contains("data-confirm=\"「講義 第1回.mov」を削除しますか？")
+    );
+    let served = {
+        let m = format!("{}/media/", t.app.config.http.public_url);
+        let s = page.find(&m).unwrap() + m.len();
+        page[s..s + page[s..].find('"').unwrap()].to_string()
+    };
+    let stored = t.app.config.data.dir.join("media");
+    let fetch = |name: String| {
+        let url = format!("{}/media/{name}", t.addr);
+        async move { crate::helpers::http().build().unwrap().get(url).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(fetch(served.clone()).await, 200);
+    let r = c.post_form(&format!("/courses/media/{mov_id}/delete"), &[("csrf_token", "wrong")]).await;
+    assert_eq!(r.status, 403, "CSRF is checked");
+    // Another instructor cannot delete it (nor learn that it exists).
+    let stranger = t.signup("other@example.com", "別の講師").await;
+    let r = stranger.submit("/courses/media", &format!("/courses/media/{mov_id}/delete"), &[]).await;
+    assert_eq!(r.location.as_deref(), Some("/courses/media"));
+    assert!(stranger.get("/courses/media").await.text.contains("このファイルはすでに削除されたか、存在しません。"));
+    assert_eq!(fetch(served.clone()).await, 200, "still there");
+    // A file still 処理中 is not deleted: its conversion would store files for nothing.
+    let r = c.put_upload("/courses/media/upload", &token, "音声.wav", std::fs::read(&f.wav).unwrap()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let wav_id = id_of(&c.get("/courses/media").await.text, "音声.wav");
+    let r = c.submit("/courses/media", &format!("/courses/media/{wav_id}/delete"), &[]).await;
+    assert_eq!(r.location.as_deref(), Some("/courses/media"));
+    assert!(c.get("/courses/media").await.text.contains("変換中のファイルは削除できません。"));
+    t.run_jobs().await;
+    let files_before = std::fs::read_dir(&stored).unwrap().count();
+    let r = c.submit("/courses/media", &format!("/courses/media/{mov_id}/delete"), &[]).await;
+    assert_eq!(r.location.as_deref(), Some("/courses/media"));
+    let page = c.get("/courses/media").await.text;
+    assert!(page.contains("「講義 第1回.mov」を削除しました。"), "{page}");
+    assert!(!page.contains("data-name=\"講義 第1回.mov\"") && page.contains("data-name=\"音声.wav\""), "{page}");
+    assert_eq!(fetch(served).await, 404, "no longer served");
+    assert_eq!(std::fs::read_dir(&stored).unwrap().count(), files_before - 2, "the video and its preview are removed");
+    let r = c.submit("/courses/media", &format!("/courses/media/{wav_id}/delete"), &[]).await;
+    assert_eq!(r.location.as_deref(), Some("/courses/media"));
+    assert!(c.get("/courses/media").await.text.contains("まだファイルはありません。"));
+    assert_eq!(std::fs::read_dir(&stored).unwrap().count(), files_before - 3);
 }
 
 /// AAC behind an ID3 tag: the first bytes say MP3, the probe says AAC; LINE gets an M4A

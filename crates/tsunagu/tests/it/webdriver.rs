@@ -292,6 +292,22 @@ impl Browser {
         }
     }
 
+    /// Wait up to `secs` for a `confirm()`/`alert()` dialog; answer it (OK when `accept`)
+    /// and return what it asked.
+    pub async fn answer_dialog(&self, accept: bool, secs: u64) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Ok(text) = self.try_cmd(reqwest::Method::GET, "/alert/text", None).await {
+                self.post(if accept { "/alert/accept" } else { "/alert/dismiss" }, json!({})).await;
+                return text.as_str().unwrap_or_default().to_string();
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.fail(&format!("no dialog after {secs} s")).await;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Wait up to `secs` until the first match of `css` has text containing `needle`
     /// (e.g. the `h1` of the page a click leads to).
     pub async fn wait_for_text(&self, css: &str, needle: &str, secs: u64) -> String {
