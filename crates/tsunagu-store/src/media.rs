@@ -160,21 +160,31 @@ pub enum Deleted {
     NotFound,
 }
 
-/// Removes one of the account's files unless it is 処理中, in one statement (a conversion
-/// settling at the same moment either comes first, and the row is deleted as 完了/失敗, or
-/// finds no row and removes what it stored).
+/// Removes one of the account's files unless it is 処理中 (a conversion settling at the same
+/// moment either comes first, and the row is deleted as 完了/失敗, or finds no row and removes
+/// what it stored). A conversion job that ended for good goes with it, in the same
+/// transaction: SQLite hands a deleted highest id to the next row, and that file's job would
+/// otherwise be taken for a duplicate of the old one (same dedupe key) and never run.
 pub async fn delete(c: &mut AnyConnection, account: AccountId, id: i64) -> Result<Deleted> {
+    let mut tx = sqlx::Connection::begin(&mut *c).await?;
     let row = sqlx::query(concat!(
         "DELETE FROM media_files WHERE id = $1 AND account_id = $2 AND status <> 'processing' RETURNING ",
         columns!()
     ))
     .bind(id)
     .bind(account.0)
-    .fetch_optional(&mut *c)
+    .fetch_optional(&mut *tx)
     .await?;
     if let Some(r) = row {
-        return Ok(Deleted::Removed(Box::new(from_row(&r)?)));
+        let m = from_row(&r)?;
+        sqlx::query("DELETE FROM jobs WHERE dedupe_key = $1 AND state = 'failed'")
+            .bind(format!("media:{id}"))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        return Ok(Deleted::Removed(Box::new(m)));
     }
+    drop(tx);
     Ok(match get(c, account, id).await? {
         Some(_) => Deleted::Processing,
         None => Deleted::NotFound,

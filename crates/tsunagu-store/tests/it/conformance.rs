@@ -424,6 +424,16 @@ async fn media_files_are_scoped_and_settle_once(store: Store) {
     assert!(media::by_id(&mut c, id).await.unwrap().is_none());
     assert_eq!(media::delete(&mut c, a.id, id).await.unwrap(), Deleted::NotFound, "once");
     assert!(matches!(media::delete(&mut c, a.id, dead).await.unwrap(), Deleted::Removed(_)), "失敗 files too");
+    // Its job that ended for good goes too: a new file given the same id (SQLite reuses the
+    // highest) gets its own conversion job, not a "duplicate" of the old one.
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT dedupe_key FROM jobs WHERE dedupe_key LIKE 'media:%' ORDER BY dedupe_key")
+            .fetch_all(&mut *c)
+            .await
+            .unwrap();
+    let mut want = vec![format!("media:{live}"), format!("media:{other}")];
+    want.sort();
+    assert_eq!(left, want);
     assert!(!media::set_ready(&mut c, dead, &ready, 12).await.unwrap(), "a late conversion finds no row");
     assert_eq!(ids(media::list(&mut c, a.id).await.unwrap()), vec![live, id2]);
 }

@@ -353,7 +353,7 @@ pub async fn inspect(tools: &Tools, path: &Path) -> Result<Inspection, Refusal> 
             found.conversion = match format {
                 Format::Gif => {
                     found.notes.push(
-                        "GIF は LINE で送れないため、最初のコマだけの PNG 画像に変換して送ります（アニメーションは動きません）。"
+                        "GIF 形式は LINE で送れないため、最初のコマだけの PNG 画像で送ります（アニメーションは動きません）。"
                             .into(),
                     );
                     vec![Step::GifToPng, Step::Preview]
@@ -373,29 +373,30 @@ pub async fn inspect(tools: &Tools, path: &Path) -> Result<Inspection, Refusal> 
             } else {
                 if v.is_hdr() {
                     found.notes.push(
-                        "この動画は HDR で撮影されています。LINE で見たときに色が白っぽくならないよう、通常の色合い（SDR）の H.264 に変換します。"
+                        "この動画は HDR（iPhone などの明るさの幅が広い撮影方式）です。LINE で見たときに色が白っぽくならないよう、通常の色合いの MP4 形式に作り直して送ります。"
                             .into(),
                     );
                 } else {
-                    // Name only what is in the way.
+                    // Plain words first; what is in the way, for whoever asks, in brackets.
                     let mut why = Vec::new();
                     if v.codec != "h264" {
-                        why.push(format!("映像が {}", v.codec));
+                        why.push(format!("映像 {}", v.codec));
                     } else if !v.is_plain_420() {
-                        why.push(format!("映像が H.264 の特殊な形式（{}）", v.pix_fmt));
+                        why.push(format!("映像 {}", v.pix_fmt));
                     }
                     if let Some(a) = probed.audio.as_ref().filter(|a| a.codec != "aac") {
-                        why.push(format!("音声が {}", a.codec));
+                        why.push(format!("音声 {}", a.codec));
                     }
                     found.notes.push(format!(
-                        "この動画は{}のため、そのままでは多くのスマートフォンで再生できません。H.264/AAC の MP4 に変換します。",
+                        "この動画は、そのままでは多くのスマートフォンで再生できない形式（{}）のため、再生できる MP4 形式に作り直して送ります。",
                         why.join("、")
                     ));
                 }
                 vec![Step::TranscodeToMp4, Step::Preview]
             };
-            if format == Format::Mov {
-                found.notes.push("MOV は LINE で送れないため、MP4 に変換して送ります。".into());
+            if format == Format::Mov && found.conversion[0] == Step::RemuxToMp4 {
+                // (A re-made video says MP4 already.)
+                found.notes.push("MOV 形式は LINE で送れないため、MP4 形式で送ります（画質は変わりません）。".into());
             }
         }
         Category::Audio => {
@@ -406,7 +407,13 @@ pub async fn inspect(tools: &Tools, path: &Path) -> Result<Inspection, Refusal> 
             let as_is = matches!((format, a.codec.as_str()), (Format::Mp3, "mp3") | (Format::M4a, "aac"));
             if !as_is {
                 found.conversion = vec![Step::ToM4a];
-                found.notes.push(format!("{} は LINE で送れないため、M4A（AAC）に変換して送ります。", format.name()));
+                found.notes.push(match format {
+                    Format::Wav | Format::Aiff => {
+                        format!("{} 形式は LINE で送れないため、M4A 形式で送ります。", format.name())
+                    }
+                    // An M4A or MP3 file whose sound is in another coding (ALAC, AAC behind ID3…).
+                    _ => format!("この音声は LINE で送れない方式（{}）のため、M4A 形式で送ります。", a.codec),
+                });
             }
         }
     }

@@ -96,7 +96,7 @@ async fn console_in_a_real_browser_on_desktop_and_phone() {
     t.run_jobs().await;
     b.wait_for_text("#media-list", "完了", 20).await;
     b.wait_for_text("#media-list-status", "「第1回の音声.wav」の変換が完了しました。", 10).await;
-    assert!(b.text("#media-list").await.contains("WAV は LINE で送れないため、M4A（AAC）に変換して送ります。"));
+    assert!(b.text("#media-list").await.contains("WAV 形式は LINE で送れないため、M4A 形式で送ります。"));
     b.execute("document.getElementById('media-list').scrollIntoView()", vec![]).await;
     eprintln!("screenshot: {}", b.screenshot("browser-desktop-media-uploaded").await.display());
     // ［削除］ asks first: cancelled, the file stays; confirmed, it is gone and the page says so.

@@ -158,6 +158,14 @@ async fn every_allowed_format_is_recognised_with_what_line_needs() {
     assert_eq!((mov.format, mov.conversion.as_slice()), (Format::Mov, [Step::RemuxToMp4, Step::Preview].as_slice()));
     let old = inspect(&f.mov_other_codecs).await.unwrap();
     assert_eq!(old.conversion, [Step::TranscodeToMp4, Step::Preview], "mpeg4 video / PCM audio need H.264/AAC");
+    assert_eq!(
+        old.notes,
+        [
+            "この動画は、そのままでは多くのスマートフォンで再生できない形式（映像 mpeg4、音声 pcm_s16be）のため、再生できる MP4 形式に作り直して送ります。"
+        ],
+        "plain words, said once"
+    );
+    assert_eq!(mov.notes, ["MOV 形式は LINE で送れないため、MP4 形式で送ります（画質は変わりません）。"]);
     let hdr = inspect(&f.mov_hdr).await.unwrap();
     assert_eq!(hdr.conversion, [Step::TranscodeToMp4, Step::Preview]);
     assert!(hdr.notes.iter().any(|n| n.contains("HDR")), "the instructor is told: {:?}", hdr.notes);
@@ -849,7 +857,7 @@ async fn the_console_page_takes_uploads_and_shows_their_state() {
     t.run_jobs().await;
     let page = c.get("/courses/media").await.text;
     assert!(page.contains("status-ready\">完了") && !page.contains("data-processing"), "{page}");
-    assert!(page.contains("MOV は LINE で送れないため、MP4 に変換して送ります。"), "{page}");
+    assert!(page.contains("MOV 形式は LINE で送れないため、MP4 形式で送ります（画質は変わりません）。"), "{page}");
     assert!(page.contains("0分02秒"), "its length");
     assert!(page.contains(&format!("{}/media/", t.app.config.http.public_url)), "links to the served file");
     let js = c.get("/assets/media.js").await;
