@@ -201,12 +201,10 @@ pub async fn context(State(app): State<SharedApp>, mut req: Request, next: Next)
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    );
+    // Unless the handler set its own (media files opened in the browser's own viewer).
+    h.entry("content-security-policy").or_insert(HeaderValue::from_static(
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; form-action 'self'; frame-ancestors 'none'",
+    ));
     let route =
         resp.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "(unmatched)".into());
     let elapsed = started.elapsed().as_secs_f64();

@@ -130,6 +130,7 @@ pub async fn upload(State(app): State<SharedApp>, auth: Auth, headers: HeaderMap
             format!("「{name}」を受け付けました。LINE で送れる形に変換しています。終わると状態が「完了」になります。"),
         ),
         Err(UploadError::Refused(r)) => {
+            tracing::info!(account = %auth.account.id, code = r.code(), "media upload refused");
             let status = match r {
                 Refusal::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 Refusal::ToolMissing { .. } | Refusal::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,

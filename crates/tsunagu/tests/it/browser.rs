@@ -136,6 +136,33 @@ async fn console_in_a_real_browser_on_desktop_and_phone() {
     assert_eq!(p.wait_for_text("h1", "基本設定", 10).await, "基本設定");
     assert_eq!(p.execute(NO_HORIZONTAL_OVERFLOW, vec![]).await, true, "basic settings fit a phone");
     eprintln!("screenshot: {}", p.screenshot("browser-phone-basic").await.display());
+    // The media list on a phone: each file a card, its link reachable without scrolling sideways.
+    let me = {
+        let mut conn = t.app.store.conn().await.unwrap();
+        let e = tsunagu_core::Email::parse(EMAIL).unwrap();
+        tsunagu_store::accounts::credentials_by_email(&mut conn, &e).await.unwrap().unwrap().account.id
+    };
+    let file = tokio::fs::File::open(&wav).await.unwrap();
+    tsunagu::media::library::accept(&t.app, me, "第2回の音声（長い名前のファイルでも読めるように）.wav", file)
+        .await
+        .unwrap();
+    t.run_jobs().await;
+    p.goto(&format!("{}/courses/media", t.addr)).await;
+    p.wait_for_text("#media-list", "完了", 10).await;
+    assert!(p.is_displayed("#media-list td[data-label=\"確認・削除\"] a").await, "開く is shown on a phone");
+    assert!(!p.is_displayed("#media-list thead").await, "no header row: each cell says what it is");
+    assert_eq!(
+        p.execute(
+            "var a = document.querySelector('#media-list td a').getBoundingClientRect(); return a.right <= innerWidth",
+            vec![]
+        )
+        .await,
+        true,
+        "開く lies inside the screen, not off to the right"
+    );
+    p.execute("document.getElementById('media-list').scrollIntoView()", vec![]).await;
+    assert_eq!(p.execute(NO_HORIZONTAL_OVERFLOW, vec![]).await, true, "the media page fits a phone");
+    eprintln!("screenshot: {}", p.screenshot("browser-phone-media").await.display());
     drop(p);
 
     t.assert_no_jobs_left().await;

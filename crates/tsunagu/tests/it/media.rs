@@ -493,6 +493,11 @@ async fn served_with_ranges(t: &crate::helpers::TestApp, file: &Path) -> String 
     assert_eq!(full.headers()["content-type"], "video/mp4");
     assert_eq!(full.headers()["content-length"], n.to_string().as_str());
     assert_eq!(full.headers()["accept-ranges"], "bytes");
+    assert_eq!(
+        full.headers()["content-security-policy"],
+        tsunagu::media::store::MEDIA_CSP,
+        "the browser's own viewer may style itself; nothing runs"
+    );
     // Cacheable as it is: no cookie set on an answer meant for LINE's servers and CDNs.
     assert!(full.headers().get("set-cookie").is_none(), "{:?}", full.headers());
     assert_eq!(full.bytes().await.unwrap(), bytes);
