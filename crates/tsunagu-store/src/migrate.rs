@@ -32,6 +32,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_media.sql"),
         postgres: include_str!("../migrations/postgres/0003_media.sql"),
     },
+    Migration {
+        version: 4,
+        name: "media_ids",
+        sqlite: include_str!("../migrations/sqlite/0004_media_ids.sql"),
+        postgres: include_str!("../migrations/postgres/0004_media_ids.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

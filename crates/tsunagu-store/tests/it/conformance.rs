@@ -434,6 +434,16 @@ async fn media_files_are_scoped_and_settle_once(store: Store) {
     let mut want = vec![format!("media:{live}"), format!("media:{other}")];
     want.sort();
     assert_eq!(left, want);
-    assert!(!media::set_ready(&mut c, dead, &ready, 12).await.unwrap(), "a late conversion finds no row");
+    // Ids are never reused (SQLite would give a deleted highest id to the next row, and a
+    // conversion still running for the deleted file would settle the new one).
+    let newest = media::insert(&mut c, a.id, &new("講義5.mov"), 12).await.unwrap();
+    assert!(media::set_failed(&mut c, newest, "壊れています", 13).await.unwrap());
+    assert!(matches!(media::delete(&mut c, a.id, newest).await.unwrap(), Deleted::Removed(_)));
+    let next = media::insert(&mut c, a.id, &new("講義6.mov"), 14).await.unwrap();
+    assert!(next > newest, "{next} after {newest}");
+    assert!(!media::set_ready(&mut c, newest, &ready, 15).await.unwrap(), "a late conversion finds no row");
+    assert_eq!(media::get(&mut c, a.id, next).await.unwrap().unwrap().status, MediaStatus::Processing);
+    assert!(matches!(media::delete(&mut c, a.id, next).await.unwrap(), Deleted::Processing));
+    sqlx::query("DELETE FROM media_files WHERE id = $1").bind(next).execute(&mut *c).await.unwrap();
     assert_eq!(ids(media::list(&mut c, a.id).await.unwrap()), vec![live, id2]);
 }

@@ -17,6 +17,7 @@ pub mod kinds {
     pub const MAINTENANCE_PURGE: &str = "maintenance.purge";
     pub const LINE_EVENTS: &str = "line.events";
     pub const MEDIA_CONVERT: &str = "media.convert";
+    pub const MEDIA_REMOVE: &str = "media.remove";
 }
 
 /// What a job handler reports.

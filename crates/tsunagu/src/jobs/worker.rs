@@ -240,6 +240,7 @@ async fn execute(app: &crate::app::App, worker: &str, job: &ClaimedJob) -> Resul
         kinds::MAINTENANCE_PURGE => super::maintenance::run(app, worker, job).await,
         kinds::LINE_EVENTS => crate::line::events::run(app, job).await,
         kinds::MEDIA_CONVERT => crate::media::library::run(app, job).await,
+        kinds::MEDIA_REMOVE => crate::media::library::remove_stored(app, job).await,
         other => Err(JobError::Permanent(format!("unknown job kind {other:?}"))),
     }
 }

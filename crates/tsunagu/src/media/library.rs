@@ -216,41 +216,58 @@ async fn settled_elsewhere(app: &App, c: &mut tsunagu_store::AnyConnection, m: &
 /// A file that ended 失敗 keeps nothing: its upload and anything already stored for it.
 async fn discard(app: &App, m: &MediaFile) {
     remove_upload(app, &m.upload_path).await;
-    let ext = m.file_name.rsplit('.').next().unwrap_or("");
-    let stem = m.file_name.strip_suffix(&format!(".{ext}")).unwrap_or(&m.file_name);
-    let mut names: Vec<String> = ["jpg", "png", "mp4", "mp3", "m4a"].iter().map(|e| format!("{stem}.{e}")).collect();
-    if !m.preview_name.is_empty() {
-        names.push(m.preview_name.clone());
-    }
-    for name in names {
+    for name in stored_names(m) {
         // Most were never stored; a miss is fine.
         let _ = app.media_store.delete(&name).await;
     }
 }
 
-/// The instructor deletes one of their files (完了 or 失敗; one still 処理中 is refused, its
-/// conversion would store files for a row that is gone). The row goes first: a file that
-/// cannot be removed from storage is logged and left unreachable from the console, never a
-/// row pointing at nothing.
-pub async fn delete(app: &App, account: AccountId, id: i64) -> anyhow::Result<store::Deleted> {
-    let deleted = {
-        let mut c = app.store.conn().await?;
-        store::delete(&mut c, account, id).await?
+/// Every name a file may have in the media store: what a 完了 file holds, and for any other
+/// whatever its conversion may have stored before it stopped (the output under each
+/// extension a conversion can choose, and the preview).
+fn stored_names(m: &MediaFile) -> Vec<String> {
+    let mut names = if m.status == MediaStatus::Ready {
+        vec![m.file_name.clone()]
+    } else {
+        let ext = m.file_name.rsplit('.').next().unwrap_or("");
+        let stem = m.file_name.strip_suffix(&format!(".{ext}")).unwrap_or(&m.file_name);
+        ["jpg", "png", "mp4", "mp3", "m4a"].iter().map(|e| format!("{stem}.{e}")).collect()
     };
+    if !m.preview_name.is_empty() {
+        names.push(m.preview_name.clone());
+    }
+    names
+}
+
+/// The instructor deletes one of their files (完了 or 失敗; one still 処理中 is refused, its
+/// conversion would store files for a row that is gone). The row goes and a `media.remove`
+/// job for its stored files is queued in one transaction, so the files are removed even when
+/// the store is down right now or the process stops.
+pub async fn delete(app: &App, account: AccountId, id: i64) -> anyhow::Result<store::Deleted> {
+    let mut tx = app.store.begin().await?;
+    let deleted = store::delete(&mut tx, account, id).await?;
     if let store::Deleted::Removed(m) = &deleted {
-        if m.status == MediaStatus::Ready {
-            for name in [&m.file_name, &m.preview_name].into_iter().filter(|n| !n.is_empty()) {
-                if let Err(e) = app.media_store.delete(name).await {
-                    tracing::warn!(media_id = m.id, name = %name, error = %e, "a deleted media file could not be removed from storage");
-                }
-            }
-        } else {
-            // 失敗: whatever a conversion may have stored before it failed.
-            discard(app, m).await;
-        }
-        tracing::info!(media_id = m.id, account = %account, "media deleted");
+        let payload = serde_json::json!({"media_id": m.id, "upload_path": m.upload_path, "names": stored_names(m)});
+        crate::jobs::enqueue(&mut tx, app, kinds::MEDIA_REMOVE, &payload, None, 0).await?;
+        tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
+        tracing::info!(media_id = m.id, account_id = account.0, "media deleted");
     }
     Ok(deleted)
+}
+
+/// The `media.remove` job: a deleted file's stored copies (retried while the store fails).
+pub async fn remove_stored(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
+    let names = job.payload.get("names").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
+    for name in names.iter().filter_map(serde_json::Value::as_str) {
+        if let Err(e) = app.media_store.delete(name).await {
+            return Err(JobError::Retry(format!("removing {name}: {e:#}")));
+        }
+    }
+    // An upload left over (a 失敗 file's) goes too; the hourly intake sweep is the backstop.
+    if let Some(upload) = job.payload.get("upload_path").and_then(serde_json::Value::as_str) {
+        remove_upload(app, upload).await;
+    }
+    Ok(Outcome::Done)
 }
 
 /// Files left 処理中 whose job ended for good without settling them (the worker died on the

@@ -157,7 +157,7 @@ pub async fn delete(State(app): State<SharedApp>, auth: Auth, Path(id): Path<Str
             &app,
             PAGE,
             "success",
-            &format!("「{}」を削除しました。このファイルの URL からは、もう取得できません。", m.original_name),
+            &format!("「{}」を削除しました。すでに LINE で送ったメッセージからは消えません。", m.original_name),
         ),
         store::Deleted::Processing => flash_redirect(
             &app,

@@ -623,6 +623,7 @@ async fn media_is_served_with_ranges_from_local_disk_and_s3() {
     assert!(listing.contains(&m.file_name) && listing.contains(&m.preview_name), "{listing}");
     let deleted = tsunagu::media::library::delete(&s3.app, me, id).await.unwrap();
     assert!(matches!(deleted, tsunagu_store::media::Deleted::Removed(_)), "{deleted:?}");
+    other.run_jobs().await;
     let listing =
         http.get(format!("{}/tsunagu-media?list-type=2", moto.base)).send().await.unwrap().text().await.unwrap();
     assert!(
@@ -911,13 +912,19 @@ async fn the_console_page_takes_uploads_and_shows_their_state() {
     let r = c.submit("/courses/media", &format!("/courses/media/{mov_id}/delete"), &[]).await;
     assert_eq!(r.location.as_deref(), Some("/courses/media"));
     let page = c.get("/courses/media").await.text;
-    assert!(page.contains("「講義 第1回.mov」を削除しました。"), "{page}");
+    assert!(
+        page.contains("「講義 第1回.mov」を削除しました。すでに LINE で送ったメッセージからは消えません。"),
+        "{page}"
+    );
     assert!(!page.contains("data-name=\"講義 第1回.mov\"") && page.contains("data-name=\"音声.wav\""), "{page}");
+    // The stored copies go through a job queued with the deletion (retried while the store fails).
+    t.run_jobs().await;
     assert_eq!(fetch(served).await, 404, "no longer served");
     assert_eq!(std::fs::read_dir(&stored).unwrap().count(), files_before - 2, "the video and its preview are removed");
     let r = c.submit("/courses/media", &format!("/courses/media/{wav_id}/delete"), &[]).await;
     assert_eq!(r.location.as_deref(), Some("/courses/media"));
     assert!(c.get("/courses/media").await.text.contains("まだファイルはありません。"));
+    t.run_jobs().await;
     assert_eq!(std::fs::read_dir(&stored).unwrap().count(), files_before - 3);
 }
 
