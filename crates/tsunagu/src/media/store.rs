@@ -102,7 +102,7 @@ impl MediaStore {
     }
 }
 
-pub const MEDIA_CSP: &str = "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; sandbox";
+pub const MEDIA_CSP: &str = "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'";
 
 /// A new unguessable name for a stored file (192 random bits) with its extension.
 pub fn new_name(ext: &str) -> String {
@@ -214,7 +214,9 @@ pub async fn serve(
     // A name is never reused for other content.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
     // Opened on its own, a picture or video is shown by the browser's viewer, which styles
-    // itself inline: allowed, while nothing in the file can run (sandbox, no scripts).
+    // itself inline: allowed, while nothing can run (no script source). Not `sandbox`: a
+    // sandboxed document has no origin, so 'self' no longer matches and the player cannot
+    // load the file itself (the browser test plays one).
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(MEDIA_CSP));
     if status == StatusCode::PARTIAL_CONTENT
         && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", end - 1))

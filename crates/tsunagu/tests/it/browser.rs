@@ -163,6 +163,26 @@ async fn console_in_a_real_browser_on_desktop_and_phone() {
     p.execute("document.getElementById('media-list').scrollIntoView()", vec![]).await;
     assert_eq!(p.execute(NO_HORIZONTAL_OVERFLOW, vec![]).await, true, "the media page fits a phone");
     eprintln!("screenshot: {}", p.screenshot("browser-phone-media").await.display());
+    // Opened on its own (as LINE's in-app browser or an instructor checking it would), the
+    // converted sound plays in the browser's player under the media CSP.
+    // (The link carries the configured public URL; the test server listens elsewhere.)
+    let path = p.execute("return new URL(document.querySelector('#media-list td a').href).pathname", vec![]).await;
+    p.goto(&format!("{}{}", t.addr, path.as_str().unwrap())).await;
+    let mut ready = serde_json::Value::Null;
+    for _ in 0..50 {
+        ready = p
+            .execute(
+                "var v = document.querySelector('video, audio'); return v ? [v.readyState, v.duration] : null",
+                vec![],
+            )
+            .await;
+        if ready[0].as_i64().is_some_and(|r| r >= 1) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready[0].as_i64().is_some_and(|r| r >= 1), "the player loads the file: {ready}");
+    assert!(ready[1].as_f64().is_some_and(|d| (1.5..2.5).contains(&d)), "its length: {ready}");
     drop(p);
 
     t.assert_no_jobs_left().await;
