@@ -105,7 +105,11 @@ pub async fn accept<R: AsyncRead + Unpin>(
         };
         let id = store::insert(&mut tx, account, &new, app.now()).await?;
         let payload = serde_json::json!({"media_id": id});
-        crate::jobs::enqueue(&mut tx, app, kinds::MEDIA_CONVERT, &payload, Some(&format!("media:{id}")), 0).await?;
+        // A job already holding this key would be taken for ours and the file never converted
+        // (ids are not reused, so this only guards against a schema gone wrong): refuse instead.
+        crate::jobs::enqueue(&mut tx, app, kinds::MEDIA_CONVERT, &payload, Some(&format!("media:{id}")), 0)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("a media.convert job for media {id} exists already"))?;
         tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
         Ok::<_, anyhow::Error>(id)
     }

@@ -807,6 +807,22 @@ async fn uploads_become_ready_or_failed_through_the_conversion_job() {
     }
     assert_eq!(media_store::list(&mut c, me).await.unwrap().len(), before);
     assert_eq!(leftovers(&intake), 0);
+
+    // A conversion job already holding the next file's key: the upload is refused as a whole
+    // (nothing recorded, nothing kept) rather than recorded with no job of its own.
+    let next = ids.iter().chain([&damaged_id]).max().unwrap() + 1;
+    sqlx::query(
+        "INSERT INTO jobs (kind, payload, dedupe_key, state, attempts, max_attempts, run_at, created_at, updated_at)
+         VALUES ('media.convert', '{}', $1, 'failed', 1, 1, 0, 0, 0)",
+    )
+    .bind(format!("media:{next}"))
+    .execute(&mut *c)
+    .await
+    .unwrap();
+    let file = tokio::fs::File::open(&f.png).await.unwrap();
+    assert!(matches!(accept(&t.app, me, "図2.png", file).await, Err(UploadError::Other(_))));
+    assert_eq!(media_store::list(&mut c, me).await.unwrap().len(), before);
+    assert_eq!(leftovers(&intake), 0);
     t.assert_no_jobs_left().await;
 }
 
