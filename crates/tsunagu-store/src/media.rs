@@ -162,9 +162,9 @@ pub enum Deleted {
 
 /// Removes one of the account's files unless it is 処理中 (a conversion settling at the same
 /// moment either comes first, and the row is deleted as 完了/失敗, or finds no row and removes
-/// what it stored). A conversion job that ended for good goes with it, in the same
-/// transaction: SQLite hands a deleted highest id to the next row, and that file's job would
-/// otherwise be taken for a duplicate of the old one (same dedupe key) and never run.
+/// what it stored). A conversion job of the file that ended for good goes with it, in the
+/// same transaction: nothing is left for an administrator to retry, and its dedupe key
+/// (`media:{id}`) is free. (Ids are never reused: migration 0004 on SQLite.)
 pub async fn delete(c: &mut AnyConnection, account: AccountId, id: i64) -> Result<Deleted> {
     let mut tx = sqlx::Connection::begin(&mut *c).await?;
     let row = sqlx::query(concat!(
