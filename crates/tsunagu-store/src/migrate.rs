@@ -34,9 +34,9 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 4,
-        name: "media_ids",
-        sqlite: include_str!("../migrations/sqlite/0004_media_ids.sql"),
-        postgres: include_str!("../migrations/postgres/0004_media_ids.sql"),
+        name: "stable_ids",
+        sqlite: include_str!("../migrations/sqlite/0004_stable_ids.sql"),
+        postgres: include_str!("../migrations/postgres/0004_stable_ids.sql"),
     },
 ];
 

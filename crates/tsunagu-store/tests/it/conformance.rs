@@ -149,8 +149,15 @@ async fn job_lifecycle(store: Store) {
     assert!(jobs::complete(&mut c, id, "w3").await.unwrap());
     assert!(jobs::get(&mut c, id).await.unwrap().is_none());
     // The dedupe key is free again once its job is gone.
-    assert!(jobs::enqueue(&mut c, &job(&p, Some("k1"), 100), 600).await.unwrap().is_some());
+    let newest = jobs::enqueue(&mut c, &job(&p, Some("k1"), 100), 600).await.unwrap().unwrap();
     assert!(jobs::get(&mut c, later).await.unwrap().is_some());
+    // A finished job's id is not given to the next one (logs and an administrator's page name
+    // one job by it), even when it was the highest.
+    let done = jobs::claim(&mut c, store.backend(), "w4", 1, 700, 1_000).await.unwrap();
+    assert_eq!(done[0].id, newest);
+    assert!(jobs::complete(&mut c, newest, "w4").await.unwrap());
+    let next = jobs::enqueue(&mut c, &job(&p, None, 100), 800).await.unwrap().unwrap();
+    assert!(next > newest, "{next} after {newest}");
 }
 
 async fn job_leases_come_back(store: Store) {

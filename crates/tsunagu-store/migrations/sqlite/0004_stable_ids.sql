@@ -1,6 +1,7 @@
--- Media file ids are never reused. Without AUTOINCREMENT, SQLite gives a deleted highest id to
--- the next row, and a conversion still running for the deleted file (or its job, keyed by the
--- id) would be taken for the new file's. PostgreSQL's identity never reuses ids.
+-- Ids are never reused. Without AUTOINCREMENT, SQLite gives a deleted highest id to the next
+-- row: a conversion still running for a deleted media file (or its job, keyed by the id) would
+-- be taken for the new file's, and a finished (deleted) job's id would name the next job in
+-- logs and on an administrator's stale 失敗したジョブ page. PostgreSQL's identity never reuses ids.
 
 CREATE TABLE media_files_new (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -33,3 +34,27 @@ INSERT INTO media_files_new (id, account_id, original_name, category, status, re
 DROP TABLE media_files;
 ALTER TABLE media_files_new RENAME TO media_files;
 CREATE INDEX media_files_account ON media_files (account_id, id);
+
+CREATE TABLE jobs_new (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    dedupe_key TEXT UNIQUE,
+    state TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    max_attempts BIGINT NOT NULL,
+    run_at BIGINT NOT NULL,
+    locked_by TEXT,
+    lease_until BIGINT,
+    last_error TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+INSERT INTO jobs_new (id, kind, payload, dedupe_key, state, attempts, max_attempts, run_at, locked_by, lease_until,
+                      last_error, created_at, updated_at)
+    SELECT id, kind, payload, dedupe_key, state, attempts, max_attempts, run_at, locked_by, lease_until,
+           last_error, created_at, updated_at
+    FROM jobs;
+DROP TABLE jobs;
+ALTER TABLE jobs_new RENAME TO jobs;
+CREATE INDEX jobs_due_idx ON jobs(state, run_at);
