@@ -56,9 +56,16 @@ impl Default for StoreOptions {
     }
 }
 
+/// On SQLite, `writer` is a pool of exactly one connection, and every connection that may
+/// write ([`Store::conn`], [`Store::begin`]) comes from it: the pool hands it out to waiting
+/// tasks in the order they asked (sqlx's pool is fair), so writers of this process queue
+/// instead of sleeping in SQLite's busy handler, which polls in steps of up to 100 ms.
+/// Readers ([`Store::read`]) come from `pool`, opened `query_only`, and in WAL mode never
+/// wait for the writer. On PostgreSQL both are the same pool.
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    writer: AnyPool,
     backend: Backend,
 }
 
@@ -82,24 +89,46 @@ impl Store {
         };
         let connect_opts = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
         let busy_ms = opts.busy_timeout.as_millis();
-        let pool = AnyPoolOptions::new()
-            .max_connections(opts.max_connections)
-            .acquire_timeout(Duration::from_secs(30))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if conn.backend_name() == "SQLite" {
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        let busy = format!("PRAGMA busy_timeout = {busy_ms}");
-                        conn.execute(sqlx::AssertSqlSafe(busy)).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(connect_opts)
-            .await?;
-        Ok(Store { pool, backend })
+        let pool_options = |max: u32, query_only: bool| {
+            AnyPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(30)).after_connect(
+                move |conn, _meta| {
+                    Box::pin(async move {
+                        if conn.backend_name() == "SQLite" {
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            // Only other processes (an operator's CLI command) can still make
+                            // this process's writer wait; readers never wait in WAL mode.
+                            let busy = format!("PRAGMA busy_timeout = {busy_ms}");
+                            conn.execute(sqlx::AssertSqlSafe(busy)).await?;
+                            if query_only {
+                                conn.execute("PRAGMA query_only = ON").await?;
+                            }
+                        }
+                        Ok(())
+                    })
+                },
+            )
+        };
+        let in_memory = url.contains(":memory:");
+        let (pool, writer) = match backend {
+            // Each connection of an in-memory database would be a database of its own.
+            Backend::Sqlite if in_memory => {
+                let writer = pool_options(1, false).connect_with(connect_opts).await?;
+                (writer.clone(), writer)
+            }
+            Backend::Sqlite => {
+                // The writer first: it creates the file and switches it to WAL.
+                let writer = pool_options(1, false).connect_with(connect_opts.clone()).await?;
+                let pool = pool_options(opts.max_connections.max(1), true).connect_with(connect_opts).await?;
+                (pool, writer)
+            }
+            Backend::Postgres => {
+                let pool = pool_options(opts.max_connections, false).connect_with(connect_opts).await?;
+                (pool.clone(), pool)
+            }
+        };
+        Ok(Store { pool, writer, backend })
     }
 
     /// Connect and apply pending migrations.
@@ -122,11 +151,20 @@ impl Store {
         self.backend
     }
 
+    /// The pool of connections that may write (on SQLite: the one writer connection).
     pub fn pool(&self) -> &AnyPool {
-        &self.pool
+        &self.writer
     }
 
+    /// A connection that may write. On SQLite this is the one writer connection: hold it
+    /// briefly, and never across a call to anything slow (an upstream, ffmpeg, SMTP).
     pub async fn conn(&self) -> Result<Conn> {
+        Ok(self.writer.acquire().await?)
+    }
+
+    /// A read-only connection (on SQLite, writes through it fail with "readonly database").
+    /// Pages and lookups that only read use it, so they never queue behind writers.
+    pub async fn read(&self) -> Result<Conn> {
         Ok(self.pool.acquire().await?)
     }
 
@@ -134,8 +172,8 @@ impl Store {
     /// so a transaction that reads before it writes cannot fail on lock upgrade.
     pub async fn begin(&self) -> Result<Tx> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
         })
     }
 
@@ -147,6 +185,7 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 

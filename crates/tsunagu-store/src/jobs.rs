@@ -6,6 +6,12 @@
 //! a process that died (even by SIGKILL) comes back. On PostgreSQL, claims use
 //! `FOR UPDATE SKIP LOCKED`, so several processes never claim the same job; on SQLite
 //! the claim is a single `UPDATE … RETURNING` under the database's one writer lock.
+//!
+//! A dedupe key names the work a job does: jobs with one key are interchangeable, and at most
+//! one of them waits in the queue (a unique index over queued rows). Enqueueing a key that is
+//! already queued is a no-op; one that is only running queues a second job, which is how a
+//! coalescing job (a channel's `line.events`) picks up what arrived while the first ran. A job
+//! that failed for good does not hold its key, so a recurring job can be scheduled again.
 
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -16,7 +22,7 @@ use crate::{Backend, Result};
 pub struct NewJob<'a> {
     pub kind: &'a str,
     pub payload: &'a serde_json::Value,
-    /// At most one live job per key; a second enqueue with the same key is a no-op.
+    /// At most one queued job per key; enqueueing a key that is already queued is a no-op.
     pub dedupe_key: Option<&'a str>,
     pub run_at: i64,
     pub max_attempts: i64,
@@ -49,12 +55,33 @@ pub struct JobRow {
     pub updated_at: i64,
 }
 
-/// Returns the new job's id, or `None` when a live job with the same dedupe key exists.
+/// Returns the new job's id, or `None` when a job with the same dedupe key is already queued.
 pub async fn enqueue(c: &mut AnyConnection, job: &NewJob<'_>, now: i64) -> Result<Option<i64>> {
     let row = sqlx::query(
         "INSERT INTO jobs (kind, payload, dedupe_key, state, attempts, max_attempts, run_at, created_at, updated_at)
          VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $6)
-         ON CONFLICT (dedupe_key) DO NOTHING
+         ON CONFLICT (dedupe_key) WHERE state = 'queued' DO NOTHING
+         RETURNING id",
+    )
+    .bind(job.kind)
+    .bind(job.payload.to_string())
+    .bind(job.dedupe_key)
+    .bind(job.max_attempts.max(1))
+    .bind(job.run_at)
+    .bind(now)
+    .fetch_optional(c)
+    .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Enqueue `job` unless a job with its dedupe key is queued or running (recurring jobs).
+/// Returns the new job's id, if one was queued.
+pub async fn ensure(c: &mut AnyConnection, job: &NewJob<'_>, now: i64) -> Result<Option<i64>> {
+    let row = sqlx::query(
+        "INSERT INTO jobs (kind, payload, dedupe_key, state, attempts, max_attempts, run_at, created_at, updated_at)
+         SELECT $1, $2, $3, 'queued', 0, $4, $5, $6, $6
+         WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE dedupe_key = $3 AND state IN ('queued', 'running'))
+         ON CONFLICT (dedupe_key) WHERE state = 'queued' DO NOTHING
          RETURNING id",
     )
     .bind(job.kind)
@@ -87,22 +114,7 @@ pub async fn claim(
     .bind(now)
     .execute(&mut *c)
     .await?;
-    const DUE: &str = "(state = 'queued' AND run_at <= $3) OR (state = 'running' AND lease_until < $3)";
-    let sql = match backend {
-        // MATERIALIZED: the planner may not re-run the locking subquery and exceed the limit.
-        Backend::Postgres => format!(
-            "WITH c AS MATERIALIZED (SELECT id FROM jobs WHERE {DUE} ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
-             UPDATE jobs SET state = 'running', locked_by = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3
-             FROM c WHERE jobs.id = c.id
-             RETURNING jobs.id, jobs.kind, jobs.payload, jobs.attempts, jobs.max_attempts"
-        ),
-        Backend::Sqlite => format!(
-            "UPDATE jobs SET state = 'running', locked_by = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3
-             WHERE id IN (SELECT id FROM jobs WHERE {DUE} ORDER BY run_at, id LIMIT $4)
-             RETURNING id, kind, payload, attempts, max_attempts"
-        ),
-    };
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = sqlx::query(sqlx::AssertSqlSafe(claim_sql(backend)))
         .bind(worker)
         .bind(now + lease_ms)
         .bind(now)
@@ -124,6 +136,35 @@ pub async fn claim(
         .collect::<Vec<_>>();
     jobs.sort_by_key(|j| j.id);
     Ok(jobs)
+}
+
+/// The claim statement: $1 worker, $2 lease end, $3 now, $4 limit. Queued jobs that are due
+/// and running jobs whose lease ran out are each read through their own index, in two
+/// queries (an `OR` of the two would make the planner scan and sort the whole table, which
+/// on SQLite happens under the write lock).
+#[doc(hidden)]
+pub fn claim_sql(backend: Backend) -> String {
+    const QUEUED: &str = "SELECT id FROM jobs WHERE state = 'queued' AND run_at <= $3 ORDER BY run_at, id LIMIT $4";
+    const EXPIRED: &str =
+        "SELECT id FROM jobs WHERE state = 'running' AND lease_until < $3 ORDER BY lease_until, id LIMIT $4";
+    const SET: &str =
+        "SET state = 'running', locked_by = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3";
+    match backend {
+        // MATERIALIZED: the planner may not re-run a locking subquery and exceed the limit.
+        // (PostgreSQL allows no FOR UPDATE in a UNION's inputs, hence two CTEs.)
+        Backend::Postgres => format!(
+            "WITH q AS MATERIALIZED ({QUEUED} FOR UPDATE SKIP LOCKED),
+                  e AS MATERIALIZED ({EXPIRED} FOR UPDATE SKIP LOCKED),
+                  c AS (SELECT id FROM q UNION ALL SELECT id FROM e LIMIT $4)
+             UPDATE jobs {SET} FROM c WHERE jobs.id = c.id
+             RETURNING jobs.id, jobs.kind, jobs.payload, jobs.attempts, jobs.max_attempts"
+        ),
+        Backend::Sqlite => format!(
+            "UPDATE jobs {SET}
+             WHERE id IN (SELECT id FROM ({QUEUED}) UNION ALL SELECT id FROM ({EXPIRED}) LIMIT $4)
+             RETURNING id, kind, payload, attempts, max_attempts"
+        ),
+    }
 }
 
 /// Finish a job. `false` means this worker no longer holds it (its lease ran out and
@@ -149,67 +190,109 @@ pub async fn fail(
     let error: String = error.chars().take(4000).collect();
     let res = match retry_at {
         Some(at) => {
-            sqlx::query(
+            let requeue = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE jobs SET state = 'queued', run_at = $1, locked_by = NULL, lease_until = NULL, last_error = $2, updated_at = $3
-                 WHERE id = $4 AND locked_by = $5 AND state = 'running'",
-            )
+                 WHERE id = $4 AND locked_by = $5 AND state = 'running' AND {NO_QUEUED_TWIN}"
+            )))
             .bind(at)
             .bind(&error)
             .bind(now)
             .bind(id)
             .bind(worker)
-            .execute(c)
-            .await?
+            .execute(&mut *c)
+            .await;
+            return requeue_or_leave_to_twin(c, requeue, id, worker).await;
         }
-        None => {
-            sqlx::query(
-                "UPDATE jobs SET state = 'failed', locked_by = NULL, lease_until = NULL, last_error = $1, updated_at = $2
+        None => sqlx::query(
+            "UPDATE jobs SET state = 'failed', locked_by = NULL, lease_until = NULL, last_error = $1, updated_at = $2
                  WHERE id = $3 AND locked_by = $4 AND state = 'running'",
-            )
-            .bind(&error)
-            .bind(now)
-            .bind(id)
-            .bind(worker)
-            .execute(c)
-            .await?
-        }
+        )
+        .bind(&error)
+        .bind(now)
+        .bind(id)
+        .bind(worker)
+        .execute(c)
+        .await?,
     };
     Ok(res.rows_affected() == 1)
 }
 
-/// Extend the lease of every job `worker` is running.
-pub async fn heartbeat(c: &mut AnyConnection, worker: &str, lease_until: i64) -> Result<u64> {
-    let res = sqlx::query("UPDATE jobs SET lease_until = $1 WHERE locked_by = $2 AND state = 'running'")
-        .bind(lease_until)
+/// A job may go back to the queue only when no job with its key is queued already.
+const NO_QUEUED_TWIN: &str = "(dedupe_key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs t WHERE t.dedupe_key = jobs.dedupe_key AND t.state = 'queued'))";
+
+/// After trying to put a held job back in the queue: when a job with the same key is queued
+/// already (found by the update's condition, or by the unique index when it was queued
+/// meanwhile), that twin does the same work, so this one is deleted instead.
+async fn requeue_or_leave_to_twin(
+    c: &mut AnyConnection,
+    requeue: std::result::Result<sqlx::any::AnyQueryResult, sqlx::Error>,
+    id: i64,
+    worker: &str,
+) -> Result<bool> {
+    match requeue {
+        Ok(r) if r.rows_affected() == 1 => return Ok(true),
+        Ok(_) => {}
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {}
+        Err(e) => return Err(e.into()),
+    }
+    let res = sqlx::query("DELETE FROM jobs WHERE id = $1 AND locked_by = $2 AND state = 'running'")
+        .bind(id)
         .bind(worker)
         .execute(c)
         .await?;
-    Ok(res.rows_affected())
-}
-
-/// Hand a job back unfinished (graceful shutdown): it is due at once and the attempt is not counted.
-pub async fn release(c: &mut AnyConnection, id: i64, worker: &str, now: i64) -> Result<bool> {
-    let res = sqlx::query(
-        "UPDATE jobs SET state = 'queued', locked_by = NULL, lease_until = NULL, attempts = attempts - 1, run_at = $1, updated_at = $1
-         WHERE id = $2 AND locked_by = $3 AND state = 'running'",
-    )
-    .bind(now)
-    .bind(id)
-    .bind(worker)
-    .execute(c)
-    .await?;
     Ok(res.rows_affected() == 1)
 }
 
-/// Administrator's retry of a job that failed for good.
-pub async fn retry_failed(c: &mut AnyConnection, id: i64, now: i64) -> Result<bool> {
-    let res = sqlx::query(
-        "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $1, updated_at = $1 WHERE id = $2 AND state = 'failed'",
-    )
-    .bind(now)
-    .bind(id)
+/// Extend the leases of the given jobs, those that `worker` still holds. Returns how many.
+pub async fn heartbeat(c: &mut AnyConnection, worker: &str, ids: &[i64], lease_until: i64) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    // Integers only, so the list is safe to write into the statement.
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let res = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE jobs SET lease_until = $1 WHERE locked_by = $2 AND state = 'running' AND id IN ({list})"
+    )))
+    .bind(lease_until)
+    .bind(worker)
     .execute(c)
     .await?;
+    Ok(res.rows_affected())
+}
+
+/// Hand a job back unfinished (graceful shutdown): it is due at once and the attempt is not
+/// counted (or, when a job with its key is queued already, it is left to that one).
+pub async fn release(c: &mut AnyConnection, id: i64, worker: &str, now: i64) -> Result<bool> {
+    let requeue = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE jobs SET state = 'queued', locked_by = NULL, lease_until = NULL, attempts = attempts - 1, run_at = $1, updated_at = $1
+         WHERE id = $2 AND locked_by = $3 AND state = 'running' AND {NO_QUEUED_TWIN}"
+    )))
+    .bind(now)
+    .bind(id)
+    .bind(worker)
+    .execute(&mut *c)
+    .await;
+    requeue_or_leave_to_twin(c, requeue, id, worker).await
+}
+
+/// Administrator's retry of a job that failed for good. When a job with its key is queued
+/// already, that one will do the work and the failed row is removed.
+pub async fn retry_failed(c: &mut AnyConnection, id: i64, now: i64) -> Result<bool> {
+    let res = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $1, updated_at = $1 WHERE id = $2 AND state = 'failed'
+         AND {NO_QUEUED_TWIN}"
+    )))
+    .bind(now)
+    .bind(id)
+    .execute(&mut *c)
+    .await;
+    match res {
+        Ok(r) if r.rows_affected() == 1 => return Ok(true),
+        Ok(_) => {}
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {}
+        Err(e) => return Err(e.into()),
+    }
+    let res = sqlx::query("DELETE FROM jobs WHERE id = $1 AND state = 'failed'").bind(id).execute(c).await?;
     Ok(res.rows_affected() == 1)
 }
 

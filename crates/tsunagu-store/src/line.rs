@@ -98,6 +98,31 @@ pub struct StoredEvent {
     pub handled_at: Option<i64>,
 }
 
+/// Unhandled events of a channel, oldest event first, for handling in the caller's
+/// transaction. On PostgreSQL each is locked (`FOR UPDATE SKIP LOCKED`): a second job of the
+/// same channel running at once gets other events, never these. On SQLite the caller's
+/// transaction holds the one write lock, which serialises such jobs.
+pub async fn claim_unhandled(
+    c: &mut AnyConnection,
+    backend: crate::Backend,
+    channel_id: &str,
+    limit: i64,
+) -> Result<Vec<StoredEvent>> {
+    let lock = match backend {
+        crate::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        crate::Backend::Sqlite => "",
+    };
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT id, webhook_event_id, event_type, user_id, event_ts, body, handled_at FROM line_webhook_events
+         WHERE channel_id = $1 AND handled_at IS NULL ORDER BY event_ts, id LIMIT $2{lock}"
+    )))
+    .bind(channel_id)
+    .bind(limit)
+    .fetch_all(c)
+    .await?;
+    Ok(rows.iter().map(event_row).collect())
+}
+
 /// Unhandled events of a channel, oldest event first.
 pub async fn unhandled(c: &mut AnyConnection, channel_id: &str, limit: i64) -> Result<Vec<StoredEvent>> {
     let rows = sqlx::query(
@@ -134,13 +159,14 @@ pub async fn events_of(c: &mut AnyConnection, channel_id: &str) -> Result<Vec<St
     Ok(rows.iter().map(event_row).collect())
 }
 
-pub async fn mark_handled(c: &mut AnyConnection, id: i64, now: i64) -> Result<()> {
-    sqlx::query("UPDATE line_webhook_events SET handled_at = $2 WHERE id = $1 AND handled_at IS NULL")
+/// Mark an event handled; `false` when it already was.
+pub async fn mark_handled(c: &mut AnyConnection, id: i64, now: i64) -> Result<bool> {
+    let r = sqlx::query("UPDATE line_webhook_events SET handled_at = $2 WHERE id = $1 AND handled_at IS NULL")
         .bind(id)
         .bind(now)
         .execute(c)
         .await?;
-    Ok(())
+    Ok(r.rows_affected() == 1)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

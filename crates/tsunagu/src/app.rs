@@ -18,6 +18,8 @@ pub struct App {
     pub keys: Keyring,
     pub metrics: Metrics,
     pub mailer: Mailer,
+    /// Mails the SMTP server accepted and whose record is still being written.
+    pub mail_accepted: crate::mail::send::Accepted,
     /// Signing keys for CSRF tokens, derived from the master keys (current first).
     pub csrf_keys: Vec<[u8; 32]>,
     /// Wakes this process's workers when it enqueues a job.
@@ -26,8 +28,8 @@ pub struct App {
     pub zoom: tsunagu_zoom::ZoomClient,
     /// LINE channels whose secret this process has opened (webhook signature checks).
     pub line_channels: crate::line::ChannelCache,
-    /// The LINE webhook writer (started on the first webhook).
-    pub line_intake: std::sync::OnceLock<crate::line::webhook::Intake>,
+    /// The LINE webhook writer (started on the first webhook, restarted if it ended).
+    pub line_intake: std::sync::Mutex<Option<Arc<crate::line::webhook::Intake>>>,
     /// Where step-message media is stored and served from.
     pub media_store: crate::media::store::MediaStore,
 }
@@ -47,6 +49,7 @@ impl App {
             keys,
             metrics: Metrics::default(),
             mailer,
+            mail_accepted: Default::default(),
             csrf_keys,
             job_wakeup: Notify::new(),
             zoom,

@@ -89,6 +89,9 @@ pub struct JobsConfig {
     pub max_attempts: i64,
     pub backoff_base_seconds: u64,
     pub shutdown_grace_seconds: u64,
+    /// Per job kind, seconds after which a running handler is stopped and the job retried
+    /// (overrides the kind's own deadline).
+    pub deadline_seconds: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -225,6 +228,7 @@ impl Default for JobsConfig {
             max_attempts: 8,
             backoff_base_seconds: 5,
             shutdown_grace_seconds: 20,
+            deadline_seconds: Default::default(),
         }
     }
 }
@@ -460,6 +464,10 @@ max_attempts = 8
 backoff_base_seconds = 5
 # On SIGTERM, running jobs get this long to finish; the rest are handed back.
 shutdown_grace_seconds = 20
+# Each job kind has a deadline after which its handler is stopped and the job retried
+# (mail.send 10 min, line.events 10 min, media.convert 3 h, ...). Override per kind:
+# [jobs.deadline_seconds]
+# "mail.send" = 300
 
 [log]
 # human or json

@@ -19,6 +19,7 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     latency: Mutex<BTreeMap<String, Histogram>>,
     jobs: Mutex<BTreeMap<(String, &'static str), u64>>,
+    events: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -42,6 +43,22 @@ impl Metrics {
         if let Ok(mut m) = self.jobs.lock() {
             *m.entry((kind.to_string(), outcome)).or_default() += 1;
         }
+    }
+
+    /// Count an occurrence of something operators should see (a retried write, say).
+    pub fn count(&self, name: &'static str) {
+        self.add(name, 1);
+    }
+
+    pub fn add(&self, name: &'static str, n: u64) {
+        if let Ok(mut m) = self.events.lock() {
+            *m.entry(name).or_default() += n;
+        }
+    }
+
+    /// How often `name` was counted by this process.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.events.lock().map(|m| m.get(name).copied().unwrap_or(0)).unwrap_or(0)
     }
 
     pub fn render(&self, job_states: &[(String, i64)]) -> String {
@@ -92,6 +109,13 @@ impl Metrics {
                     "tsunagu_jobs_processed_total{{kind=\"{}\",outcome=\"{outcome}\"}} {n}",
                     escape(kind)
                 );
+            }
+        }
+        out.push_str("# HELP tsunagu_events_total Occurrences operators should see, by name.\n");
+        out.push_str("# TYPE tsunagu_events_total counter\n");
+        if let Ok(m) = self.events.lock() {
+            for (name, n) in m.iter() {
+                let _ = writeln!(out, "tsunagu_events_total{{name=\"{}\"}} {n}", escape(name));
             }
         }
         out

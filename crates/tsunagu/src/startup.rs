@@ -109,9 +109,6 @@ impl Server {
     /// Serve until `shutdown`; in-flight requests finish, running jobs get their grace period.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let app = self.app.clone();
-        if app.config.jobs.enabled {
-            crate::jobs::maintenance::schedule(&app).await.context("cannot schedule maintenance")?;
-        }
         let worker = app.config.jobs.enabled.then(|| tokio::spawn(Worker::new(app.clone()).run(shutdown.clone())));
         let router = crate::web::router(app.clone());
         tracing::info!(addr = %self.local_addr(), mail = app.mailer.kind(), "listening");

@@ -168,7 +168,7 @@ async fn job_leases_come_back(store: Store) {
     assert_eq!(first.len(), 1);
     assert!(jobs::claim(&mut c, store.backend(), "alive", 10, 999, 1_000).await.unwrap().is_empty(), "leased");
     // A heartbeat keeps it.
-    assert_eq!(jobs::heartbeat(&mut c, "dead", 1_500).await.unwrap(), 1);
+    assert_eq!(jobs::heartbeat(&mut c, "dead", &[id], 1_500).await.unwrap(), 1);
     assert!(jobs::claim(&mut c, store.backend(), "alive", 10, 1_200, 1_000).await.unwrap().is_empty());
     // Past the lease, another worker takes it; the dead one can no longer finish it.
     let taken = jobs::claim(&mut c, store.backend(), "alive", 10, 1_501, 1_000).await.unwrap();

@@ -105,6 +105,7 @@ pub async fn sign_up(app: &App, input: &SignupInput<'_>) -> Result<Account, Acco
     let ctx = serde_json::json!({"name": name, "email": email.as_str(), "login_url": login_url});
     mail_account(&mut tx, app, &account, &platform::WELCOME, &ctx, &format!("welcome:{}", account.id)).await?;
     tx.commit().await.map_err(StoreError::from)?;
+    crate::jobs::wake(app);
     tracing::info!(account_id = %account.id, "account created");
     Ok(account)
 }
@@ -168,6 +169,7 @@ pub async fn change_password(
     let cause = format!("password-changed:{}:{now}", account.id);
     mail_account(&mut tx, app, account, &platform::PASSWORD_CHANGED, &ctx, &cause).await?;
     tx.commit().await.map_err(StoreError::from)?;
+    crate::jobs::wake(app);
     tracing::info!(account_id = %account.id, "password changed");
     Ok(())
 }

@@ -10,7 +10,7 @@ use super::{JobError, Outcome, kinds};
 use crate::app::App;
 
 pub const KEY: &str = "maintenance.purge";
-const EVERY_MS: i64 = 60 * 60 * 1000;
+pub const EVERY_MS: i64 = 60 * 60 * 1000;
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Make sure the schedule exists (a no-op when another instance created it).

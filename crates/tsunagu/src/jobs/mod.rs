@@ -7,9 +7,16 @@ pub mod diagnostic;
 pub mod maintenance;
 pub mod worker;
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tsunagu_store::jobs::ClaimedJob;
 use tsunagu_store::{AnyConnection, StoreError, jobs};
 
-use crate::app::App;
+use crate::app::{App, SharedApp};
 
 pub mod kinds {
     pub const MAIL_SEND: &str = "mail.send";
@@ -45,7 +52,94 @@ impl From<StoreError> for JobError {
     }
 }
 
-/// Enqueue on the caller's connection or transaction; the job exists only if the caller commits.
+/// What a worker hands a handler: the app, the worker's id (as stored in `locked_by`) and the job.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Outcome, JobError>> + Send>>;
+pub type Handler = Arc<dyn Fn(SharedApp, Arc<str>, ClaimedJob) -> HandlerFuture + Send + Sync>;
+
+/// A job kind as a feature hands it in at startup: the worker runs jobs by looking their
+/// kind up here, and knows no feature by name.
+#[derive(Clone)]
+pub struct JobKind {
+    pub name: &'static str,
+    pub run: Handler,
+    /// A handler still running after this long is stopped and the job retried (or failed
+    /// on its last attempt), so a hung upstream cannot hold a worker and its lease for ever.
+    pub deadline: Duration,
+    /// A recurring job: the worker makes sure one is queued or running, under the kind's
+    /// name as dedupe key, and re-checks this often (so a run that failed for good is
+    /// followed by a new one).
+    pub every: Option<Duration>,
+}
+
+impl JobKind {
+    pub fn new<F, Fut>(name: &'static str, deadline: Duration, run: F) -> JobKind
+    where
+        F: Fn(SharedApp, Arc<str>, ClaimedJob) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Outcome, JobError>> + Send + 'static,
+    {
+        JobKind { name, run: Arc::new(move |app, worker, job| Box::pin(run(app, worker, job))), deadline, every: None }
+    }
+
+    pub fn recurring(mut self, every: Duration) -> JobKind {
+        self.every = Some(every);
+        self
+    }
+}
+
+/// Every job kind of this build, by name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    kinds: HashMap<&'static str, JobKind>,
+}
+
+impl Registry {
+    pub fn new(kinds: impl IntoIterator<Item = JobKind>) -> Registry {
+        let mut r = Registry::default();
+        for k in kinds {
+            let dup = r.kinds.insert(k.name, k);
+            assert!(dup.is_none(), "job kind registered twice");
+        }
+        r
+    }
+
+    pub fn get(&self, name: &str) -> Option<&JobKind> {
+        self.kinds.get(name)
+    }
+
+    pub fn recurring(&self) -> impl Iterator<Item = &JobKind> {
+        self.kinds.values().filter(|k| k.every.is_some())
+    }
+
+    /// The kind's deadline, or the operator's override from `jobs.deadline_seconds`.
+    pub fn deadline(&self, app: &App, name: &str) -> Duration {
+        if let Some(s) = app.config.jobs.deadline_seconds.get(name) {
+            return Duration::from_secs((*s).max(1));
+        }
+        self.get(name).map(|k| k.deadline).unwrap_or(Duration::from_secs(600))
+    }
+}
+
+/// The job kinds of the foundation itself (diagnostics and maintenance).
+pub fn own_kinds() -> Vec<JobKind> {
+    vec![
+        JobKind::new(kinds::DIAGNOSTIC_TOUCH, Duration::from_secs(600), |app, worker, job| async move {
+            diagnostic::run(&app, &worker, &job).await
+        }),
+        JobKind::new(kinds::MAINTENANCE_PURGE, Duration::from_secs(1800), |app, worker, job| async move {
+            maintenance::run(&app, &worker, &job).await
+        })
+        .recurring(Duration::from_millis(maintenance::EVERY_MS as u64)),
+    ]
+}
+
+/// Wake this process's idle workers. Call it after the transaction that enqueued commits:
+/// woken earlier, they would only wait for that transaction's lock (or find nothing yet).
+pub fn wake(app: &App) {
+    app.job_wakeup.notify_waiters();
+}
+
+/// Enqueue on the caller's connection or transaction; the job exists only if the caller
+/// commits. Call [`wake`] after the commit.
 pub async fn enqueue(
     c: &mut AnyConnection,
     app: &App,
@@ -62,9 +156,7 @@ pub async fn enqueue(
         run_at: now + delay_ms.max(0),
         max_attempts: app.config.jobs.max_attempts,
     };
-    let id = jobs::enqueue(c, &job, now).await?;
-    app.job_wakeup.notify_waiters();
-    Ok(id)
+    jobs::enqueue(c, &job, now).await
 }
 
 /// Delay before attempt `attempts + 1`: base·2^(attempts-1), at most an hour, with jitter.

@@ -1,6 +1,9 @@
-//! The job runner: claims due jobs under a lease, runs up to `jobs.concurrency` at once,
-//! keeps their leases alive with a heartbeat, and on shutdown lets running jobs finish for
-//! `jobs.shutdown_grace_seconds` before handing the rest back to the queue.
+//! The job runner: claims due jobs under a lease, runs up to `jobs.concurrency` at once
+//! (each handler stopped at its kind's deadline), keeps the leases of the jobs it still holds
+//! alive with a heartbeat, records each result (retrying that write while the database
+//! refuses it), keeps recurring jobs scheduled, and on shutdown lets running jobs finish for
+//! `jobs.shutdown_grace_seconds` before handing the rest back to the queue. Job kinds come
+//! from the [`Registry`] the features handed in at startup.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,22 +13,32 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tsunagu_store::jobs::{self, ClaimedJob};
 
-use super::{JobError, Outcome, backoff_ms, kinds};
+use super::{JobError, Outcome, Registry, backoff_ms};
 use crate::app::SharedApp;
 
 #[derive(Clone)]
 pub struct Worker {
     app: SharedApp,
+    registry: Arc<Registry>,
     id: Arc<str>,
-    /// Jobs this worker holds, with the handle of each running handler task.
+    /// Jobs this worker holds (claimed and not yet recorded as finished), with the handle of
+    /// each running handler task. Only these have their lease extended.
     running: Arc<Mutex<HashMap<i64, Option<AbortHandle>>>>,
 }
 
+/// How often recurring jobs are checked for (one queued or running each).
+const RECURRING_CHECK: Duration = Duration::from_secs(60);
+
 impl Worker {
+    /// A worker for every job kind of this build ([`crate::features::job_registry`]).
     pub fn new(app: SharedApp) -> Worker {
+        Worker::with_registry(app, crate::features::job_registry())
+    }
+
+    pub fn with_registry(app: SharedApp, registry: Arc<Registry>) -> Worker {
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
         let id = format!("{}:{}:{}", host.trim(), std::process::id(), crate::crypto::random_hex(4));
-        Worker { app, id: id.into(), running: Arc::default() }
+        Worker { app, registry, id: id.into(), running: Arc::default() }
     }
 
     pub fn id(&self) -> &str {
@@ -44,10 +57,15 @@ impl Worker {
         let mut set: JoinSet<()> = JoinSet::new();
         let poll = Duration::from_millis(self.app.config.jobs.poll_interval_ms.max(10));
         let concurrency = self.app.config.jobs.concurrency.max(1);
+        let mut recurring_checked: Option<tokio::time::Instant> = None;
         loop {
             while set.try_join_next().is_some() {}
             if shutdown.is_cancelled() {
                 break;
+            }
+            if recurring_checked.is_none_or(|t| t.elapsed() >= RECURRING_CHECK) {
+                self.ensure_recurring().await;
+                recurring_checked = Some(tokio::time::Instant::now());
             }
             let free = concurrency.saturating_sub(set.len());
             let mut claimed = 0;
@@ -120,6 +138,31 @@ impl Worker {
         }
     }
 
+    /// Make sure every recurring job kind has a job queued or running.
+    pub async fn ensure_recurring(&self) {
+        for kind in self.registry.recurring() {
+            let every = kind.every.map(|d| d.as_millis() as i64).unwrap_or(0);
+            let result = async {
+                let mut c = self.app.store.conn().await?;
+                let job = jobs::NewJob {
+                    kind: kind.name,
+                    payload: &serde_json::json!({}),
+                    dedupe_key: Some(kind.name),
+                    // The first run soon after start; later ones at the kind's interval.
+                    run_at: self.app.now() + every.min(60_000),
+                    max_attempts: self.app.config.jobs.max_attempts,
+                };
+                jobs::ensure(&mut c, &job, self.app.now()).await
+            }
+            .await;
+            match result {
+                Ok(Some(id)) => tracing::info!(job_id = id, kind = kind.name, "recurring job scheduled"),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(kind = kind.name, error = %e, "could not check a recurring job; will retry"),
+            }
+        }
+    }
+
     async fn claim(&self, limit: i64) -> Result<Vec<ClaimedJob>, tsunagu_store::StoreError> {
         let mut c = self.app.store.conn().await?;
         let jobs =
@@ -137,14 +180,14 @@ impl Worker {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
-            let busy = self.running.lock().map(|r| !r.is_empty()).unwrap_or(false);
-            if !busy {
+            let held: Vec<i64> = self.running.lock().map(|r| r.keys().copied().collect()).unwrap_or_default();
+            if held.is_empty() {
                 continue;
             }
             let until = self.app.now() + self.lease_ms();
             match self.app.store.conn().await {
                 Ok(mut c) => {
-                    if let Err(e) = jobs::heartbeat(&mut c, &self.id, until).await {
+                    if let Err(e) = jobs::heartbeat(&mut c, &self.id, &held, until).await {
                         tracing::warn!(error = %e, "lease heartbeat failed");
                     }
                 }
@@ -170,77 +213,104 @@ impl Worker {
 
     async fn run_job(self, job: ClaimedJob) {
         let span = tracing::info_span!("job", job_id = job.id, kind = %job.kind, attempt = job.attempts);
-        let app = self.app.clone();
-        let worker = self.id.clone();
-        let job_for_task = job.clone();
+        let Some(kind) = self.registry.get(&job.kind).cloned() else {
+            let msg = format!("unknown job kind {:?}", job.kind);
+            self.finish(&job, Err(JobError::Permanent(msg))).await;
+            return;
+        };
+        let deadline = self.registry.deadline(&self.app, &job.kind);
         // The handler runs in its own task: a panic becomes a failed attempt instead of
-        // killing the worker, and shutdown can abort it.
+        // killing the worker, and shutdown or the deadline can abort it.
         let handler = tokio::spawn(tracing::Instrument::instrument(
-            async move { execute(&app, &worker, &job_for_task).await },
+            (kind.run)(self.app.clone(), self.id.clone(), job.clone()),
             span,
         ));
+        let abort = handler.abort_handle();
         if let Ok(mut r) = self.running.lock() {
-            r.insert(job.id, Some(handler.abort_handle()));
+            r.insert(job.id, Some(abort.clone()));
         }
-        let result = match handler.await {
-            Ok(r) => r,
+        let result = match tokio::time::timeout(deadline, handler).await {
+            Ok(Ok(r)) => r,
             // Aborted by shutdown: the job stays in `running` for `hand_back`.
-            Err(e) if e.is_cancelled() => return,
-            Err(e) => Err(JobError::Retry(format!("job handler panicked: {e}"))),
+            Ok(Err(e)) if e.is_cancelled() => return,
+            Ok(Err(e)) => Err(JobError::Retry(format!("job handler panicked: {e}"))),
+            Err(_) => {
+                abort.abort();
+                tracing::warn!(job_id = job.id, kind = %job.kind, deadline_s = deadline.as_secs(), "job handler stopped at its deadline");
+                Err(JobError::Retry(format!("stopped after its deadline of {} s", deadline.as_secs())))
+            }
         };
         self.finish(&job, result).await;
-        if let Ok(mut r) = self.running.lock() {
-            r.remove(&job.id);
-        }
     }
 
+    /// Record a job's result. The write is retried while the database refuses it (the job
+    /// stays held, so its lease is kept alive meanwhile): given up only after a lease's
+    /// length, when the job will simply run again. The job is released from this worker's
+    /// hold once recorded.
     async fn finish(&self, job: &ClaimedJob, result: Result<Outcome, JobError>) {
         let app = &self.app;
         let now = app.now();
-        let mut c = match app.store.conn().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(job_id = job.id, error = %e, "cannot record job result; it will run again after its lease");
-                return;
-            }
-        };
-        let outcome = match result {
-            Ok(Outcome::Done) => match jobs::complete(&mut c, job.id, &self.id).await {
-                Ok(true) => "done",
-                Ok(false) => {
-                    tracing::warn!(job_id = job.id, "finished after losing the lease; another worker may run it again");
-                    "lease_lost"
-                }
-                Err(e) => {
-                    tracing::error!(job_id = job.id, error = %e, "could not mark job done");
-                    "error"
-                }
-            },
-            Ok(Outcome::Completed) => "done",
+        enum Write {
+            Complete,
+            Fail { message: String, retry_at: Option<i64> },
+            Nothing,
+        }
+        let (write, outcome) = match result {
+            Ok(Outcome::Done) => (Write::Complete, "done"),
+            Ok(Outcome::Completed) => (Write::Nothing, "done"),
             Err(JobError::Retry(msg)) if job.attempts < job.max_attempts => {
                 let at = now + backoff_ms(app.config.jobs.backoff_base_seconds, job.attempts);
                 tracing::warn!(job_id = job.id, kind = %job.kind, attempt = job.attempts, error = %msg, retry_in_ms = at - now, "job failed; will retry");
-                let _ = jobs::fail(&mut c, job.id, &self.id, &msg, now, Some(at)).await;
-                "retry"
+                (Write::Fail { message: msg, retry_at: Some(at) }, "retry")
             }
             Err(e) => {
                 tracing::error!(job_id = job.id, kind = %job.kind, attempt = job.attempts, error = %e, "job failed for good");
-                let _ = jobs::fail(&mut c, job.id, &self.id, &e.to_string(), now, None).await;
-                "failed"
+                (Write::Fail { message: e.to_string(), retry_at: None }, "failed")
             }
         };
+        let mut outcome = outcome;
+        if !matches!(write, Write::Nothing) {
+            let give_up = tokio::time::Instant::now() + Duration::from_millis(self.lease_ms().max(1) as u64);
+            let mut pause = Duration::from_millis(50);
+            loop {
+                let attempt = async {
+                    let mut c = app.store.conn().await?;
+                    match &write {
+                        Write::Complete => jobs::complete(&mut c, job.id, &self.id).await,
+                        Write::Fail { message, retry_at } => {
+                            jobs::fail(&mut c, job.id, &self.id, message, now, *retry_at).await
+                        }
+                        Write::Nothing => Ok(true),
+                    }
+                }
+                .await;
+                match attempt {
+                    Ok(true) => break,
+                    Ok(false) => {
+                        tracing::warn!(
+                            job_id = job.id,
+                            "finished after losing the lease; another worker may run it again"
+                        );
+                        outcome = "lease_lost";
+                        break;
+                    }
+                    Err(e) if tokio::time::Instant::now() + pause < give_up => {
+                        app.metrics.count("job_result_write_retried");
+                        tracing::warn!(job_id = job.id, error = %e, retry_in_ms = pause.as_millis() as u64, "could not record the job's result; retrying");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(2));
+                    }
+                    Err(e) => {
+                        tracing::error!(job_id = job.id, error = %e, "could not record the job's result; it will run again after its lease");
+                        outcome = "error";
+                        break;
+                    }
+                }
+            }
+        }
+        if let Ok(mut r) = self.running.lock() {
+            r.remove(&job.id);
+        }
         app.metrics.observe_job(&job.kind, outcome);
-    }
-}
-
-async fn execute(app: &crate::app::App, worker: &str, job: &ClaimedJob) -> Result<Outcome, JobError> {
-    match job.kind.as_str() {
-        kinds::MAIL_SEND => crate::mail::send::run(app, job).await,
-        kinds::DIAGNOSTIC_TOUCH => super::diagnostic::run(app, worker, job).await,
-        kinds::MAINTENANCE_PURGE => super::maintenance::run(app, worker, job).await,
-        kinds::LINE_EVENTS => crate::line::events::run(app, job).await,
-        kinds::MEDIA_CONVERT => crate::media::library::run(app, job).await,
-        kinds::MEDIA_REMOVE => crate::media::library::remove_stored(app, job).await,
-        other => Err(JobError::Permanent(format!("unknown job kind {other:?}"))),
     }
 }

@@ -19,28 +19,38 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
         .to_string();
     loop {
         let mut tx = app.store.begin().await?;
-        let events = store::unhandled(&mut tx, &channel_id, BATCH).await?;
+        // Claimed: another job of this channel running at once skips these.
+        let events = store::claim_unhandled(&mut tx, app.store.backend(), &channel_id, BATCH).await?;
         if events.is_empty() {
             return Ok(Outcome::Done);
         }
         let now = app.now();
+        let (mut applied, mut follows, mut unfollows) = (0u64, 0u64, 0u64);
         for e in &events {
+            if !store::mark_handled(&mut tx, e.id, now).await? {
+                // Cannot happen while events are claimed; said loudly should it ever.
+                tracing::error!(channel_id, event_id = %e.webhook_event_id, "line event was handled already; skipped");
+                continue;
+            }
+            applied += 1;
             match (e.event_type.as_str(), e.user_id.as_deref()) {
                 ("follow", Some(user)) => {
                     store::set_friend(&mut tx, &channel_id, user, FriendStatus::Following, e.event_ts, now).await?;
-                    tracing::info!(channel_id, event_id = %e.webhook_event_id, "line follow recorded");
+                    follows += 1;
                 }
                 ("unfollow", Some(user)) => {
                     store::set_friend(&mut tx, &channel_id, user, FriendStatus::Blocked, e.event_ts, now).await?;
-                    tracing::info!(channel_id, event_id = %e.webhook_event_id, "line unfollow recorded");
+                    unfollows += 1;
                 }
                 (other, _) => {
                     tracing::debug!(channel_id, event_type = other, "line event kept, nothing to do yet");
                 }
             }
-            store::mark_handled(&mut tx, e.id, now).await?;
         }
         tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
+        // One line per batch, written after the commit (not per event under the write lock).
+        app.metrics.add("line_events_applied", applied);
+        tracing::info!(channel_id, events = applied, follows, unfollows, "line events handled");
         if (events.len() as i64) < BATCH {
             return Ok(Outcome::Done);
         }

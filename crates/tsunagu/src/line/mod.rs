@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod events;
+pub mod jobs;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -99,3 +100,5 @@ pub fn client(config: &crate::config::Config) -> tsunagu_line::LineClient {
 pub fn webhook_url(config: &crate::config::Config, channel_id: &str) -> String {
     format!("{}/line/webhook/{channel_id}", config.http.public_url.trim_end_matches('/'))
 }
+
+pub use jobs::job_kinds;

@@ -51,8 +51,12 @@ pub async fn receive(
         // LINE's connectivity check.
         return answer(StatusCode::OK, "ok");
     }
-    match app.line_intake.get_or_init(|| Intake::start(&app)).submit(channel_id.clone(), request).await {
+    match intake(&app).submit(channel_id.clone(), request).await {
         Ok(_) => answer(StatusCode::OK, "ok"),
+        Err(Refused::Data(e)) => {
+            tracing::warn!(channel_id, error = %e, "signed line webhook refused by the database as invalid data");
+            answer(StatusCode::BAD_REQUEST, "invalid data")
+        }
         Err(e) => {
             // Not stored: LINE redelivers (when enabled) on a non-2xx answer.
             tracing::error!(channel_id, error = %e, "line webhook could not be stored");
@@ -61,10 +65,24 @@ pub async fn receive(
     }
 }
 
+/// The running intake, started on first use and again should its writer task have ended.
+fn intake(app: &SharedApp) -> std::sync::Arc<Intake> {
+    let mut slot = app.line_intake.lock().unwrap_or_else(|p| p.into_inner());
+    match slot.as_ref() {
+        Some(i) if i.is_running() => i.clone(),
+        _ => {
+            let i = std::sync::Arc::new(Intake::start(app));
+            *slot = Some(i.clone());
+            i
+        }
+    }
+}
+
 /// Group commit: requests are handed to one writer task, which stores whatever has queued up
 /// meanwhile in a single transaction, then answers each. Every 200 still means "stored and
 /// committed"; under load many requests share one commit instead of queueing for the
-/// database's write lock one by one.
+/// database's write lock one by one. Each request is stored under a savepoint of its own, so
+/// one the database refuses is answered alone and the others of its batch are still stored.
 pub struct Intake {
     tx: tokio::sync::mpsc::Sender<Pending>,
 }
@@ -72,14 +90,33 @@ pub struct Intake {
 struct Pending {
     channel_id: String,
     request: CallbackRequest,
-    done: tokio::sync::oneshot::Sender<Result<usize, String>>,
+    done: tokio::sync::oneshot::Sender<Result<usize, Refused>>,
+}
+
+/// Why a request was not stored.
+#[derive(Debug, Clone)]
+pub enum Refused {
+    /// The database refused this request's data (PostgreSQL's class 22, e.g. `\u0000` in a
+    /// text): retrying it cannot help, so it is answered 400.
+    Data(String),
+    /// Anything else (database unreachable, intake restarting): answered 503, LINE redelivers.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Data(m) => write!(f, "refused data: {m}"),
+            Refused::Unavailable(m) => write!(f, "{m}"),
+        }
+    }
 }
 
 /// Requests stored per transaction at most.
 const BATCH: usize = 256;
 
 impl Intake {
-    fn start(app: &SharedApp) -> Intake {
+    pub(crate) fn start(app: &SharedApp) -> Intake {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Pending>(4 * BATCH);
         // A weak handle: the task ends with the app (its sender lives in the app).
         let weak = std::sync::Arc::downgrade(app);
@@ -87,64 +124,122 @@ impl Intake {
             let mut batch = Vec::with_capacity(BATCH);
             while rx.recv_many(&mut batch, BATCH).await > 0 {
                 let Some(app) = weak.upgrade() else { break };
-                let result = store_batch(&app, &batch).await.map_err(|e| format!("{e:#}"));
-                for (p, n) in batch.drain(..).zip(match &result {
-                    Ok(counts) => counts.iter().map(|n| Ok(*n)).collect::<Vec<_>>(),
-                    Err(e) => vec![Err(e.clone()); BATCH],
-                }) {
-                    let _ = p.done.send(n);
+                let (requests, dones): (Vec<(String, CallbackRequest)>, Vec<_>) =
+                    batch.drain(..).map(|p| ((p.channel_id, p.request), p.done)).unzip();
+                let n = dones.len();
+                // Each batch is stored by a task of its own: should it panic, its requests are
+                // answered 503 and this loop goes on with the next batch.
+                let stored = tokio::spawn(async move {
+                    let result = store_batch(&app, &requests).await;
+                    if result.is_ok() {
+                        jobs::wake(&app);
+                    }
+                    result
+                })
+                .await;
+                let answers: Vec<Result<usize, Refused>> = match stored {
+                    Ok(Ok(answers)) => answers,
+                    Ok(Err(e)) => vec![Err(Refused::Unavailable(format!("{e:#}"))); n],
+                    Err(e) => {
+                        tracing::error!(error = %e, "the line webhook writer failed; its batch is answered 503");
+                        vec![Err(Refused::Unavailable("intake writer failed".into())); n]
+                    }
+                };
+                for (done, a) in dones.into_iter().zip(answers) {
+                    let _ = done.send(a);
                 }
             }
         });
         Intake { tx }
     }
 
-    async fn submit(&self, channel_id: String, request: CallbackRequest) -> Result<usize, String> {
+    /// Whether the writer task still takes requests.
+    pub(crate) fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    pub(crate) async fn submit(&self, channel_id: String, request: CallbackRequest) -> Result<usize, Refused> {
         let (done, wait) = tokio::sync::oneshot::channel();
-        self.tx.send(Pending { channel_id, request, done }).await.map_err(|_| "intake stopped".to_string())?;
-        wait.await.map_err(|_| "intake stopped".to_string())?
+        let stopped = || Refused::Unavailable("intake stopped".to_string());
+        self.tx.send(Pending { channel_id, request, done }).await.map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())?
     }
 }
 
-/// Store every pending request's events (each once) and one job per channel with new events.
-async fn store_batch(app: &SharedApp, batch: &[Pending]) -> anyhow::Result<Vec<usize>> {
+/// Store every request's events (each once), each request under its own savepoint, and queue
+/// one `line.events` job per channel with new events (a no-op when one is queued already).
+/// `Err` only when the transaction itself cannot begin or commit.
+async fn store_batch(
+    app: &SharedApp,
+    batch: &[(String, CallbackRequest)],
+) -> anyhow::Result<Vec<Result<usize, Refused>>> {
     let now = app.now();
     let mut tx = app.store.begin().await?;
-    let mut counts = Vec::with_capacity(batch.len());
+    let mut answers = Vec::with_capacity(batch.len());
     let mut channels_with_new: Vec<&str> = Vec::new();
-    for p in batch {
-        let mut new = 0;
-        for raw in &p.request.events {
-            let text = raw.to_string();
-            let info = EventInfo::from_json(raw);
-            // Every documented event has a webhookEventId; anything without one is keyed by
-            // its content, so a redelivery of it is still recognised.
-            let fallback = format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())));
-            let e = NewEvent {
-                webhook_event_id: info.as_ref().map(|i| i.webhook_event_id.as_str()).unwrap_or(&fallback),
-                event_type: info
-                    .as_ref()
-                    .map(|i| i.kind.as_str())
-                    .or(raw.get("type").and_then(|t| t.as_str()))
-                    .unwrap_or("unknown"),
-                user_id: info.as_ref().and_then(|i| i.user_id.as_deref()),
-                event_ts: info.as_ref().map(|i| i.timestamp_ms).unwrap_or(now),
-                redelivery: info.as_ref().is_some_and(|i| i.is_redelivery),
-                body: &text,
-            };
-            if store::insert_event(&mut tx, &p.channel_id, &e, now).await? {
-                new += 1;
+    for (channel_id, request) in batch {
+        let mut sp = sqlx::Connection::begin(&mut *tx).await?;
+        match store_request(&mut sp, channel_id, request, now).await {
+            Ok(new) => {
+                sp.commit().await?;
+                if new > 0 && !channels_with_new.contains(&channel_id.as_str()) {
+                    channels_with_new.push(channel_id);
+                }
+                answers.push(Ok(new));
+            }
+            Err(e) => {
+                sp.rollback().await?;
+                tracing::warn!(channel_id, error = %e, "a line webhook request was refused by the database");
+                answers.push(Err(refusal(&e)));
             }
         }
-        if new > 0 && !channels_with_new.contains(&p.channel_id.as_str()) {
-            channels_with_new.push(&p.channel_id);
-        }
-        counts.push(new);
     }
     for channel_id in channels_with_new {
-        jobs::enqueue(&mut tx, app, kinds::LINE_EVENTS, &serde_json::json!({"channel_id": channel_id}), None, 0)
+        let key = format!("{}:{channel_id}", kinds::LINE_EVENTS);
+        jobs::enqueue(&mut tx, app, kinds::LINE_EVENTS, &serde_json::json!({"channel_id": channel_id}), Some(&key), 0)
             .await?;
     }
     tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
-    Ok(counts)
+    Ok(answers)
+}
+
+async fn store_request(
+    c: &mut tsunagu_store::AnyConnection,
+    channel_id: &str,
+    request: &CallbackRequest,
+    now: i64,
+) -> Result<usize, tsunagu_store::StoreError> {
+    let mut new = 0;
+    for raw in &request.events {
+        let text = raw.to_string();
+        let info = EventInfo::from_json(raw);
+        // Every documented event has a webhookEventId; anything without one is keyed by
+        // its content, so a redelivery of it is still recognised.
+        let fallback = format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())));
+        let e = NewEvent {
+            webhook_event_id: info.as_ref().map(|i| i.webhook_event_id.as_str()).unwrap_or(&fallback),
+            event_type: info
+                .as_ref()
+                .map(|i| i.kind.as_str())
+                .or(raw.get("type").and_then(|t| t.as_str()))
+                .unwrap_or("unknown"),
+            user_id: info.as_ref().and_then(|i| i.user_id.as_deref()),
+            event_ts: info.as_ref().map(|i| i.timestamp_ms).unwrap_or(now),
+            redelivery: info.as_ref().is_some_and(|i| i.is_redelivery),
+            body: &text,
+        };
+        if store::insert_event(c, channel_id, &e, now).await? {
+            new += 1;
+        }
+    }
+    Ok(new)
+}
+
+fn refusal(e: &tsunagu_store::StoreError) -> Refused {
+    if let tsunagu_store::StoreError::Db(sqlx::Error::Database(db)) = e
+        && db.code().is_some_and(|c| c.starts_with("22"))
+    {
+        return Refused::Data(db.message().to_string());
+    }
+    Refused::Unavailable(e.to_string())
 }

@@ -83,3 +83,14 @@ pub async fn enqueue(c: &mut AnyConnection, app: &App, m: &OutgoingMail<'_>) -> 
     jobs::enqueue(c, app, jobs::kinds::MAIL_SEND, &payload, Some(&format!("mail:{id}")), 0).await?;
     Ok(Some(id))
 }
+
+/// The mail feature's job kinds.
+pub fn job_kinds() -> Vec<jobs::JobKind> {
+    // A send is bounded by `mail.timeout_seconds` (twice, see `send`); the deadline is a
+    // backstop for anything else that hangs.
+    vec![jobs::JobKind::new(
+        jobs::kinds::MAIL_SEND,
+        std::time::Duration::from_secs(600),
+        |app, _worker, job| async move { send::run(&app, &job).await },
+    )]
+}

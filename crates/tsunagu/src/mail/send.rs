@@ -1,6 +1,9 @@
 //! The `mail.send` job. A mail already delivered is not delivered again (the job may run twice
-//! after a crash); the Message-ID is fixed per cause so any resend after a crash between the
-//! SMTP hand-off and our bookkeeping is recognisable as the same message.
+//! after a crash). Once the SMTP server has accepted a mail, recording that is retried, never
+//! the send: within this process the accepted mail is remembered until it is recorded, so
+//! another attempt of the job only records it. Only a process that dies between the
+//! acceptance and the record leaves a mail that another worker sends again; the Message-ID is
+//! fixed per cause, so that resend is recognisable as the same message.
 
 use lettre::AsyncTransport;
 use lettre::message::header::ContentType;
@@ -24,6 +27,10 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
     };
     if matches!(mail.status.as_str(), "sent" | "stored") {
         return Ok(Outcome::Done);
+    }
+    if app.mail_accepted.contains(id) {
+        drop(c);
+        return record_sent(app, id).await;
     }
     match &app.mailer {
         Mailer::Database => {
@@ -61,14 +68,14 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
                     return Err(JobError::Retry(msg));
                 }
             };
-            let mut c = app.store.conn().await?;
             match result {
                 Ok(_) => {
-                    mails::mark_delivered(&mut c, id, "sent", "smtp", app.now()).await?;
                     tracing::info!(mail_id = id, "mail handed to the SMTP server");
-                    Ok(Outcome::Done)
+                    app.mail_accepted.insert(id);
+                    record_sent(app, id).await
                 }
                 Err(e) => {
+                    let mut c = app.store.conn().await?;
                     let permanent = e.is_permanent();
                     let last = permanent || job.attempts >= job.max_attempts;
                     let msg = format!("SMTP: {e}");
@@ -77,5 +84,55 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
                 }
             }
         }
+    }
+}
+
+/// Record that the SMTP server accepted mail `id`, retrying while the database refuses. If it
+/// still fails, the job is retried, and that attempt only records (see [`Accepted`]).
+async fn record_sent(app: &App, id: i64) -> Result<Outcome, JobError> {
+    let mut pause = std::time::Duration::from_millis(50);
+    let mut tries = 0;
+    loop {
+        let result = async {
+            let mut c = app.store.conn().await?;
+            mails::mark_delivered(&mut c, id, "sent", "smtp", app.now()).await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                app.mail_accepted.remove(id);
+                return Ok(Outcome::Done);
+            }
+            Err(e) if tries < 12 => {
+                tries += 1;
+                app.metrics.count("mail_record_retried");
+                tracing::warn!(mail_id = id, error = %e, "could not record a mail the SMTP server accepted; retrying the record, not the send");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(e) => return Err(JobError::Retry(format!("mail {id} was sent but could not be recorded: {e}"))),
+        }
+    }
+}
+
+/// Mails the SMTP server accepted whose record is not written yet (this process only).
+#[derive(Default)]
+pub struct Accepted(std::sync::Mutex<std::collections::HashSet<i64>>);
+
+impl Accepted {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<i64>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn contains(&self, id: i64) -> bool {
+        self.lock().contains(&id)
+    }
+
+    fn insert(&self, id: i64) {
+        self.lock().insert(id);
+    }
+
+    fn remove(&self, id: i64) {
+        self.lock().remove(&id);
     }
 }

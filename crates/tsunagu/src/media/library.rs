@@ -111,6 +111,7 @@ pub async fn accept<R: AsyncRead + Unpin>(
             .await?
             .ok_or_else(|| anyhow::anyhow!("a media.convert job for media {id} exists already"))?;
         tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
+        crate::jobs::wake(app);
         Ok::<_, anyhow::Error>(id)
     }
     .await;
@@ -254,6 +255,7 @@ pub async fn delete(app: &App, account: AccountId, id: i64) -> anyhow::Result<st
         let payload = serde_json::json!({"media_id": m.id, "upload_path": m.upload_path, "names": stored_names(m)});
         crate::jobs::enqueue(&mut tx, app, kinds::MEDIA_REMOVE, &payload, None, 0).await?;
         tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
+        crate::jobs::wake(app);
         tracing::info!(media_id = m.id, account_id = account.0, "media deleted");
     }
     Ok(deleted)

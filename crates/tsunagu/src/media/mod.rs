@@ -4,6 +4,7 @@
 
 pub mod convert;
 pub mod intake;
+pub mod jobs;
 pub mod library;
 pub mod probe;
 pub mod process;
@@ -75,3 +76,5 @@ pub fn require_https(config: &crate::config::Config) -> anyhow::Result<()> {
         "http.public_url が HTTPS ではありません（{url}）。LINE は HTTPS の URL からしか画像・動画・音声を取得しないため、https:// で始まる公開 URL（TSUNAGU_HTTP__PUBLIC_URL）を設定してください。開発やテストだけなら media.allow_http = true で起動できます（その場合 LINE にはメディアが届きません）。\nhttp.public_url {url} is not HTTPS: LINE fetches media only over HTTPS. Set an https:// public URL, or media.allow_http = true for development and tests."
     )
 }
+
+pub use jobs::job_kinds;

@@ -24,7 +24,7 @@ struct AccountsPage {
 }
 
 pub async fn accounts_list(State(app): State<SharedApp>, AdminAuth(auth): AdminAuth) -> Result<Html<String>, AppError> {
-    let mut c = app.store.conn().await?;
+    let mut c = app.store.read().await?;
     let rows = accounts::list_all(&mut c).await?;
     let page = AccountsPage {
         chrome: Chrome::console(&auth, "admin-accounts", "アカウントとプラン"),
@@ -83,7 +83,7 @@ struct JobsPage {
 }
 
 pub async fn failed_jobs(State(app): State<SharedApp>, AdminAuth(auth): AdminAuth) -> Result<Html<String>, AppError> {
-    let mut c = app.store.conn().await?;
+    let mut c = app.store.read().await?;
     let tz = auth.account.time_zone.clone();
     let rows = jobs::list_by_state(&mut c, "failed", 200)
         .await?
@@ -118,7 +118,7 @@ pub async fn retry_job(
     if !jobs::retry_failed(&mut c, id, app.now()).await? {
         return Ok(flash_redirect(&app, "/admin/jobs", "info", "このジョブはすでに再実行されたか、存在しません。"));
     }
-    app.job_wakeup.notify_waiters();
+    crate::jobs::wake(&app);
     tracing::info!(admin = %auth.account.id, job_id = id, "failed job queued again");
     Ok(flash_redirect(&app, "/admin/jobs", "success", &format!("ジョブ {id} を再実行します。")))
 }

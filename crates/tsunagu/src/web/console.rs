@@ -137,7 +137,7 @@ struct MailsPage {
 }
 
 pub async fn mails_list(State(app): State<SharedApp>, auth: Auth) -> Result<Html<String>, AppError> {
-    let mut c = app.store.conn().await?;
+    let mut c = app.store.read().await?;
     let tz = auth.account.time_zone.clone();
     let rows = mails::list_for_account(&mut c, auth.account.id, 200)
         .await?
@@ -179,7 +179,7 @@ pub async fn mail_detail(
     Path(id): Path<String>,
 ) -> Result<Html<String>, AppError> {
     let id: i64 = id.parse().map_err(|_| AppError::NotFound)?;
-    let mut c = app.store.conn().await?;
+    let mut c = app.store.read().await?;
     let m = mails::get_for_account(&mut c, auth.account.id, id).await?.ok_or(AppError::NotFound)?;
     let tz = &auth.account.time_zone;
     let page = MailDetailPage {

@@ -31,7 +31,7 @@ pub async fn metrics(State(app): State<SharedApp>, headers: axum::http::HeaderMa
             return (StatusCode::UNAUTHORIZED, "metrics token required").into_response();
         }
     }
-    let states = match app.store.conn().await {
+    let states = match app.store.read().await {
         Ok(mut c) => tsunagu_store::jobs::counts(&mut c).await.unwrap_or_default(),
         Err(_) => Vec::new(),
     };

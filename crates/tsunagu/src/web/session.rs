@@ -60,7 +60,8 @@ impl FromRequestParts<SharedApp> for Auth {
             return Err(AuthRejection::Login(next));
         };
         let now = app.now();
-        let mut c = app.store.conn().await.map_err(|e| AuthRejection::Error(e.into()))?;
+        // Read on a reader: every console request passes here and must not queue behind writers.
+        let mut c = app.store.read().await.map_err(|e| AuthRejection::Error(e.into()))?;
         let Some(session) =
             sessions::find_live(&mut c, &hash, now).await.map_err(|e| AuthRejection::Error(e.into()))?
         else {
@@ -74,7 +75,14 @@ impl FromRequestParts<SharedApp> for Auth {
         // Sliding expiry, written at most about once an hour per session.
         let lifetime = app.config.http.session_days as i64 * DAY_MS;
         if session.expires_at - now < lifetime - 60 * 60 * 1000 {
-            let _ = sessions::touch(&mut c, &hash, now, now + lifetime).await;
+            drop(c);
+            let touched = match app.store.conn().await {
+                Ok(mut w) => sessions::touch(&mut w, &hash, now, now + lifetime).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = touched {
+                tracing::warn!(error = %e, "could not extend the session; it is extended on a later request");
+            }
         }
         Ok(Auth { account, session_hash: hash, ctx })
     }

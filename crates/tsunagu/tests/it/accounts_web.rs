@@ -143,7 +143,7 @@ async fn password_change_ends_other_sessions_and_mails_once() {
     assert_eq!(t.client().login("kenji@example.com", "new-password-123").await.status, 303);
 
     t.run_jobs().await;
-    let mut c = t.app.store.conn().await.unwrap();
+    let mut c = t.app.store.read().await.unwrap();
     let all = mails::list_all(&mut c, 10).await.unwrap();
     let changed: Vec<_> = all.iter().filter(|m| m.subject.contains("パスワードが変更されました")).collect();
     assert_eq!(changed.len(), 1, "one mail for one change");

@@ -15,7 +15,7 @@ async fn app_with_channel() -> (TestApp, LineSandbox, String, String) {
     let t = TestApp::spawn().await;
     t.signup("teacher@example.com", "講師").await;
     let account = {
-        let mut c = t.app.store.conn().await.unwrap();
+        let mut c = t.app.store.read().await.unwrap();
         let email = tsunagu_core::Email::parse("teacher@example.com").unwrap();
         tsunagu_store::accounts::credentials_by_email(&mut c, &email).await.unwrap().unwrap().account.id
     };
@@ -40,12 +40,12 @@ async fn app_with_channel() -> (TestApp, LineSandbox, String, String) {
 }
 
 async fn stored(t: &TestApp) -> Vec<line_store::StoredEvent> {
-    let mut c = t.app.store.conn().await.unwrap();
+    let mut c = t.app.store.read().await.unwrap();
     line_store::events_of(&mut c, CHANNEL).await.unwrap()
 }
 
 async fn friends(t: &TestApp) -> Vec<line_store::Friend> {
-    let mut c = t.app.store.conn().await.unwrap();
+    let mut c = t.app.store.read().await.unwrap();
     line_store::friends(&mut c, CHANNEL).await.unwrap()
 }
 

@@ -71,16 +71,20 @@ async fn japanese_mail_arrives_once_over_smtp_with_auth() {
     assert!(m["from"].as_str().unwrap().contains("office@tsunagu.example"));
     assert_eq!(m["authenticated"], true);
 
-    let mut c = t.app.store.conn().await.unwrap();
+    let mut c = t.app.store.read().await.unwrap();
     let stored = &tsunagu_store::mails::list_all(&mut c, 10).await.unwrap()[0];
     assert_eq!(stored.status, "sent");
     assert_eq!(m["message_id"].as_str().unwrap(), stored.message_id, "Message-ID fixed by the cause");
 
     // The same job running again (say, after a crash) does not send a second mail…
     let payload = serde_json::json!({"mail_id": stored.id});
+    drop(c);
+    let mut c = t.app.store.conn().await.unwrap();
     tsunagu::jobs::enqueue(&mut c, &t.app, "mail.send", &payload, None, 0).await.unwrap();
+    drop(c);
     assert_eq!(t.run_jobs().await, 1);
     // …and the same cause cannot create a second mail.
+    let mut c = t.app.store.conn().await.unwrap();
     let again = tsunagu::mail::enqueue(
         &mut c,
         &t.app,
@@ -95,6 +99,7 @@ async fn japanese_mail_arrives_once_over_smtp_with_auth() {
     .await
     .unwrap();
     assert_eq!(again, None);
+    drop(c);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sink.received().len(), 1, "exactly one mail arrived");
     t.assert_no_jobs_left().await;
@@ -113,7 +118,7 @@ async fn wrong_smtp_credentials_fail_visibly_not_silently() {
     t.signup("who@example.com", "誰か").await;
     t.run_jobs().await;
     assert!(sink.received().is_empty());
-    let mut c = t.app.store.conn().await.unwrap();
+    let mut c = t.app.store.read().await.unwrap();
     let m = &tsunagu_store::mails::list_all(&mut c, 1).await.unwrap()[0];
     assert_ne!(m.status, "sent");
     assert!(m.last_error.as_deref().unwrap_or("").contains("SMTP"), "{:?}", m.last_error);
@@ -139,7 +144,7 @@ async fn a_silent_smtp_server_times_out_and_is_retried() {
     .await;
     t.signup("silent@example.com", "無言").await;
     assert_eq!(t.run_jobs().await, 1, "the attempt ends instead of hanging");
-    let mut c = t.app.store.conn().await.unwrap();
+    let mut c = t.app.store.read().await.unwrap();
     let m = &tsunagu_store::mails::list_all(&mut c, 1).await.unwrap()[0];
     assert_eq!(m.status, "queued", "kept for another attempt");
     assert!(m.last_error.as_deref().unwrap_or("").contains("SMTP"), "{:?}", m.last_error);

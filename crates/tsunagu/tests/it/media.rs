@@ -579,7 +579,7 @@ async fn media_is_served_with_ranges_from_local_disk_and_s3() {
     let c = s3.signup("teacher@example.com", "講師").await;
     drop(c);
     let me = {
-        let mut conn = s3.app.store.conn().await.unwrap();
+        let mut conn = s3.app.store.read().await.unwrap();
         let e = tsunagu_core::Email::parse("teacher@example.com").unwrap();
         tsunagu_store::accounts::credentials_by_email(&mut conn, &e).await.unwrap().unwrap().account.id
     };
@@ -593,7 +593,7 @@ async fn media_is_served_with_ranges_from_local_disk_and_s3() {
     );
     other.run_jobs().await; // only the other instance's worker runs
     let m = {
-        let mut conn = s3.app.store.conn().await.unwrap();
+        let mut conn = s3.app.store.read().await.unwrap();
         tsunagu_store::media::get(&mut conn, me, id).await.unwrap().unwrap()
     };
     assert_eq!(m.status, tsunagu_store::media::MediaStatus::Ready, "{}", m.reason);
@@ -615,7 +615,7 @@ async fn media_is_served_with_ranges_from_local_disk_and_s3() {
     assert_eq!(swept, 1, "{listing}");
     assert!(!listing.contains("intake/lost.upload") && listing.contains("intake/"), "{listing}");
     other.run_jobs().await;
-    let mut conn = s3.app.store.conn().await.unwrap();
+    let mut conn = s3.app.store.read().await.unwrap();
     let w = tsunagu_store::media::get(&mut conn, me, waiting).await.unwrap().unwrap();
     assert_eq!(w.status, tsunagu_store::media::MediaStatus::Ready, "{}", w.reason);
     drop(conn);
@@ -717,7 +717,7 @@ async fn uploads_become_ready_or_failed_through_the_conversion_job() {
     let account_of = |email: &'static str| {
         let app = t.app.clone();
         async move {
-            let mut c = app.store.conn().await.unwrap();
+            let mut c = app.store.read().await.unwrap();
             let e = tsunagu_core::Email::parse(email).unwrap();
             tsunagu_store::accounts::credentials_by_email(&mut c, &e).await.unwrap().unwrap().account.id
         }
@@ -750,14 +750,14 @@ async fn uploads_become_ready_or_failed_through_the_conversion_job() {
     let damaged = cut(&f.mp3, &f.mp3.with_file_name("cut.mp3"), 0.5);
     let damaged_id = accept(&t.app, me, "途中まで.mp3", tokio::fs::File::open(&damaged).await.unwrap()).await.unwrap();
     {
-        let mut c = t.app.store.conn().await.unwrap();
+        let mut c = t.app.store.read().await.unwrap();
         let m = media_store::get(&mut c, me, ids[0]).await.unwrap().unwrap();
         assert_eq!((m.status, m.status.label_ja()), (MediaStatus::Processing, "処理中"), "until the job runs");
     }
     t.run_jobs().await;
 
     let http = crate::helpers::http().build().unwrap();
-    let mut c = t.app.store.conn().await.unwrap();
+    let mut c = t.app.store.read().await.unwrap();
     for ((_, name, mime, preview), id) in cases.iter().zip(&ids) {
         let m = media_store::get(&mut c, me, *id).await.unwrap().unwrap();
         assert_eq!(m.status, MediaStatus::Ready, "{name}: {}", m.reason);
@@ -808,21 +808,26 @@ async fn uploads_become_ready_or_failed_through_the_conversion_job() {
     assert_eq!(media_store::list(&mut c, me).await.unwrap().len(), before);
     assert_eq!(leftovers(&intake), 0);
 
-    // A conversion job already holding the next file's key: the upload is refused as a whole
-    // (nothing recorded, nothing kept) rather than recorded with no job of its own.
+    // A conversion job already queued under the next file's key: the upload is refused as a
+    // whole (nothing recorded, nothing kept) rather than recorded with no job of its own.
     let next = ids.iter().chain([&damaged_id]).max().unwrap() + 1;
+    let mut w = t.app.store.conn().await.unwrap();
     sqlx::query(
         "INSERT INTO jobs (kind, payload, dedupe_key, state, attempts, max_attempts, run_at, created_at, updated_at)
-         VALUES ('media.convert', '{}', $1, 'failed', 1, 1, 0, 0, 0)",
+         VALUES ('media.convert', '{}', $1, 'queued', 0, 1, 9000000000000, 0, 0)",
     )
     .bind(format!("media:{next}"))
-    .execute(&mut *c)
+    .execute(&mut *w)
     .await
     .unwrap();
+    drop(w);
     let file = tokio::fs::File::open(&f.png).await.unwrap();
     assert!(matches!(accept(&t.app, me, "図2.png", file).await, Err(UploadError::Other(_))));
     assert_eq!(media_store::list(&mut c, me).await.unwrap().len(), before);
     assert_eq!(leftovers(&intake), 0);
+    let mut w = t.app.store.conn().await.unwrap();
+    sqlx::query("DELETE FROM jobs WHERE dedupe_key = $1").bind(format!("media:{next}")).execute(&mut *w).await.unwrap();
+    drop(w);
     t.assert_no_jobs_left().await;
 }
 
@@ -849,7 +854,7 @@ async fn the_console_page_takes_uploads_and_shows_their_state() {
     assert!(r.text.contains("ビジネスプラン"), "{}", r.text);
 
     {
-        let mut conn = t.app.store.conn().await.unwrap();
+        let mut conn = t.app.store.read().await.unwrap();
         let e = tsunagu_core::Email::parse("teacher@example.com").unwrap();
         let id = tsunagu_store::accounts::credentials_by_email(&mut conn, &e).await.unwrap().unwrap().account.id;
         tsunagu_store::accounts::set_plan(&mut conn, id, tsunagu_core::Plan::Business, 1).await.unwrap();
@@ -957,13 +962,13 @@ async fn what_is_inside_decides_the_name_and_type_served() {
     let t = crate::helpers::TestApp::spawn().await;
     t.signup("teacher@example.com", "講師").await;
     let me = {
-        let mut c = t.app.store.conn().await.unwrap();
+        let mut c = t.app.store.read().await.unwrap();
         let e = tsunagu_core::Email::parse("teacher@example.com").unwrap();
         tsunagu_store::accounts::credentials_by_email(&mut c, &e).await.unwrap().unwrap().account.id
     };
     let id = accept(&t.app, me, "録音.mp3", std::io::Cursor::new(tagged)).await.unwrap();
     t.run_jobs().await;
-    let mut c = t.app.store.conn().await.unwrap();
+    let mut c = t.app.store.read().await.unwrap();
     let m = media_store::get(&mut c, me, id).await.unwrap().unwrap();
     assert_eq!(m.status, MediaStatus::Ready, "{}", m.reason);
     assert!(m.file_name.ends_with(".m4a"), "{}", m.file_name);
@@ -999,7 +1004,7 @@ async fn without_ffmpeg_uploads_are_refused_with_the_reason() {
     let t = crate::helpers::TestApp::spawn_with(|c| c.media.ffmpeg = "/nonexistent/ffmpeg".into()).await;
     t.signup("teacher@example.com", "講師").await;
     let me = {
-        let mut c = t.app.store.conn().await.unwrap();
+        let mut c = t.app.store.read().await.unwrap();
         let e = tsunagu_core::Email::parse("teacher@example.com").unwrap();
         tsunagu_store::accounts::credentials_by_email(&mut c, &e).await.unwrap().unwrap().account.id
     };
@@ -1011,7 +1016,7 @@ async fn without_ffmpeg_uploads_are_refused_with_the_reason() {
         }
         other => panic!("{other:?}"),
     }
-    let mut c = t.app.store.conn().await.unwrap();
+    let mut c = t.app.store.read().await.unwrap();
     assert!(tsunagu_store::media::list(&mut c, me).await.unwrap().is_empty());
     assert_eq!(leftovers(&t.app.config.data.dir.join("media-intake")), 0);
 
@@ -1036,7 +1041,7 @@ async fn a_conversion_that_never_finished_is_reported_and_cleaned_up() {
     let t = crate::helpers::TestApp::spawn().await;
     let c = t.signup("teacher@example.com", "講師").await;
     let me = {
-        let mut conn = t.app.store.conn().await.unwrap();
+        let mut conn = t.app.store.read().await.unwrap();
         let e = tsunagu_core::Email::parse("teacher@example.com").unwrap();
         let id = tsunagu_store::accounts::credentials_by_email(&mut conn, &e).await.unwrap().unwrap().account.id;
         tsunagu_store::accounts::set_plan(&mut conn, id, tsunagu_core::Plan::Business, 1).await.unwrap();
@@ -1046,7 +1051,7 @@ async fn a_conversion_that_never_finished_is_reported_and_cleaned_up() {
     let waiting = accept(&t.app, me, "音声.wav", tokio::fs::File::open(&f.wav).await.unwrap()).await.unwrap();
     let intake = t.app.config.data.dir.join("media-intake");
     let (stuck_upload, waiting_upload) = {
-        let mut conn = t.app.store.conn().await.unwrap();
+        let mut conn = t.app.store.read().await.unwrap();
         let s = media_store::get(&mut conn, me, stuck).await.unwrap().unwrap().upload_path;
         let w = media_store::get(&mut conn, me, waiting).await.unwrap().unwrap().upload_path;
         // What the queue does when a worker dies during the last allowed attempt.
@@ -1069,7 +1074,7 @@ async fn a_conversion_that_never_finished_is_reported_and_cleaned_up() {
     assert!(page.contains("変換の途中で処理が止まったため完了できませんでした"), "{page}");
     assert!(page.contains("status-failed") && page.contains("status-processing"), "{page}");
     {
-        let mut conn = t.app.store.conn().await.unwrap();
+        let mut conn = t.app.store.read().await.unwrap();
         let m = media_store::get(&mut conn, me, stuck).await.unwrap().unwrap();
         assert_eq!(m.status, MediaStatus::Failed);
         let w = media_store::get(&mut conn, me, waiting).await.unwrap().unwrap();
@@ -1090,6 +1095,6 @@ async fn a_conversion_that_never_finished_is_reported_and_cleaned_up() {
     assert!(waiting_upload.exists(), "what a 処理中 file needs stays");
     assert_eq!(leftovers(&intake), 1);
     t.run_jobs().await;
-    let mut conn = t.app.store.conn().await.unwrap();
+    let mut conn = t.app.store.read().await.unwrap();
     assert_eq!(media_store::get(&mut conn, me, waiting).await.unwrap().unwrap().status, MediaStatus::Ready);
 }

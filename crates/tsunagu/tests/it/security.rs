@@ -8,7 +8,7 @@ async fn another_accounts_data_answers_404() {
     let alice = t.signup("alice@example.com", "アリス").await;
     let bob = t.signup("bob@example.com", "ボブ").await;
     t.run_jobs().await;
-    let mut c = t.app.store.conn().await.unwrap();
+    let mut c = t.app.store.read().await.unwrap();
     let all = tsunagu_store::mails::list_all(&mut c, 10).await.unwrap();
     let alice_mail = all.iter().find(|m| m.to_address == "alice@example.com").unwrap().id;
     let bob_mail = all.iter().find(|m| m.to_address == "bob@example.com").unwrap().id;

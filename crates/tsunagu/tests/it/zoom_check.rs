@@ -210,7 +210,7 @@ async fn organizer_connects_through_the_oauth_app() {
 
     // Stored sealed; an expired pair is refreshed and the rotated pair stored before use.
     let account = {
-        let mut conn = t.app.store.conn().await.unwrap();
+        let mut conn = t.app.store.read().await.unwrap();
         let email = tsunagu_core::Email::parse("organizer@example.com").unwrap();
         tsunagu_store::accounts::credentials_by_email(&mut conn, &email).await.unwrap().unwrap().account.id
     };
@@ -226,7 +226,7 @@ async fn organizer_connects_through_the_oauth_app() {
     assert_ne!(now.refresh_token, first.refresh_token, "the rotated refresh token was stored");
     assert!(now.expires_at_ms > 0);
     {
-        let mut conn = t.app.store.conn().await.unwrap();
+        let mut conn = t.app.store.read().await.unwrap();
         let sealed = tsunagu_store::secrets::get(&mut conn, account, "zoom.oauth_tokens").await.unwrap().unwrap();
         assert!(!sealed.sealed.contains(&now.refresh_token), "sealed, not plain");
     }
