@@ -6,4 +6,5 @@
 
 mod conformance;
 mod harness;
+mod queue;
 mod schema_compare;

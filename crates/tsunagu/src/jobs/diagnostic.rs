@@ -2,6 +2,8 @@
 //! to check that workers run; the crash-recovery and multi-process tests and the queue
 //! benchmark use it to count executions (marks: `start`, `held` after a hold, `finish`). Payload: `{"key": "…", "hold_ms": 0,
 //! "hold_on_attempt": 1}` (hold only on that attempt; omit to hold on every attempt).
+//! With `"outcome": "done"` the handler records no finish mark and leaves recording its end to
+//! the worker (as most handlers do).
 
 use tsunagu_store::{diagnostics, jobs::ClaimedJob};
 
@@ -22,6 +24,9 @@ pub async fn run(app: &App, worker: &str, job: &ClaimedJob) -> Result<Outcome, J
         // Shows whether a handler kept running after it should have been stopped.
         let mut c = app.store.conn().await?;
         diagnostics::record(&mut c, &key, "held", worker, app.now()).await?;
+    }
+    if job.payload.get("outcome").and_then(|v| v.as_str()) == Some("done") {
+        return Ok(Outcome::Done);
     }
     // The finish mark and the job's completion commit together: exactly one finish per job.
     let mut tx = app.store.begin().await?;
