@@ -101,6 +101,22 @@ impl TestApp {
         Self::start(config, dir).await
     }
 
+    /// The app on SQLite or on a fresh PostgreSQL database (`None` when PostgreSQL is not
+    /// configured, allowed only outside CI).
+    pub async fn spawn_on(db: Db, tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
+        let dir = TempDir::new("tsunagu-app");
+        let url = database_url(db, dir.path()).await?;
+        let mut config = test_config(dir.path(), &url);
+        if db == Db::Postgres {
+            // On PostgreSQL the key is never generated (every instance must share one).
+            let key = dir.path().join("master.key");
+            tsunagu::crypto::Keyring::new(tsunagu::crypto::MasterKey::generate()).write_file(&key).unwrap();
+            config.secrets.master_key_file = Some(key);
+        }
+        tweak(&mut config);
+        Some(Self::start(config, dir).await)
+    }
+
     pub async fn start(config: Config, dir: TempDir) -> TestApp {
         let clock = Arc::new(OffsetClock::default());
         let app = build_app(config, clock.clone()).await.expect("build app");
@@ -367,4 +383,50 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("timed out waiting for: {what}");
+}
+
+/// Fault injection in the database itself: a trigger refuses `op` (INSERT, UPDATE or DELETE)
+/// on `table` while the fault named `name` is switched on with [`set_fault`], for rows where
+/// `condition` (SQL over NEW/OLD, the same on both engines) holds.
+pub async fn install_fault(store: &tsunagu_store::Store, name: &str, table: &str, op: &str, condition: &str) {
+    let mut c = store.conn().await.unwrap();
+    sqlx::query("CREATE TABLE IF NOT EXISTS test_faults (name TEXT PRIMARY KEY)").execute(&mut *c).await.unwrap();
+    let statements: Vec<String> = match store.backend() {
+        tsunagu_store::Backend::Sqlite => vec![format!(
+                "CREATE TRIGGER fault_{name} BEFORE {op} ON {table}
+                 WHEN EXISTS (SELECT 1 FROM test_faults WHERE name = '{name}') AND ({condition})
+                 BEGIN SELECT RAISE(ABORT, 'injected fault {name}'); END"
+        )],
+        tsunagu_store::Backend::Postgres => vec![
+            format!(
+                "CREATE FUNCTION fault_{name}() RETURNS trigger AS $$ BEGIN
+                   RAISE EXCEPTION 'injected fault {name}';
+                 END $$ LANGUAGE plpgsql"
+            ),
+            format!(
+                "CREATE TRIGGER fault_{name} BEFORE {op} ON {table} FOR EACH ROW
+                 WHEN ({condition} AND test_fault_on('{name}'))
+                 EXECUTE FUNCTION fault_{name}()"
+            ),
+        ],
+    };
+    if store.backend() == tsunagu_store::Backend::Postgres {
+        // A trigger's WHEN may not query tables: a function does it.
+        sqlx::query(
+            "CREATE OR REPLACE FUNCTION test_fault_on(n TEXT) RETURNS boolean AS $$
+               SELECT EXISTS (SELECT 1 FROM test_faults WHERE name = n) $$ LANGUAGE sql",
+        )
+        .execute(&mut *c)
+        .await
+        .unwrap();
+    }
+    for s in statements {
+        sqlx::query(sqlx::AssertSqlSafe(s)).execute(&mut *c).await.unwrap();
+    }
+}
+
+pub async fn set_fault(store: &tsunagu_store::Store, name: &str, on: bool) {
+    let mut c = store.conn().await.unwrap();
+    let sql = if on { "INSERT INTO test_faults (name) VALUES ($1)" } else { "DELETE FROM test_faults WHERE name = $1" };
+    sqlx::query(sql).bind(name).execute(&mut *c).await.unwrap();
 }

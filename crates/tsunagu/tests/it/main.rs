@@ -3,7 +3,9 @@
 mod accounts_web;
 mod browser;
 mod helpers;
+mod job_faults;
 mod jobs;
+mod line_intake;
 mod line_webhook;
 mod mail_smtp;
 mod media;

@@ -1,0 +1,150 @@
+//! The LINE webhook intake under load and faults: a request the database refuses fails alone
+//! (its batch-mates from any channel are stored and answered 200), and `line.events` jobs of
+//! one channel running at once apply each event exactly once.
+
+use serde_json::json;
+use tsunagu_store::jobs::ClaimedJob;
+use tsunagu_store::line::{self as line_store, NewEvent};
+
+use crate::helpers::{Db, TestApp, http, install_fault, set_fault};
+
+const CHANNELS: [(&str, &str); 2] =
+    [("2000000101", "8c570fa6dd201bb328f1c1eac23a96d8"), ("2000000102", "0f1e2d3c4b5a69788796a5b4c3d2e1f0")];
+
+async fn app_with_two_channels(db: Db) -> Option<TestApp> {
+    let t = TestApp::spawn_on(db, |_| {}).await?;
+    for (i, (channel, secret)) in CHANNELS.iter().enumerate() {
+        let email = format!("teacher{i}@example.com");
+        t.signup(&email, "講師").await;
+        let mut c = t.app.store.read().await.unwrap();
+        let e = tsunagu_core::Email::parse(&email).unwrap();
+        let account = tsunagu_store::accounts::credentials_by_email(&mut c, &e).await.unwrap().unwrap().account.id;
+        drop(c);
+        tsunagu::line::save_channel(&t.app, account, channel, secret, "Ubot").await.unwrap();
+    }
+    Some(t)
+}
+
+fn follow(event_id: &str, user: &str) -> String {
+    json!({"destination": "Ubot", "events": [{
+        "type": "follow", "mode": "active", "timestamp": 1_700_000_000_000i64,
+        "source": {"type": "user", "userId": user},
+        "webhookEventId": event_id, "deliveryContext": {"isRedelivery": false},
+        "replyToken": "r", "follow": {"isUnblocked": false}
+    }]})
+    .to_string()
+}
+
+async fn good_and_bad_requests_fail_alone(db: Db) {
+    let Some(t) = app_with_two_channels(db).await else { return };
+    // The database refuses some events, as PostgreSQL refuses a text with `\u0000` in it.
+    install_fault(&t.app.store, "poison", "line_webhook_events", "INSERT", "NEW.webhook_event_id LIKE 'poison%'")
+        .await;
+    set_fault(&t.app.store, "poison", true).await;
+    let client = http().build().unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..240usize {
+        let (channel, secret) = CHANNELS[i % 2];
+        let kind = if i % 6 == 5 { "poison" } else if db == Db::Postgres && i % 6 == 2 { "nul" } else { "good" };
+        let event_id = match kind {
+            "poison" => format!("poison{i:05}"),
+            "nul" => format!("nul{i:05}\u{0}"),
+            _ => format!("01GOOD{i:05}"),
+        };
+        let body = follow(&event_id, &format!("U{i:032}"));
+        let signature = tsunagu_line::signature::sign(secret, body.as_bytes());
+        let url = format!("{}/line/webhook/{channel}", t.addr);
+        let client = client.clone();
+        tasks.spawn(async move {
+            let r = client.post(url).header("x-line-signature", signature).body(body).send().await.unwrap();
+            (kind, event_id, r.status().as_u16())
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        answers.push(r.unwrap());
+    }
+    let mut c = t.app.store.read().await.unwrap();
+    let mut stored = Vec::new();
+    for (channel, _) in CHANNELS {
+        stored.extend(line_store::events_of(&mut c, channel).await.unwrap().into_iter().map(|e| e.webhook_event_id));
+    }
+    drop(c);
+    for (kind, id, status) in &answers {
+        match *kind {
+            "good" => {
+                assert_eq!(*status, 200, "{id}");
+                assert!(stored.contains(id), "{id} answered 200 but not stored");
+            }
+            "nul" => assert_eq!(*status, 400, "{id:?}: refused data is a client error"),
+            _ => assert_eq!(*status, 503, "{id}: the database refused it, LINE may redeliver"),
+        }
+    }
+    let good = answers.iter().filter(|a| a.0 == "good").count();
+    assert_eq!(stored.len(), good, "every good event stored, nothing else");
+    // Both channels' events are handled by their jobs.
+    assert!(t.run_jobs().await >= 2);
+    t.assert_no_jobs_left().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn good_and_bad_requests_fail_alone_sqlite() {
+    good_and_bad_requests_fail_alone(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn good_and_bad_requests_fail_alone_postgres() {
+    good_and_bad_requests_fail_alone(Db::Postgres).await;
+}
+
+/// Several `line.events` jobs of one channel at once (a queued one is claimed while another
+/// runs, or two processes): each of 10,000 events is applied exactly once.
+async fn concurrent_event_jobs_apply_each_event_once(db: Db) {
+    let Some(t) = app_with_two_channels(db).await else { return };
+    let channel = CHANNELS[0].0;
+    let mut tx = t.app.store.begin().await.unwrap();
+    let bodies: Vec<(String, String)> = (0..10_000).map(|i| (format!("01EV{i:06}"), format!("U{i:032}"))).collect();
+    for (i, (id, user)) in bodies.iter().enumerate() {
+        let e = NewEvent {
+            webhook_event_id: id,
+            event_type: "follow",
+            user_id: Some(user),
+            event_ts: 1_700_000_000_000 + i as i64,
+            redelivery: false,
+            body: "{}",
+        };
+        line_store::insert_event(&mut tx, channel, &e, 1).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut runs = tokio::task::JoinSet::new();
+    for n in 0..4 {
+        let app = t.app.clone();
+        runs.spawn(async move {
+            let job = ClaimedJob {
+                id: n,
+                kind: "line.events".into(),
+                payload: json!({"channel_id": channel}),
+                attempts: 1,
+                max_attempts: 3,
+            };
+            tsunagu::line::events::run(&app, &job).await.map(|_| ()).map_err(|e| e.to_string())
+        });
+    }
+    while let Some(r) = runs.join_next().await {
+        r.unwrap().unwrap();
+    }
+    assert_eq!(t.app.metrics.counter("line_events_applied"), 10_000, "each event applied exactly once");
+    let mut c = t.app.store.read().await.unwrap();
+    assert!(line_store::unhandled(&mut c, channel, 10).await.unwrap().is_empty());
+    assert_eq!(line_store::friends(&mut c, channel).await.unwrap().len(), 10_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_event_jobs_apply_each_event_once_sqlite() {
+    concurrent_event_jobs_apply_each_event_once(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_event_jobs_apply_each_event_once_postgres() {
+    concurrent_event_jobs_apply_each_event_once(Db::Postgres).await;
+}
