@@ -21,6 +21,8 @@ conformance!(
     throttle_rows_lock_and_purge,
     line_events_deduplicate_and_friends_move_forward_in_time,
     media_files_are_scoped_and_settle_once,
+    line_channels_stay_with_their_account,
+    line_events_and_friends_are_paged,
 );
 
 async fn account(store: &Store, email: &str) -> accounts::Account {
@@ -453,4 +455,106 @@ async fn media_files_are_scoped_and_settle_once(store: Store) {
     assert!(matches!(media::delete(&mut c, a.id, next).await.unwrap(), Deleted::Processing));
     sqlx::query("DELETE FROM media_files WHERE id = $1").bind(next).execute(&mut *c).await.unwrap();
     assert_eq!(ids(media::list(&mut c, a.id).await.unwrap()), vec![live, id2]);
+}
+
+async fn line_channels_stay_with_their_account(store: Store) {
+    let a = account(&store, "owner@example.com").await;
+    let b = account(&store, "other@example.com").await;
+    let mut c = store.conn().await.unwrap();
+    assert!(line_store::put_channel(&mut c, a.id, "2000000001", "Ubot", 1).await.unwrap());
+    assert!(!line_store::put_channel(&mut c, b.id, "2000000001", "Uother", 2).await.unwrap(), "refused");
+    let ch = line_store::channel(&mut c, "2000000001").await.unwrap().unwrap();
+    assert_eq!((ch.account_id, ch.bot_user_id.as_str()), (a.id, "Ubot"), "nothing changed");
+    assert!(line_store::channels_of(&mut c, b.id).await.unwrap().is_empty());
+    assert!(line_store::put_channel(&mut c, a.id, "2000000001", "Ubot2", 3).await.unwrap(), "the owner updates");
+    assert_eq!(line_store::channel(&mut c, "2000000001").await.unwrap().unwrap().bot_user_id, "Ubot2");
+
+    // Two accounts save the same new channel at once: the second meets the first's row (it
+    // waits for it inside its statement) and is refused, not handed the channel.
+    let mut first = store.begin().await.unwrap();
+    assert!(line_store::put_channel(&mut first, a.id, "2000000002", "Ua", 4).await.unwrap());
+    let s2 = store.clone();
+    let second = tokio::spawn(async move {
+        let mut tx = s2.begin().await.unwrap();
+        let saved = line_store::put_channel(&mut tx, b.id, "2000000002", "Ub", 5).await.unwrap();
+        tx.commit().await.unwrap();
+        saved
+    });
+    if store.backend() == tsunagu_store::Backend::Postgres {
+        wait_for_lock_wait(&store).await;
+    }
+    first.commit().await.unwrap();
+    assert!(!second.await.unwrap(), "the second account is refused");
+    assert_eq!(line_store::channel(&mut c, "2000000002").await.unwrap().unwrap().account_id, a.id);
+}
+
+/// Until some session of this database waits for a lock (PostgreSQL).
+async fn wait_for_lock_wait(store: &Store) {
+    let mut c = store.conn().await.unwrap();
+    for _ in 0..2000 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("the second transaction never waited for the first");
+}
+
+fn event(id: &str, ts: i64) -> NewEvent<'_> {
+    NewEvent {
+        webhook_event_id: id,
+        event_type: "message",
+        user_id: Some("U1"),
+        event_ts: ts,
+        redelivery: false,
+        body: "{}",
+    }
+}
+
+async fn line_events_and_friends_are_paged(store: Store) {
+    let mut c = store.conn().await.unwrap();
+    let ids: Vec<String> = (0..7).map(|i| format!("01E{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        line_store::insert_event(&mut c, "2000000001", &event(id, i as i64), 10).await.unwrap();
+        // Another channel's events interleave and never show up.
+        line_store::insert_event(&mut c, "2000000009", &event(id, i as i64), 10).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after = 0;
+    let mut pages = 0;
+    loop {
+        let page = line_store::events_page(&mut c, "2000000001", after, 3).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 3);
+        after = page.last().unwrap().id;
+        seen.extend(page.into_iter().map(|e| e.webhook_event_id));
+        pages += 1;
+    }
+    assert_eq!((seen, pages), (ids, 3), "every event once, in order, over three pages");
+
+    let users: Vec<String> = (0..7).map(|i| format!("U{i:032x}")).collect();
+    for u in users.iter().rev() {
+        line_store::set_friend(&mut c, "2000000001", u, FriendStatus::Following, 1, 1).await.unwrap();
+        line_store::set_friend(&mut c, "2000000009", u, FriendStatus::Following, 1, 1).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = line_store::friends_page(&mut c, "2000000001", &after, 3).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 3);
+        after = page.last().unwrap().user_id.clone();
+        seen.extend(page.into_iter().map(|f| f.user_id));
+    }
+    assert_eq!(seen, users, "every friend once, in user id order");
 }
