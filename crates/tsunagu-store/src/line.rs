@@ -15,16 +15,21 @@ pub struct LineChannel {
     pub bot_user_id: String,
 }
 
+/// Connect a channel to `account`, or update it when the account already holds it. Returns
+/// `false`, changing nothing, when another account holds the channel. The ownership check is
+/// part of the one statement, so two accounts saving the same new channel at once cannot both
+/// win: the later one meets the committed row and is refused.
 pub async fn put_channel(
     c: &mut AnyConnection,
     account: AccountId,
     channel_id: &str,
     bot_user_id: &str,
     now: i64,
-) -> Result<()> {
-    sqlx::query(
+) -> Result<bool> {
+    let r = sqlx::query(
         "INSERT INTO line_channels (channel_id, account_id, bot_user_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
-         ON CONFLICT (channel_id) DO UPDATE SET account_id = $2, bot_user_id = $3, updated_at = $4",
+         ON CONFLICT (channel_id) DO UPDATE SET bot_user_id = $3, updated_at = $4
+         WHERE line_channels.account_id = $2",
     )
     .bind(channel_id)
     .bind(account.0)
@@ -32,7 +37,7 @@ pub async fn put_channel(
     .bind(now)
     .execute(c)
     .await?;
-    Ok(())
+    Ok(r.rows_affected() == 1)
 }
 
 pub async fn channel(c: &mut AnyConnection, channel_id: &str) -> Result<Option<LineChannel>> {
@@ -148,6 +153,8 @@ fn event_row(r: &sqlx::any::AnyRow) -> StoredEvent {
     }
 }
 
+/// Every stored event of a channel at once, for tests and tools on small channels; anything
+/// that lists a channel's events for people or in bulk pages with [`events_page`].
 pub async fn events_of(c: &mut AnyConnection, channel_id: &str) -> Result<Vec<StoredEvent>> {
     let rows = sqlx::query(
         "SELECT id, webhook_event_id, event_type, user_id, event_ts, body, handled_at FROM line_webhook_events
@@ -157,6 +164,44 @@ pub async fn events_of(c: &mut AnyConnection, channel_id: &str) -> Result<Vec<St
     .fetch_all(c)
     .await?;
     Ok(rows.iter().map(event_row).collect())
+}
+
+/// Up to `limit` of a channel's events with an id above `after_id` (0 for the first page), in
+/// id order: the next page starts after the last id of this one.
+pub async fn events_page(
+    c: &mut AnyConnection,
+    channel_id: &str,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>> {
+    let rows = sqlx::query(
+        "SELECT id, webhook_event_id, event_type, user_id, event_ts, body, handled_at FROM line_webhook_events
+         WHERE channel_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+    )
+    .bind(channel_id)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(c)
+    .await?;
+    Ok(rows.iter().map(event_row).collect())
+}
+
+/// Delete up to `limit` events handled before `handled_before` (their bodies hold users'
+/// messages); returns how many went. Unhandled events are never deleted. The newest row of the
+/// table is kept whatever its age, so SQLite (which numbers a new row after the highest id)
+/// never hands a purged id to a new event.
+pub async fn purge_handled_events(c: &mut AnyConnection, handled_before: i64, limit: i64) -> Result<u64> {
+    let r = sqlx::query(
+        "DELETE FROM line_webhook_events WHERE id IN (
+             SELECT id FROM line_webhook_events
+             WHERE handled_at < $1 AND id < (SELECT MAX(id) FROM line_webhook_events)
+             LIMIT $2)",
+    )
+    .bind(handled_before)
+    .bind(limit)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected())
 }
 
 /// Mark an event handled; `false` when it already was.
@@ -220,18 +265,41 @@ pub struct Friend {
     pub followed_at: Option<i64>,
 }
 
+/// Every friend of a channel at once, for tests and tools on small channels; anything that
+/// lists friends for people or in bulk pages with [`friends_page`].
 pub async fn friends(c: &mut AnyConnection, channel_id: &str) -> Result<Vec<Friend>> {
     let rows =
         sqlx::query("SELECT user_id, status, followed_at FROM line_friends WHERE channel_id = $1 ORDER BY user_id")
             .bind(channel_id)
             .fetch_all(c)
             .await?;
-    Ok(rows
-        .iter()
-        .map(|r| Friend {
-            user_id: r.get(0),
-            status: if r.get::<String, _>(1) == "blocked" { FriendStatus::Blocked } else { FriendStatus::Following },
-            followed_at: r.get(2),
-        })
-        .collect())
+    Ok(rows.iter().map(friend_row).collect())
+}
+
+/// Up to `limit` friends of a channel whose user id sorts after `after_user_id` ("" for the
+/// first page), in user id order: the next page starts after the last user id of this one.
+pub async fn friends_page(
+    c: &mut AnyConnection,
+    channel_id: &str,
+    after_user_id: &str,
+    limit: i64,
+) -> Result<Vec<Friend>> {
+    let rows = sqlx::query(
+        "SELECT user_id, status, followed_at FROM line_friends WHERE channel_id = $1 AND user_id > $2
+         ORDER BY user_id LIMIT $3",
+    )
+    .bind(channel_id)
+    .bind(after_user_id)
+    .bind(limit)
+    .fetch_all(c)
+    .await?;
+    Ok(rows.iter().map(friend_row).collect())
+}
+
+fn friend_row(r: &sqlx::any::AnyRow) -> Friend {
+    Friend {
+        user_id: r.get(0),
+        status: if r.get::<String, _>(1) == "blocked" { FriendStatus::Blocked } else { FriendStatus::Following },
+        followed_at: r.get(2),
+    }
 }

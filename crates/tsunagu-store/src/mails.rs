@@ -109,6 +109,113 @@ pub async fn list_for_account(c: &mut AnyConnection, account: AccountId, limit: 
     Ok(sqlx::query(sql).bind(account.0).bind(limit).fetch_all(c).await?.iter().map(from_row).collect())
 }
 
+/// A mail's place in the newest-first order of [`page_for_account`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailKey {
+    pub created_at: i64,
+    pub id: i64,
+}
+
+impl MailKey {
+    pub fn of(m: &Mail) -> MailKey {
+        MailKey { created_at: m.created_at, id: m.id }
+    }
+}
+
+/// Where a page of mails starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageAt {
+    Newest,
+    /// The mails listed after this one (older).
+    OlderThan(MailKey),
+    /// The mails listed before this one (newer).
+    NewerThan(MailKey),
+}
+
+/// One page of an account's mails, newest first, and whether there are mails on either side.
+#[derive(Debug, Clone)]
+pub struct MailPage {
+    pub mails: Vec<Mail>,
+    pub has_newer: bool,
+    pub has_older: bool,
+}
+
+/// A page of at most `limit` of the account's own mails, newest first, by keyset (so a page
+/// costs the same however far back it is, and mails arriving meanwhile shift nothing). A key
+/// with nothing beyond it (say its mails were purged) gives the newest page.
+pub async fn page_for_account(c: &mut AnyConnection, account: AccountId, at: PageAt, limit: i64) -> Result<MailPage> {
+    let limit = limit.max(1);
+    // One row more than the page, to know whether the list goes on in that direction.
+    let mut mails = match at {
+        PageAt::Newest => Vec::new(),
+        PageAt::OlderThan(k) => older_than(c, account, k, limit + 1).await?,
+        PageAt::NewerThan(k) => newer_than(c, account, k, limit + 1).await?,
+    };
+    let at = if mails.is_empty() { PageAt::Newest } else { at };
+    if at == PageAt::Newest {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM mails WHERE account_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+        ));
+        let rows = sqlx::query(sql).bind(account.0).bind(limit + 1).fetch_all(&mut *c).await?;
+        mails = rows.iter().map(from_row).collect();
+    }
+    let overflow = mails.len() as i64 > limit;
+    mails.truncate(limit as usize);
+    let (has_newer, has_older) = match at {
+        PageAt::Newest => (false, overflow),
+        PageAt::OlderThan(_) => {
+            let first = MailKey::of(&mails[0]);
+            (!newer_than(c, account, first, 1).await?.is_empty(), overflow)
+        }
+        PageAt::NewerThan(_) => {
+            // These came nearest first (oldest first); the page is shown newest first.
+            mails.reverse();
+            let last = MailKey::of(&mails[mails.len() - 1]);
+            (overflow, !older_than(c, account, last, 1).await?.is_empty())
+        }
+    };
+    Ok(MailPage { mails, has_newer, has_older })
+}
+
+/// Mails listed after `k` (older), newest first.
+async fn older_than(c: &mut AnyConnection, account: AccountId, k: MailKey, limit: i64) -> Result<Vec<Mail>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM mails WHERE account_id = $1 AND (created_at < $2 OR (created_at = $2 AND id < $3))
+         ORDER BY created_at DESC, id DESC LIMIT $4"
+    ));
+    let rows = sqlx::query(sql).bind(account.0).bind(k.created_at).bind(k.id).bind(limit).fetch_all(c).await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Mails listed before `k` (newer), nearest first (oldest first).
+async fn newer_than(c: &mut AnyConnection, account: AccountId, k: MailKey, limit: i64) -> Result<Vec<Mail>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM mails WHERE account_id = $1 AND (created_at > $2 OR (created_at = $2 AND id > $3))
+         ORDER BY created_at, id LIMIT $4"
+    ));
+    let rows = sqlx::query(sql).bind(account.0).bind(k.created_at).bind(k.id).bind(limit).fetch_all(c).await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Delete up to `limit` mails created before `created_before` that are done with: sent,
+/// stored, or failed for good (a failure is final, and its row holds the same personal data).
+/// Queued mails are never deleted: their job still needs them. Returns how many went. The
+/// newest row of the table is kept whatever its age, so SQLite (which numbers a new row after
+/// the highest id) never hands a purged mail's id, which links and jobs name, to a new mail.
+pub async fn purge_finished(c: &mut AnyConnection, created_before: i64, limit: i64) -> Result<u64> {
+    let r = sqlx::query(
+        "DELETE FROM mails WHERE id IN (
+             SELECT id FROM mails
+             WHERE created_at < $1 AND status IN ('sent', 'stored', 'failed') AND id < (SELECT MAX(id) FROM mails)
+             LIMIT $2)",
+    )
+    .bind(created_before)
+    .bind(limit)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected())
+}
+
 /// One of the account's own mails; another account's mail is `None`.
 pub async fn get_for_account(c: &mut AnyConnection, account: AccountId, id: i64) -> Result<Option<Mail>> {
     let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM mails WHERE id = $1 AND account_id = $2"));

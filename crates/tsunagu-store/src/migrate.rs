@@ -44,6 +44,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_job_keys.sql"),
         postgres: include_str!("../migrations/postgres/0005_job_keys.sql"),
     },
+    Migration {
+        version: 6,
+        name: "retention",
+        sqlite: include_str!("../migrations/sqlite/0006_retention.sql"),
+        postgres: include_str!("../migrations/postgres/0006_retention.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

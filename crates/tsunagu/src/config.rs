@@ -22,6 +22,7 @@ pub struct Config {
     pub zoom: ZoomConfig,
     pub line: LineConfig,
     pub media: MediaConfig,
+    pub retention: RetentionConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -149,6 +150,35 @@ pub struct MediaConfig {
     /// development and tests (`tsunagu demo` on loopback allows it by itself).
     pub allow_http: bool,
 }
+
+/// How long data that holds people's messages and addresses is kept (purged hourly).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// LINE webhook events, counted from when they were handled (unhandled ones are kept).
+    pub line_events_days: u32,
+    /// Mails sent, stored or failed for good, counted from when they were created (queued
+    /// ones are kept).
+    pub mails_days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { line_events_days: 30, mails_days: 365 }
+    }
+}
+
+impl RetentionConfig {
+    pub fn line_events_ms(&self) -> i64 {
+        i64::from(self.line_events_days) * DAY_MS
+    }
+
+    pub fn mails_ms(&self) -> i64 {
+        i64::from(self.mails_days) * DAY_MS
+    }
+}
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 impl Default for MediaConfig {
     fn default() -> Self {
@@ -383,6 +413,11 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("media.storage must be \"local\" or \"s3\", not {other:?}")));
             }
         }
+        if self.retention.line_events_days == 0 || self.retention.mails_days == 0 {
+            return Err(ConfigError::Invalid(
+                "retention.line_events_days and retention.mails_days must be at least 1".into(),
+            ));
+        }
         if self.jobs.concurrency == 0 || self.jobs.lease_seconds == 0 {
             return Err(ConfigError::Invalid("jobs.concurrency and jobs.lease_seconds must be at least 1".into()));
         }
@@ -509,6 +544,13 @@ ffmpeg = "ffmpeg"
 ffprobe = "ffprobe"
 # Development and tests only: allow a non-HTTPS public_url (LINE will not fetch from it).
 allow_http = false
+
+[retention]
+# Days a handled LINE webhook event (it holds the user's message) is kept; unhandled events are
+# never purged. A stored event also recognises LINE's redelivery of it, so keep a few days at least.
+line_events_days = 30
+# Days a sent, stored or failed mail is kept, from its creation; queued mails are never purged.
+mails_days = 365
 "#;
 
 #[cfg(test)]
@@ -549,6 +591,21 @@ mod tests {
     }
 
     #[test]
+    fn retention_days_are_configurable() {
+        let c = Config::load(
+            None,
+            env(&[("TSUNAGU_RETENTION__LINE_EVENTS_DAYS", "7"), ("TSUNAGU_RETENTION__MAILS_DAYS", "90")]),
+        )
+        .unwrap();
+        assert_eq!((c.retention.line_events_days, c.retention.mails_days), (7, 90));
+        assert_eq!(c.retention.line_events_ms(), 7 * 24 * 60 * 60 * 1000);
+        let d = Config::default().retention;
+        assert_eq!((d.line_events_days, d.mails_days), (30, 365));
+        let err = Config::load(None, env(&[("TSUNAGU_RETENTION__MAIL_DAYS", "9")])).unwrap_err().to_string();
+        assert!(err.contains("mail_days"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let err = Config::load(None, env(&[("TSUNAGU_DATABASE__URLL", "x")])).unwrap_err().to_string();
         assert!(err.contains("TSUNAGU_DATABASE__URLL") && err.contains("urll"), "{err}");
@@ -586,5 +643,7 @@ mod tests {
         assert!(err.contains("log.format"), "{err}");
         let err = Config::load(None, env(&[("TSUNAGU_DATABASE__URL", "mysql://x")])).unwrap_err().to_string();
         assert!(err.contains("sqlite://"), "{err}");
+        let err = Config::load(None, env(&[("TSUNAGU_RETENTION__MAILS_DAYS", "0")])).unwrap_err().to_string();
+        assert!(err.contains("retention.mails_days"), "{err}");
     }
 }

@@ -21,6 +21,10 @@ conformance!(
     throttle_rows_lock_and_purge,
     line_events_deduplicate_and_friends_move_forward_in_time,
     media_files_are_scoped_and_settle_once,
+    line_channels_stay_with_their_account,
+    line_events_and_friends_are_paged,
+    retention_purges_only_what_is_done,
+    mails_are_paged_newest_first,
 );
 
 async fn account(store: &Store, email: &str) -> accounts::Account {
@@ -453,4 +457,218 @@ async fn media_files_are_scoped_and_settle_once(store: Store) {
     assert!(matches!(media::delete(&mut c, a.id, next).await.unwrap(), Deleted::Processing));
     sqlx::query("DELETE FROM media_files WHERE id = $1").bind(next).execute(&mut *c).await.unwrap();
     assert_eq!(ids(media::list(&mut c, a.id).await.unwrap()), vec![live, id2]);
+}
+
+async fn line_channels_stay_with_their_account(store: Store) {
+    let a = account(&store, "owner@example.com").await;
+    let b = account(&store, "other@example.com").await;
+    let mut c = store.conn().await.unwrap();
+    assert!(line_store::put_channel(&mut c, a.id, "2000000001", "Ubot", 1).await.unwrap());
+    assert!(!line_store::put_channel(&mut c, b.id, "2000000001", "Uother", 2).await.unwrap(), "refused");
+    let ch = line_store::channel(&mut c, "2000000001").await.unwrap().unwrap();
+    assert_eq!((ch.account_id, ch.bot_user_id.as_str()), (a.id, "Ubot"), "nothing changed");
+    assert!(line_store::channels_of(&mut c, b.id).await.unwrap().is_empty());
+    assert!(line_store::put_channel(&mut c, a.id, "2000000001", "Ubot2", 3).await.unwrap(), "the owner updates");
+    assert_eq!(line_store::channel(&mut c, "2000000001").await.unwrap().unwrap().bot_user_id, "Ubot2");
+    drop(c);
+
+    // Two accounts save the same new channel at once: the second meets the first's row (it
+    // waits for it inside its statement) and is refused, not handed the channel.
+    let mut first = store.begin().await.unwrap();
+    assert!(line_store::put_channel(&mut first, a.id, "2000000002", "Ua", 4).await.unwrap());
+    let s2 = store.clone();
+    let second = tokio::spawn(async move {
+        let mut tx = s2.begin().await.unwrap();
+        let saved = line_store::put_channel(&mut tx, b.id, "2000000002", "Ub", 5).await.unwrap();
+        tx.commit().await.unwrap();
+        saved
+    });
+    if store.backend() == tsunagu_store::Backend::Postgres {
+        wait_for_lock_wait(&store).await;
+    }
+    first.commit().await.unwrap();
+    assert!(!second.await.unwrap(), "the second account is refused");
+    let mut c = store.read().await.unwrap();
+    assert_eq!(line_store::channel(&mut c, "2000000002").await.unwrap().unwrap().account_id, a.id);
+}
+
+/// Until some session of this database waits for a lock (PostgreSQL).
+async fn wait_for_lock_wait(store: &Store) {
+    let mut c = store.conn().await.unwrap();
+    for _ in 0..2000 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("the second transaction never waited for the first");
+}
+
+fn event(id: &str, ts: i64) -> NewEvent<'_> {
+    NewEvent {
+        webhook_event_id: id,
+        event_type: "message",
+        user_id: Some("U1"),
+        event_ts: ts,
+        redelivery: false,
+        body: "{}",
+    }
+}
+
+async fn line_events_and_friends_are_paged(store: Store) {
+    let mut c = store.conn().await.unwrap();
+    let ids: Vec<String> = (0..7).map(|i| format!("01E{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        line_store::insert_event(&mut c, "2000000001", &event(id, i as i64), 10).await.unwrap();
+        // Another channel's events interleave and never show up.
+        line_store::insert_event(&mut c, "2000000009", &event(id, i as i64), 10).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after = 0;
+    let mut pages = 0;
+    loop {
+        let page = line_store::events_page(&mut c, "2000000001", after, 3).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 3);
+        after = page.last().unwrap().id;
+        seen.extend(page.into_iter().map(|e| e.webhook_event_id));
+        pages += 1;
+    }
+    assert_eq!((seen, pages), (ids, 3), "every event once, in order, over three pages");
+
+    let users: Vec<String> = (0..7).map(|i| format!("U{i:032x}")).collect();
+    for u in users.iter().rev() {
+        line_store::set_friend(&mut c, "2000000001", u, FriendStatus::Following, 1, 1).await.unwrap();
+        line_store::set_friend(&mut c, "2000000009", u, FriendStatus::Following, 1, 1).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = line_store::friends_page(&mut c, "2000000001", &after, 3).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 3);
+        after = page.last().unwrap().user_id.clone();
+        seen.extend(page.into_iter().map(|f| f.user_id));
+    }
+    assert_eq!(seen, users, "every friend once, in user id order");
+}
+
+async fn retention_purges_only_what_is_done(store: Store) {
+    let mut c = store.conn().await.unwrap();
+    // (webhookEventId, handled at): old handled ones, an old unhandled one, a recent one, and
+    // an old handled one that is the newest row of the table.
+    let rows = [
+        ("01OLD1", Some(100)),
+        ("01OLD2", Some(150)),
+        ("01PENDING", None),
+        ("01RECENT", Some(900)),
+        ("01LAST", Some(100)),
+    ];
+    for (id, handled) in rows {
+        line_store::insert_event(&mut c, "2000000001", &event(id, 1), 50).await.unwrap();
+        if let Some(at) = handled {
+            let e = line_store::events_of(&mut c, "2000000001").await.unwrap().pop().unwrap();
+            line_store::mark_handled(&mut c, e.id, at).await.unwrap();
+        }
+    }
+    // Batches are bounded: one row per call here.
+    assert_eq!(line_store::purge_handled_events(&mut c, 500, 1).await.unwrap(), 1);
+    assert_eq!(line_store::purge_handled_events(&mut c, 500, 1).await.unwrap(), 1);
+    assert_eq!(line_store::purge_handled_events(&mut c, 500, 100).await.unwrap(), 0);
+    let left: Vec<_> =
+        line_store::events_of(&mut c, "2000000001").await.unwrap().into_iter().map(|e| e.webhook_event_id).collect();
+    assert_eq!(left, ["01PENDING", "01RECENT", "01LAST"]);
+    drop(c);
+
+    let a = account(&store, "mails@example.com").await;
+    let mut c = store.conn().await.unwrap();
+    // (cause, status, created at); the last is the newest row of the table.
+    let rows = [
+        ("sent-old", "sent", 100),
+        ("stored-old", "stored", 100),
+        ("failed-old", "failed", 100),
+        ("queued-old", "queued", 100),
+        ("sent-recent", "sent", 900),
+        ("sent-last", "sent", 100),
+    ];
+    for (cause, status, at) in rows {
+        let m = mails::NewMail {
+            account_id: Some(a.id),
+            idempotency_key: cause,
+            message_id: cause,
+            to_address: "p@example.com",
+            subject: "件名",
+            body_text: "本文",
+        };
+        let id = mails::insert(&mut c, &m, at).await.unwrap().unwrap();
+        match status {
+            "queued" => {}
+            "failed" => mails::mark_error(&mut c, id, "down", true).await.unwrap(),
+            s => mails::mark_delivered(&mut c, id, s, "test", at).await.unwrap(),
+        }
+    }
+    assert_eq!(mails::purge_finished(&mut c, 500, 2).await.unwrap(), 2);
+    assert_eq!(mails::purge_finished(&mut c, 500, 2).await.unwrap(), 1);
+    assert_eq!(mails::purge_finished(&mut c, 500, 2).await.unwrap(), 0);
+    let mut left: Vec<_> = mails::list_all(&mut c, 100).await.unwrap().into_iter().map(|m| m.idempotency_key).collect();
+    left.sort();
+    assert_eq!(left, ["queued-old", "sent-last", "sent-recent"]);
+}
+
+async fn mails_are_paged_newest_first(store: Store) {
+    use mails::{MailKey, PageAt};
+    let a = account(&store, "pages@example.com").await;
+    let b = account(&store, "others@example.com").await;
+    let mut c = store.conn().await.unwrap();
+    // Seven mails of a, two created at the same instant across a page boundary; b's interleave.
+    let times = [10, 20, 30, 40, 40, 50, 60];
+    let mut ids = Vec::new();
+    for (i, t) in times.iter().enumerate() {
+        for (acc, tag) in [(a.id, "a"), (b.id, "b")] {
+            let key = format!("{tag}-{i}");
+            let m = mails::NewMail {
+                account_id: Some(acc),
+                idempotency_key: &key,
+                message_id: &key,
+                to_address: "p@example.com",
+                subject: "件名",
+                body_text: "本文",
+            };
+            let id = mails::insert(&mut c, &m, *t).await.unwrap().unwrap();
+            if acc == a.id {
+                ids.push(id);
+            }
+        }
+    }
+    ids.reverse();
+    let page = |p: &mails::MailPage| p.mails.iter().map(|m| m.id).collect::<Vec<_>>();
+    let first = mails::page_for_account(&mut c, a.id, PageAt::Newest, 3).await.unwrap();
+    assert_eq!((page(&first), first.has_newer, first.has_older), (ids[0..3].to_vec(), false, true));
+    let second =
+        mails::page_for_account(&mut c, a.id, PageAt::OlderThan(MailKey::of(&first.mails[2])), 3).await.unwrap();
+    assert_eq!((page(&second), second.has_newer, second.has_older), (ids[3..6].to_vec(), true, true));
+    let third =
+        mails::page_for_account(&mut c, a.id, PageAt::OlderThan(MailKey::of(&second.mails[2])), 3).await.unwrap();
+    assert_eq!((page(&third), third.has_newer, third.has_older), (ids[6..].to_vec(), true, false));
+    // And back.
+    let back = mails::page_for_account(&mut c, a.id, PageAt::NewerThan(MailKey::of(&third.mails[0])), 3).await.unwrap();
+    assert_eq!((page(&back), back.has_newer, back.has_older), (ids[3..6].to_vec(), true, true));
+    let back = mails::page_for_account(&mut c, a.id, PageAt::NewerThan(MailKey::of(&back.mails[0])), 3).await.unwrap();
+    assert_eq!((page(&back), back.has_newer, back.has_older), (ids[0..3].to_vec(), false, true));
+    // Past the end (say its mails were purged): the newest page.
+    let past =
+        mails::page_for_account(&mut c, a.id, PageAt::OlderThan(MailKey { created_at: 0, id: 0 }), 3).await.unwrap();
+    assert_eq!(page(&past), ids[0..3].to_vec());
+    let none = mails::page_for_account(&mut c, AccountId(i64::MAX), PageAt::Newest, 3).await.unwrap();
+    assert!(none.mails.is_empty() && !none.has_newer && !none.has_older);
 }

@@ -2,7 +2,7 @@
 //! issues land) and 送信済みメール.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::response::Html;
 use tsunagu_core::Feature;
 use tsunagu_store::accounts::Account;
@@ -134,13 +134,51 @@ struct MailsPage {
     chrome: Chrome,
     rows: Vec<MailRow>,
     transport: &'static str,
+    retention_days: u32,
+    /// Keys for the 「前へ」 (newer) and 「次へ」 (older) links, when there is such a page.
+    newer: Option<String>,
+    older: Option<String>,
 }
 
-pub async fn mails_list(State(app): State<SharedApp>, auth: Auth) -> Result<Html<String>, AppError> {
+/// Mails per page of 送信済みメール.
+pub const MAILS_PAGE: i64 = 50;
+
+/// `?older=KEY` or `?newer=KEY`: the page after or before the mail with that key.
+#[derive(serde::Deserialize, Default)]
+pub struct MailsQuery {
+    older: Option<String>,
+    newer: Option<String>,
+}
+
+/// A page key in a link: `{created_at}.{id}` of the mail at the page's edge.
+fn mail_key(k: mails::MailKey) -> String {
+    format!("{}.{}", k.created_at, k.id)
+}
+
+fn parse_mail_key(s: &str) -> Option<mails::MailKey> {
+    let (created_at, id) = s.split_once('.')?;
+    Some(mails::MailKey { created_at: created_at.parse().ok()?, id: id.parse().ok()? })
+}
+
+pub async fn mails_list(
+    State(app): State<SharedApp>,
+    auth: Auth,
+    RawQuery(query): RawQuery,
+) -> Result<Html<String>, AppError> {
+    // A query or key that does not parse (an edited link) shows the newest page.
+    let q: MailsQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or_default()).unwrap_or_default();
+    let at = match (q.older.as_deref().and_then(parse_mail_key), q.newer.as_deref().and_then(parse_mail_key)) {
+        (Some(k), _) => mails::PageAt::OlderThan(k),
+        (None, Some(k)) => mails::PageAt::NewerThan(k),
+        (None, None) => mails::PageAt::Newest,
+    };
     let mut c = app.store.read().await?;
     let tz = auth.account.time_zone.clone();
-    let rows = mails::list_for_account(&mut c, auth.account.id, 200)
-        .await?
+    let page = mails::page_for_account(&mut c, auth.account.id, at, MAILS_PAGE).await?;
+    let newer = page.mails.first().filter(|_| page.has_newer).map(|m| mail_key(mails::MailKey::of(m)));
+    let older = page.mails.last().filter(|_| page.has_older).map(|m| mail_key(mails::MailKey::of(m)));
+    let rows = page
+        .mails
         .into_iter()
         .map(|m| MailRow {
             id: m.id,
@@ -151,10 +189,14 @@ pub async fn mails_list(State(app): State<SharedApp>, auth: Auth) -> Result<Html
             status_code: m.status,
         })
         .collect();
-    let page =
-        MailsPage {
-            chrome: Chrome::console(&auth, "mails", "送信済みメール"), rows, transport: app.mailer.describe()
-        };
+    let page = MailsPage {
+        chrome: Chrome::console(&auth, "mails", "送信済みメール"),
+        rows,
+        transport: app.mailer.describe(),
+        retention_days: app.config.retention.mails_days,
+        newer,
+        older,
+    };
     Ok(Html(page.render()?))
 }
 

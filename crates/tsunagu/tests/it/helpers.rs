@@ -393,7 +393,7 @@ pub async fn install_fault(store: &tsunagu_store::Store, name: &str, table: &str
     sqlx::query("CREATE TABLE IF NOT EXISTS test_faults (name TEXT PRIMARY KEY)").execute(&mut *c).await.unwrap();
     let statements: Vec<String> = match store.backend() {
         tsunagu_store::Backend::Sqlite => vec![format!(
-                "CREATE TRIGGER fault_{name} BEFORE {op} ON {table}
+            "CREATE TRIGGER fault_{name} BEFORE {op} ON {table}
                  WHEN EXISTS (SELECT 1 FROM test_faults WHERE name = '{name}') AND ({condition})
                  BEGIN SELECT RAISE(ABORT, 'injected fault {name}'); END"
         )],

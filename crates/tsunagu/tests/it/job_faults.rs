@@ -33,10 +33,8 @@ async fn a_refused_result_write_is_retried_and_the_job_runs_once(db: Db) {
     set_fault(&t.app.store, "finish", true).await;
     let worker = t.worker.clone();
     let drain = tokio::spawn(async move { worker.drain().await });
-    eventually(20, "the refused write is retried", || async {
-        t.app.metrics.counter("job_result_write_retried") >= 1
-    })
-    .await;
+    eventually(20, "the refused write is retried", || async { t.app.metrics.counter("job_result_write_retried") >= 1 })
+        .await;
     set_fault(&t.app.store, "finish", false).await;
     assert_eq!(drain.await.unwrap(), 1);
     assert_eq!(job(&t, id).await.map(|j| j.state), None, "recorded as done");

@@ -38,14 +38,19 @@ fn follow(event_id: &str, user: &str) -> String {
 async fn good_and_bad_requests_fail_alone(db: Db) {
     let Some(t) = app_with_two_channels(db).await else { return };
     // The database refuses some events, as PostgreSQL refuses a text with `\u0000` in it.
-    install_fault(&t.app.store, "poison", "line_webhook_events", "INSERT", "NEW.webhook_event_id LIKE 'poison%'")
-        .await;
+    install_fault(&t.app.store, "poison", "line_webhook_events", "INSERT", "NEW.webhook_event_id LIKE 'poison%'").await;
     set_fault(&t.app.store, "poison", true).await;
     let client = http().build().unwrap();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..240usize {
         let (channel, secret) = CHANNELS[i % 2];
-        let kind = if i % 6 == 5 { "poison" } else if db == Db::Postgres && i % 6 == 2 { "nul" } else { "good" };
+        let kind = if i % 6 == 5 {
+            "poison"
+        } else if db == Db::Postgres && i % 6 == 2 {
+            "nul"
+        } else {
+            "good"
+        };
         let event_id = match kind {
             "poison" => format!("poison{i:05}"),
             "nul" => format!("nul{i:05}\u{0}"),

@@ -6,19 +6,21 @@
 use tsunagu_sandbox::line::{LineChannelSpec, LineSandbox, SimUser};
 use tsunagu_store::line::{self as line_store, FriendStatus};
 
-use crate::helpers::{TestApp, http};
+use crate::helpers::{Db, TempDir, TestApp, database_url, http, test_config};
 
 const CHANNEL: &str = "2000000001";
 const SECRET: &str = "8c570fa6dd201bb328f1c1eac23a96d8";
 
+async fn account_id(t: &TestApp, email: &str) -> tsunagu_core::AccountId {
+    let mut c = t.app.store.conn().await.unwrap();
+    let email = tsunagu_core::Email::parse(email).unwrap();
+    tsunagu_store::accounts::credentials_by_email(&mut c, &email).await.unwrap().unwrap().account.id
+}
+
 async fn app_with_channel() -> (TestApp, LineSandbox, String, String) {
     let t = TestApp::spawn().await;
     t.signup("teacher@example.com", "講師").await;
-    let account = {
-        let mut c = t.app.store.read().await.unwrap();
-        let email = tsunagu_core::Email::parse("teacher@example.com").unwrap();
-        tsunagu_store::accounts::credentials_by_email(&mut c, &email).await.unwrap().unwrap().account.id
-    };
+    let account = account_id(&t, "teacher@example.com").await;
     tsunagu::line::save_channel(&t.app, account, CHANNEL, SECRET, "Ubot").await.unwrap();
     let sb = LineSandbox::new();
     sb.add_channel(LineChannelSpec {
@@ -201,4 +203,154 @@ async fn line_check_reports_token_bot_webhook_and_quota() {
     assert!(!ok);
     assert!(out.contains("[line.bad_channel_credentials]"), "{out}");
     t.stop().await;
+}
+
+/// LINE's connectivity check (no events) signed with `secret`: 200 when the app takes `secret`
+/// for the channel's, 401 when not, 404 for a channel it does not know. Nothing is stored.
+async fn ping(base: &str, channel_id: &str, secret: &str) -> u16 {
+    let body = r#"{"destination":"Ubot","events":[]}"#;
+    let r = http()
+        .build()
+        .unwrap()
+        .post(format!("{base}/line/webhook/{channel_id}"))
+        .header("x-line-signature", tsunagu_line::signature::sign(secret, body.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    r.status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_stays_with_the_account_that_holds_it() {
+    let (t, _sb, _endpoint, _) = app_with_channel().await;
+    let owner = account_id(&t, "teacher@example.com").await;
+    t.signup("other@example.com", "別の講師").await;
+    let other = account_id(&t, "other@example.com").await;
+
+    let err = tsunagu::line::save_channel(&t.app, other, CHANNEL, "other-secret", "Uother").await.unwrap_err();
+    assert!(matches!(err, tsunagu::line::ChannelError::Taken), "{err}");
+    assert_eq!(err.code(), "line.channel_taken");
+    assert!(err.message_ja().starts_with("このチャネルはすでに別のアカウントで使われています。"), "{err}");
+    assert!(err.to_string().contains("[line.channel_taken]"), "{err}");
+    // Nothing changed, also once this instance reads the channel again.
+    t.clock.advance(tsunagu::line::CHANNEL_TTL_MS);
+    assert_eq!(ping(&t.addr, CHANNEL, SECRET).await, 200);
+    assert_eq!(ping(&t.addr, CHANNEL, "other-secret").await, 401);
+    let ch = {
+        let mut c = t.app.store.conn().await.unwrap();
+        line_store::channel(&mut c, CHANNEL).await.unwrap().unwrap()
+    };
+    assert_eq!((ch.account_id, ch.bot_user_id.as_str()), (owner, "Ubot"));
+
+    // The owner may still update it; the new secret counts at once on this instance.
+    tsunagu::line::save_channel(&t.app, owner, CHANNEL, "renewed-secret", "Ubot").await.unwrap();
+    assert_eq!(ping(&t.addr, CHANNEL, "renewed-secret").await, 200);
+    assert_eq!(ping(&t.addr, CHANNEL, SECRET).await, 401);
+
+    // Two accounts saving the same new channel at the same time: one keeps it.
+    let (a, b) = tokio::join!(
+        tsunagu::line::save_channel(&t.app, owner, "2000000777", "secret-a", "Ua"),
+        tsunagu::line::save_channel(&t.app, other, "2000000777", "secret-b", "Ub"),
+    );
+    let (winner, secret) = match (&a, &b) {
+        (Ok(()), Err(tsunagu::line::ChannelError::Taken)) => (owner, "secret-a"),
+        (Err(tsunagu::line::ChannelError::Taken), Ok(())) => (other, "secret-b"),
+        _ => panic!("exactly one may save it: {a:?} {b:?}"),
+    };
+    let mut c = t.app.store.read().await.unwrap();
+    assert_eq!(line_store::channel(&mut c, "2000000777").await.unwrap().unwrap().account_id, winner);
+    assert_eq!(ping(&t.addr, "2000000777", secret).await, 200);
+
+    let bad = tsunagu::line::save_channel(&t.app, owner, "../2000000001", "s", "U").await.unwrap_err();
+    assert_eq!(bad.code(), "line.bad_channel_id");
+    t.assert_no_jobs_left().await;
+}
+
+/// Two app instances (as two `serve` processes) on one database and master key.
+async fn two_instances(db: Db) -> Option<(TestApp, TestApp)> {
+    let dir = TempDir::new("tsunagu-two-line");
+    let url = database_url(db, dir.path()).await?;
+    let path = dir.path().join("master.key");
+    tsunagu::crypto::Keyring::new(tsunagu::crypto::MasterKey::generate()).write_file(&path).unwrap();
+    let config = test_config(dir.path(), &url);
+    let first = TestApp::start(config.clone(), dir).await;
+    let second = TestApp::start(config, TempDir::new("tsunagu-two-line-b")).await;
+    first.signup("teacher@example.com", "講師").await;
+    Some((first, second))
+}
+
+async fn secret_changes_reach_every_instance_within_the_bound(db: Db) {
+    let Some((a, b)) = two_instances(db).await else { return };
+    let teacher = account_id(&a, "teacher@example.com").await;
+    tsunagu::line::save_channel(&a.app, teacher, CHANNEL, "old-secret", "Ubot").await.unwrap();
+    assert_eq!(ping(&b.addr, CHANNEL, "old-secret").await, 200, "b opened the secret and keeps it");
+
+    tsunagu::line::save_channel(&a.app, teacher, CHANNEL, "new-secret", "Ubot").await.unwrap();
+    assert_eq!(ping(&a.addr, CHANNEL, "new-secret").await, 200, "at once where it was saved");
+    assert_eq!(ping(&a.addr, CHANNEL, "old-secret").await, 401);
+    let lookups = b.app.line_channels.database_lookups();
+    assert_eq!(ping(&b.addr, CHANNEL, "old-secret").await, 200, "b has not read it again yet");
+    assert_eq!(b.app.line_channels.database_lookups(), lookups, "answered from b's cache");
+
+    // Within the bound b reads the channel again: the old secret is refused, the new one taken.
+    b.clock.advance(tsunagu::line::CHANNEL_TTL_MS);
+    assert_eq!(ping(&b.addr, CHANNEL, "old-secret").await, 401);
+    assert_eq!(ping(&b.addr, CHANNEL, "new-secret").await, 200);
+
+    // A channel removed through a (no screen does it yet: its row goes) is unknown to b within the bound.
+    {
+        let mut c = a.app.store.conn().await.unwrap();
+        sqlx::query("DELETE FROM line_channels WHERE channel_id = $1").bind(CHANNEL).execute(&mut *c).await.unwrap();
+    }
+    b.clock.advance(tsunagu::line::CHANNEL_TTL_MS);
+    assert_eq!(ping(&b.addr, CHANNEL, "new-secret").await, 404);
+    a.assert_no_jobs_left().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_changes_reach_every_instance_within_the_bound_sqlite() {
+    secret_changes_reach_every_instance_within_the_bound(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_changes_reach_every_instance_within_the_bound_postgres() {
+    secret_changes_reach_every_instance_within_the_bound(Db::Postgres).await;
+}
+
+async fn unknown_channels_are_remembered_briefly(db: Db) {
+    let Some((a, b)) = two_instances(db).await else { return };
+    let teacher = account_id(&a, "teacher@example.com").await;
+    let before = b.app.line_channels.database_lookups();
+    for _ in 0..5 {
+        assert_eq!(ping(&b.addr, CHANNEL, SECRET).await, 404);
+    }
+    assert_eq!(b.app.line_channels.database_lookups(), before + 1, "one lookup for five requests");
+    // Ids no channel can have are answered without a lookup, and not remembered.
+    let long = "9".repeat(65);
+    for id in [long.as_str(), "x%20y", "%E3%81%82"] {
+        assert_eq!(ping(&b.addr, id, SECRET).await, 404, "{id}");
+    }
+    assert_eq!(b.app.line_channels.database_lookups(), before + 1);
+    assert_eq!(b.app.line_channels.remembered_misses(), 1);
+
+    // Connected on a: found there at once (a had remembered the miss too), on b once the miss expires.
+    assert_eq!(ping(&a.addr, CHANNEL, SECRET).await, 404);
+    tsunagu::line::save_channel(&a.app, teacher, CHANNEL, SECRET, "Ubot").await.unwrap();
+    assert_eq!(ping(&a.addr, CHANNEL, SECRET).await, 200);
+    assert_eq!(ping(&b.addr, CHANNEL, SECRET).await, 404, "b still remembers the miss");
+    b.clock.advance(tsunagu::line::MISS_TTL_MS);
+    assert_eq!(ping(&b.addr, CHANNEL, SECRET).await, 200);
+    assert_eq!(b.app.line_channels.database_lookups(), before + 2);
+    a.assert_no_jobs_left().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_channels_are_remembered_briefly_sqlite() {
+    unknown_channels_are_remembered_briefly(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_channels_are_remembered_briefly_postgres() {
+    unknown_channels_are_remembered_briefly(Db::Postgres).await;
 }

@@ -10,6 +10,7 @@ mod line_webhook;
 mod mail_smtp;
 mod media;
 mod ops;
+mod retention;
 mod security;
 mod webdriver;
 mod zoom_check;
