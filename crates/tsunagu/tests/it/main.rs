@@ -11,3 +11,4 @@ mod ops;
 mod security;
 mod webdriver;
 mod zoom_check;
+mod zoom_tokens;
