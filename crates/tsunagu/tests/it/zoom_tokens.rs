@@ -131,7 +131,9 @@ async fn instances_renew_an_oauth_pair_one_at_a_time(db: Db) {
     let stale = OAuthTokens { expires_at_ms: 0, ..first.clone() };
     tsunagu::zoom::save_oauth_connection(&one.app, account, "zoom-acc-a", &stale).await.unwrap();
 
-    // Both instances read the expired pair, then need a token at the same moment.
+    // Both instances read the expired pair, then need a token at the same moment. Zoom takes a
+    // moment to answer, so the second asks while the first one's renewal is under way.
+    sb.set_token_latency(std::time::Duration::from_millis(300));
     let org_one = tsunagu::zoom::organizer(&one.app, account).await.unwrap().unwrap();
     let org_two = tsunagu::zoom::organizer(&two.app, account).await.unwrap().unwrap();
     assert_eq!(stored_tokens(&org_two), stale);
