@@ -274,7 +274,8 @@ impl ZoomClient {
             return Ok(current);
         }
         let Some(store) = self.store.clone() else {
-            let renewed = crate::oauth::refresh(&self.http, &self.cfg.oauth_base_url, app, &current.refresh_token).await?;
+            let renewed =
+                crate::oauth::refresh(&self.http, &self.cfg.oauth_base_url, app, &current.refresh_token).await?;
             st.held = Some(renewed.clone());
             st.refused = None;
             return Ok(renewed);
@@ -282,7 +283,8 @@ impl ZoomClient {
 
         // Renew under the store's lock, from the pair stored now: another instance may have
         // renewed it since it was read, and its refresh token is then the only live one.
-        let guard = store.lock(key.to_string()).await.map_err(|e| store_failed("could not lock stored Zoom tokens", e))?;
+        let guard =
+            store.lock(key.to_string()).await.map_err(|e| store_failed("could not lock stored Zoom tokens", e))?;
         let stored = guard.tokens().cloned();
         let live = match st.unsaved.as_ref().map(|u| reconcile(u, stored.as_ref())) {
             Some(Reconciled::Ours) => st.unsaved.as_ref().map(|u| u.tokens.clone()),

@@ -68,7 +68,9 @@ async fn lock_tokens(store: &Store, keys: Keyring, key: &str) -> anyhow::Result<
     let mut tx = store.begin().await?;
     let sealed = secrets::get_for_update(&mut tx, store.backend(), account, ZOOM_OAUTH_TOKENS).await?;
     let tokens = match sealed {
-        Some(s) => Some(serde_json::from_str(&keys.open(&s.key_id, &s.sealed, &secret_aad(account, ZOOM_OAUTH_TOKENS))?)?),
+        Some(s) => {
+            Some(serde_json::from_str(&keys.open(&s.key_id, &s.sealed, &secret_aad(account, ZOOM_OAUTH_TOKENS))?)?)
+        }
         None => None,
     };
     Ok(LockedSealedTokens { tx, keys, account, tokens })
