@@ -24,6 +24,7 @@ use serde::Serialize;
 
 /// Enough for any sensible mail, far too little for a runaway loop.
 const FUEL: u64 = 50_000;
+/// Characters of one template field.
 const MAX_LEN: usize = 20_000;
 /// Most bytes one rendered field may have: three times what the longest template (20,000
 /// Japanese characters, 60 KB) takes, for the values put in; more is no mail anyone reads.
@@ -57,6 +58,8 @@ impl Budget {
     }
 }
 
+type TextFilter = fn(&str) -> String;
+
 fn env(budget: &Arc<Budget>) -> Environment<'static> {
     // Empty: no functions (`range`, `namespace`, …) and only the filters and tests below.
     let mut env = Environment::empty();
@@ -72,7 +75,7 @@ fn env(budget: &Arc<Budget>) -> Environment<'static> {
     env.add_filter("first", minijinja::filters::first);
     env.add_filter("last", minijinja::filters::last);
     // These make new strings: charged to the render's budget.
-    let text_filters: [(&str, fn(&str) -> String); 3] =
+    let text_filters: [(&str, TextFilter); 3] =
         [("upper", str::to_uppercase), ("lower", str::to_lowercase), ("trim", |s| s.trim().to_string())];
     for (name, f) in text_filters {
         let budget = budget.clone();
@@ -248,7 +251,8 @@ fn explain(field: &'static str, err: &minijinja::Error) -> TemplateError {
 
 /// Render one field.
 pub fn render_field<C: Serialize>(field: &'static str, source: &str, ctx: &C) -> Result<String, TemplateError> {
-    if source.len() > MAX_LEN {
+    // Characters, as the message says (a Japanese character is three bytes).
+    if source.chars().count() > MAX_LEN {
         return Err(TemplateError {
             field, line: 1, reason: format!("{MAX_LEN}文字以内で入力してください。")
         });
@@ -442,6 +446,16 @@ mod tests {
         let items: Vec<u32> = (0..(MAX_OUTPUT / block.len()) as u32).collect();
         let out = render_field("本文", &body, &json!({ "items": items })).unwrap();
         assert!(out.len() <= MAX_OUTPUT && out.len() > MAX_OUTPUT - block.len());
+    }
+
+    /// The length limit is in characters, as its message says: 20,000 Japanese characters
+    /// (60 KB) are accepted, one more is refused.
+    #[test]
+    fn length_limit_counts_characters() {
+        let ctx = json!({});
+        assert!(validate("件名", &"あ".repeat(MAX_LEN), &ctx).is_ok());
+        let e = validate("件名", &"あ".repeat(MAX_LEN + 1), &ctx).unwrap_err();
+        assert!(e.reason.contains("20000文字以内"), "{e}");
     }
 
     /// Text made by filters counts even when it is not written.
