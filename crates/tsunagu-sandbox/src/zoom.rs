@@ -139,6 +139,8 @@ pub(crate) struct Inner {
     pub refresh: HashMap<String, oauth::RefreshGrant>,
     pub token_requests: u64,
     pub ttl: Option<Duration>,
+    /// How long `/oauth/token` takes to answer.
+    pub token_latency: Duration,
     pub rng: u64,
     pub fault_rng: u64,
     pub faults: Faults,
@@ -160,6 +162,7 @@ impl Default for Inner {
             refresh: HashMap::new(),
             token_requests: 0,
             ttl: None,
+            token_latency: Duration::ZERO,
             rng: 0x2545_F491_4F6C_DD1D ^ u64::from(std::process::id()),
             fault_rng: 1,
             faults: Faults::default(),
@@ -231,6 +234,12 @@ impl ZoomSandbox {
 
     pub fn add_user(&self, user: SandboxUser) {
         self.lock().users.push(user);
+    }
+
+    /// How long the token endpoint takes before it handles a request (Zoom's is not instant):
+    /// lets tests have two instances' renewals overlap.
+    pub fn set_token_latency(&self, latency: Duration) {
+        self.lock().token_latency = latency;
     }
 
     /// Token lifetime (Zoom: one hour).

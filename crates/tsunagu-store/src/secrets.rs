@@ -5,7 +5,7 @@
 use sqlx::{AnyConnection, Row};
 use tsunagu_core::AccountId;
 
-use crate::Result;
+use crate::{Backend, Result};
 
 #[derive(Debug, Clone)]
 pub struct SealedSecret {
@@ -46,6 +46,35 @@ pub async fn get(c: &mut AnyConnection, account: AccountId, purpose: &str) -> Re
     .bind(purpose)
     .fetch_optional(c)
     .await?;
+    Ok(row.map(|r| SealedSecret {
+        id: r.get(0),
+        account_id: AccountId(r.get(1)),
+        purpose: r.get(2),
+        key_id: r.get(3),
+        sealed: r.get(4),
+    }))
+}
+
+/// [`get`] that also locks the row until the caller's transaction ends, so that a
+/// read-modify-write of the secret (a rotating OAuth refresh token) runs in one process at a
+/// time. Call it inside [`crate::Store::begin`]: on PostgreSQL it is `SELECT … FOR UPDATE`
+/// (other lockers of the row wait); on SQLite that transaction already holds the database's
+/// write lock (`BEGIN IMMEDIATE`), which every other writer waits for.
+pub async fn get_for_update(
+    c: &mut AnyConnection,
+    backend: Backend,
+    account: AccountId,
+    purpose: &str,
+) -> Result<Option<SealedSecret>> {
+    let sql = match backend {
+        Backend::Postgres => {
+            "SELECT id, account_id, purpose, key_id, sealed FROM encrypted_secrets WHERE account_id = $1 AND purpose = $2 FOR UPDATE"
+        }
+        Backend::Sqlite => {
+            "SELECT id, account_id, purpose, key_id, sealed FROM encrypted_secrets WHERE account_id = $1 AND purpose = $2"
+        }
+    };
+    let row = sqlx::query(sql).bind(account.0).bind(purpose).fetch_optional(c).await?;
     Ok(row.map(|r| SealedSecret {
         id: r.get(0),
         account_id: AccountId(r.get(1)),

@@ -3,12 +3,17 @@
 //! organizer and renewed a minute before it expires; when many tasks need a token at the same
 //! moment, one request is made and the others wait for it. The granted scopes are read from
 //! the answer (a token keeps the scopes it was minted with).
+//!
+//! A cached token is only used for the credentials it was minted with: callers pass the
+//! credentials as they read them from the database for each unit of work, so credentials saved
+//! through any instance take effect on every instance at its next call.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use crate::error::{ZoomError, classify};
 
@@ -69,11 +74,27 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         .expect("a TLS provider is installed")
 }
 
+impl S2sCredentials {
+    /// Which credentials minted a token, without keeping another copy of the secret.
+    fn fingerprint(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        for part in [&self.account_id, &self.client_id, &self.client_secret] {
+            // Length-prefixed, so that moving characters between fields changes the digest.
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        h.finalize().into()
+    }
+}
+
+/// A cached token and the fingerprint of the credentials that minted it.
+type Slot = Arc<tokio::sync::Mutex<Option<([u8; 32], AccessToken)>>>;
+
 /// Tokens per organizer (keyed by the caller, e.g. the Tsunagu account id).
 pub struct TokenCache {
     http: reqwest::Client,
     oauth_base: String,
-    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<AccessToken>>>>>,
+    slots: Mutex<HashMap<String, Slot>>,
 }
 
 impl TokenCache {
@@ -81,26 +102,33 @@ impl TokenCache {
         TokenCache { http, oauth_base: oauth_base_url.trim_end_matches('/').to_string(), slots: Mutex::default() }
     }
 
-    fn slot(&self, key: &str) -> Arc<tokio::sync::Mutex<Option<AccessToken>>> {
+    fn slot(&self, key: &str) -> Slot {
         let mut slots = self.slots.lock().expect("token cache lock");
         slots.entry(key.to_string()).or_default().clone()
     }
 
-    /// A token that is valid for at least another minute.
+    /// A token of these credentials that is valid for at least another minute. A token cached
+    /// for other credentials (the organizer saved new ones) is never handed out.
     pub async fn token(&self, key: &str, creds: &S2sCredentials) -> Result<AccessToken, ZoomError> {
+        let fingerprint = creds.fingerprint();
         let slot = self.slot(key);
         let mut held = slot.lock().await;
-        if let Some(t) = held.as_ref().filter(|t| t.fresh(Instant::now())) {
+        if let Some((_, t)) = held.as_ref().filter(|(f, t)| *f == fingerprint && t.fresh(Instant::now())) {
             return Ok(t.clone());
         }
         let t = self.fetch(creds).await?;
-        *held = Some(t.clone());
+        *held = Some((fingerprint, t.clone()));
         Ok(t)
     }
 
-    /// Drop the cached token (after Zoom said 124) so the next call mints a new one.
-    pub async fn invalidate(&self, key: &str) {
-        *self.slot(key).lock().await = None;
+    /// Drop the token Zoom refused (124) so the next call mints a new one; a token another task
+    /// minted in the meantime is kept.
+    pub async fn invalidate(&self, key: &str, refused: &str) {
+        let slot = self.slot(key);
+        let mut held = slot.lock().await;
+        if held.as_ref().is_some_and(|(_, t)| t.value == refused) {
+            *held = None;
+        }
     }
 
     async fn fetch(&self, creds: &S2sCredentials) -> Result<AccessToken, ZoomError> {

@@ -9,8 +9,6 @@
 //! per email per UTC day.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,7 +20,7 @@ use crate::auth::{S2sCredentials, TokenCache, header_pairs, http_client, transpo
 use crate::error::{Retry, ZoomError, classify};
 use crate::limits::{Call, Label, Rate, Window, ZoomPlan};
 use crate::model::*;
-use crate::oauth::{OAuthApp, OAuthTokens};
+use crate::oauth::{OAuthApp, OAuthTokens, TokenStore};
 
 /// Zoom's per-host daily allowance of meeting/webinar creates and updates.
 pub const HOST_DAILY_CREATES_UPDATES: u32 = 100;
@@ -65,7 +63,9 @@ impl ClientConfig {
 pub enum Auth {
     /// The manual's 基本設定: a Server-to-Server OAuth app of the organizer's own.
     S2s(S2sCredentials),
-    /// Tsunagu's OAuth app, authorized by the organizer; `tokens` as last stored.
+    /// Tsunagu's OAuth app, authorized by the organizer; `tokens` as read from the store with
+    /// the rest of the organizer (the client reads them again under the store's lock before it
+    /// renews them).
     OAuth { app: OAuthApp, tokens: OAuthTokens },
 }
 
@@ -80,10 +80,6 @@ pub struct Organizer {
     pub plan: ZoomPlan,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-/// Stores an organizer's rotated OAuth tokens durably; called before the new access token is
-/// used (the old refresh token no longer works).
-pub type PersistTokens = Arc<dyn Fn(String, OAuthTokens) -> BoxFuture<Result<(), String>> + Send + Sync>;
 /// Unix milliseconds now (injected so tests can move the UTC day).
 pub type NowMs = Arc<dyn Fn() -> i64 + Send + Sync>;
 
@@ -105,14 +101,57 @@ struct Daily {
     registrant: HashMap<(String, String), u32>,
 }
 
-type OAuthSlot = Arc<tokio::sync::Mutex<Option<OAuthTokens>>>;
+/// How often a rotated pair is offered to the store before the call goes on without it.
+const SAVE_ATTEMPTS: u32 = 3;
+
+/// This process's view of one organizer's OAuth tokens.
+#[derive(Default)]
+struct OAuthState {
+    /// The newest pair this process has used.
+    held: Option<OAuthTokens>,
+    /// An access token Zoom refused (124): never handed out again, whatever its expiry says.
+    refused: Option<String>,
+    /// A rotated pair the store did not take yet. Its refresh token is the only live one, so
+    /// it is kept (and offered to the store again on every call) until the store has it.
+    unsaved: Option<Unsaved>,
+}
+
+struct Unsaved {
+    /// The refresh token of the stored pair this one replaces.
+    replaces: String,
+    tokens: OAuthTokens,
+}
+
+/// What the stored pair says about a pair that is not stored yet.
+enum Reconciled {
+    /// The store still holds the pair ours replaced: ours is the live one.
+    Ours,
+    /// The store already holds ours.
+    Stored,
+    /// The store holds another grant (the organizer connected again) or none: ours is obsolete.
+    Superseded,
+}
+
+fn reconcile(unsaved: &Unsaved, stored: Option<&OAuthTokens>) -> Reconciled {
+    match stored {
+        Some(s) if s.refresh_token == unsaved.replaces => Reconciled::Ours,
+        Some(s) if s.refresh_token == unsaved.tokens.refresh_token => Reconciled::Stored,
+        _ => Reconciled::Superseded,
+    }
+}
+
+fn store_failed(what: &str, e: String) -> ZoomError {
+    ZoomError::Other { status: 0, code: None, message: format!("{what}: {e}") }
+}
+
+type OAuthSlot = Arc<tokio::sync::Mutex<OAuthState>>;
 
 pub struct ZoomClient {
     cfg: ClientConfig,
     http: reqwest::Client,
     s2s: TokenCache,
     oauth: Mutex<HashMap<String, OAuthSlot>>,
-    persist: Option<PersistTokens>,
+    store: Option<Arc<dyn TokenStore>>,
     limiters: Mutex<HashMap<(String, Label), (Rate, Window)>>,
     daily: Mutex<Daily>,
     now_ms: NowMs,
@@ -163,7 +202,7 @@ impl ZoomClient {
             http,
             cfg,
             oauth: Mutex::default(),
-            persist: None,
+            store: None,
             limiters: Mutex::default(),
             daily: Mutex::default(),
             now_ms: Arc::new(crate::oauth::now_ms),
@@ -172,9 +211,10 @@ impl ZoomClient {
         }
     }
 
-    /// Where rotated OAuth tokens are stored.
-    pub fn with_persist(mut self, persist: PersistTokens) -> ZoomClient {
-        self.persist = Some(persist);
+    /// Where organizers' OAuth tokens are stored. Without a store, rotated pairs live only in
+    /// this client (enough for a one-off check).
+    pub fn with_token_store(mut self, store: Arc<dyn TokenStore>) -> ZoomClient {
+        self.store = Some(store);
         self
     }
 
@@ -202,28 +242,8 @@ impl ZoomClient {
                 Ok((t.value, t.scopes))
             }
             Auth::OAuth { app, tokens } => {
-                let slot = self.oauth_slot(&org.key);
-                let mut held = slot.lock().await;
-                // The stored pair may be newer than ours (another process refreshed it).
-                let current = match held.as_ref() {
-                    Some(h) if h.expires_at_ms >= tokens.expires_at_ms => h.clone(),
-                    _ => tokens.clone(),
-                };
-                if current.fresh((self.now_ms)()) {
-                    *held = Some(current.clone());
-                    return Ok((current.access_token, current.scopes));
-                }
-                let renewed =
-                    crate::oauth::refresh(&self.http, &self.cfg.oauth_base_url, app, &current.refresh_token).await?;
-                if let Some(persist) = &self.persist {
-                    persist(org.key.clone(), renewed.clone()).await.map_err(|e| ZoomError::Other {
-                        status: 0,
-                        code: None,
-                        message: format!("could not store renewed Zoom tokens: {e}"),
-                    })?;
-                }
-                *held = Some(renewed.clone());
-                Ok((renewed.access_token, renewed.scopes))
+                let t = self.oauth_token(&org.key, app, tokens).await?;
+                Ok((t.access_token, t.scopes))
             }
         }
     }
@@ -232,16 +252,113 @@ impl ZoomClient {
         self.oauth.lock().expect("oauth slots").entry(key.to_string()).or_default().clone()
     }
 
-    /// After Zoom said 124: drop the token so the next call gets a new one.
-    async fn invalidate(&self, org: &Organizer) {
+    fn usable(&self, t: &OAuthTokens, st: &OAuthState) -> bool {
+        t.fresh((self.now_ms)()) && st.refused.as_deref() != Some(t.access_token.as_str())
+    }
+
+    async fn oauth_token(&self, key: &str, app: &OAuthApp, given: &OAuthTokens) -> Result<OAuthTokens, ZoomError> {
+        let slot = self.oauth_slot(key);
+        let mut st = slot.lock().await;
+        if st.unsaved.is_some() {
+            self.save_unsaved(key, &mut st, 1).await;
+        }
+        // A pair not stored yet is newer than anything stored; otherwise the pair read from the
+        // store may be newer than ours (another instance renewed it).
+        let current = match (&st.unsaved, &st.held) {
+            (Some(u), _) => u.tokens.clone(),
+            (None, Some(h)) if h.expires_at_ms >= given.expires_at_ms => h.clone(),
+            _ => given.clone(),
+        };
+        if self.usable(&current, &st) {
+            st.held = Some(current.clone());
+            return Ok(current);
+        }
+        let Some(store) = self.store.clone() else {
+            let renewed =
+                crate::oauth::refresh(&self.http, &self.cfg.oauth_base_url, app, &current.refresh_token).await?;
+            st.held = Some(renewed.clone());
+            st.refused = None;
+            return Ok(renewed);
+        };
+
+        // Renew under the store's lock, from the pair stored now: another instance may have
+        // renewed it since it was read, and its refresh token is then the only live one.
+        let guard =
+            store.lock(key.to_string()).await.map_err(|e| store_failed("could not lock stored Zoom tokens", e))?;
+        let stored = guard.tokens().cloned();
+        let live = match st.unsaved.as_ref().map(|u| reconcile(u, stored.as_ref())) {
+            Some(Reconciled::Ours) => st.unsaved.as_ref().map(|u| u.tokens.clone()),
+            Some(Reconciled::Stored | Reconciled::Superseded) => {
+                st.unsaved = None;
+                stored.clone()
+            }
+            None => stored.clone(),
+        };
+        let (Some(live), Some(stored)) = (live, stored) else {
+            // Disconnected: nothing to renew from.
+            return Err(ZoomError::ReconnectNeeded);
+        };
+        if self.usable(&live, &st) {
+            st.held = Some(live.clone());
+            if st.unsaved.is_none() {
+                return Ok(live);
+            }
+            // Ours is still the live pair and the lock is held: store it now.
+            if guard.save(live.clone()).await.is_ok() {
+                st.unsaved = None;
+            }
+            return Ok(live);
+        }
+        let renewed = crate::oauth::refresh(&self.http, &self.cfg.oauth_base_url, app, &live.refresh_token).await?;
+        // From here on the renewed pair holds the only live refresh token: it is never dropped.
+        st.held = Some(renewed.clone());
+        st.refused = None;
+        st.unsaved = None;
+        if guard.save(renewed.clone()).await.is_err() {
+            st.unsaved = Some(Unsaved { replaces: stored.refresh_token, tokens: renewed.clone() });
+            self.save_unsaved(key, &mut st, SAVE_ATTEMPTS).await;
+        }
+        Ok(renewed)
+    }
+
+    /// Offer a pair the store did not take to it again, under its lock, unless the store has
+    /// moved on (then ours is dropped for the stored one). It stays unsaved if every attempt
+    /// fails; the store implementation reports its own errors.
+    async fn save_unsaved(&self, key: &str, st: &mut OAuthState, attempts: u32) {
+        let Some(store) = self.store.clone() else { return };
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                tokio::time::sleep(self.backoff(attempt)).await;
+            }
+            let Some(unsaved) = st.unsaved.as_ref() else { return };
+            let Ok(guard) = store.lock(key.to_string()).await else { continue };
+            match reconcile(unsaved, guard.tokens()) {
+                Reconciled::Ours => {
+                    if guard.save(unsaved.tokens.clone()).await.is_ok() {
+                        st.unsaved = None;
+                        return;
+                    }
+                }
+                Reconciled::Stored => {
+                    st.unsaved = None;
+                    return;
+                }
+                Reconciled::Superseded => {
+                    st.held = guard.tokens().cloned();
+                    st.unsaved = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// After Zoom said 124: never hand out the refused token again, so the next call renews.
+    async fn invalidate(&self, org: &Organizer, refused: &str) {
         match &org.auth {
-            Auth::S2s(_) => self.s2s.invalidate(&org.key).await,
+            Auth::S2s(_) => self.s2s.invalidate(&org.key, refused).await,
             Auth::OAuth { .. } => {
                 let slot = self.oauth_slot(&org.key);
-                let mut held = slot.lock().await;
-                if let Some(t) = held.as_mut() {
-                    t.expires_at_ms = 0;
-                }
+                slot.lock().await.refused = Some(refused.to_string());
             }
         }
     }
@@ -337,24 +454,27 @@ impl ZoomClient {
                 self.charge_daily(false, org, host)?;
             }
             charge = false;
-            let result = match self.token(org).await {
-                Ok((token, _)) => self.send_once(req, &token).await,
-                Err(e) => Err(e),
+            let (token, result) = match self.token(org).await {
+                Ok((token, _)) => {
+                    let result = self.send_once(req, &token).await;
+                    (Some(token), result)
+                }
+                Err(e) => (None, Err(e)),
             };
             let e = match result {
                 Ok(ok) => return Ok(ok),
                 Err(e) => e,
             };
-            let again = match e.retry() {
-                Retry::RenewToken if !renewed => {
+            let again = match (e.retry(), token) {
+                (Retry::RenewToken, Some(refused)) if !renewed => {
                     renewed = true;
-                    self.invalidate(org).await;
+                    self.invalidate(org, &refused).await;
                     Some(Duration::ZERO)
                 }
-                Retry::After { ms } if attempt < self.cfg.max_attempts * 2 => {
+                (Retry::After { ms }, _) if attempt < self.cfg.max_attempts * 2 => {
                     Some(Duration::from_millis(ms) + self.backoff(0) / 4)
                 }
-                Retry::BackoffIfSafe if req.safe() && attempt < self.cfg.max_attempts => {
+                (Retry::BackoffIfSafe, _) if req.safe() && attempt < self.cfg.max_attempts => {
                     charge = true;
                     Some(self.backoff(attempt))
                 }

@@ -3,7 +3,11 @@
 //! organizer may instead authorize Tsunagu's OAuth app: the browser goes to
 //! [`authorize_url`], Zoom redirects back with a code, [`exchange_code`] turns it into tokens,
 //! and [`refresh`] renews them. Every refresh returns a new refresh token and the old one stops
-//! working, so the caller must store the new pair before using it (the client's persist hook).
+//! working, so renewing is a read-modify-write of the stored pair: the client does it under the
+//! [`TokenStore`]'s lock, which every instance sharing the database respects.
+
+use std::future::Future;
+use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +56,26 @@ impl OAuthTokens {
     pub fn fresh(&self, now_ms: i64) -> bool {
         now_ms + (crate::auth::RENEW_BEFORE.as_millis() as i64) < self.expires_at_ms
     }
+}
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Where organizers' OAuth tokens are kept, shared by every instance (the app seals them into
+/// its database). Renewing spends the stored refresh token, so two instances must never renew
+/// from the same stored pair: the client renews only while holding [`TokenStore::lock`].
+pub trait TokenStore: Send + Sync {
+    /// Lock the organizer's stored tokens against every other `lock` of the same key (in any
+    /// process) until the guard is saved or dropped, and read them.
+    fn lock(&self, key: String) -> BoxFuture<Result<Box<dyn LockedTokens>, String>>;
+}
+
+/// An organizer's stored tokens, held under the store's lock.
+pub trait LockedTokens: Send {
+    /// As stored when the lock was taken; `None` when the organizer has none (disconnected).
+    fn tokens(&self) -> Option<&OAuthTokens>;
+    /// Store `tokens` in place of the locked pair and release the lock. Dropping the guard
+    /// instead releases it with nothing changed.
+    fn save(self: Box<Self>, tokens: OAuthTokens) -> BoxFuture<Result<(), String>>;
 }
 
 /// Where the organizer's browser is sent to authorize the app.

@@ -169,6 +169,10 @@ pub(crate) async fn token(
     headers: HeaderMap,
     body: String,
 ) -> Response {
+    let latency = sb.lock().token_latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let mut g = sb.lock();
     let (status, answer) = grant(&mut g, query, &headers, &body);
     let text = answer.to_string();

@@ -59,8 +59,34 @@ async fn tokens_are_renewed_a_minute_before_expiry() {
     assert_ne!(second.value, first.value);
     assert_eq!(sb.token_requests(), 2);
     // After Zoom says the token is invalid (124), the caller drops it and a new one is minted.
-    cache.invalidate("o").await;
+    cache.invalidate("o", &second.value).await;
     assert_ne!(cache.token("o", &creds()).await.unwrap().value, second.value);
+}
+
+/// The organizer saves another Account ID or Client ID (or secret): the token cached for the
+/// old credentials is not used again, even though it is still valid for an hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_credentials_take_effect_at_once() {
+    let (sb, base) = sandbox(all_scopes()).await;
+    sb.add_app(S2sApp {
+        account_id: "acc-2".into(),
+        client_id: "cid-2".into(),
+        client_secret: "secret-2".into(),
+        scopes: all_scopes(),
+    });
+    let cache = TokenCache::new(http_client(Duration::from_secs(10)), &base);
+    let account_of = |t: &str| sb.token_scopes(t).expect("a live sandbox token").0;
+    let first = cache.token("o", &creds()).await.unwrap();
+    assert_eq!(account_of(&first.value), "acc-1");
+    let other =
+        S2sCredentials { account_id: "acc-2".into(), client_id: "cid-2".into(), client_secret: "secret-2".into() };
+    let second = cache.token("o", &other).await.unwrap();
+    assert_eq!(account_of(&second.value), "acc-2", "the new Zoom account's token");
+    assert_eq!(cache.token("o", &other).await.unwrap().value, second.value, "then cached again");
+    // A secret that no longer matches is tried against Zoom, not answered from the cache.
+    let wrong_secret = S2sCredentials { client_secret: "revoked".into(), ..other.clone() };
+    assert_eq!(cache.token("o", &wrong_secret).await.unwrap_err(), ZoomError::BadCredentials);
+    assert_eq!(sb.token_requests(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,7 +104,8 @@ async fn bad_credentials_and_missing_scopes_are_reported() {
     // Scopes added later only reach tokens minted afterwards.
     sb.set_scopes("cid-1", all_scopes());
     assert_eq!(scopes::missing(&cache.token("o", &creds()).await.unwrap().scope_string()).len(), 1);
-    cache.invalidate("o").await;
+    let stale = cache.token("o", &creds()).await.unwrap();
+    cache.invalidate("o", &stale.value).await;
     assert!(scopes::missing(&cache.token("o", &creds()).await.unwrap().scope_string()).is_empty());
     assert!(!format!("{wrong:?}").contains("nope"), "the secret is redacted");
 }

@@ -1,13 +1,16 @@
-//! A Zoom sandbox with one organizer account, and a client pointed at it.
+//! A Zoom sandbox with one organizer account, and a client pointed at it; an in-memory store
+//! of OAuth tokens.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
 
 use tsunagu_sandbox::zoom::{S2sApp, SandboxUser, ZoomSandbox};
 use tsunagu_zoom::auth::S2sCredentials;
 use tsunagu_zoom::limits::ZoomPlan;
 use tsunagu_zoom::model::NewRegistrant;
+use tsunagu_zoom::oauth::{BoxFuture, LockedTokens, OAuthTokens, TokenStore};
 use tsunagu_zoom::scopes;
 use tsunagu_zoom::settings::{self, MeetingOptions, Recording, Schedule, UrlSender, WebinarOptions};
 use tsunagu_zoom::{Auth, ClientConfig, Organizer, ZoomClient};
@@ -130,5 +133,56 @@ pub fn person(i: usize) -> NewRegistrant {
         last_name: "テスト".into(),
         email: format!("person{i}@example.com"),
         custom_questions: vec![],
+    }
+}
+
+/// An in-memory [`TokenStore`] shared by several clients (the "instances"): one lock for all
+/// keys, and saves that can be made to fail.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    pairs: Arc<tokio::sync::Mutex<HashMap<String, OAuthTokens>>>,
+    /// The next this many saves fail (as when the database is down).
+    pub failing_saves: Arc<AtomicU32>,
+}
+
+impl MemoryStore {
+    pub async fn put(&self, key: &str, tokens: OAuthTokens) {
+        self.pairs.lock().await.insert(key.to_string(), tokens);
+    }
+
+    pub async fn get(&self, key: &str) -> Option<OAuthTokens> {
+        self.pairs.lock().await.get(key).cloned()
+    }
+}
+
+struct MemoryLocked {
+    pairs: tokio::sync::OwnedMutexGuard<HashMap<String, OAuthTokens>>,
+    key: String,
+    failing_saves: Arc<AtomicU32>,
+}
+
+impl TokenStore for MemoryStore {
+    fn lock(&self, key: String) -> BoxFuture<Result<Box<dyn LockedTokens>, String>> {
+        let (pairs, failing_saves) = (self.pairs.clone(), self.failing_saves.clone());
+        Box::pin(async move {
+            let pairs = pairs.lock_owned().await;
+            Ok(Box::new(MemoryLocked { pairs, key, failing_saves }) as Box<dyn LockedTokens>)
+        })
+    }
+}
+
+impl LockedTokens for MemoryLocked {
+    fn tokens(&self) -> Option<&OAuthTokens> {
+        self.pairs.get(&self.key)
+    }
+
+    fn save(mut self: Box<Self>, tokens: OAuthTokens) -> BoxFuture<Result<(), String>> {
+        Box::pin(async move {
+            if self.failing_saves.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+                return Err("database down".into());
+            }
+            self.pairs.insert(self.key.clone(), tokens);
+            Ok(())
+        })
     }
 }

@@ -1,6 +1,6 @@
 //! Zoom in the app: one shared [`ZoomClient`] built from `[zoom]`, the organizer's Zoom
-//! connection read from the database (secrets opened here, never logged), rotated OAuth tokens
-//! sealed and stored before use, and the connection check used by `tsunagu zoom check`.
+//! connection read from the database (secrets opened here, never logged), OAuth tokens renewed
+//! under a lock on their sealed row, and the connection check used by `tsunagu zoom check`.
 
 pub mod check;
 
@@ -10,7 +10,7 @@ use tsunagu_core::AccountId;
 use tsunagu_store::{Store, secrets};
 use tsunagu_zoom::auth::S2sCredentials;
 use tsunagu_zoom::limits::ZoomPlan;
-use tsunagu_zoom::oauth::{OAuthApp, OAuthTokens};
+use tsunagu_zoom::oauth::{BoxFuture, LockedTokens, OAuthApp, OAuthTokens, TokenStore};
 use tsunagu_zoom::{Auth, ClientConfig, Organizer, ZoomClient};
 
 use crate::app::App;
@@ -31,21 +31,122 @@ pub fn bare_client(config: &Config) -> ZoomClient {
     ZoomClient::new(cfg)
 }
 
-/// The process's Zoom client; rotated OAuth tokens are sealed into `store` before use.
+/// The process's Zoom client; organizers' OAuth tokens are renewed under a lock (see
+/// [`SealedTokens`]), so instances sharing the database never spend the same refresh token twice.
 pub fn client(config: &Config, store: Store, keys: Keyring) -> ZoomClient {
-    let persist: tsunagu_zoom::client::PersistTokens = Arc::new(move |key: String, tokens: OAuthTokens| {
-        let (store, keys) = (store.clone(), keys.clone());
-        Box::pin(async move { store_tokens(&store, &keys, &key, &tokens).await.map_err(|e| format!("{e:#}")) })
-    });
-    bare_client(config).with_persist(persist)
+    let database = config.database.url.clone();
+    bare_client(config).with_token_store(Arc::new(SealedTokens { store, keys, database }))
 }
 
-async fn store_tokens(store: &Store, keys: &Keyring, key: &str, tokens: &OAuthTokens) -> anyhow::Result<()> {
+/// Organizers' OAuth tokens, sealed in `encrypted_secrets` (key: the account id). A renewal
+/// runs under a lock: on PostgreSQL a row lock (`FOR UPDATE`) held by a transaction, which
+/// every instance respects; on SQLite, whose database one process serves, a lock of this
+/// process (per database and organizer), so that the one writer connection is not held while
+/// Zoom answers the refresh.
+struct SealedTokens {
+    store: Store,
+    keys: Keyring,
+    database: String,
+}
+
+type LocalLocks = std::sync::Mutex<std::collections::HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>;
+static LOCAL_LOCKS: std::sync::OnceLock<LocalLocks> = std::sync::OnceLock::new();
+
+struct LockedSealedTokens {
+    held: Held,
+    store: Store,
+    keys: Keyring,
+    account: AccountId,
+    tokens: Option<OAuthTokens>,
+}
+
+enum Held {
+    Row(tsunagu_store::Tx),
+    Local(tokio::sync::OwnedMutexGuard<()>),
+}
+
+impl TokenStore for SealedTokens {
+    fn lock(&self, key: String) -> BoxFuture<Result<Box<dyn LockedTokens>, String>> {
+        let (store, keys) = (self.store.clone(), self.keys.clone());
+        let local = match store.backend() {
+            tsunagu_store::Backend::Postgres => None,
+            tsunagu_store::Backend::Sqlite => {
+                let mut m = LOCAL_LOCKS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+                Some(m.entry((self.database.clone(), key.clone())).or_default().clone())
+            }
+        };
+        Box::pin(async move {
+            let locked = lock_tokens(&store, keys, &key, local).await;
+            if let Err(e) = &locked {
+                tracing::error!(key = %key, error = %format!("{e:#}"), "cannot lock stored zoom oauth tokens");
+            }
+            locked.map(|l| Box::new(l) as Box<dyn LockedTokens>).map_err(|e| format!("{e:#}"))
+        })
+    }
+}
+
+async fn lock_tokens(
+    store: &Store,
+    keys: Keyring,
+    key: &str,
+    local: Option<Arc<tokio::sync::Mutex<()>>>,
+) -> anyhow::Result<LockedSealedTokens> {
     let account = AccountId(key.parse()?);
+    let (held, sealed) = match local {
+        Some(lock) => {
+            let guard = lock.lock_owned().await;
+            let mut c = store.read().await?;
+            let sealed = secrets::get(&mut c, account, ZOOM_OAUTH_TOKENS).await?;
+            (Held::Local(guard), sealed)
+        }
+        None => {
+            let mut tx = store.begin().await?;
+            let sealed = secrets::get_for_update(&mut tx, store.backend(), account, ZOOM_OAUTH_TOKENS).await?;
+            (Held::Row(tx), sealed)
+        }
+    };
+    let tokens = match sealed {
+        Some(s) => {
+            Some(serde_json::from_str(&keys.open(&s.key_id, &s.sealed, &secret_aad(account, ZOOM_OAUTH_TOKENS))?)?)
+        }
+        None => None,
+    };
+    Ok(LockedSealedTokens { held, store: store.clone(), keys, account, tokens })
+}
+
+impl LockedTokens for LockedSealedTokens {
+    fn tokens(&self) -> Option<&OAuthTokens> {
+        self.tokens.as_ref()
+    }
+
+    fn save(self: Box<Self>, tokens: OAuthTokens) -> BoxFuture<Result<(), String>> {
+        Box::pin(async move {
+            let account = self.account;
+            let saved = save_locked(*self, &tokens).await;
+            if let Err(e) = &saved {
+                // The client keeps the pair and offers it again; an operator should know meanwhile.
+                tracing::error!(account_id = %account, error = %format!("{e:#}"), "cannot store renewed zoom oauth tokens");
+            }
+            saved.map_err(|e| format!("{e:#}"))
+        })
+    }
+}
+
+async fn save_locked(locked: LockedSealedTokens, tokens: &OAuthTokens) -> anyhow::Result<()> {
     let json = serde_json::to_string(tokens)?;
-    let (key_id, sealed) = keys.seal(&json, &secret_aad(account, ZOOM_OAUTH_TOKENS));
-    let mut c = store.conn().await?;
-    secrets::put(&mut c, account, ZOOM_OAUTH_TOKENS, &key_id, &sealed, jiff::Timestamp::now().as_millisecond()).await?;
+    let (key_id, sealed) = locked.keys.seal(&json, &secret_aad(locked.account, ZOOM_OAUTH_TOKENS));
+    let now = jiff::Timestamp::now().as_millisecond();
+    match locked.held {
+        Held::Row(mut tx) => {
+            secrets::put(&mut tx, locked.account, ZOOM_OAUTH_TOKENS, &key_id, &sealed, now).await?;
+            tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
+        }
+        Held::Local(guard) => {
+            let mut c = locked.store.conn().await?;
+            secrets::put(&mut c, locked.account, ZOOM_OAUTH_TOKENS, &key_id, &sealed, now).await?;
+            drop(guard);
+        }
+    }
     Ok(())
 }
 
@@ -94,7 +195,9 @@ pub async fn save_oauth_connection(
     Ok(())
 }
 
-/// The organizer's stored Zoom connection, or `None` when 基本設定 is not filled in.
+/// The organizer's stored Zoom connection, or `None` when 基本設定 is not filled in. Read it for
+/// each unit of work: the client caches tokens per credentials, so credentials saved through
+/// any instance are used from the next read on.
 pub async fn organizer(app: &App, account: AccountId) -> anyhow::Result<Option<Organizer>> {
     let mut c = app.store.conn().await?;
     let Some(creds) = secrets::get_zoom(&mut c, account).await? else {

@@ -14,3 +14,4 @@ mod retention;
 mod security;
 mod webdriver;
 mod zoom_check;
+mod zoom_tokens;
