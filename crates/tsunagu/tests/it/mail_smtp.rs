@@ -151,3 +151,52 @@ async fn a_silent_smtp_server_times_out_and_is_retried() {
     assert_eq!(t.job_counts().await, vec![("queued".to_string(), 1)]);
     holder.abort();
 }
+
+/// The SMTP server accepts a mail and the database then refuses to record it: the record is
+/// retried, never the send. Exactly one mail arrives, and it ends recorded as sent.
+async fn an_accepted_mail_is_recorded_never_resent(db: crate::helpers::Db) {
+    let out = TempDir::new("tsunagu-smtp-record");
+    let Some(sink) = Sink::start(out.path(), None).await else { return };
+    let url = format!("smtp://127.0.0.1:{}", sink.port);
+    let Some(t) = TestApp::spawn_on(db, |c| c.mail.smtp_url = tsunagu::config::Secret::new(url)).await else {
+        return;
+    };
+    crate::helpers::install_fault(&t.app.store, "record", "mails", "UPDATE", "NEW.status = 'sent'").await;
+    crate::helpers::set_fault(&t.app.store, "record", true).await;
+    t.signup("record@example.com", "記録").await;
+    let worker = t.worker.clone();
+    let drain = tokio::spawn(async move { worker.drain().await });
+    eventually(20, "the SMTP server accepted the mail", || async { sink.received().len() == 1 }).await;
+    // Recording is refused for a while (not waited for by a condition: an implementation that
+    // gives up on the record and retries the job must get its chance to send again).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while t.app.metrics.counter("mail_record_retried") == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    crate::helpers::set_fault(&t.app.store, "record", false).await;
+    drain.await.unwrap();
+    // Whatever is left of the job runs now, and again after any lease.
+    for _ in 0..3 {
+        t.clock.advance(10 * 60 * 1000);
+        t.run_jobs().await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.received().len(), 1, "sent exactly once");
+    assert!(t.app.metrics.counter("mail_record_retried") >= 1, "the record was retried");
+    let mut c = t.app.store.read().await.unwrap();
+    let stored = &tsunagu_store::mails::list_all(&mut c, 10).await.unwrap()[0];
+    assert_eq!(stored.status, "sent");
+    drop(c);
+    t.assert_no_jobs_left().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_mail_is_recorded_never_resent_sqlite() {
+    an_accepted_mail_is_recorded_never_resent(crate::helpers::Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_mail_is_recorded_never_resent_postgres() {
+    an_accepted_mail_is_recorded_never_resent(crate::helpers::Db::Postgres).await;
+}
