@@ -6,6 +6,11 @@
 //!
 //! PostgreSQL is measured too when TSUNAGU_TEST_PG_URL is set (`eval "$(scripts/pg-start …)"`).
 //! Sizes: TSUNAGU_BENCH_EVENTS (default 20000), TSUNAGU_BENCH_CONCURRENCY (default 32).
+//! Job workers run, as in `serve`: the `line.events` jobs handle the events while they arrive.
+//!
+//! With `TSUNAGU_BENCH_SERVE=127.0.0.1:PORT` it only starts the app there (SQLite, jobs on, the
+//! channel connected), prints `READY <webhook URL> <channel secret>` and runs until its standard
+//! input closes: `scripts/bench-intake` drives it and the LINE SDK peer with wrk in one run.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,7 +33,7 @@ fn config(dir: &std::path::Path, url: String) -> Config {
     c.database.url = url;
     c.database.max_connections = 20;
     c.http.listen = "127.0.0.1:0".into();
-    c.jobs.enabled = false;
+    c.jobs.enabled = true;
     c.log.level = "warn".into();
     c
 }
@@ -44,7 +49,8 @@ struct Result {
     stored: usize,
 }
 
-async fn run(cfg: Config, events: usize, concurrency: usize) -> anyhow::Result<Result> {
+/// The app with the benchmark's instructor and channel, bound and ready to run.
+async fn prepare(cfg: Config) -> anyhow::Result<(tsunagu::app::SharedApp, Server)> {
     let app = build_app(cfg, Arc::new(SystemClock)).await?;
     let input = tsunagu::accounts::SignupInput {
         email: "teacher@example.com",
@@ -57,6 +63,29 @@ async fn run(cfg: Config, events: usize, concurrency: usize) -> anyhow::Result<R
     let account = tsunagu::accounts::sign_up(&app, &input).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     tsunagu::line::save_channel(&app, account.id, CHANNEL, SECRET, "Ubot").await?;
     let server = Server::bind(app.clone()).await?;
+    Ok((app, server))
+}
+
+async fn serve_until_stdin_closes(dir: &std::path::Path, listen: String) -> anyhow::Result<()> {
+    let mut cfg = config(dir, format!("sqlite://{}/line.db", dir.display()));
+    cfg.http.listen = listen;
+    let (app, server) = prepare(cfg).await?;
+    println!("READY http://{}/line/webhook/{CHANNEL} {SECRET}", server.local_addr());
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    let task = tokio::spawn(async move { server.run(s).await });
+    let _ = tokio::task::spawn_blocking(|| std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())).await;
+    stop.cancel();
+    let _ = task.await;
+    let mut c = app.store.read().await?;
+    let stored = tsunagu_store::line::events_page(&mut c, CHANNEL, 0, i64::MAX).await?.len();
+    let unhandled = tsunagu_store::line::unhandled(&mut c, CHANNEL, i64::MAX).await?.len();
+    println!("STORED {stored} UNHANDLED {unhandled}");
+    Ok(())
+}
+
+async fn run(cfg: Config, events: usize, concurrency: usize) -> anyhow::Result<Result> {
+    let (app, server) = prepare(cfg).await?;
     let url = format!("http://{}/line/webhook/{CHANNEL}", server.local_addr());
     let stop = CancellationToken::new();
     let s = stop.clone();
@@ -111,7 +140,7 @@ async fn run(cfg: Config, events: usize, concurrency: usize) -> anyhow::Result<R
     let secs = t0.elapsed().as_secs_f64();
     all.sort_by(|a, b| a.total_cmp(b));
     let stored = {
-        let mut c = app.store.conn().await?;
+        let mut c = app.store.read().await?;
         tsunagu_store::line::events_of(&mut c, CHANNEL).await?.len()
     };
     stop.cancel();
@@ -125,6 +154,11 @@ async fn main() -> anyhow::Result<()> {
     let concurrency = env_num("TSUNAGU_BENCH_CONCURRENCY", 32);
     let dir = std::env::temp_dir().join(tsunagu_store::testing::unique_name("tsunagu-line-bench"));
     std::fs::create_dir_all(&dir)?;
+    if let Ok(listen) = std::env::var("TSUNAGU_BENCH_SERVE") {
+        let r = serve_until_stdin_closes(&dir, listen).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        return r;
+    }
     println!("{events} signed follow events, {concurrency} concurrent clients");
     println!("| backend | requests/s | p50 ms | p99 ms | stored |");
     println!("|---|---|---|---|---|");

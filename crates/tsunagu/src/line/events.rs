@@ -8,7 +8,9 @@ use tsunagu_store::line::{self as store, FriendStatus};
 use crate::app::App;
 use crate::jobs::{JobError, Outcome};
 
-const BATCH: i64 = 500;
+/// Events handled per transaction: small enough that webhook writes never wait long for the
+/// (SQLite) write lock this holds.
+const BATCH: i64 = 100;
 
 pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
     let channel_id = job

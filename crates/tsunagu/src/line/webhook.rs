@@ -81,8 +81,9 @@ fn intake(app: &SharedApp) -> std::sync::Arc<Intake> {
 /// Group commit: requests are handed to one writer task, which stores whatever has queued up
 /// meanwhile in a single transaction, then answers each. Every 200 still means "stored and
 /// committed"; under load many requests share one commit instead of queueing for the
-/// database's write lock one by one. Each request is stored under a savepoint of its own, so
-/// one the database refuses is answered alone and the others of its batch are still stored.
+/// database's write lock one by one. Should the database refuse a request, the batch is
+/// written again with each request under a savepoint of its own: the refused one is answered
+/// alone and the others of its batch are still stored.
 pub struct Intake {
     tx: tokio::sync::mpsc::Sender<Pending>,
 }
@@ -130,11 +131,12 @@ impl Intake {
                 // Each batch is stored by a task of its own: should it panic, its requests are
                 // answered 503 and this loop goes on with the next batch.
                 let stored = tokio::spawn(async move {
-                    let result = store_batch(&app, &requests).await;
-                    if result.is_ok() {
+                    let (answers, queued) = store_batch(&app, &requests).await?;
+                    // Only a newly queued job needs a worker: a queued one will be claimed anyway.
+                    if queued {
                         jobs::wake(&app);
                     }
-                    result
+                    Ok::<_, anyhow::Error>(answers)
                 })
                 .await;
                 let answers: Vec<Result<usize, Refused>> = match stored {
@@ -166,41 +168,61 @@ impl Intake {
     }
 }
 
-/// Store every request's events (each once), each request under its own savepoint, and queue
-/// one `line.events` job per channel with new events (a no-op when one is queued already).
-/// `Err` only when the transaction itself cannot begin or commit.
+/// Store every request's events (each once) and queue one `line.events` job per channel with
+/// new events (a no-op when one is queued already). The batch is first written as a whole; if
+/// the database refuses any of it, the transaction is rolled back and the requests are written
+/// again each under a savepoint of its own, so that only the refused ones fail. Returns each
+/// request's answer and whether a job was queued (workers are woken only then), or `Err` when
+/// the transaction itself cannot begin or commit.
 async fn store_batch(
     app: &SharedApp,
     batch: &[(String, CallbackRequest)],
-) -> anyhow::Result<Vec<Result<usize, Refused>>> {
+) -> anyhow::Result<(Vec<Result<usize, Refused>>, bool)> {
     let now = app.now();
     let mut tx = app.store.begin().await?;
     let mut answers = Vec::with_capacity(batch.len());
-    let mut channels_with_new: Vec<&str> = Vec::new();
+    let mut whole = true;
     for (channel_id, request) in batch {
-        let mut sp = sqlx::Connection::begin(&mut *tx).await?;
-        match store_request(&mut sp, channel_id, request, now).await {
-            Ok(new) => {
-                sp.commit().await?;
-                if new > 0 && !channels_with_new.contains(&channel_id.as_str()) {
-                    channels_with_new.push(channel_id);
-                }
-                answers.push(Ok(new));
-            }
+        match store_request(&mut tx, channel_id, request, now).await {
+            Ok(new) => answers.push(Ok(new)),
             Err(e) => {
-                sp.rollback().await?;
-                tracing::warn!(channel_id, error = %e, "a line webhook request was refused by the database");
-                answers.push(Err(refusal(&e)));
+                tracing::warn!(channel_id, error = %e, "a line webhook batch was refused; storing its requests one by one");
+                whole = false;
+                break;
             }
         }
     }
-    for channel_id in channels_with_new {
-        let key = format!("{}:{channel_id}", kinds::LINE_EVENTS);
-        jobs::enqueue(&mut tx, app, kinds::LINE_EVENTS, &serde_json::json!({"channel_id": channel_id}), Some(&key), 0)
-            .await?;
+    if !whole {
+        tx.rollback().await.map_err(tsunagu_store::StoreError::from)?;
+        tx = app.store.begin().await?;
+        answers.clear();
+        for (channel_id, request) in batch {
+            let mut sp = sqlx::Connection::begin(&mut *tx).await?;
+            match store_request(&mut sp, channel_id, request, now).await {
+                Ok(new) => {
+                    sp.commit().await?;
+                    answers.push(Ok(new));
+                }
+                Err(e) => {
+                    sp.rollback().await?;
+                    tracing::warn!(channel_id, error = %e, "a line webhook request was refused by the database");
+                    answers.push(Err(refusal(&e)));
+                }
+            }
+        }
+    }
+    let mut queued = false;
+    let mut seen: Vec<&str> = Vec::new();
+    for ((channel_id, _), answer) in batch.iter().zip(&answers) {
+        if matches!(answer, Ok(n) if *n > 0) && !seen.contains(&channel_id.as_str()) {
+            seen.push(channel_id);
+            let key = format!("{}:{channel_id}", kinds::LINE_EVENTS);
+            let payload = serde_json::json!({"channel_id": channel_id});
+            queued |= jobs::enqueue(&mut tx, app, kinds::LINE_EVENTS, &payload, Some(&key), 0).await?.is_some();
+        }
     }
     tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
-    Ok(answers)
+    Ok((answers, queued))
 }
 
 async fn store_request(
