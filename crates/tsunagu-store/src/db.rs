@@ -151,11 +151,6 @@ impl Store {
         self.backend
     }
 
-    /// The pool of connections that may write (on SQLite: the one writer connection).
-    pub fn pool(&self) -> &AnyPool {
-        &self.writer
-    }
-
     /// A connection that may write. On SQLite this is the one writer connection: hold it
     /// briefly, and never across a call to anything slow (an upstream, ffmpeg, SMTP).
     pub async fn conn(&self) -> Result<Conn> {

@@ -1,4 +1,6 @@
-//! The services every handler and job uses, built once from config.
+//! The services every handler and job uses, built once from config. Features keep their own
+//! in-process state in [`FeatureState`], handed in at startup (`crate::features::state`), so
+//! this file names no feature.
 
 use std::sync::Arc;
 
@@ -18,26 +20,51 @@ pub struct App {
     pub keys: Keyring,
     pub metrics: Metrics,
     pub mailer: Mailer,
-    /// Mails the SMTP server accepted and whose record is still being written.
-    pub mail_accepted: crate::mail::send::Accepted,
     /// Signing keys for CSRF tokens, derived from the master keys (current first).
     pub csrf_keys: Vec<[u8; 32]>,
     /// Wakes this process's workers when it enqueues a job.
     pub job_wakeup: Notify,
     /// Zoom: tokens, rate limiters and daily counters shared by every task of this process.
     pub zoom: tsunagu_zoom::ZoomClient,
-    /// LINE channels whose secret this process has opened (webhook signature checks).
-    pub line_channels: crate::line::ChannelCache,
-    /// The LINE webhook writer (started on the first webhook, restarted if it ended).
-    pub line_intake: std::sync::Mutex<Option<Arc<crate::line::webhook::Intake>>>,
     /// Where step-message media is stored and served from.
     pub media_store: crate::media::store::MediaStore,
+    /// Each feature's in-process state (caches, writers), by type.
+    pub features: FeatureState,
+}
+
+/// A map from a type to the one value of it: each feature puts its state here at startup and
+/// finds it with [`FeatureState::get`].
+#[derive(Default)]
+pub struct FeatureState {
+    map: std::collections::HashMap<std::any::TypeId, Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl FeatureState {
+    pub fn with<T: std::any::Any + Send + Sync>(mut self, value: T) -> FeatureState {
+        self.map.insert(std::any::TypeId::of::<T>(), Box::new(value));
+        self
+    }
+
+    /// The feature state of type `T`. Every feature's state is registered at startup, so a
+    /// missing one is a programming error.
+    pub fn get<T: std::any::Any + Send + Sync>(&self) -> &T {
+        self.map
+            .get(&std::any::TypeId::of::<T>())
+            .and_then(|b| b.downcast_ref::<T>())
+            .unwrap_or_else(|| panic!("feature state {} was not registered at startup", std::any::type_name::<T>()))
+    }
 }
 
 pub type SharedApp = Arc<App>;
 
 impl App {
-    pub fn new(config: Config, store: Store, clock: SharedClock, keys: Keyring) -> anyhow::Result<App> {
+    pub fn new(
+        config: Config,
+        store: Store,
+        clock: SharedClock,
+        keys: Keyring,
+        features: FeatureState,
+    ) -> anyhow::Result<App> {
         let mailer = Mailer::from_config(&config.mail)?;
         let csrf_keys = keys.derive("csrf");
         let zoom = crate::zoom::client(&config, store.clone(), keys.clone());
@@ -49,13 +76,11 @@ impl App {
             keys,
             metrics: Metrics::default(),
             mailer,
-            mail_accepted: Default::default(),
             csrf_keys,
             job_wakeup: Notify::new(),
             zoom,
-            line_channels: Default::default(),
-            line_intake: Default::default(),
             media_store,
+            features,
         })
     }
 

@@ -1,6 +1,7 @@
-//! The features of this build, as they plug in at startup. A feature module exposes its job
-//! kinds (`job_kinds()`), and the list below is the one place that names them: the worker and
-//! `app.rs` know no feature.
+//! The features of this build, as they plug in at startup. A feature module exposes its routes
+//! (`routes()`, its pages and endpoints), its job kinds (`job_kinds()`) and, when it keeps state
+//! in the process, that state (`state()`); the lists below are the one place that names them:
+//! the web router, the job worker and `app.rs` know no feature.
 
 use std::sync::Arc;
 
@@ -13,6 +14,24 @@ pub fn job_kinds() -> Vec<JobKind> {
     kinds.extend(crate::line::job_kinds());
     kinds.extend(crate::media::job_kinds());
     kinds
+}
+
+/// Every feature's state kept in the process.
+pub fn state() -> crate::app::FeatureState {
+    crate::app::FeatureState::default()
+        .with(crate::mail::send::Accepted::default())
+        .with(crate::line::LineState::default())
+}
+
+/// Every feature's pages and endpoints.
+pub fn routes() -> axum::Router<crate::app::SharedApp> {
+    axum::Router::new()
+        .merge(crate::accounts::routes())
+        .merge(crate::jobs::routes())
+        .merge(crate::mail::routes())
+        .merge(crate::zoom::routes())
+        .merge(crate::line::routes())
+        .merge(crate::media::routes())
 }
 
 pub fn job_registry() -> Arc<Registry> {

@@ -74,7 +74,7 @@ pub async fn build_app(config: Config, clock: SharedClock) -> anyhow::Result<Sha
         key_id = keys.current().id(),
         "store ready"
     );
-    Ok(Arc::new(App::new(config, store, clock, keys)?))
+    Ok(Arc::new(App::new(config, store, clock, keys, crate::features::state())?))
 }
 
 pub struct Server {
@@ -110,7 +110,7 @@ impl Server {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let app = self.app.clone();
         let worker = app.config.jobs.enabled.then(|| tokio::spawn(Worker::new(app.clone()).run(shutdown.clone())));
-        let router = crate::web::router(app.clone());
+        let router = crate::web::router(app.clone(), crate::features::routes());
         tracing::info!(addr = %self.local_addr(), mail = app.mailer.kind(), "listening");
         let s = shutdown.clone();
         axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())

@@ -1,7 +1,9 @@
 //! Accounts: sign-up, log-in checks, password changes. Used by the console and the CLI.
 
+pub mod admin;
 pub mod password;
 pub mod throttle;
+pub mod web;
 
 use tsunagu_core::{AccountId, Email, EmailError, Plan, Role};
 use tsunagu_store::accounts::{self, Account, NewAccount};
@@ -192,4 +194,16 @@ async fn mail_account(
 pub async fn set_plan(app: &App, id: AccountId, plan: Plan) -> Result<bool, AccountError> {
     let mut c = app.store.conn().await?;
     Ok(accounts::set_plan(&mut c, id, plan, app.now()).await?)
+}
+
+/// The accounts feature's pages: log-in, sign-up, password, and plans for administrators.
+pub fn routes() -> axum::Router<crate::app::SharedApp> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/", get(web::root))
+        .route("/login", get(web::login_form).post(web::login))
+        .route("/signup", get(web::signup_form).post(web::signup))
+        .route("/logout", post(web::logout))
+        .route("/account/password", get(web::password_form).post(web::change_password))
+        .merge(admin::routes())
 }

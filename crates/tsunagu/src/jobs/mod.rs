@@ -5,6 +5,7 @@
 
 pub mod diagnostic;
 pub mod maintenance;
+pub mod web;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -168,6 +169,11 @@ pub fn backoff_ms(base_seconds: u64, attempts: i64) -> i64 {
     let _ = getrandom::getrandom(&mut b);
     let jitter = capped / 10 * i64::from(u16::from_le_bytes(b)) / i64::from(u16::MAX);
     capped + jitter
+}
+
+/// 失敗したジョブ for administrators.
+pub fn routes() -> axum::Router<SharedApp> {
+    web::routes()
 }
 
 #[cfg(test)]

@@ -189,7 +189,7 @@ pub async fn save_channel(
     }
     secrets::put(&mut tx, account, &purpose(channel_id), &key_id, &sealed, now).await?;
     tx.commit().await.map_err(StoreError::from)?;
-    app.line_channels.forget(channel_id);
+    channels(app).forget(channel_id);
     Ok(())
 }
 
@@ -205,13 +205,13 @@ pub async fn known_channel(app: &App, channel_id: &str) -> anyhow::Result<Option
         return Ok(None);
     }
     let now = app.now();
-    if let Some(cached) = app.line_channels.get(channel_id, now) {
+    if let Some(cached) = channels(app).get(channel_id, now) {
         return Ok(cached);
     }
-    let generation = app.line_channels.generation.load(Ordering::SeqCst);
-    app.line_channels.lookups.fetch_add(1, Ordering::Relaxed);
+    let generation = channels(app).generation.load(Ordering::SeqCst);
+    channels(app).lookups.fetch_add(1, Ordering::Relaxed);
     let found = read_channel(app, channel_id).await?;
-    app.line_channels.put(channel_id, found.clone(), generation, now);
+    channels(app).put(channel_id, found.clone(), generation, now);
     Ok(found)
 }
 
@@ -238,6 +238,25 @@ pub fn webhook_url(config: &crate::config::Config, channel_id: &str) -> String {
 }
 
 pub use jobs::job_kinds;
+
+/// What the LINE feature keeps in the process.
+#[derive(Default)]
+pub struct LineState {
+    /// Channels whose secret this process has opened (webhook signature checks).
+    pub channels: ChannelCache,
+    /// The webhook writer (started on the first webhook, restarted if it ended).
+    pub(crate) intake: std::sync::Mutex<Option<std::sync::Arc<webhook::Intake>>>,
+}
+
+/// This process's cache of LINE channels.
+pub fn channels(app: &App) -> &ChannelCache {
+    &app.features.get::<LineState>().channels
+}
+
+/// LINE's webhooks for instructors' channels.
+pub fn routes() -> axum::Router<crate::app::SharedApp> {
+    axum::Router::new().route("/line/webhook/{channel_id}", axum::routing::post(webhook::receive))
+}
 
 #[cfg(test)]
 mod tests {

@@ -67,7 +67,7 @@ pub async fn receive(
 
 /// The running intake, started on first use and again should its writer task have ended.
 fn intake(app: &SharedApp) -> std::sync::Arc<Intake> {
-    let mut slot = app.line_intake.lock().unwrap_or_else(|p| p.into_inner());
+    let mut slot = app.features.get::<super::LineState>().intake.lock().unwrap_or_else(|p| p.into_inner());
     match slot.as_ref() {
         Some(i) if i.is_running() => i.clone(),
         _ => {

@@ -4,6 +4,7 @@
 pub mod platform;
 pub mod send;
 pub mod template;
+pub mod web;
 
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
 use tsunagu_core::AccountId;
@@ -93,4 +94,9 @@ pub fn job_kinds() -> Vec<jobs::JobKind> {
         std::time::Duration::from_secs(600),
         |app, _worker, job| async move { send::run(&app, &job).await },
     )]
+}
+
+/// 送信済みメール.
+pub fn routes() -> axum::Router<crate::app::SharedApp> {
+    web::routes()
 }

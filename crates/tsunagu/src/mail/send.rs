@@ -28,7 +28,7 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
     if matches!(mail.status.as_str(), "sent" | "stored") {
         return Ok(Outcome::Done);
     }
-    if app.mail_accepted.contains(id) {
+    if app.features.get::<Accepted>().contains(id) {
         drop(c);
         return record_sent(app, id).await;
     }
@@ -71,7 +71,7 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
             match result {
                 Ok(_) => {
                     tracing::info!(mail_id = id, "mail handed to the SMTP server");
-                    app.mail_accepted.insert(id);
+                    app.features.get::<Accepted>().insert(id);
                     record_sent(app, id).await
                 }
                 Err(e) => {
@@ -100,7 +100,7 @@ async fn record_sent(app: &App, id: i64) -> Result<Outcome, JobError> {
         .await;
         match result {
             Ok(()) => {
-                app.mail_accepted.remove(id);
+                app.features.get::<Accepted>().remove(id);
                 return Ok(Outcome::Done);
             }
             Err(e) if tries < 12 => {

@@ -10,6 +10,7 @@ pub mod probe;
 pub mod process;
 pub mod sniff;
 pub mod store;
+pub mod web;
 
 use std::path::Path;
 
@@ -78,3 +79,14 @@ pub fn require_https(config: &crate::config::Config) -> anyhow::Result<()> {
 }
 
 pub use jobs::job_kinds;
+
+/// ステップ配信のメディア (upload, list, delete) and the public media files LINE fetches.
+pub fn routes() -> axum::Router<crate::app::SharedApp> {
+    use axum::extract::DefaultBodyLimit;
+    use axum::routing::{get, post, put};
+    axum::Router::new()
+        .route("/media/{name}", get(store::serve).head(store::serve))
+        .route("/courses/media", get(web::page))
+        .route("/courses/media/upload", put(web::upload).layer(DefaultBodyLimit::disable()))
+        .route("/courses/media/{id}/delete", post(web::delete))
+}

@@ -1,57 +1,38 @@
-//! The web layer: server-rendered console (askama), health and metrics.
+//! What every page shares: the router's frame (request context, CSRF, operation ids, error
+//! pages, panics answered as errors), sessions, the console's chrome, health and metrics.
+//! Features hand in their own routes at startup (`crate::features::routes`).
 
-pub mod admin;
-pub mod auth;
 pub mod chrome;
 pub mod console;
 pub mod context;
 pub mod error;
-pub mod media;
 pub mod ops;
 pub mod session;
-pub mod settings;
-pub mod zoom_oauth;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::response::IntoResponse;
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::app::SharedApp;
 
-pub fn router(app: SharedApp) -> Router {
+/// The whole router: what every page shares around the features' own routes.
+pub fn router(app: SharedApp, features: Router<SharedApp>) -> Router {
     Router::new()
-        .route("/", get(auth::root))
-        .route("/login", get(auth::login_form).post(auth::login))
-        .route("/signup", get(auth::signup_form).post(auth::signup))
-        .route("/logout", post(auth::logout))
         .route("/home", get(console::home))
+        // Places the manuals name that are not built yet (「準備中」).
         .route("/events", get(console::events))
-        .route("/settings/basic", get(settings::show).post(settings::save))
-        .route("/settings/zoom/connect", post(zoom_oauth::start))
-        .route(crate::zoom::OAUTH_CALLBACK_PATH, get(zoom_oauth::callback))
-        .route("/line/webhook/{channel_id}", post(crate::line::webhook::receive))
-        .route("/media/{name}", get(crate::media::store::serve).head(crate::media::store::serve))
         .route("/mail-templates", get(console::mail_templates))
         .route("/courses", get(console::courses))
         .route("/settings/line", get(console::line_link))
-        .route("/mails", get(console::mails_list))
-        .route("/mails/{id}", get(console::mail_detail))
-        .route("/account/password", get(auth::password_form).post(auth::change_password))
-        .route("/admin/accounts", get(admin::accounts_list))
-        .route("/admin/accounts/{id}/plan", post(admin::set_plan))
-        .route("/admin/jobs", get(admin::failed_jobs))
-        .route("/admin/jobs/{id}/retry", post(admin::retry_job))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/assets/style.css", get(ops::style))
         .route("/assets/media.js", get(ops::media_script))
-        .route("/courses/media", get(media::page))
-        .route("/courses/media/upload", put(media::upload).layer(DefaultBodyLimit::disable()))
-        .route("/courses/media/{id}/delete", post(media::delete))
+        .merge(features)
         .route_layer(middleware::from_fn(context::tag_route))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(2 * 1024 * 1024))

@@ -3,6 +3,8 @@
 //! under a lock on their sealed row, and the connection check used by `tsunagu zoom check`.
 
 pub mod check;
+pub mod connect;
+pub mod settings;
 
 use std::sync::Arc;
 
@@ -223,4 +225,13 @@ pub async fn organizer(app: &App, account: AccountId) -> anyhow::Result<Option<O
         })
     };
     Ok(Some(Organizer { key: account.0.to_string(), auth, plan: plan(&app.config) }))
+}
+
+/// 基本設定 (the organizer's Zoom credentials) and connecting through Tsunagu's Zoom OAuth app.
+pub fn routes() -> axum::Router<crate::app::SharedApp> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/settings/basic", get(settings::show).post(settings::save))
+        .route("/settings/zoom/connect", post(connect::start))
+        .route(OAUTH_CALLBACK_PATH, get(connect::callback))
 }

@@ -79,7 +79,7 @@ async fn console_in_a_real_browser_on_desktop_and_phone() {
     }
     // A step-message file uploaded through the page: the script sends it as the request body.
     {
-        let mut conn = t.app.store.read().await.unwrap();
+        let mut conn = t.app.store.conn().await.unwrap();
         let e = tsunagu_core::Email::parse(EMAIL).unwrap();
         let id = tsunagu_store::accounts::credentials_by_email(&mut conn, &e).await.unwrap().unwrap().account.id;
         tsunagu_store::accounts::set_plan(&mut conn, id, tsunagu_core::Plan::Business, 1).await.unwrap();

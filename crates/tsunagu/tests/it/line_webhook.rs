@@ -289,9 +289,9 @@ async fn secret_changes_reach_every_instance_within_the_bound(db: Db) {
     tsunagu::line::save_channel(&a.app, teacher, CHANNEL, "new-secret", "Ubot").await.unwrap();
     assert_eq!(ping(&a.addr, CHANNEL, "new-secret").await, 200, "at once where it was saved");
     assert_eq!(ping(&a.addr, CHANNEL, "old-secret").await, 401);
-    let lookups = b.app.line_channels.database_lookups();
+    let lookups = tsunagu::line::channels(&b.app).database_lookups();
     assert_eq!(ping(&b.addr, CHANNEL, "old-secret").await, 200, "b has not read it again yet");
-    assert_eq!(b.app.line_channels.database_lookups(), lookups, "answered from b's cache");
+    assert_eq!(tsunagu::line::channels(&b.app).database_lookups(), lookups, "answered from b's cache");
 
     // Within the bound b reads the channel again: the old secret is refused, the new one taken.
     b.clock.advance(tsunagu::line::CHANNEL_TTL_MS);
@@ -321,18 +321,18 @@ async fn secret_changes_reach_every_instance_within_the_bound_postgres() {
 async fn unknown_channels_are_remembered_briefly(db: Db) {
     let Some((a, b)) = two_instances(db).await else { return };
     let teacher = account_id(&a, "teacher@example.com").await;
-    let before = b.app.line_channels.database_lookups();
+    let before = tsunagu::line::channels(&b.app).database_lookups();
     for _ in 0..5 {
         assert_eq!(ping(&b.addr, CHANNEL, SECRET).await, 404);
     }
-    assert_eq!(b.app.line_channels.database_lookups(), before + 1, "one lookup for five requests");
+    assert_eq!(tsunagu::line::channels(&b.app).database_lookups(), before + 1, "one lookup for five requests");
     // Ids no channel can have are answered without a lookup, and not remembered.
     let long = "9".repeat(65);
     for id in [long.as_str(), "x%20y", "%E3%81%82"] {
         assert_eq!(ping(&b.addr, id, SECRET).await, 404, "{id}");
     }
-    assert_eq!(b.app.line_channels.database_lookups(), before + 1);
-    assert_eq!(b.app.line_channels.remembered_misses(), 1);
+    assert_eq!(tsunagu::line::channels(&b.app).database_lookups(), before + 1);
+    assert_eq!(tsunagu::line::channels(&b.app).remembered_misses(), 1);
 
     // Connected on a: found there at once (a had remembered the miss too), on b once the miss expires.
     assert_eq!(ping(&a.addr, CHANNEL, SECRET).await, 404);
@@ -341,7 +341,7 @@ async fn unknown_channels_are_remembered_briefly(db: Db) {
     assert_eq!(ping(&b.addr, CHANNEL, SECRET).await, 404, "b still remembers the miss");
     b.clock.advance(tsunagu::line::MISS_TTL_MS);
     assert_eq!(ping(&b.addr, CHANNEL, SECRET).await, 200);
-    assert_eq!(b.app.line_channels.database_lookups(), before + 2);
+    assert_eq!(tsunagu::line::channels(&b.app).database_lookups(), before + 2);
     a.assert_no_jobs_left().await;
 }
 

@@ -854,7 +854,7 @@ async fn the_console_page_takes_uploads_and_shows_their_state() {
     assert!(r.text.contains("ビジネスプラン"), "{}", r.text);
 
     {
-        let mut conn = t.app.store.read().await.unwrap();
+        let mut conn = t.app.store.conn().await.unwrap();
         let e = tsunagu_core::Email::parse("teacher@example.com").unwrap();
         let id = tsunagu_store::accounts::credentials_by_email(&mut conn, &e).await.unwrap().unwrap().account.id;
         tsunagu_store::accounts::set_plan(&mut conn, id, tsunagu_core::Plan::Business, 1).await.unwrap();
@@ -1041,7 +1041,7 @@ async fn a_conversion_that_never_finished_is_reported_and_cleaned_up() {
     let t = crate::helpers::TestApp::spawn().await;
     let c = t.signup("teacher@example.com", "講師").await;
     let me = {
-        let mut conn = t.app.store.read().await.unwrap();
+        let mut conn = t.app.store.conn().await.unwrap();
         let e = tsunagu_core::Email::parse("teacher@example.com").unwrap();
         let id = tsunagu_store::accounts::credentials_by_email(&mut conn, &e).await.unwrap().unwrap().account.id;
         tsunagu_store::accounts::set_plan(&mut conn, id, tsunagu_core::Plan::Business, 1).await.unwrap();
@@ -1051,7 +1051,7 @@ async fn a_conversion_that_never_finished_is_reported_and_cleaned_up() {
     let waiting = accept(&t.app, me, "音声.wav", tokio::fs::File::open(&f.wav).await.unwrap()).await.unwrap();
     let intake = t.app.config.data.dir.join("media-intake");
     let (stuck_upload, waiting_upload) = {
-        let mut conn = t.app.store.read().await.unwrap();
+        let mut conn = t.app.store.conn().await.unwrap();
         let s = media_store::get(&mut conn, me, stuck).await.unwrap().unwrap().upload_path;
         let w = media_store::get(&mut conn, me, waiting).await.unwrap().unwrap().upload_path;
         // What the queue does when a worker dies during the last allowed attempt.

@@ -178,7 +178,7 @@ async fn sent_mails_are_listed_page_by_page() {
         }
         t.clock.advance(1_000);
     }
-    let page_size = tsunagu::web::console::MAILS_PAGE as usize;
+    let page_size = tsunagu::mail::web::MAILS_PAGE as usize;
     let first = alice.get("/mails").await;
     assert_eq!(first.status, 200);
     assert!(first.text.contains("作成から 365 日を過ぎたメールは自動的に削除されます"), "{}", first.text);

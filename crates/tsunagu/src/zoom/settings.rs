@@ -8,12 +8,12 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use tsunagu_store::secrets::{self, ZoomCredentials};
 
-use super::chrome::Chrome;
-use super::context::flash_redirect;
-use super::error::AppError;
-use super::session::Auth;
 use crate::app::SharedApp;
 use crate::crypto::secret_aad;
+use crate::web::chrome::Chrome;
+use crate::web::context::flash_redirect;
+use crate::web::error::AppError;
+use crate::web::session::Auth;
 
 pub use crate::zoom::ZOOM_CLIENT_SECRET;
 

@@ -7,12 +7,12 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tsunagu_core::{Email, Plan, Role};
 
-use super::chrome::Chrome;
-use super::context::{RequestContext, flash_redirect};
-use super::error::AppError;
-use super::session::{self, Auth, with_cookie};
 use crate::accounts::{self, MIN_PASSWORD_CHARS, SignupInput, throttle};
 use crate::app::SharedApp;
+use crate::web::chrome::Chrome;
+use crate::web::context::{RequestContext, flash_redirect};
+use crate::web::error::AppError;
+use crate::web::session::{self, Auth, with_cookie};
 
 #[derive(Template)]
 #[template(path = "login.html")]

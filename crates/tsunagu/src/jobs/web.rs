@@ -1,68 +1,16 @@
-//! Platform administration: plans of accounts, and jobs that failed for good.
+//! 失敗したジョブ: jobs that failed for good, for administrators, with ［再実行する］.
 
 use askama::Template;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::response::{Html, Response};
-use serde::Deserialize;
-use tsunagu_core::{AccountId, Plan};
-use tsunagu_store::accounts::{self, Account};
 use tsunagu_store::jobs;
 
-use super::chrome::Chrome;
-use super::context::flash_redirect;
-use super::error::AppError;
-use super::session::AdminAuth;
 use crate::app::SharedApp;
 use crate::clock::format_local;
-
-#[derive(Template)]
-#[template(path = "admin_accounts.html")]
-struct AccountsPage {
-    chrome: Chrome,
-    rows: Vec<Account>,
-    plans: &'static [Plan],
-}
-
-pub async fn accounts_list(State(app): State<SharedApp>, AdminAuth(auth): AdminAuth) -> Result<Html<String>, AppError> {
-    let mut c = app.store.read().await?;
-    let rows = accounts::list_all(&mut c).await?;
-    let page = AccountsPage {
-        chrome: Chrome::console(&auth, "admin-accounts", "アカウントとプラン"),
-        rows,
-        plans: &Plan::ALL,
-    };
-    Ok(Html(page.render()?))
-}
-
-#[derive(Deserialize)]
-pub struct PlanForm {
-    #[serde(default)]
-    plan: String,
-}
-
-pub async fn set_plan(
-    State(app): State<SharedApp>,
-    AdminAuth(auth): AdminAuth,
-    Path(id): Path<String>,
-    Form(form): Form<PlanForm>,
-) -> Result<Response, AppError> {
-    let id = AccountId(id.parse().map_err(|_| AppError::NotFound)?);
-    let plan = Plan::parse(&form.plan).ok_or_else(|| AppError::BadRequest("プランを選択してください。".into()))?;
-    if !crate::accounts::set_plan(&app, id, plan).await? {
-        return Err(AppError::NotFound);
-    }
-    let email = {
-        let mut c = app.store.conn().await?;
-        accounts::get(&mut c, id).await?.map(|a| a.email).unwrap_or_default()
-    };
-    tracing::info!(admin = %auth.account.id, account_id = %id, plan = plan.code(), "plan changed");
-    Ok(flash_redirect(
-        &app,
-        "/admin/accounts",
-        "success",
-        &format!("{email} のプランを{}に変更しました。", plan.label()),
-    ))
-}
+use crate::web::chrome::Chrome;
+use crate::web::context::flash_redirect;
+use crate::web::error::AppError;
+use crate::web::session::AdminAuth;
 
 struct JobRowView {
     id: i64,
@@ -121,4 +69,9 @@ pub async fn retry_job(
     crate::jobs::wake(&app);
     tracing::info!(admin = %auth.account.id, job_id = id, "failed job queued again");
     Ok(flash_redirect(&app, "/admin/jobs", "success", &format!("ジョブ {id} を再実行します。")))
+}
+
+pub fn routes() -> axum::Router<SharedApp> {
+    use axum::routing::{get, post};
+    axum::Router::new().route("/admin/jobs", get(failed_jobs)).route("/admin/jobs/{id}/retry", post(retry_job))
 }

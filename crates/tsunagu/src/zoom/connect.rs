@@ -9,11 +9,11 @@ use axum::http::header::SET_COOKIE;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::context::{cookie, flash_redirect, set_cookie};
-use super::error::AppError;
-use super::session::Auth;
 use crate::app::SharedApp;
 use crate::crypto::{ct_eq, random_token};
+use crate::web::context::{cookie, flash_redirect, set_cookie};
+use crate::web::error::AppError;
+use crate::web::session::Auth;
 
 const STATE_COOKIE: &str = "zoom_oauth_state";
 const SETTINGS: &str = "/settings/basic";

@@ -14,14 +14,14 @@ use serde_json::json;
 use tsunagu_core::Feature;
 use tsunagu_store::media::{self as store, MediaStatus};
 
-use super::chrome::Chrome;
-use super::context::flash_redirect;
-use super::error::AppError;
-use super::session::Auth;
 use crate::app::SharedApp;
 use crate::clock::format_local;
 use crate::media::intake::Refusal;
 use crate::media::library::{UploadError, accept};
+use crate::web::chrome::Chrome;
+use crate::web::context::flash_redirect;
+use crate::web::error::AppError;
+use crate::web::session::Auth;
 
 const PAGE: &str = "/courses/media";
 
