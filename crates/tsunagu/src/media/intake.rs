@@ -296,8 +296,7 @@ pub async fn inspect(tools: &Tools, path: &Path) -> Result<Inspection, Refusal> 
     if size > format.max_bytes() {
         return Err(Refusal::TooLarge { category: format.category(), max_bytes: format.max_bytes(), size });
     }
-    let demuxer =
-        input::demuxer_for(format, path).await.map_err(|e| Refusal::Unavailable { detail: e.to_string() })?;
+    let demuxer = input::demuxer_for(format, path).await.map_err(|e| Refusal::Unavailable { detail: e.to_string() })?;
     let mut found = Inspection {
         format,
         category: format.category(),
