@@ -456,9 +456,9 @@ struct Converted {
 }
 
 /// Convert in `work`, a folder made new for this run and holding only this upload and what is
-/// made of it: ffmpeg never runs beside other instructors' uploads or conversions, so a name
-/// relative to the file can reach nothing of theirs (and ffmpeg is told to follow no names at
-/// all: see `input`).
+/// made of it: ffmpeg never runs beside other instructors' uploads or conversions, so a bare
+/// file name inside the upload finds only this upload's own files (and ffmpeg is told to
+/// follow no names at all: see `input`).
 async fn convert_one(app: &App, m: &MediaFile, work: &Path) -> Result<Converted, Failure> {
     let t = tools(app);
     let unavailable = |e: std::io::Error| Failure::retry(format!("{}: {e}", work.display()), UNAVAILABLE_JA);
