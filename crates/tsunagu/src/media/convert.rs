@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
+use super::input::{Demuxer, demuxer_of};
 use super::intake::{Inspection, Refusal, Step, inspect};
 use super::process::{ProcessError, Tools, run};
 use super::sniff::{Category, Format, MB};
@@ -18,9 +19,23 @@ fn args(list: &[&str]) -> Vec<OsString> {
     list.iter().map(Into::into).collect()
 }
 
+/// How ffmpeg is to read `input`: decided from its own first bytes, as the intake does, so
+/// that no step reads a file as a format it does not start as (see [`super::input`]).
+async fn demuxer(input: &Path) -> Result<Demuxer, ProcessError> {
+    match demuxer_of(input).await {
+        Ok(Some(d)) => Ok(d),
+        Ok(None) => Err(ProcessError::Failed {
+            program: "ffmpeg".into(),
+            status: "not converted".into(),
+            stderr: format!("{}: not one of the allowed formats", input.display()),
+        }),
+        Err(source) => Err(ProcessError::Io { program: "ffmpeg".into(), source }),
+    }
+}
+
 async fn ffmpeg(tools: &Tools, input: &Path, middle: &[&str], output: &Path) -> Result<(), ProcessError> {
-    let mut a = args(&["-hide_banner", "-nostdin", "-v", "error", "-y", "-i"]);
-    a.push(input.as_os_str().to_owned());
+    let mut a = args(&["-hide_banner", "-nostdin", "-v", "error", "-y"]);
+    a.extend(demuxer(input).await?.input_args(input));
     a.extend(args(middle));
     a.push(output.as_os_str().to_owned());
     run(&tools.ffmpeg, a, CONVERT_TIMEOUT, 64 * 1024).await.map(|_| ())
@@ -57,7 +72,7 @@ const TONE_MAP: &str =
 /// H.264 (8-bit 4:2:0)/AAC MP4 with faststart. HDR is tone-mapped to SDR BT.709: converted
 /// as it is, it would keep its HLG/PQ tags on 8-bit pictures and look pale on most phones.
 async fn transcode(tools: &Tools, input: &Path, output: &Path) -> Result<(), ProcessError> {
-    let video = super::probe::probe(tools, input, super::intake::PROBE_TIMEOUT).await?.video;
+    let video = super::probe::probe(tools, input, demuxer(input).await?, super::intake::PROBE_TIMEOUT).await?.video;
     if let Some(v) = video.filter(|v| v.is_hdr()) {
         // HDR is BT.2020: say so where the file does not (zscale finds no path otherwise).
         let unknown = |t: &str| t.is_empty() || t == "unknown" || t == "unspecified";

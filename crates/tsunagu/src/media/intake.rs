@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
+use super::input::{self, Demuxer};
 use super::probe::{Probe, probe};
 use super::process::{ProcessError, Tools, run_output};
 use super::sniff::{self, Category, Format, MAX_PIXELS, MAX_SIDE, MB};
@@ -140,6 +141,9 @@ pub struct Inspection {
     pub conversion: Vec<Step>,
     /// What the instructor should know (Japanese).
     pub notes: Vec<String>,
+    /// How ffmpeg reads the file.
+    #[serde(skip)]
+    pub demuxer: Demuxer,
 }
 
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -175,11 +179,11 @@ fn tool_error(format: Format, e: ProcessError) -> Refusal {
 /// Read every packet and report what ffmpeg complained about: images and sound are decoded
 /// (cheap, and the only way to see noise inside the data); a video's picture is only read
 /// (decoding 200MB of it would cost minutes). For audio and video, also the length actually
-/// read (ms) — shorter than the header says means cut short.
-async fn damage(tools: &Tools, format: Format, path: &Path) -> Result<Option<u64>, Refusal> {
+/// read (ms) — shorter than the header says means cut short; `None` when nothing was.
+async fn damage(tools: &Tools, format: Format, demuxer: Demuxer, path: &Path) -> Result<Option<u64>, Refusal> {
     let mut args: Vec<std::ffi::OsString> =
-        ["-hide_banner", "-nostdin", "-v", "error", "-xerror", "-i"].iter().map(Into::into).collect();
-    args.push(path.as_os_str().to_owned());
+        ["-hide_banner", "-nostdin", "-v", "error", "-xerror"].iter().map(Into::into).collect();
+    args.extend(demuxer.input_args(path));
     // Only what the conversion and LINE use: the picture and the first sound track. Others
     // (subtitles, timecode, cover art, a second language, an iPhone's spatial-audio track
     // that ffmpeg cannot decode) are never sent, so their state must not refuse the file.
@@ -211,10 +215,8 @@ async fn mp3_states_its_length(path: &Path) -> std::io::Result<bool> {
     let mut f = tokio::fs::File::open(path).await?;
     let mut id3 = [0u8; 10];
     let mut start = 0u64;
-    if f.read_exact(&mut id3).await.is_ok() && &id3[..3] == b"ID3" {
-        let size = id3[6..10].iter().fold(0u64, |n, b| (n << 7) | u64::from(b & 0x7F));
-        let footer = if id3[5] & 0x10 != 0 { 10 } else { 0 };
-        start = 10 + size + footer;
+    if f.read_exact(&mut id3).await.is_ok() {
+        start = input::id3_len(&id3).unwrap_or(0);
     }
     f.seek(std::io::SeekFrom::Start(start)).await?;
     // The header sits inside the first frame (at most 1,441 bytes at 320 kb/s, 32 kHz).
@@ -294,6 +296,7 @@ pub async fn inspect(tools: &Tools, path: &Path) -> Result<Inspection, Refusal> 
     if size > format.max_bytes() {
         return Err(Refusal::TooLarge { category: format.category(), max_bytes: format.max_bytes(), size });
     }
+    let demuxer = input::demuxer_for(format, path).await.map_err(|e| Refusal::Unavailable { detail: e.to_string() })?;
     let mut found = Inspection {
         format,
         category: format.category(),
@@ -306,6 +309,7 @@ pub async fn inspect(tools: &Tools, path: &Path) -> Result<Inspection, Refusal> 
         audio_codec: None,
         conversion: Vec::new(),
         notes: Vec::new(),
+        demuxer,
     };
     if format.category() == Category::Image {
         // The header's dimensions decide before anything decodes the pixels.
@@ -325,15 +329,17 @@ pub async fn inspect(tools: &Tools, path: &Path) -> Result<Inspection, Refusal> 
             return Err(Refusal::Damaged { format, detail: "the image's trailer is missing".into() });
         }
     }
-    let probed: Probe = probe(tools, path, PROBE_TIMEOUT).await.map_err(|e| tool_error(format, e))?;
-    let read_ms = damage(tools, format, path).await?;
+    let probed: Probe = probe(tools, path, demuxer, PROBE_TIMEOUT).await.map_err(|e| tool_error(format, e))?;
+    let read_ms = damage(tools, format, demuxer, path).await?;
     // An MP3 that does not state its length has only a guess in its header: what was read is
     // the length (and what LINE is told), and there is nothing to compare it with.
     let guessed = format == Format::Mp3
         && !mp3_states_its_length(path).await.map_err(|e| Refusal::Unavailable { detail: e.to_string() })?;
     let declared = if guessed { None } else { probed.sent_duration_ms() };
-    if let (Some(declared), Some(read)) = (declared, read_ms) {
-        // The header promises more than the file holds: cut short.
+    if let Some(declared) = declared {
+        // The header promises more than the file holds: cut short. Nothing read at all is the
+        // least of all (an MP4 whose tracks' data lies in another file, which is not opened).
+        let read = read_ms.unwrap_or(0);
         if format.category() != Category::Image && read + 500 < declared && read * 20 < declared * 19 {
             return Err(Refusal::Damaged {
                 format,

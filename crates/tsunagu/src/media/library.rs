@@ -162,7 +162,9 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
     if m.status != MediaStatus::Processing {
         return Ok(Outcome::Done);
     }
-    let work = intake_dir(app).join(format!("work-{id}"));
+    // Each run converts in a new folder of its own (see `convert_one`), named so that no one
+    // can name another run's folder in advance.
+    let work = intake_dir(app).join(format!("work-{id}-{}", crate::crypto::random_hex(16)));
     let result = convert_one(app, &m, &work).await;
     let _ = tokio::fs::remove_dir_all(&work).await;
     let last = job.attempts >= job.max_attempts;
@@ -352,7 +354,7 @@ pub async fn clean_intake(app: &App, min_age: std::time::Duration) -> anyhow::Re
     let dir = intake_dir(app);
     let Ok(mut entries) = tokio::fs::read_dir(&dir).await else { return Ok(removed) };
     let needed: std::collections::HashSet<PathBuf> = pending.iter().map(|(_, p)| PathBuf::from(p)).collect();
-    let converting: std::collections::HashSet<String> = pending.iter().map(|(id, _)| format!("work-{id}")).collect();
+    let converting: std::collections::HashSet<i64> = pending.iter().map(|(id, _)| *id).collect();
     while let Some(e) = entries.next_entry().await? {
         let path = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
@@ -362,9 +364,14 @@ pub async fn clean_intake(app: &App, min_age: std::time::Duration) -> anyhow::Re
         if age < min_age {
             continue;
         }
-        // A work folder of a file still 処理中 may belong to a long conversion in progress
-        // (its folder's time does not change while ffmpeg writes inside); its next run clears it.
-        let gone = if name.starts_with("work-") && meta.is_dir() && !converting.contains(&name) {
+        // A work folder (`work-{id}-…`) of a file still 処理中 may belong to a long conversion
+        // in progress (its folder's time does not change while ffmpeg writes inside); it goes
+        // once the file is settled.
+        let gone = if let Some(rest) = name.strip_prefix("work-").filter(|_| meta.is_dir()) {
+            let id = rest.split('-').next().and_then(|id| id.parse::<i64>().ok());
+            if id.is_some_and(|id| converting.contains(&id)) {
+                continue;
+            }
             tokio::fs::remove_dir_all(&path).await
         } else if name.ends_with(".part") || (name.ends_with(super::intake::UPLOAD_EXT) && !needed.contains(&path)) {
             tokio::fs::remove_file(&path).await
@@ -450,20 +457,34 @@ struct Converted {
     preview_name: String,
 }
 
+/// Convert in `work`, a folder made new for this run and holding only this upload and what is
+/// made of it: ffmpeg never runs beside other instructors' uploads or conversions, so a bare
+/// file name inside the upload finds only this upload's own files (and ffmpeg is told to
+/// follow no names at all: see `input`).
 async fn convert_one(app: &App, m: &MediaFile, work: &Path) -> Result<Converted, Failure> {
     let t = tools(app);
-    tokio::fs::create_dir_all(work).await.map_err(|e| Failure::retry(e.to_string(), UNAVAILABLE_JA))?;
-    let fetched = work.join(format!("upload.{}", super::intake::UPLOAD_EXT));
-    let upload = match m.upload_path.strip_prefix(STORED) {
+    let unavailable = |e: std::io::Error| Failure::retry(format!("{}: {e}", work.display()), UNAVAILABLE_JA);
+    if let Some(parent) = work.parent() {
+        tokio::fs::create_dir_all(parent).await.map_err(unavailable)?;
+    }
+    // `create` (not `create_all`): a folder that exists already is not this run's.
+    tokio::fs::DirBuilder::new().mode(0o700).create(work).await.map_err(unavailable)?;
+    let upload = work.join(format!("upload.{}", super::intake::UPLOAD_EXT));
+    match m.upload_path.strip_prefix(STORED) {
         Some(key) => {
             app.media_store
-                .get_file(key, &fetched)
+                .get_file(key, &upload)
                 .await
                 .map_err(|e| Failure::retry(format!("fetching {key}: {e}"), UNAVAILABLE_JA))?;
-            fetched.as_path()
         }
-        None => Path::new(&m.upload_path),
-    };
+        None => {
+            // A second name for the same bytes (a copy where the disk cannot link).
+            if tokio::fs::hard_link(&m.upload_path, &upload).await.is_err() {
+                tokio::fs::copy(&m.upload_path, &upload).await.map_err(unavailable)?;
+            }
+        }
+    }
+    let upload = upload.as_path();
     let found = inspect(&t, upload).await.map_err(Failure::from_refusal)?;
     // The names were chosen at upload from the first bytes; what the file turned out to be
     // (sound only in an MP4, AAC behind an ID3 tag) may change the extension, never the

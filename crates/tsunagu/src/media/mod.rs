@@ -1,8 +1,10 @@
 //! Media for step messages: the course manual promises uploads LINE does not all accept
 //! (NOTES §3). The intake decides what a file is from its content and refuses what cannot be
-//! used ([`intake`]); ffmpeg/ffprobe run as supervised subprocesses ([`process`], [`probe`]).
+//! used ([`intake`]); ffmpeg/ffprobe run as supervised subprocesses ([`process`], [`probe`]),
+//! each told how to read its input and to read nothing else ([`input`]).
 
 pub mod convert;
+pub mod input;
 pub mod intake;
 pub mod jobs;
 pub mod library;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::input::Demuxer;
 use super::process::{ProcessError, Tools, run};
 
 #[derive(Debug, Clone, Default)]
@@ -100,10 +101,12 @@ fn ms(seconds: &str) -> Option<u64> {
     (s.is_finite() && s > 0.0).then(|| (s * 1000.0).round() as u64)
 }
 
-pub async fn probe(tools: &Tools, path: &Path, timeout: Duration) -> Result<Probe, ProcessError> {
+/// ffprobe's view of the file at `path`, read with `demuxer` (see [`Demuxer::input_args`]).
+/// A file ffprobe reports as another container is refused as its verdict on the input.
+pub async fn probe(tools: &Tools, path: &Path, demuxer: Demuxer, timeout: Duration) -> Result<Probe, ProcessError> {
     let mut args: Vec<std::ffi::OsString> =
         ["-v", "error", "-print_format", "json", "-show_format", "-show_streams"].iter().map(Into::into).collect();
-    args.push(path.as_os_str().to_owned());
+    args.extend(demuxer.input_args(path));
     let out = run(&tools.ffprobe, args, timeout, 4 * 1024 * 1024).await?;
     let raw: Raw = serde_json::from_slice(&out).map_err(|e| ProcessError::Failed {
         program: "ffprobe".into(),
@@ -113,6 +116,13 @@ pub async fn probe(tools: &Tools, path: &Path, timeout: Duration) -> Result<Prob
     let mut p = Probe::default();
     let format = raw.format.unwrap_or(RawFormat { format_name: None, duration: None });
     p.format_name = format.format_name.unwrap_or_default();
+    if p.format_name != demuxer.format_name() {
+        return Err(ProcessError::Failed {
+            program: "ffprobe".into(),
+            status: "unexpected container".into(),
+            stderr: format!("read as {:?}, not {}", p.format_name, demuxer.format_name()),
+        });
+    }
     p.duration_ms = format.duration.as_deref().and_then(ms);
     for s in raw.streams {
         // Cover art in audio files is a "video" stream marked as an attached picture.

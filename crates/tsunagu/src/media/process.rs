@@ -23,7 +23,7 @@ pub enum ProcessError {
     /// by its own verdict on the input.
     #[error("{program} was killed ({status})")]
     Killed { program: String, status: String },
-    #[error("{program}: reading its output failed: {source}")]
+    #[error("{program}: reading its input or output failed: {source}")]
     Io { program: String, source: std::io::Error },
 }
 

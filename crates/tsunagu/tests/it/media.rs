@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use tokio::io::AsyncRead;
+use tsunagu::media::input::Demuxer;
 use tsunagu::media::intake::{self, ReceiveError, Refusal, Step};
 use tsunagu::media::process::Tools;
 use tsunagu::media::sniff::{Category, Format, MB};
@@ -394,7 +395,7 @@ async fn each_conversion_gives_what_line_accepts() {
     {
         apply(&t, Step::TranscodeToMp4, src, &out(name)).await.unwrap();
         check_for_line(&t, Category::Video, &out(name)).await.unwrap();
-        let p = tsunagu::media::probe::probe(&t, &out(name), intake::PROBE_TIMEOUT).await.unwrap();
+        let p = tsunagu::media::probe::probe(&t, &out(name), Demuxer::Mov, intake::PROBE_TIMEOUT).await.unwrap();
         let v = p.video.unwrap();
         assert_eq!((v.codec.as_str(), v.pix_fmt.as_str()), ("h264", "yuv420p"), "{name}");
         assert!(!v.is_hdr(), "{name}: {}", v.color_transfer);
@@ -412,7 +413,7 @@ async fn each_conversion_gives_what_line_accepts() {
     apply(&plain, Step::TranscodeToMp4, &f.mov_hdr, &out("hdr-plain.mp4")).await.unwrap();
     check_for_line(&t, Category::Video, &out("hdr-plain.mp4")).await.unwrap();
     for name in ["hdr.mp4", "hdr-untagged.mp4", "hdr-plain.mp4"] {
-        let sdr = tsunagu::media::probe::probe(&t, &out(name), intake::PROBE_TIMEOUT).await.unwrap();
+        let sdr = tsunagu::media::probe::probe(&t, &out(name), Demuxer::Mov, intake::PROBE_TIMEOUT).await.unwrap();
         assert_eq!(sdr.video.unwrap().color_transfer, "bt709", "{name}: SDR");
     }
     // A preview of a video.
@@ -822,7 +823,10 @@ async fn uploads_become_ready_or_failed_through_the_conversion_job() {
     .unwrap();
     drop(w);
     let file = tokio::fs::File::open(&f.png).await.unwrap();
-    assert!(matches!(accept(&t.app, me, "図2.png", file).await, Err(UploadError::Other(_))));
+    match accept(&t.app, me, "図2.png", file).await {
+        Err(UploadError::Other(e)) if e.to_string().contains("exists already") => {}
+        other => panic!("refused for the queued job, not for another reason: {other:?}"),
+    }
     assert_eq!(media_store::list(&mut c, me).await.unwrap().len(), before);
     assert_eq!(leftovers(&intake), 0);
     let mut w = t.app.store.conn().await.unwrap();
@@ -1069,6 +1073,9 @@ async fn a_conversion_that_never_finished_is_reported_and_cleaned_up() {
     std::fs::create_dir_all(intake.join("work-999")).unwrap();
     std::fs::write(intake.join("work-999/main.mp4"), b"x").unwrap();
     std::fs::write(intake.join(format!("stray.{}", intake::UPLOAD_EXT)), b"x").unwrap();
+    // A work folder of the file still 処理中 (its conversion may be running).
+    let working = intake.join(format!("work-{waiting}-{}", "0".repeat(32)));
+    std::fs::create_dir_all(&working).unwrap();
 
     let page = c.get("/courses/media").await.text;
     assert!(page.contains("変換の途中で処理が止まったため完了できませんでした"), "{page}");
@@ -1092,9 +1099,307 @@ async fn a_conversion_that_never_finished_is_reported_and_cleaned_up() {
     let hour = std::time::Duration::from_secs(3600);
     assert_eq!(clean_intake(&t.app, hour).await.unwrap(), 0, "fresh files may be another process's work");
     assert_eq!(clean_intake(&t.app, std::time::Duration::ZERO).await.unwrap(), 3);
-    assert!(waiting_upload.exists(), "what a 処理中 file needs stays");
-    assert_eq!(leftovers(&intake), 1);
+    assert!(waiting_upload.exists() && working.exists(), "what a 処理中 file needs stays");
+    assert_eq!(leftovers(&intake), 2);
     t.run_jobs().await;
     let mut conn = t.app.store.read().await.unwrap();
     assert_eq!(media_store::get(&mut conn, me, waiting).await.unwrap().unwrap().status, MediaStatus::Ready);
+    assert_eq!(clean_intake(&t.app, std::time::Duration::ZERO).await.unwrap(), 1, "settled: its folder goes");
+    assert_eq!(leftovers(&intake), 0);
+}
+
+/// An HLS playlist or a concat script naming `target`, behind `header` (issue 11 §1: 99 bytes
+/// that ffprobe, left to guess, took for a 3-second MP3 whose sound was the file it named).
+fn naming(header: &[u8], script: &str, target: &str) -> Vec<u8> {
+    let body = match script {
+        "hls" => format!("#EXTM3U\n#EXT-X-TARGETDURATION:3\n#EXTINF:3,\n{target}\n#EXT-X-ENDLIST\n"),
+        _ => format!("ffconcat version 1.0\nfile {target}\n"),
+    };
+    [header, body.as_bytes()].concat()
+}
+
+const ID3: &[u8] = b"ID3\x04\0\0\0\0\0\0";
+
+/// The first bytes of each audio and video format the manual allows, with its extension.
+const HEADERS: [(&str, &[u8]); 7] = [
+    ("mp3", ID3),
+    ("wav", b"RIFF\x24\0\0\0WAVE"),
+    ("aif", b"FORM\0\0\0\x24AIFF"),
+    ("aiff", b"FORM\0\0\0\x24AIFC"),
+    ("m4a", b"\0\0\0\x14ftypM4A \0\0\0\0M4A "),
+    ("mp4", b"\0\0\0\x14ftypisom\0\0\0\0isom"),
+    ("mov", b"\0\0\0\x14ftypqt  \0\0\0\0qt  "),
+];
+
+/// A 3-second video with sound: what an attack would like to read.
+fn victim(dir: &Path) -> PathBuf {
+    make(
+        dir,
+        "victim.mp4",
+        "-f lavfi -i testsrc=size=160x120:rate=25:duration=3 -f lavfi -i sine=frequency=440:duration=3 -c:v libx264 -pix_fmt yuv420p -c:a aac",
+    )
+}
+
+/// 3 seconds of sound (read through a playlist without a complaint, where ffmpeg reports the
+/// video's MP4 as a partial segment).
+fn victim_sound(dir: &Path) -> PathBuf {
+    make(dir, "victim.mp3", "-f lavfi -i sine=frequency=440:duration=3 -c:a libmp3lame")
+}
+
+/// Whether anything reads a file from now on, from its access time: set far in the past, the
+/// kernel moves it forward on the next read (under `relatime` too, an access time older than
+/// the modification time is updated). `None` where reads leave no trace (`noatime`).
+struct Reads(PathBuf);
+
+impl Reads {
+    fn watch(path: &Path) -> Option<Reads> {
+        let reads = Reads(path.to_path_buf());
+        reads.reset();
+        std::fs::read(path).unwrap();
+        if !reads.seen() {
+            eprintln!("{}: reads do not change the access time here; relying on the refusals", path.display());
+            return None;
+        }
+        reads.reset();
+        Some(reads)
+    }
+
+    fn reset(&self) {
+        let f = std::fs::File::open(&self.0).unwrap();
+        f.set_times(std::fs::FileTimes::new().set_accessed(std::time::UNIX_EPOCH)).unwrap();
+    }
+
+    fn seen(&self) -> bool {
+        std::fs::metadata(&self.0).unwrap().accessed().unwrap() > std::time::UNIX_EPOCH
+    }
+}
+
+fn mp4_box(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+    [&(body.len() as u32 + 8).to_be_bytes()[..], kind, body].concat()
+}
+
+/// An MP4 with `victim`'s index and none of its data: each track's data reference is a Mac
+/// alias naming `name` in the same folder, as ffmpeg's `mov_read_dref` reads one (fixed fields,
+/// then typed entries; type 2 is the path). ffmpeg reads such a track from that file only with
+/// `enable_drefs`.
+fn external_tracks(victim: &[u8], name: &str) -> Vec<u8> {
+    fn alias(name: &str) -> Vec<u8> {
+        let mut file_name = name.as_bytes().to_vec();
+        file_name.resize(63, 0);
+        let mut path = format!("/elsewhere/{name}").into_bytes();
+        if path.len() % 2 == 1 {
+            path.push(0);
+        }
+        let record = [
+            &[0u8; 10][..],
+            &[0; 28], // volume name (length, text)
+            &[0; 12],
+            &[name.len() as u8],
+            &file_name,
+            &[0; 16],
+            &[0, 1, 0, 1], // one level up from the alias, one down to the target: the same folder
+            &[0; 16],
+            &[0, 2],
+            &(path.len() as u16).to_be_bytes(),
+            &path,
+            &[0xFF, 0xFF, 0, 0], // the end of the entries
+        ]
+        .concat();
+        let entry = mp4_box(b"alis", &[&[0u8; 4][..], &record].concat()); // flags 0: not in this file
+        mp4_box(b"dref", &[&[0u8, 0, 0, 0, 0, 0, 0, 1][..], &entry].concat())
+    }
+    fn rewrite(b: &[u8], name: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i + 8 <= b.len() {
+            let size = u32::from_be_bytes(b[i..i + 4].try_into().unwrap()) as usize;
+            let kind: [u8; 4] = b[i + 4..i + 8].try_into().unwrap();
+            let whole = &b[i..i + size];
+            match &kind {
+                b"ftyp" => out.extend(whole),
+                b"moov" | b"trak" | b"mdia" | b"minf" | b"dinf" => {
+                    out.extend(mp4_box(&kind, &rewrite(&whole[8..], name)))
+                }
+                b"dref" => out.extend(alias(name)),
+                // The media data stays behind: only the index is carried.
+                b"mdat" | b"free" | b"skip" => {}
+                _ => out.extend(whole),
+            }
+            i += size;
+        }
+        out
+    }
+    rewrite(victim, name)
+}
+
+/// Issue 11 §1: files that name another file — a playlist or concat script behind an ID3 tag or
+/// any other allowed format's first bytes, by a relative or an absolute path, under every audio
+/// and video extension; an MP4 whose tracks' data lies in another file — are refused as damaged
+/// by the intake and by `tsunagu media inspect`, and nothing is read from the file they name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cannot_read_another_file() {
+    let dir = TempDir::new("tsunagu-media-attack");
+    let d = dir.path().to_path_buf();
+    let victims = [victim(&d), victim_sound(&d)];
+    let mut cases = Vec::new();
+    for (ext, header) in HEADERS {
+        for script in ["hls", "concat"] {
+            for v in &victims {
+                let name = v.file_name().unwrap().to_string_lossy().into_owned();
+                for (how, target) in [("relative", name.clone()), ("absolute", v.display().to_string())] {
+                    // Behind an ID3 tag (which ffmpeg skips before guessing) under this
+                    // extension, and behind this format's own first bytes.
+                    for (what, head) in [("id3", ID3), ("own", header)] {
+                        let p = d.join(format!("{script}-{how}-{what}-{name}.{ext}"));
+                        std::fs::write(&p, naming(head, script, &target)).unwrap();
+                        cases.push(p);
+                    }
+                }
+            }
+        }
+    }
+    let drefs = d.join("external-tracks.mp4");
+    std::fs::write(&drefs, external_tracks(&std::fs::read(&victims[0]).unwrap(), "victim.mp4")).unwrap();
+    cases.push(drefs);
+    let reads: Vec<Reads> = victims.iter().filter_map(|v| Reads::watch(v)).collect();
+    for p in &cases {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        match inspect(p).await {
+            Err(r @ Refusal::Damaged { .. }) => {
+                assert!(r.message_ja().contains("壊れているか、途中で切れています"), "{name}: {}", r.message_ja())
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    // The command line decides as the intake does.
+    let cli = ["hls-relative-id3-victim.mp3.mp3", "concat-relative-id3-victim.mp4.m4a", "external-tracks.mp4"];
+    for p in cli.map(|n| d.join(n)) {
+        let out = Command::new(env!("CARGO_BIN_EXE_tsunagu")).args(["media", "inspect"]).arg(&p).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!((out.status.code(), v["code"].as_str()), (Some(1), Some("media.damaged")), "{}: {v}", p.display());
+        assert!(v["message"].as_str().unwrap().contains("壊れているか"), "{v}");
+    }
+    for r in &reads {
+        assert!(!r.seen(), "{} was read", r.0.display());
+    }
+    // The files named are good ones: the attacks fail for what they are.
+    for v in &victims {
+        assert!(inspect(v).await.unwrap().duration_ms.is_some_and(|d| (3000..3100).contains(&d)), "{}", v.display());
+    }
+}
+
+/// Issue 11 §1 through the upload and its conversion job: uploads naming another instructor's
+/// conversion in progress in the intake (by its path from the intake, or in full) end 失敗
+/// with the "damaged" reason and store nothing. ffprobe (a wrapper noting what it is given)
+/// sees each upload in a folder of its own holding nothing of anyone else's, gone afterwards.
+async fn an_upload_naming_another_file_fails_and_stores_nothing(db: crate::helpers::Db) {
+    use crate::helpers::{TestApp, database_url, test_config};
+    use tsunagu::media::library::accept;
+    use tsunagu_store::media::{self as media_store, MediaStatus};
+    let dir = TempDir::new("tsunagu-app");
+    let Some(url) = database_url(db, dir.path()).await else { return };
+    let tools = TempDir::new("tsunagu-media-tools");
+    let seen = tools.path().join("seen");
+    let ffprobe = tools.path().join("ffprobe");
+    std::fs::write(
+        &ffprobe,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in *media-intake*) p=${{a#file:}}; printf '%s\\t%s\\n' \"$p\" \"$(ls -A \"$(dirname \"$p\")\" | tr '\\n' ' ')\" >> {};; esac; done\nexec ffprobe \"$@\"\n",
+            seen.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&ffprobe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut config = test_config(dir.path(), &url);
+    config.media.ffprobe = ffprobe;
+    // PostgreSQL does not make a key (every instance must share one).
+    tsunagu::crypto::Keyring::new(tsunagu::crypto::MasterKey::generate())
+        .write_file(&config.master_key_path())
+        .unwrap();
+    let t = TestApp::start(config, dir).await;
+    t.signup("teacher@example.com", "講師").await;
+    let me = {
+        let mut c = t.app.store.conn().await.unwrap();
+        let e = tsunagu_core::Email::parse("teacher@example.com").unwrap();
+        tsunagu_store::accounts::credentials_by_email(&mut c, &e).await.unwrap().unwrap().account.id
+    };
+    // Another instructor's sound being converted: its output, 3 seconds of AAC, in the intake
+    // (read through a playlist without a complaint).
+    let intake = t.app.config.data.dir.join("media-intake");
+    let theirs = intake.join(format!("work-9-{}", "7".repeat(32)));
+    std::fs::create_dir_all(&theirs).unwrap();
+    make(&theirs, "main.m4a", "-f lavfi -i sine=frequency=440:duration=3 -c:a aac");
+    let from_intake = format!("{}/main.m4a", theirs.file_name().unwrap().to_string_lossy());
+    let full = theirs.join("main.m4a").display().to_string();
+    let mut mine = Vec::new();
+    for script in ["hls", "concat"] {
+        for target in [from_intake.as_str(), full.as_str()] {
+            let body = std::io::Cursor::new(naming(ID3, script, target));
+            mine.push(accept(&t.app, me, &format!("{script}.mp3"), body).await.unwrap());
+        }
+    }
+    t.run_jobs().await;
+
+    let mut c = t.app.store.conn().await.unwrap();
+    let stored = t.app.config.data.dir.join("media");
+    for id in &mine {
+        let m = media_store::get(&mut c, me, *id).await.unwrap().unwrap();
+        assert_eq!(m.status, MediaStatus::Failed, "{id}: {}", m.reason);
+        assert!(m.reason.contains("壊れているか、途中で切れています"), "{id}: {}", m.reason);
+    }
+    assert_eq!(leftovers(&stored), 0, "nothing stored: {:?}", std::fs::read_dir(&stored).map(|d| d.count()));
+
+    // Every look at an upload was in a folder of its own: that upload (and what is made of it).
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    let mut folders = std::collections::HashSet::new();
+    for line in seen.lines() {
+        let (path, listing) = line.split_once('\t').unwrap();
+        let folder = Path::new(path).parent().unwrap();
+        assert!(folder.parent() == Some(intake.as_path()) && folder != theirs, "{line}");
+        for entry in listing.split_whitespace() {
+            assert!(["upload.upload", "main.mp4", "main.m4a", "preview.jpg"].contains(&entry), "{line}");
+        }
+        folders.insert(folder.to_path_buf());
+    }
+    assert_eq!(folders.len(), mine.len(), "one folder per conversion: {seen}");
+    assert!(folders.iter().all(|f| !f.exists()), "removed after");
+    assert_eq!(leftovers(&intake), 1, "only the other conversion's folder is left");
+    drop(c);
+    t.assert_no_jobs_left().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_naming_another_file_fails_and_stores_nothing_sqlite() {
+    an_upload_naming_another_file_fails_and_stores_nothing(crate::helpers::Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_naming_another_file_fails_and_stores_nothing_postgres() {
+    an_upload_naming_another_file_fails_and_stores_nothing(crate::helpers::Db::Postgres).await;
+}
+
+/// ffprobe's container is checked against the demuxer it was told to use: a report of another
+/// (a playlist, say, were the demuxer ever left to ffprobe's guess) refuses the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_other_than_the_one_asked_for_is_refused() {
+    let dir = TempDir::new("tsunagu-media");
+    let mp3 = make(dir.path(), "talk.mp3", &format!("{AUDIO} -c:a libmp3lame"));
+    let report = |format_name: &str| {
+        let script = dir.path().join(format!("ffprobe-{}", format_name.len()));
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ncat <<'EOF'\n{{\"format\": {{\"format_name\": \"{format_name}\", \"duration\": \"2.0\"}}, \"streams\": [{{\"codec_type\": \"audio\", \"codec_name\": \"mp3\", \"duration\": \"2.0\"}}]}}\nEOF\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        Tools { ffmpeg: "ffmpeg".into(), ffprobe: script }
+    };
+    let found = intake::inspect(&report("mp3"), &mp3).await.unwrap();
+    assert_eq!((found.format, found.duration_ms), (Format::Mp3, Some(2000)), "the report as asked for");
+    match intake::inspect(&report("hls"), &mp3).await {
+        Err(Refusal::Damaged { format: Format::Mp3, detail }) => assert!(detail.contains("hls"), "{detail}"),
+        other => panic!("{other:?}"),
+    }
 }
