@@ -1,6 +1,7 @@
-//! Zoom in the app: one shared [`ZoomClient`] built from `[zoom]`, the organizer's Zoom
-//! connection read from the database (secrets opened here, never logged), rotated OAuth tokens
-//! sealed and stored before use, and the connection check used by `tsunagu zoom check`.
+//! Zoom in the app: one shared [`ZoomClient`] built from `[zoom]`, with its limits kept in the
+//! database ([`crate::limits`]), the organizer's Zoom connection read from the database
+//! (secrets opened here, never logged), rotated OAuth tokens sealed and stored before use, and
+//! the connection check used by `tsunagu zoom check`.
 
 pub mod check;
 
@@ -14,6 +15,7 @@ use tsunagu_zoom::oauth::{OAuthApp, OAuthTokens};
 use tsunagu_zoom::{Auth, ClientConfig, Organizer, ZoomClient};
 
 use crate::app::App;
+use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::crypto::{Keyring, secret_aad};
 
@@ -31,13 +33,24 @@ pub fn bare_client(config: &Config) -> ZoomClient {
     ZoomClient::new(cfg)
 }
 
-/// The process's Zoom client; rotated OAuth tokens are sealed into `store` before use.
-pub fn client(config: &Config, store: Store, keys: Keyring) -> ZoomClient {
+/// The process's Zoom client: rotated OAuth tokens are sealed into `store` before use, daily
+/// allowances are counted in `store` (on the UTC day of `clock`), and on PostgreSQL the
+/// per-second limits are shared with every process on the database.
+pub fn client(config: &Config, store: Store, keys: Keyring, clock: SharedClock) -> ZoomClient {
+    let daily = crate::limits::daily_counter(&store);
+    let rate = crate::limits::rate_budget(&store);
     let persist: tsunagu_zoom::client::PersistTokens = Arc::new(move |key: String, tokens: OAuthTokens| {
         let (store, keys) = (store.clone(), keys.clone());
         Box::pin(async move { store_tokens(&store, &keys, &key, &tokens).await.map_err(|e| format!("{e:#}")) })
     });
-    bare_client(config).with_persist(persist)
+    let client = bare_client(config)
+        .with_persist(persist)
+        .with_clock(Arc::new(move || clock.now_ms()))
+        .with_daily_counter(daily);
+    match rate {
+        Some(rate) => client.with_rate_budget(rate),
+        None => client,
+    }
 }
 
 async fn store_tokens(store: &Store, keys: &Keyring, key: &str, tokens: &OAuthTokens) -> anyhow::Result<()> {
