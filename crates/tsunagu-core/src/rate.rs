@@ -146,12 +146,13 @@ pub const SHARED_LATENESS_MS: u64 = 50;
 /// A rate shared by several processes through one schedule of slots kept in a database (a
 /// GCRA whose state is the next free slot). A process reserves up to `chunk` consecutive slots
 /// in one round trip ([`reserve_slots`]) and hands the units out from the first slot's instant
-/// until `lateness` after it; what is left then lapses. Every unit is then handed out at most
-/// `lateness` after its chunk's first slot and no earlier than it, so the units handed out in
-/// any window of `rate.window_ms` belong to slots within `window + lateness + (chunk - 1) ×
-/// interval`; slots being `interval` apart, that is fewer than `(window + lateness) / interval
-/// + chunk` units, which the interval below keeps at `rate.max` or under, however many
-/// processes share the schedule and whenever they ask.
+/// until `lateness` after it; what is left then lapses. Every unit is handed out no earlier
+/// than its chunk's first slot and at most `lateness` after it, so the units handed out in any
+/// window of `rate.window_ms` (which includes the client's margin for travel time) belong to
+/// slots within `window + lateness + (chunk - 1) × interval`. Slots being `interval` apart,
+/// those are fewer than `chunk + (window + lateness) / interval` units, which the interval
+/// below keeps at `rate.max` or under, however many processes share the schedule and whenever
+/// they ask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SharedPlan {
     /// Units reserved per round trip at most.

@@ -251,8 +251,15 @@ async fn two_instances_share_zoom_and_line_limits_postgres() {
     let zoom = up.zoom.stats();
     let line = up.line.stats();
     eprintln!(
-        "two instances: {} Zoom requests and {} LINE pushes in {seconds:.1} s; peaks per second {:?} {:?}",
-        zoom.requests, line.requests, zoom.max_in_any_second, line.max_in_any_second
+        "two instances: {} Zoom requests ({} per-second and {} daily 429s) and {} LINE pushes ({} 429s) in \
+         {seconds:.1} s; most in any second: {:?} {:?}",
+        zoom.requests,
+        zoom.qps_429,
+        zoom.daily_429,
+        line.requests,
+        line.rate_429,
+        zoom.max_in_any_second,
+        line.max_in_any_second
     );
     // No limit was exceeded anywhere.
     assert_eq!(zoom.qps_429, 0, "Zoom's per-second limit per account");
