@@ -334,3 +334,31 @@ async fn daily_counts_survive_a_restart_sqlite() {
 async fn daily_counts_survive_a_restart_postgres() {
     daily_counts_survive_a_restart(Db::Postgres).await;
 }
+
+/// With the database gone, nothing is sent: the limits cannot be consulted, so the calls end
+/// with `limits_unavailable` (retried later) instead of going out uncounted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_sent_when_the_limits_cannot_be_consulted_postgres() {
+    let up = upstreams(Plan::Pro);
+    let Some(t) = TestApp::spawn_on(Db::Postgres, |c| point_at(c, &up, "pro")).await else { return };
+    let org = organizer(&t);
+    let meeting = create_meeting(&t, &org).await.unwrap();
+    let user = up.line.new_user_id();
+    up.line.set_friend(CHANNEL, &user);
+    let mut cfg = tsunagu_line::LineConfig::new(&up.line_base);
+    cfg.backoff_base = std::time::Duration::from_millis(1);
+    let rate = tsunagu::limits::rate_budget(&t.app.store).expect("shared on PostgreSQL");
+    let line = tsunagu_line::LineClient::new(cfg).with_rate_budget(rate);
+    let (zoom_before, line_before) = (up.zoom.stats().requests, up.line.stats().requests);
+
+    t.app.store.close().await;
+    let add = t.app.zoom.add_registrant(&org, EventRef::Meeting(meeting), &person(1), false).await;
+    assert!(matches!(add, Err(ZoomError::LimitsUnavailable { .. })), "{add:?}");
+    let push = line.push(&channel(), &user, &[Message::text("届かない")], &RetryKey::new(line.now_ms())).await;
+    let err = push.unwrap_err();
+    assert_eq!(err.code(), "line.limits_unavailable");
+    assert!(err.retryable(), "nothing was sent, so it may be sent later");
+    assert_eq!(up.zoom.stats().requests, zoom_before, "no Zoom request");
+    assert_eq!(up.line.stats().requests, line_before, "no LINE request");
+    assert!(up.line.received().is_empty());
+}
