@@ -285,6 +285,7 @@ async fn two_instances_share_zoom_and_line_limits_postgres() {
     }
     assert_eq!(per_user.len(), users.len());
     assert!(per_user.values().all(|&n| n == 1), "each user exactly once");
+    a.assert_no_jobs_left().await;
 }
 
 /// A day's counts survive a restart: the new instance refuses the 101st create/update for the
