@@ -2,7 +2,9 @@
 //! (stateless, 15 minutes; or short-lived v2, 30 days, never more than one live per channel so
 //! the cap of 30 is never reached), cached per channel and renewed a minute before expiry, one
 //! request when many tasks need a token at once. Every call waits for the channel's limiter for
-//! its endpoint (NOTES §2.2). Push and multicast always carry the caller's `X-Line-Retry-Key`
+//! its endpoint (NOTES §2.2), kept where the client's [`RateBudget`] keeps it: in this process
+//! by default ([`LocalLimits`]), in the database when the app shares it between processes.
+//! Push and multicast always carry the caller's `X-Line-Retry-Key`
 //! (created and stored before the first attempt); they are retried only on 5xx, timeouts and
 //! the rate-limit 429, with the same key, body and recipients, and never after the key's 24
 //! hours; a 409 for an accepted duplicate is success.
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
-use tsunagu_core::rate::{Pacer, Rate, Window};
+use tsunagu_core::rate::{BoxFuture, BudgetError, Pacer, Rate, RateBudget, Window};
 
 use crate::error::{LineError, classify};
 use crate::message::{Message, validate_all};
@@ -247,10 +249,57 @@ pub struct LineClient {
     cfg: LineConfig,
     http: reqwest::Client,
     tokens: Mutex<HashMap<String, Slot>>,
-    limiters: Mutex<HashMap<(String, Endpoint), (Pacer, Window)>>,
-    epoch: Instant,
+    rate: Arc<dyn RateBudget>,
     now_ms: NowMs,
     token_requests: std::sync::atomic::AtomicU64,
+}
+
+/// Per-second limits kept in this process (the client's default): per key, admissions paced
+/// evenly (GCRA, bursts of 1 % of the limit) and never over the limit in any window.
+pub struct LocalLimits {
+    epoch: Instant,
+    limiters: Mutex<HashMap<String, (Pacer, Window)>>,
+}
+
+impl Default for LocalLimits {
+    fn default() -> Self {
+        LocalLimits { epoch: Instant::now(), limiters: Mutex::default() }
+    }
+}
+
+impl LocalLimits {
+    /// Admit now, or say how many microseconds to wait.
+    fn try_acquire(&self, key: &str, rate: Rate) -> Result<(), u64> {
+        let mut l = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
+        if !l.contains_key(key) {
+            l.insert(key.to_string(), (Pacer::new(rate, (rate.max / 100).max(1)), Window::new(rate)));
+        }
+        let (pacer, window) = l.get_mut(key).expect("inserted above");
+        let now_us = self.epoch.elapsed().as_micros() as u64;
+        match pacer.wait_us(now_us) {
+            0 => match window.try_acquire(now_us / 1000) {
+                Ok(()) => {
+                    pacer.commit(now_us);
+                    Ok(())
+                }
+                Err(ms) => Err(ms * 1000),
+            },
+            us => Err(us),
+        }
+    }
+}
+
+impl RateBudget for LocalLimits {
+    fn acquire<'a>(&'a self, key: &'a str, rate: Rate) -> BoxFuture<'a, Result<(), BudgetError>> {
+        Box::pin(async move {
+            loop {
+                match self.try_acquire(key, rate) {
+                    Ok(()) => return Ok(()),
+                    Err(wait_us) => tokio::time::sleep(Duration::from_micros(wait_us.max(100))).await,
+                }
+            }
+        })
+    }
 }
 
 /// A reqwest client for LINE over TLS (rustls with ring) and for the sandbox over HTTP.
@@ -280,8 +329,7 @@ impl LineClient {
             http: http_client(cfg.timeout),
             cfg,
             tokens: Mutex::default(),
-            limiters: Mutex::default(),
-            epoch: Instant::now(),
+            rate: Arc::new(LocalLimits::default()),
             now_ms: Arc::new(|| jiff::Timestamp::now().as_millisecond()),
             token_requests: Default::default(),
         }
@@ -290,6 +338,12 @@ impl LineClient {
     /// The wall clock used to judge retry keys' age (tests move it).
     pub fn with_clock(mut self, now_ms: NowMs) -> LineClient {
         self.now_ms = now_ms;
+        self
+    }
+
+    /// Where the per-second limits are kept (default: in this process).
+    pub fn with_rate_budget(mut self, rate: Arc<dyn RateBudget>) -> LineClient {
+        self.rate = rate;
         self
     }
 
@@ -379,30 +433,13 @@ impl LineClient {
 
     // ---- limits and the one path every call takes ----------------------------------------
 
-    async fn acquire(&self, channel: &str, e: Endpoint) {
+    async fn acquire(&self, channel: &str, e: Endpoint) -> Result<(), LineError> {
         let base = self.cfg.limits.of(e);
         let rate = Rate { max: base.max, window_ms: base.window_ms + self.cfg.limit_margin_ms };
-        loop {
-            let wait_us = {
-                let mut l = self.limiters.lock().expect("limiters");
-                // Paced evenly (bursts of 1 % of the limit), and never over it in any window.
-                let (pacer, window) = l
-                    .entry((channel.to_string(), e))
-                    .or_insert_with(|| (Pacer::new(rate, (rate.max / 100).max(1)), Window::new(rate)));
-                let now_us = self.epoch.elapsed().as_micros() as u64;
-                match pacer.wait_us(now_us) {
-                    0 => match window.try_acquire(now_us / 1000) {
-                        Ok(()) => {
-                            pacer.commit(now_us);
-                            return;
-                        }
-                        Err(ms) => ms * 1000,
-                    },
-                    us => us,
-                }
-            };
-            tokio::time::sleep(Duration::from_micros(wait_us.max(100))).await;
-        }
+        self.rate
+            .acquire(&format!("line:{channel}:{e:?}"), rate)
+            .await
+            .map_err(|e| LineError::LimitsUnavailable { detail: e.0 })
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -459,8 +496,10 @@ impl LineClient {
             {
                 return Err(LineError::RetryKeyExpired);
             }
-            self.acquire(&ch.id, endpoint).await;
-            let result = self.send_once(ch, &method, path, body.as_ref(), retry_key.map(|k| k.key.as_str())).await;
+            let result = match self.acquire(&ch.id, endpoint).await {
+                Ok(()) => self.send_once(ch, &method, path, body.as_ref(), retry_key.map(|k| k.key.as_str())).await,
+                Err(e) => Err(e),
+            };
             let e = match result {
                 Ok(a) if (200..300).contains(&a.status) => return Ok(a),
                 // A duplicate of an accepted request: it was sent, do not send again.
@@ -479,6 +518,8 @@ impl LineClient {
                 LineError::RateLimited if repeatable && attempt < self.cfg.max_attempts * 2 => {
                     Some(Duration::from_millis(1000) + self.backoff(attempt.min(3)))
                 }
+                // Nothing was sent: any call may wait and try again.
+                LineError::LimitsUnavailable { .. } if attempt < self.cfg.max_attempts => Some(self.backoff(attempt)),
                 e if e.retryable() && repeatable && attempt < self.cfg.max_attempts => Some(self.backoff(attempt)),
                 _ => None,
             };

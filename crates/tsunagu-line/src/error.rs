@@ -42,6 +42,10 @@ pub enum LineError {
     Message(MessageError),
     /// The retry key is older than LINE's 24 hours: retrying could send twice.
     RetryKeyExpired,
+    /// Where the rate limits are kept (the database) did not answer, so nothing was sent.
+    LimitsUnavailable {
+        detail: String,
+    },
     Other {
         status: u16,
         message: String,
@@ -115,6 +119,7 @@ impl LineError {
             LineError::Timeout => "line.timeout",
             LineError::Message(m) => m.code,
             LineError::RetryKeyExpired => "line.retry_key_expired",
+            LineError::LimitsUnavailable { .. } => "line.limits_unavailable",
             LineError::Other { .. } => "line.other",
         }
     }
@@ -133,13 +138,20 @@ impl LineError {
             LineError::Server { .. } | LineError::Timeout => "LINE が一時的に応答していません。時間をおいて自動で再送します。".into(),
             LineError::Message(m) => m.message_ja.clone(),
             LineError::RetryKeyExpired => "送信から24時間以上たったため、二重送信を避けて自動再送を止めました。配信状況を確認してください。".into(),
+            LineError::LimitsUnavailable { .. } => "LINE の送信上限を確認できなかったため、送信を見合わせました。時間をおいて自動で再送します。解決しない場合は管理者にお問い合わせください。".into(),
             LineError::Other { message, .. } => format!("LINE でエラーが発生しました（{message}）。解決しない場合は管理者にお問い合わせください。"),
         }
     }
 
     /// Whether the same request (same retry key, body and recipients) may be sent again.
     pub fn retryable(&self) -> bool {
-        matches!(self, LineError::Server { .. } | LineError::Timeout | LineError::RateLimited)
+        matches!(
+            self,
+            LineError::Server { .. }
+                | LineError::Timeout
+                | LineError::RateLimited
+                | LineError::LimitsUnavailable { .. }
+        )
     }
 }
 
@@ -148,6 +160,7 @@ impl std::fmt::Display for LineError {
         match self {
             LineError::BadRequest { message, details } => write!(f, "{}: {message} {details:?}", self.code()),
             LineError::Other { status, message } => write!(f, "{} (HTTP {status}): {message}", self.code()),
+            LineError::LimitsUnavailable { detail } => write!(f, "{}: {detail}", self.code()),
             _ => f.write_str(self.code()),
         }
     }

@@ -17,6 +17,7 @@ pub mod line;
 pub mod mails;
 pub mod media;
 mod migrate;
+pub mod rate;
 pub mod schema;
 pub mod secrets;
 pub mod sessions;

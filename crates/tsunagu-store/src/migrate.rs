@@ -50,6 +50,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_retention.sql"),
         postgres: include_str!("../migrations/postgres/0006_retention.sql"),
     },
+    Migration {
+        version: 7,
+        name: "upstream_limits",
+        sqlite: include_str!("../migrations/sqlite/0007_upstream_limits.sql"),
+        postgres: include_str!("../migrations/postgres/0007_upstream_limits.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

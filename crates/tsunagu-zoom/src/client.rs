@@ -1,6 +1,8 @@
 //! The Zoom REST client. Every call goes through one path ([`ZoomClient::execute`]) that:
 //! waits for the organizer's per-label rate limiter (NOTES §7: limits are per Zoom account,
-//! shared by every app on it), counts the 100 creates+updates per host per day, obtains a token
+//! shared by every app on it), counts the 100 creates+updates per host per day (both kept where
+//! the client's [`RateBudget`] and [`DailyCounter`] keep them: in this process by default, in
+//! the database when the app shares them between processes), obtains a token
 //! (S2S or OAuth app, cached), sends, and decides what an error allows: a per-second 429 waits
 //! for the reset and retries, an expired token is renewed once, 5xx and timeouts are retried
 //! with backoff only for calls that are safe to repeat. Adding a registrant is never repeated
@@ -10,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Method;
 use serde::Serialize;
@@ -18,7 +20,7 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::{S2sCredentials, TokenCache, header_pairs, http_client, transport_error};
 use crate::error::{Retry, ZoomError, classify};
-use crate::limits::{Call, Label, Rate, Window, ZoomPlan};
+use crate::limits::{Call, DailyCounter, Label, LocalDaily, LocalLimits, Rate, RateBudget, ZoomPlan};
 use crate::model::*;
 use crate::oauth::{OAuthApp, OAuthTokens, TokenStore};
 
@@ -94,13 +96,6 @@ pub struct Registration {
     pub already_registered: bool,
 }
 
-#[derive(Default)]
-struct Daily {
-    day: i64,
-    host: HashMap<(String, String), u32>,
-    registrant: HashMap<(String, String), u32>,
-}
-
 /// How often a rotated pair is offered to the store before the call goes on without it.
 const SAVE_ATTEMPTS: u32 = 3;
 
@@ -152,10 +147,9 @@ pub struct ZoomClient {
     s2s: TokenCache,
     oauth: Mutex<HashMap<String, OAuthSlot>>,
     store: Option<Arc<dyn TokenStore>>,
-    limiters: Mutex<HashMap<(String, Label), (Rate, Window)>>,
-    daily: Mutex<Daily>,
+    rate: Arc<dyn RateBudget>,
+    daily: Arc<dyn DailyCounter>,
     now_ms: NowMs,
-    epoch: Instant,
     jitter: Mutex<u64>,
 }
 
@@ -203,10 +197,9 @@ impl ZoomClient {
             cfg,
             oauth: Mutex::default(),
             store: None,
-            limiters: Mutex::default(),
-            daily: Mutex::default(),
+            rate: Arc::new(LocalLimits::default()),
+            daily: Arc::new(LocalDaily::default()),
             now_ms: Arc::new(crate::oauth::now_ms),
-            epoch: Instant::now(),
             jitter: Mutex::new(0x9E37_79B9_7F4A_7C15),
         }
     }
@@ -218,9 +211,21 @@ impl ZoomClient {
         self
     }
 
-    /// The wall clock used for the UTC day of the daily counters.
+    /// The wall clock used for the UTC day of the daily counters (and OAuth token expiry).
     pub fn with_clock(mut self, now_ms: NowMs) -> ZoomClient {
         self.now_ms = now_ms;
+        self
+    }
+
+    /// Where the per-second limits are kept (default: in this process).
+    pub fn with_rate_budget(mut self, rate: Arc<dyn RateBudget>) -> ZoomClient {
+        self.rate = rate;
+        self
+    }
+
+    /// Where the daily allowances are counted (default: in this process, forgotten on restart).
+    pub fn with_daily_counter(mut self, daily: Arc<dyn DailyCounter>) -> ZoomClient {
+        self.daily = daily;
         self
     }
 
@@ -365,28 +370,10 @@ impl ZoomClient {
 
     // ---- limits ---------------------------------------------------------------------------
 
-    fn elapsed_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    async fn acquire(&self, org: &Organizer, label: Label) {
+    async fn acquire(&self, org: &Organizer, label: Label) -> Result<(), ZoomError> {
         let base = org.plan.rate(label);
         let rate = Rate { max: base.max, window_ms: base.window_ms + self.cfg.limit_margin_ms };
-        loop {
-            let wait = {
-                let mut limiters = self.limiters.lock().expect("limiters");
-                let (r, w) = limiters.entry((org.key.clone(), label)).or_insert_with(|| (rate, Window::new(rate)));
-                if *r != rate {
-                    *r = rate;
-                    *w = Window::new(rate);
-                }
-                match w.try_acquire(self.elapsed_ms()) {
-                    Ok(()) => return,
-                    Err(ms) => ms,
-                }
-            };
-            tokio::time::sleep(Duration::from_millis(wait.max(1))).await;
-        }
+        self.rate.acquire(&format!("zoom:{}:{label:?}", org.key), rate).await.map_err(ZoomError::from)
     }
 
     fn next_utc_midnight(day: i64) -> String {
@@ -395,38 +382,31 @@ impl ZoomClient {
             .unwrap_or_else(|_| "next 00:00 UTC".into())
     }
 
+    /// The counter of a daily allowance: the 3 adds of an email, or the 100 creates+updates
+    /// of a host, for this organizer.
+    fn daily_key(registrant: bool, org: &Organizer, who: &str) -> String {
+        let kind = if registrant { "add" } else { "host" };
+        format!("zoom:{}:{kind}:{}", org.key, who.trim().to_lowercase())
+    }
+
     /// Charge one unit of a daily allowance, or refuse when it is spent.
-    fn charge_daily(&self, registrant: bool, org: &Organizer, who: &str) -> Result<(), ZoomError> {
+    async fn charge_daily(&self, registrant: bool, org: &Organizer, who: &str) -> Result<(), ZoomError> {
         let day = (self.now_ms)().div_euclid(DAY_MS);
-        let mut d = self.daily.lock().expect("daily counters");
-        if d.day != day {
-            *d = Daily { day, ..Daily::default() };
+        let limit = if registrant { REGISTRANT_DAILY_ADDS } else { HOST_DAILY_CREATES_UPDATES };
+        if self.daily.charge(&Self::daily_key(registrant, org, who), day, limit).await? {
+            return Ok(());
         }
-        let (map, limit) = if registrant {
-            (&mut d.registrant, REGISTRANT_DAILY_ADDS)
+        Err(if registrant {
+            ZoomError::RegistrantDailyLimit
         } else {
-            (&mut d.host, HOST_DAILY_CREATES_UPDATES)
-        };
-        let n = map.entry((org.key.clone(), who.to_lowercase())).or_default();
-        if *n >= limit {
-            return Err(if registrant {
-                ZoomError::RegistrantDailyLimit
-            } else {
-                ZoomError::DailyLimit { retry_after: Some(Self::next_utc_midnight(day)) }
-            });
-        }
-        *n += 1;
-        Ok(())
+            ZoomError::DailyLimit { retry_after: Some(Self::next_utc_midnight(day)) }
+        })
     }
 
     /// Today's count of adds for an email (for diagnostics and tests).
-    pub fn registrant_adds_today(&self, org: &Organizer, email: &str) -> u32 {
+    pub async fn registrant_adds_today(&self, org: &Organizer, email: &str) -> Result<u32, ZoomError> {
         let day = (self.now_ms)().div_euclid(DAY_MS);
-        let d = self.daily.lock().expect("daily counters");
-        if d.day != day {
-            return 0;
-        }
-        d.registrant.get(&(org.key.clone(), email.to_lowercase())).copied().unwrap_or(0)
+        Ok(self.daily.used(&Self::daily_key(true, org, email), day).await?)
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -449,9 +429,9 @@ impl ZoomClient {
         let mut charge = true;
         loop {
             attempt += 1;
-            self.acquire(org, req.call.label()).await;
+            self.acquire(org, req.call.label()).await?;
             if let (true, true, Some(host)) = (charge, req.call.counts_toward_host_daily(), req.host) {
-                self.charge_daily(false, org, host)?;
+                self.charge_daily(false, org, host).await?;
             }
             charge = false;
             let (token, result) = match self.token(org).await {
@@ -699,7 +679,7 @@ impl ZoomClient {
                     already_registered: true,
                 });
             }
-            self.charge_daily(true, org, &person.email)?;
+            self.charge_daily(true, org, &person.email).await?;
             let req = Request::new(call, Method::POST, format!("{}/registrants", event.path())).json(person)?;
             match self.call::<AddedRegistrant>(org, &req).await {
                 Ok(a) => {
@@ -778,8 +758,8 @@ mod tests {
         assert_eq!(path_segment("x/y z"), "x%2Fy%20z");
     }
 
-    #[test]
-    fn daily_allowances_reset_at_utc_midnight() {
+    #[tokio::test]
+    async fn daily_allowances_reset_at_utc_midnight() {
         let now = Arc::new(std::sync::atomic::AtomicI64::new(1_764_000_000_000));
         let clock = now.clone();
         let client = ZoomClient::new(ClientConfig::new("http://127.0.0.1:9/v2", "http://127.0.0.1:9"))
@@ -794,20 +774,21 @@ mod tests {
             plan: ZoomPlan::Pro,
         };
         for _ in 0..3 {
-            client.charge_daily(true, &org, "A@example.com").unwrap();
+            client.charge_daily(true, &org, "A@example.com").await.unwrap();
         }
-        assert_eq!(client.charge_daily(true, &org, "a@example.com"), Err(ZoomError::RegistrantDailyLimit));
-        assert_eq!(client.registrant_adds_today(&org, "a@EXAMPLE.com"), 3);
+        assert_eq!(client.charge_daily(true, &org, "a@example.com").await, Err(ZoomError::RegistrantDailyLimit));
+        assert_eq!(client.registrant_adds_today(&org, "a@EXAMPLE.com").await, Ok(3));
         for _ in 0..HOST_DAILY_CREATES_UPDATES {
-            client.charge_daily(false, &org, "host@example.com").unwrap();
+            client.charge_daily(false, &org, "host@example.com").await.unwrap();
         }
-        let Err(ZoomError::DailyLimit { retry_after: Some(at) }) = client.charge_daily(false, &org, "host@example.com")
+        let Err(ZoomError::DailyLimit { retry_after: Some(at) }) =
+            client.charge_daily(false, &org, "host@example.com").await
         else {
             panic!("the 101st create/update is refused")
         };
         assert!(at.ends_with("T00:00:00Z"), "{at}");
         now.fetch_add(DAY_MS, std::sync::atomic::Ordering::SeqCst);
-        assert!(client.charge_daily(true, &org, "a@example.com").is_ok());
-        assert!(client.charge_daily(false, &org, "host@example.com").is_ok());
+        assert!(client.charge_daily(true, &org, "a@example.com").await.is_ok());
+        assert!(client.charge_daily(false, &org, "host@example.com").await.is_ok());
     }
 }

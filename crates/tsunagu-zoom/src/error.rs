@@ -45,6 +45,9 @@ pub enum ZoomError {
     Server { status: u16 },
     /// No answer in time.
     Timeout,
+    /// Where the rate limits and daily counts are kept (the database) did not answer, so
+    /// nothing was sent: retry later.
+    LimitsUnavailable { detail: String },
     /// Anything else, kept whole for the operator.
     Other { status: u16, code: Option<i64>, message: String },
 }
@@ -164,6 +167,7 @@ impl ZoomError {
             ZoomError::RegistrantDailyLimit => "zoom.registrant_daily_limit",
             ZoomError::Server { .. } => "zoom.server_error",
             ZoomError::Timeout => "zoom.timeout",
+            ZoomError::LimitsUnavailable { .. } => "zoom.limits_unavailable",
             ZoomError::Other { .. } => "zoom.other",
         }
     }
@@ -189,6 +193,7 @@ impl ZoomError {
             ZoomError::DailyLimit { .. } => "Zoom の1日あたりの利用上限に達しました。上限がリセットされた後（日本時間 午前9時以降）に自動で再試行します。".into(),
             ZoomError::RegistrantDailyLimit => "同じメールアドレスの Zoom 登録は1日3回までです。日本時間の午前9時以降に自動で再試行します。".into(),
             ZoomError::Server { .. } | ZoomError::Timeout => "Zoom が一時的に応答していません。時間をおいて自動で再試行します。".into(),
+            ZoomError::LimitsUnavailable { .. } => "Zoom の利用上限を確認できなかったため、送信を見合わせました。時間をおいて自動で再試行します。解決しない場合は管理者にお問い合わせください。".into(),
             ZoomError::Other { message, .. } => format!("Zoom でエラーが発生しました（{message}）。解決しない場合は管理者にお問い合わせください。"),
         }
     }
@@ -200,6 +205,8 @@ impl ZoomError {
             ZoomError::DailyLimit { retry_after } => Retry::NotBefore { retry_after: retry_after.clone() },
             ZoomError::RegistrantDailyLimit => Retry::NotBefore { retry_after: None },
             ZoomError::Server { .. } | ZoomError::Timeout => Retry::BackoffIfSafe,
+            // Nothing was sent, so even a create may be tried again.
+            ZoomError::LimitsUnavailable { .. } => Retry::After { ms: 1000 },
             _ => Retry::No,
         }
     }
@@ -211,13 +218,21 @@ impl std::fmt::Display for ZoomError {
             ZoomError::Other { status, code, message } => {
                 write!(f, "{} (HTTP {status}, code {code:?}): {message}", self.code())
             }
-            ZoomError::MissingScope { detail } => write!(f, "{}: {detail}", self.code()),
+            ZoomError::MissingScope { detail } | ZoomError::LimitsUnavailable { detail } => {
+                write!(f, "{}: {detail}", self.code())
+            }
             _ => f.write_str(self.code()),
         }
     }
 }
 
 impl std::error::Error for ZoomError {}
+
+impl From<tsunagu_core::rate::BudgetError> for ZoomError {
+    fn from(e: tsunagu_core::rate::BudgetError) -> Self {
+        ZoomError::LimitsUnavailable { detail: e.0 }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -321,6 +336,7 @@ mod tests {
             ZoomError::RegistrantDailyLimit,
             ZoomError::Server { status: 500 },
             ZoomError::Timeout,
+            ZoomError::LimitsUnavailable { detail: String::new() },
             ZoomError::Other { status: 400, code: None, message: "x".into() },
         ];
         let codes: std::collections::HashSet<_> = all.iter().map(|e| e.code()).collect();

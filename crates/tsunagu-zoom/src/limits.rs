@@ -1,8 +1,14 @@
 //! Zoom's rate limits by design (NOTES §1.4, §7): each call has a label, each account plan a
 //! rate per label, and a [`Window`] limiter keeps a caller under the rate in every window,
-//! so the per-second 429 is never the normal way of finding the limit.
+//! so the per-second 429 is never the normal way of finding the limit. [`LocalLimits`] keeps
+//! the windows in this process (the client's default); the app can hand the client a
+//! [`RateBudget`] shared by every process on its database instead.
 
-pub use tsunagu_core::rate::{Rate, Window};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub use tsunagu_core::rate::{BoxFuture, BudgetError, DailyCounter, LocalDaily, Rate, RateBudget, Window};
 
 /// Zoom's rate-limit labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,6 +118,48 @@ impl Call {
     /// Counted against the 100 creates+updates per host per day.
     pub fn counts_toward_host_daily(self) -> bool {
         matches!(self, Call::CreateMeeting | Call::UpdateMeeting | Call::CreateWebinar | Call::UpdateWebinar)
+    }
+}
+
+/// Per-second limits kept in this process: one sliding [`Window`] per key.
+pub struct LocalLimits {
+    epoch: Instant,
+    windows: Mutex<HashMap<String, (Rate, Window)>>,
+}
+
+impl Default for LocalLimits {
+    fn default() -> Self {
+        LocalLimits { epoch: Instant::now(), windows: Mutex::default() }
+    }
+}
+
+impl LocalLimits {
+    /// Admit now, or say how many milliseconds to wait.
+    fn try_acquire(&self, key: &str, rate: Rate) -> Result<(), u64> {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if !windows.contains_key(key) {
+            windows.insert(key.to_string(), (rate, Window::new(rate)));
+        }
+        let (r, w) = windows.get_mut(key).expect("inserted above");
+        if *r != rate {
+            *r = rate;
+            *w = Window::new(rate);
+        }
+        w.try_acquire(now)
+    }
+}
+
+impl RateBudget for LocalLimits {
+    fn acquire<'a>(&'a self, key: &'a str, rate: Rate) -> BoxFuture<'a, Result<(), BudgetError>> {
+        Box::pin(async move {
+            loop {
+                match self.try_acquire(key, rate) {
+                    Ok(()) => return Ok(()),
+                    Err(wait) => tokio::time::sleep(Duration::from_millis(wait.max(1))).await,
+                }
+            }
+        })
     }
 }
 

@@ -24,8 +24,12 @@ pub struct App {
     pub csrf_keys: Vec<[u8; 32]>,
     /// Wakes this process's workers when it enqueues a job.
     pub job_wakeup: Notify,
-    /// Zoom: tokens, rate limiters and daily counters shared by every task of this process.
+    /// Zoom: tokens shared by every task of this process; rate limits and daily counts kept
+    /// in the database ([`crate::limits`]).
     pub zoom: tsunagu_zoom::ZoomClient,
+    /// LINE Messaging API: channel tokens shared by every task of this process; rate limits
+    /// shared through the database on PostgreSQL.
+    pub line: tsunagu_line::LineClient,
     /// Where step-message media is stored and served from.
     pub media_store: crate::media::store::MediaStore,
     /// Each feature's in-process state (caches, writers), by type.
@@ -67,7 +71,8 @@ impl App {
     ) -> anyhow::Result<App> {
         let mailer = Mailer::from_config(&config.mail)?;
         let csrf_keys = keys.derive("csrf");
-        let zoom = crate::zoom::client(&config, store.clone(), keys.clone());
+        let zoom = crate::zoom::client(&config, store.clone(), keys.clone(), clock.clone());
+        let line = crate::line::client(&config, &store);
         let media_store = crate::media::store::MediaStore::from_config(&config)?;
         Ok(App {
             config,
@@ -79,6 +84,7 @@ impl App {
             csrf_keys,
             job_wakeup: Notify::new(),
             zoom,
+            line,
             media_store,
             features,
         })

@@ -234,7 +234,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 }
             };
             let ch = tsunagu_line::Channel { id: channel_id.clone(), secret, token_kind: Default::default() };
-            let client = crate::line::client(&config);
+            let client = crate::line::bare_client(&config);
             let report = crate::line::check::run(&client, &ch, &crate::line::webhook_url(&config, &channel_id)).await;
             print!("{}", report.render());
             if report.ok() { Ok(()) } else { std::process::exit(1) }
@@ -263,7 +263,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                         );
                     };
                     org.plan = plan;
-                    client = Some(crate::zoom::client(&config, app.store.clone(), app.keys.clone()));
+                    client = Some(crate::zoom::client(&config, app.store.clone(), app.keys.clone(), app.clock.clone()));
                     org
                 }
                 (None, Some(zoom_account_id), Some(client_id)) => {

@@ -264,10 +264,9 @@ async fn connect_demo_instructor_to_line(app: &crate::app::App) -> anyhow::Resul
     if known.is_none_or(|k| k.account == account) {
         crate::line::save_channel(app, account, DEMO_LINE.0, DEMO_LINE.1, DEMO_LINE.2).await?;
     }
-    let client = crate::line::client(&app.config);
     let ch =
         tsunagu_line::Channel { id: DEMO_LINE.0.into(), secret: DEMO_LINE.1.into(), token_kind: Default::default() };
-    client
+    app.line
         .set_webhook_endpoint(&ch, &crate::line::webhook_url(&app.config, DEMO_LINE.0))
         .await
         .map_err(|e| anyhow::anyhow!("LINE sandbox: {e}"))?;

@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod demo;
 pub mod features;
 pub mod jobs;
+pub mod limits;
 pub mod line;
 pub mod mail;
 pub mod media;

@@ -7,4 +7,5 @@
 mod conformance;
 mod harness;
 mod queue;
+mod rate;
 mod schema_compare;

@@ -227,9 +227,18 @@ async fn read_channel(app: &App, channel_id: &str) -> anyhow::Result<Option<Know
     Ok(Some(KnownChannel { account: ch.account_id, secret }))
 }
 
-/// The Messaging API client for this process's configuration.
-pub fn client(config: &crate::config::Config) -> tsunagu_line::LineClient {
+/// A Messaging API client for one-off use (a CLI check): its limits are its own.
+pub fn bare_client(config: &crate::config::Config) -> tsunagu_line::LineClient {
     tsunagu_line::LineClient::new(tsunagu_line::LineConfig::new(&config.line.api_base_url))
+}
+
+/// The process's Messaging API client: on PostgreSQL its per-channel limits are shared with
+/// every process on the database ([`crate::limits`]).
+pub fn client(config: &crate::config::Config, store: &tsunagu_store::Store) -> tsunagu_line::LineClient {
+    match crate::limits::rate_budget(store) {
+        Some(rate) => bare_client(config).with_rate_budget(rate),
+        None => bare_client(config),
+    }
 }
 
 /// This installation's webhook URL for a channel (what LINE Developers must show).

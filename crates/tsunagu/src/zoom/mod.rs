@@ -1,6 +1,7 @@
-//! Zoom in the app: one shared [`ZoomClient`] built from `[zoom]`, the organizer's Zoom
-//! connection read from the database (secrets opened here, never logged), OAuth tokens renewed
-//! under a lock on their sealed row, and the connection check used by `tsunagu zoom check`.
+//! Zoom in the app: one shared [`ZoomClient`] built from `[zoom]`, with its limits kept in the
+//! database ([`crate::limits`]), the organizer's Zoom connection read from the database
+//! (secrets opened here, never logged), OAuth tokens renewed under a lock on their sealed row,
+//! and the connection check used by `tsunagu zoom check`.
 
 pub mod check;
 pub mod connect;
@@ -16,6 +17,7 @@ use tsunagu_zoom::oauth::{BoxFuture, LockedTokens, OAuthApp, OAuthTokens, TokenS
 use tsunagu_zoom::{Auth, ClientConfig, Organizer, ZoomClient};
 
 use crate::app::App;
+use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::crypto::{Keyring, secret_aad};
 
@@ -33,11 +35,22 @@ pub fn bare_client(config: &Config) -> ZoomClient {
     ZoomClient::new(cfg)
 }
 
-/// The process's Zoom client; organizers' OAuth tokens are renewed under a lock (see
-/// [`SealedTokens`]), so instances sharing the database never spend the same refresh token twice.
-pub fn client(config: &Config, store: Store, keys: Keyring) -> ZoomClient {
+/// The process's Zoom client: organizers' OAuth tokens are renewed under a lock (see
+/// [`SealedTokens`]), so instances sharing the database never spend the same refresh token
+/// twice; daily allowances are counted in `store` (on the UTC day of `clock`), and on
+/// PostgreSQL the per-second limits are shared with every process on the database.
+pub fn client(config: &Config, store: Store, keys: Keyring, clock: SharedClock) -> ZoomClient {
     let database = config.database.url.clone();
-    bare_client(config).with_token_store(Arc::new(SealedTokens { store, keys, database }))
+    let daily = crate::limits::daily_counter(&store);
+    let rate = crate::limits::rate_budget(&store);
+    let client = bare_client(config)
+        .with_token_store(Arc::new(SealedTokens { store, keys, database }))
+        .with_clock(Arc::new(move || clock.now_ms()))
+        .with_daily_counter(daily);
+    match rate {
+        Some(rate) => client.with_rate_budget(rate),
+        None => client,
+    }
 }
 
 /// Organizers' OAuth tokens, sealed in `encrypted_secrets` (key: the account id). A renewal

@@ -5,6 +5,7 @@ mod browser;
 mod helpers;
 mod job_faults;
 mod jobs;
+mod limits;
 mod line_intake;
 mod line_webhook;
 mod mail_smtp;
