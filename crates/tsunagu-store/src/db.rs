@@ -66,6 +66,9 @@ impl Default for StoreOptions {
 pub struct Store {
     pool: AnyPool,
     writer: AnyPool,
+    /// SQLite only: the connection that copies the write-ahead log into the database
+    /// ([`Store::checkpoint`]), so that the writer's commits do not.
+    checkpointer: Option<AnyPool>,
     backend: Backend,
 }
 
@@ -89,6 +92,9 @@ impl Store {
         };
         let connect_opts = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
         let busy_ms = opts.busy_timeout.as_millis();
+        // SQLite's own checkpoint runs inside a commit once the log passes this many pages
+        // (default 1,000): a safety net, as `serve` checkpoints in the background every second.
+        const AUTO_CHECKPOINT_PAGES: u32 = 10_000;
         let pool_options = |max: u32, query_only: bool| {
             AnyPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(30)).after_connect(
                 move |conn, _meta| {
@@ -104,6 +110,8 @@ impl Store {
                             if query_only {
                                 conn.execute("PRAGMA query_only = ON").await?;
                             }
+                            let auto = format!("PRAGMA wal_autocheckpoint = {AUTO_CHECKPOINT_PAGES}");
+                            conn.execute(sqlx::AssertSqlSafe(auto)).await?;
                         }
                         Ok(())
                     })
@@ -111,24 +119,25 @@ impl Store {
             )
         };
         let in_memory = url.contains(":memory:");
-        let (pool, writer) = match backend {
+        let (pool, writer, checkpointer) = match backend {
             // Each connection of an in-memory database would be a database of its own.
             Backend::Sqlite if in_memory => {
                 let writer = pool_options(1, false).connect_with(connect_opts).await?;
-                (writer.clone(), writer)
+                (writer.clone(), writer, None)
             }
             Backend::Sqlite => {
                 // The writer first: it creates the file and switches it to WAL.
                 let writer = pool_options(1, false).connect_with(connect_opts.clone()).await?;
-                let pool = pool_options(opts.max_connections.max(1), true).connect_with(connect_opts).await?;
-                (pool, writer)
+                let pool = pool_options(opts.max_connections.max(1), true).connect_with(connect_opts.clone()).await?;
+                let checkpointer = pool_options(1, false).min_connections(0).connect_lazy_with(connect_opts);
+                (pool, writer, Some(checkpointer))
             }
             Backend::Postgres => {
                 let pool = pool_options(opts.max_connections, false).connect_with(connect_opts).await?;
-                (pool.clone(), pool)
+                (pool.clone(), pool, None)
             }
         };
-        Ok(Store { pool, writer, backend })
+        Ok(Store { pool, writer, checkpointer, backend })
     }
 
     /// Connect and apply pending migrations.
@@ -172,6 +181,18 @@ impl Store {
         })
     }
 
+    /// SQLite: copy what the write-ahead log holds into the database without waiting for
+    /// anyone (`PASSIVE`), on a connection of its own, so the writer's commits rarely have to
+    /// (their automatic checkpoint, with its disk flush, is what made slow commits). No-op on
+    /// PostgreSQL.
+    pub async fn checkpoint(&self) -> Result<()> {
+        if let Some(c) = &self.checkpointer {
+            let mut conn = c.acquire().await?;
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").await?;
+        }
+        Ok(())
+    }
+
     pub async fn ping(&self) -> Result<()> {
         let mut c = self.conn().await?;
         c.execute("SELECT 1").await?;
@@ -181,6 +202,9 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
         self.writer.close().await;
+        if let Some(c) = &self.checkpointer {
+            c.close().await;
+        }
     }
 }
 

@@ -214,6 +214,61 @@ pub async fn mark_handled(c: &mut AnyConnection, id: i64, now: i64) -> Result<bo
     Ok(r.rows_affected() == 1)
 }
 
+/// Mark events handled, in one statement; returns the ids that were not handled before (the
+/// caller applies only those).
+pub async fn mark_handled_many(c: &mut AnyConnection, ids: &[i64], now: i64) -> Result<Vec<i64>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Integers only, so the list is safe to write into the statement.
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE line_webhook_events SET handled_at = $1 WHERE id IN ({list}) AND handled_at IS NULL RETURNING id"
+    )))
+    .bind(now)
+    .fetch_all(c)
+    .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// One friend's newest follow/unfollow among a batch of events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FriendChange {
+    pub user_id: String,
+    pub status: FriendStatus,
+    /// The event time of `status`.
+    pub event_ts: i64,
+    /// The newest follow in the batch, if any (kept as `followed_at`).
+    pub followed_at: Option<i64>,
+}
+
+/// Apply friend changes (at most one per user) in one statement, with [`set_friend`]'s rule:
+/// a change older than what was last applied to that friend changes nothing.
+pub async fn set_friends(c: &mut AnyConnection, channel_id: &str, changes: &[FriendChange], now: i64) -> Result<()> {
+    for chunk in changes.chunks(500) {
+        let mut values = Vec::with_capacity(chunk.len());
+        for i in 0..chunk.len() {
+            let b = 3 + i * 4;
+            values.push(format!("($1, ${}, ${}, ${}, ${}, $2)", b, b + 1, b + 2, b + 3));
+        }
+        let sql = format!(
+            "INSERT INTO line_friends (channel_id, user_id, status, followed_at, status_event_ts, updated_at)
+             VALUES {}
+             ON CONFLICT (channel_id, user_id) DO UPDATE SET status = excluded.status,
+                 followed_at = COALESCE(excluded.followed_at, line_friends.followed_at),
+                 status_event_ts = excluded.status_event_ts, updated_at = excluded.updated_at
+             WHERE line_friends.status_event_ts <= excluded.status_event_ts",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(channel_id).bind(now);
+        for ch in chunk {
+            q = q.bind(ch.user_id.as_str()).bind(ch.status.code()).bind(ch.followed_at).bind(ch.event_ts);
+        }
+        q.execute(&mut *c).await?;
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FriendStatus {
     Following,

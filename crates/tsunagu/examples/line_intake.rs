@@ -33,7 +33,7 @@ fn config(dir: &std::path::Path, url: String) -> Config {
     c.database.url = url;
     c.database.max_connections = 20;
     c.http.listen = "127.0.0.1:0".into();
-    c.jobs.enabled = true;
+    c.jobs.enabled = std::env::var("TSUNAGU_BENCH_JOBS").map(|v| v != "0").unwrap_or(true);
     c.log.level = "warn".into();
     c
 }

@@ -127,6 +127,9 @@ pub struct LineConfig {
     pub api_base_url: String,
     pub data_api_base_url: String,
     pub access_base_url: String,
+    /// A channel's webhook events are handled this many milliseconds after the first of them
+    /// arrived, together with those that came meanwhile.
+    pub events_delay_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -288,6 +291,7 @@ impl Default for LineConfig {
             api_base_url: "https://api.line.me".into(),
             data_api_base_url: "https://api-data.line.me".into(),
             access_base_url: "https://access.line.me".into(),
+            events_delay_ms: 200,
         }
     }
 }
@@ -525,6 +529,9 @@ oauth_client_secret = ""
 api_base_url = "https://api.line.me"
 data_api_base_url = "https://api-data.line.me"
 access_base_url = "https://access.line.me"
+# Webhook events of a channel are handled this long after the first of them arrived, together
+# with those that came meanwhile (a few hundred at a time on a busy channel).
+events_delay_ms = 200
 
 [media]
 # Where step-message media is kept: "local" (local_dir, default <data.dir>/media) or "s3"

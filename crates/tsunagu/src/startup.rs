@@ -110,6 +110,7 @@ impl Server {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let app = self.app.clone();
         let worker = app.config.jobs.enabled.then(|| tokio::spawn(Worker::new(app.clone()).run(shutdown.clone())));
+        let checkpoints = tokio::spawn(checkpoint_every_second(app.clone(), shutdown.clone()));
         let router = crate::web::router(app.clone(), crate::features::routes());
         tracing::info!(addr = %self.local_addr(), mail = app.mailer.kind(), "listening");
         let s = shutdown.clone();
@@ -120,9 +121,23 @@ impl Server {
         if let Some(w) = worker {
             let _ = w.await;
         }
+        let _ = checkpoints.await;
         app.store.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// SQLite's write-ahead log is copied into the database here, off the writer's path.
+async fn checkpoint_every_second(app: SharedApp, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+        }
+        if let Err(e) = app.store.checkpoint().await {
+            tracing::debug!(error = %e, "background checkpoint failed; SQLite's own checkpoint remains");
+        }
     }
 }
 

@@ -8,8 +8,8 @@ use tsunagu_store::line::{self as store, FriendStatus};
 use crate::app::App;
 use crate::jobs::{JobError, Outcome};
 
-/// Events handled per transaction: small enough that webhook writes never wait long for the
-/// (SQLite) write lock this holds.
+/// Events handled per transaction (three statements whatever the size: the claim, the marks and
+/// the friend list), small enough that webhook writes never wait long for the SQLite write lock.
 const BATCH: i64 = 100;
 
 pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
@@ -27,28 +27,21 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
             return Ok(Outcome::Done);
         }
         let now = app.now();
-        let (mut applied, mut follows, mut unfollows) = (0u64, 0u64, 0u64);
-        for e in &events {
-            if !store::mark_handled(&mut tx, e.id, now).await? {
-                // Cannot happen while events are claimed; said loudly should it ever.
-                tracing::error!(channel_id, event_id = %e.webhook_event_id, "line event was handled already; skipped");
-                continue;
-            }
-            applied += 1;
-            match (e.event_type.as_str(), e.user_id.as_deref()) {
-                ("follow", Some(user)) => {
-                    store::set_friend(&mut tx, &channel_id, user, FriendStatus::Following, e.event_ts, now).await?;
-                    follows += 1;
-                }
-                ("unfollow", Some(user)) => {
-                    store::set_friend(&mut tx, &channel_id, user, FriendStatus::Blocked, e.event_ts, now).await?;
-                    unfollows += 1;
-                }
-                (other, _) => {
-                    tracing::debug!(channel_id, event_type = other, "line event kept, nothing to do yet");
-                }
-            }
+        // One statement marks the batch; only what it marked is applied (never twice).
+        let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+        let marked: std::collections::HashSet<i64> =
+            store::mark_handled_many(&mut tx, &ids, now).await?.into_iter().collect();
+        if marked.len() < events.len() {
+            // Cannot happen while events are claimed; said loudly should it ever.
+            tracing::error!(
+                channel_id,
+                skipped = events.len() - marked.len(),
+                "line events were handled already; skipped"
+            );
         }
+        let applied = marked.len() as u64;
+        let (changes, follows, unfollows) = friend_changes(events.iter().filter(|e| marked.contains(&e.id)));
+        store::set_friends(&mut tx, &channel_id, &changes, now).await?;
         tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
         // One line per batch, written after the commit (not per event under the write lock).
         app.metrics.add("line_events_applied", applied);
@@ -57,4 +50,40 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
             return Ok(Outcome::Done);
         }
     }
+}
+
+/// Each user's newest follow or unfollow among `events` (in event-time order), with the newest
+/// follow kept as `followed_at`; and how many follows and unfollows there were.
+fn friend_changes<'a>(events: impl Iterator<Item = &'a store::StoredEvent>) -> (Vec<store::FriendChange>, u64, u64) {
+    let mut by_user: std::collections::HashMap<&str, store::FriendChange> = std::collections::HashMap::new();
+    let (mut follows, mut unfollows) = (0, 0);
+    for e in events {
+        let status = match (e.event_type.as_str(), e.user_id.as_deref()) {
+            ("follow", Some(_)) => FriendStatus::Following,
+            ("unfollow", Some(_)) => FriendStatus::Blocked,
+            _ => continue,
+        };
+        let Some(user) = e.user_id.as_deref() else { continue };
+        if status == FriendStatus::Following {
+            follows += 1;
+        } else {
+            unfollows += 1;
+        }
+        let entry = by_user.entry(user).or_insert_with(|| store::FriendChange {
+            user_id: user.to_string(),
+            status,
+            event_ts: e.event_ts,
+            followed_at: None,
+        });
+        if e.event_ts >= entry.event_ts {
+            entry.status = status;
+            entry.event_ts = e.event_ts;
+        }
+        if status == FriendStatus::Following {
+            entry.followed_at = Some(entry.followed_at.map_or(e.event_ts, |t| t.max(e.event_ts)));
+        }
+    }
+    let mut changes: Vec<_> = by_user.into_values().collect();
+    changes.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+    (changes, follows, unfollows)
 }

@@ -169,7 +169,9 @@ impl Intake {
 }
 
 /// Store every request's events (each once) and queue one `line.events` job per channel with
-/// new events (a no-op when one is queued already). The batch is first written as a whole; if
+/// new events, due `line.events_delay_ms` later (a no-op when one is queued already: what
+/// arrives meanwhile joins it, so a busy channel's events are handled a few hundred at a
+/// time). The batch is first written as a whole; if
 /// the database refuses any of it, the transaction is rolled back and the requests are written
 /// again each under a savepoint of its own, so that only the refused ones fail. Returns each
 /// request's answer and whether a job was queued (workers are woken only then), or `Err` when
@@ -213,12 +215,13 @@ async fn store_batch(
     }
     let mut queued = false;
     let mut seen: Vec<&str> = Vec::new();
+    let delay_ms = app.config.line.events_delay_ms as i64;
     for ((channel_id, _), answer) in batch.iter().zip(&answers) {
         if matches!(answer, Ok(n) if *n > 0) && !seen.contains(&channel_id.as_str()) {
             seen.push(channel_id);
             let key = format!("{}:{channel_id}", kinds::LINE_EVENTS);
             let payload = serde_json::json!({"channel_id": channel_id});
-            queued |= jobs::enqueue(&mut tx, app, kinds::LINE_EVENTS, &payload, Some(&key), 0).await?.is_some();
+            queued |= jobs::enqueue(&mut tx, app, kinds::LINE_EVENTS, &payload, Some(&key), delay_ms).await?.is_some();
         }
     }
     tx.commit().await.map_err(tsunagu_store::StoreError::from)?;

@@ -75,6 +75,8 @@ pub fn test_config(dir: &Path, db_url: &str) -> Config {
     c.jobs.enabled = false;
     c.jobs.backoff_base_seconds = 1;
     c.jobs.max_attempts = 3;
+    // Tests step the queue themselves: webhook events are handled as soon as they are asked to.
+    c.line.events_delay_ms = 0;
     c
 }
 
