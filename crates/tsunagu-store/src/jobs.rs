@@ -57,41 +57,35 @@ pub struct JobRow {
 
 /// Returns the new job's id, or `None` when a job with the same dedupe key is already queued.
 pub async fn enqueue(c: &mut AnyConnection, job: &NewJob<'_>, now: i64) -> Result<Option<i64>> {
-    let row = sqlx::query(
-        "INSERT INTO jobs (kind, payload, dedupe_key, state, attempts, max_attempts, run_at, created_at, updated_at)
-         VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $6)
-         ON CONFLICT (dedupe_key) WHERE state = 'queued' DO NOTHING
-         RETURNING id",
-    )
-    .bind(job.kind)
-    .bind(job.payload.to_string())
-    .bind(job.dedupe_key)
-    .bind(job.max_attempts.max(1))
-    .bind(job.run_at)
-    .bind(now)
-    .fetch_optional(c)
-    .await?;
-    Ok(row.map(|r| r.get(0)))
+    insert(c, job, now, "VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $6)").await
 }
 
 /// Enqueue `job` unless a job with its dedupe key is queued or running (recurring jobs).
 /// Returns the new job's id, if one was queued.
 pub async fn ensure(c: &mut AnyConnection, job: &NewJob<'_>, now: i64) -> Result<Option<i64>> {
-    let row = sqlx::query(
+    let rows = "SELECT $1, $2, $3, 'queued', 0, $4, $5, $6, $6
+         WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE dedupe_key = $3 AND state IN ('queued', 'running'))";
+    insert(c, job, now, rows).await
+}
+
+/// The insert both share: `rows` is a `VALUES` or `SELECT` over $1 kind, $2 payload, $3 key,
+/// $4 max attempts, $5 run at, $6 now.
+async fn insert(c: &mut AnyConnection, job: &NewJob<'_>, now: i64, rows: &str) -> Result<Option<i64>> {
+    let sql = format!(
         "INSERT INTO jobs (kind, payload, dedupe_key, state, attempts, max_attempts, run_at, created_at, updated_at)
-         SELECT $1, $2, $3, 'queued', 0, $4, $5, $6, $6
-         WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE dedupe_key = $3 AND state IN ('queued', 'running'))
+         {rows}
          ON CONFLICT (dedupe_key) WHERE state = 'queued' DO NOTHING
-         RETURNING id",
-    )
-    .bind(job.kind)
-    .bind(job.payload.to_string())
-    .bind(job.dedupe_key)
-    .bind(job.max_attempts.max(1))
-    .bind(job.run_at)
-    .bind(now)
-    .fetch_optional(c)
-    .await?;
+         RETURNING id"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(job.kind)
+        .bind(job.payload.to_string())
+        .bind(job.dedupe_key)
+        .bind(job.max_attempts.max(1))
+        .bind(job.run_at)
+        .bind(now)
+        .fetch_optional(c)
+        .await?;
     Ok(row.map(|r| r.get(0)))
 }
 
