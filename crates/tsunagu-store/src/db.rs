@@ -109,6 +109,8 @@ impl Store {
                             conn.execute(sqlx::AssertSqlSafe(busy)).await?;
                             if query_only {
                                 conn.execute("PRAGMA query_only = ON").await?;
+                            } else {
+                                conn.execute("PRAGMA cache_size = -65536").await?;
                             }
                             let auto = format!("PRAGMA wal_autocheckpoint = {AUTO_CHECKPOINT_PAGES}");
                             conn.execute(sqlx::AssertSqlSafe(auto)).await?;

@@ -70,14 +70,16 @@ pub struct NewEvent<'a> {
     pub redelivery: bool,
     /// The event's JSON as received.
     pub body: &'a str,
+    /// Stored as handled (at `now`): its effects are applied in the same transaction.
+    pub handled: bool,
 }
 
 /// Store an event unless it is already stored (same channel and `webhookEventId`); returns
 /// whether it was new.
 pub async fn insert_event(c: &mut AnyConnection, channel_id: &str, e: &NewEvent<'_>, now: i64) -> Result<bool> {
     let r = sqlx::query(
-        "INSERT INTO line_webhook_events (channel_id, webhook_event_id, event_type, user_id, event_ts, redelivery, body, received_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (channel_id, webhook_event_id) DO NOTHING",
+        "INSERT INTO line_webhook_events (channel_id, webhook_event_id, event_type, user_id, event_ts, redelivery, body, received_at, handled_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (channel_id, webhook_event_id) DO NOTHING",
     )
     .bind(channel_id)
     .bind(e.webhook_event_id)
@@ -87,6 +89,7 @@ pub async fn insert_event(c: &mut AnyConnection, channel_id: &str, e: &NewEvent<
     .bind(i64::from(e.redelivery))
     .bind(e.body)
     .bind(now)
+    .bind(e.handled.then_some(now))
     .execute(c)
     .await?;
     Ok(r.rows_affected() == 1)

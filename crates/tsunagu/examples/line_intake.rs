@@ -13,7 +13,7 @@
 //! input closes: `scripts/bench-intake` drives it and the LINE SDK peer with wrk in one run.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tsunagu::clock::SystemClock;
@@ -69,18 +69,35 @@ async fn prepare(cfg: Config) -> anyhow::Result<(tsunagu::app::SharedApp, Server
 async fn serve_until_stdin_closes(dir: &std::path::Path, listen: String) -> anyhow::Result<()> {
     let mut cfg = config(dir, format!("sqlite://{}/line.db", dir.display()));
     cfg.http.listen = listen;
+    // Warnings and errors go to stderr (the script keeps them in its log).
+    tsunagu::telemetry::init(&cfg.log);
     let (app, server) = prepare(cfg).await?;
     println!("READY http://{}/line/webhook/{CHANNEL} {SECRET}", server.local_addr());
     let stop = CancellationToken::new();
     let s = stop.clone();
     let task = tokio::spawn(async move { server.run(s).await });
     let _ = tokio::task::spawn_blocking(|| std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())).await;
+    // Counted before the server stops (stopping closes the store): how many events are stored,
+    // and how long the line.events job took to handle what was left (at most two minutes).
+    let started = std::time::Instant::now();
+    let (stored, unhandled) = loop {
+        let mut c = app.store.read().await?;
+        let (stored, unhandled): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN handled_at IS NULL THEN 1 ELSE 0 END), 0)
+             FROM line_webhook_events WHERE channel_id = $1",
+        )
+        .bind(CHANNEL)
+        .fetch_one(&mut *c)
+        .await?;
+        drop(c);
+        if unhandled == 0 || started.elapsed() > Duration::from_secs(120) {
+            break (stored, unhandled);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("STORED {stored} UNHANDLED {unhandled} AFTER {:.1}s", started.elapsed().as_secs_f64());
     stop.cancel();
     let _ = task.await;
-    let mut c = app.store.read().await?;
-    let stored = tsunagu_store::line::events_page(&mut c, CHANNEL, 0, i64::MAX).await?.len();
-    let unhandled = tsunagu_store::line::unhandled(&mut c, CHANNEL, i64::MAX).await?.len();
-    println!("STORED {stored} UNHANDLED {unhandled}");
     Ok(())
 }
 

@@ -324,6 +324,7 @@ async fn line_events_deduplicate_and_friends_move_forward_in_time(store: Store) 
         event_ts: ts,
         redelivery: false,
         body: "{}",
+        handled: false,
     };
     assert!(line_store::insert_event(&mut c, "2000000001", &e("01A", 10), 100).await.unwrap());
     assert!(!line_store::insert_event(&mut c, "2000000001", &e("01A", 10), 101).await.unwrap(), "a redelivery");
@@ -518,6 +519,7 @@ fn event(id: &str, ts: i64) -> NewEvent<'_> {
         event_ts: ts,
         redelivery: false,
         body: "{}",
+        handled: false,
     }
 }
 

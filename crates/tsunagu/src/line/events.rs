@@ -1,6 +1,11 @@
-//! The `line.events` job: handle a channel's stored webhook events in event-time order.
-//! Follow (new or unblocked) and unfollow (blocked) move the channel's friend list; other
-//! types are kept and marked handled (the course issue builds on them).
+//! What a channel's webhook events do, and the `line.events` job that applies it to events
+//! stored without being applied.
+//!
+//! Follow (new or unblocked) and unfollow (blocked) move the channel's friend list; other types
+//! are kept and marked handled (the course issue builds on them). The intake applies these
+//! rules in the transaction that stores the events ([`super::webhook`]); only when the database
+//! refused part of a batch are its requests stored one by one and left to this job, which claims
+//! them so that each is applied once however many of its jobs run.
 
 use tsunagu_store::jobs::ClaimedJob;
 use tsunagu_store::line::{self as store, FriendStatus};
@@ -40,7 +45,12 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
             );
         }
         let applied = marked.len() as u64;
-        let (changes, follows, unfollows) = friend_changes(events.iter().filter(|e| marked.contains(&e.id)));
+        let (changes, follows, unfollows) =
+            friend_changes(events.iter().filter(|e| marked.contains(&e.id)).map(|e| Facts {
+                event_type: &e.event_type,
+                user_id: e.user_id.as_deref(),
+                event_ts: e.event_ts,
+            }));
         store::set_friends(&mut tx, &channel_id, &changes, now).await?;
         tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
         // One line per batch, written after the commit (not per event under the write lock).
@@ -52,18 +62,27 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
     }
 }
 
-/// Each user's newest follow or unfollow among `events` (in event-time order), with the newest
-/// follow kept as `followed_at`; and how many follows and unfollows there were.
-fn friend_changes<'a>(events: impl Iterator<Item = &'a store::StoredEvent>) -> (Vec<store::FriendChange>, u64, u64) {
+/// What the rules read of an event.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Facts<'a> {
+    pub event_type: &'a str,
+    pub user_id: Option<&'a str>,
+    pub event_ts: i64,
+}
+
+/// Each user's newest follow or unfollow among `events` (given in arrival order: event time
+/// decides, arrival breaks ties), with the newest follow kept as `followed_at`; and how many
+/// follows and unfollows there were.
+pub(crate) fn friend_changes<'a>(events: impl Iterator<Item = Facts<'a>>) -> (Vec<store::FriendChange>, u64, u64) {
     let mut by_user: std::collections::HashMap<&str, store::FriendChange> = std::collections::HashMap::new();
     let (mut follows, mut unfollows) = (0, 0);
     for e in events {
-        let status = match (e.event_type.as_str(), e.user_id.as_deref()) {
-            ("follow", Some(_)) => FriendStatus::Following,
-            ("unfollow", Some(_)) => FriendStatus::Blocked,
+        let status = match e.event_type {
+            "follow" => FriendStatus::Following,
+            "unfollow" => FriendStatus::Blocked,
             _ => continue,
         };
-        let Some(user) = e.user_id.as_deref() else { continue };
+        let Some(user) = e.user_id else { continue };
         if status == FriendStatus::Following {
             follows += 1;
         } else {

@@ -1,8 +1,9 @@
 //! `POST /line/webhook/{channel_id}` (NOTES §4). The signature is checked on the raw body, in
 //! constant time, before anything parses it: a bad or missing one gets 401 and nothing is
 //! stored. A good request is stored durably — each event once, deduplicated by
-//! `webhookEventId`, so a redelivery is recognised — together with the job that handles it, in
-//! one transaction, and answered 200. Unknown event types are kept and ignored.
+//! `webhookEventId`, so a redelivery is recognised — and applied (the friend list, see
+//! [`super::events`]) in the same transaction, then answered 200. Unknown event types are kept
+//! and ignored.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -78,12 +79,12 @@ fn intake(app: &SharedApp) -> std::sync::Arc<Intake> {
     }
 }
 
-/// Group commit: requests are handed to one writer task, which stores whatever has queued up
-/// meanwhile in a single transaction, then answers each. Every 200 still means "stored and
-/// committed"; under load many requests share one commit instead of queueing for the
-/// database's write lock one by one. Should the database refuse a request, the batch is
+/// Group commit: requests are handed to one writer task, which stores and applies whatever has
+/// queued up meanwhile in a single transaction, then answers each. Every 200 still means
+/// "stored and committed"; under load many requests share one commit instead of queueing for
+/// the database's write lock one by one. Should the database refuse a request, the batch is
 /// written again with each request under a savepoint of its own: the refused one is answered
-/// alone and the others of its batch are still stored.
+/// alone and the others of its batch are still stored, for the `line.events` job to apply.
 pub struct Intake {
     tx: tokio::sync::mpsc::Sender<Pending>,
 }
@@ -168,48 +169,44 @@ impl Intake {
     }
 }
 
-/// Store every request's events (each once) and queue one `line.events` job per channel with
-/// new events, due `line.events_delay_ms` later (a no-op when one is queued already: what
-/// arrives meanwhile joins it, so a busy channel's events are handled a few hundred at a
-/// time). The batch is first written as a whole; if
-/// the database refuses any of it, the transaction is rolled back and the requests are written
-/// again each under a savepoint of its own, so that only the refused ones fail. Returns each
-/// request's answer and whether a job was queued (workers are woken only then), or `Err` when
-/// the transaction itself cannot begin or commit.
+/// Store every request's new events (each once) and apply them, all in one transaction. If the
+/// database refuses any of it, the transaction is rolled back and the requests are written
+/// again each under a savepoint of its own, so that only the refused ones fail; their events
+/// are then stored unapplied, with one `line.events` job per channel due
+/// `line.events_delay_ms` later (a no-op when one is queued already), which applies them.
+/// Returns each request's answer and whether a job was queued (workers are woken only then),
+/// or `Err` when the transaction itself cannot begin or commit.
 async fn store_batch(
     app: &SharedApp,
     batch: &[(String, CallbackRequest)],
 ) -> anyhow::Result<(Vec<Result<usize, Refused>>, bool)> {
     let now = app.now();
     let mut tx = app.store.begin().await?;
-    let mut answers = Vec::with_capacity(batch.len());
-    let mut whole = true;
-    for (channel_id, request) in batch {
-        match store_request(&mut tx, channel_id, request, now).await {
-            Ok(new) => answers.push(Ok(new)),
-            Err(e) => {
-                tracing::warn!(channel_id, error = %e, "a line webhook batch was refused; storing its requests one by one");
-                whole = false;
-                break;
-            }
+    match store_and_apply(&mut tx, batch, now).await {
+        Ok(answers) => {
+            tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
+            let applied = answers.iter().map(|a| a.as_ref().map_or(0, |n| *n)).sum::<usize>();
+            app.metrics.add("line_events_applied", applied as u64);
+            return Ok((answers, false));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, requests = batch.len(), "a line webhook batch was refused; storing its requests one by one");
+            tx.rollback().await.map_err(tsunagu_store::StoreError::from)?;
         }
     }
-    if !whole {
-        tx.rollback().await.map_err(tsunagu_store::StoreError::from)?;
-        tx = app.store.begin().await?;
-        answers.clear();
-        for (channel_id, request) in batch {
-            let mut sp = sqlx::Connection::begin(&mut *tx).await?;
-            match store_request(&mut sp, channel_id, request, now).await {
-                Ok(new) => {
-                    sp.commit().await?;
-                    answers.push(Ok(new));
-                }
-                Err(e) => {
-                    sp.rollback().await?;
-                    tracing::warn!(channel_id, error = %e, "a line webhook request was refused by the database");
-                    answers.push(Err(refusal(&e)));
-                }
+    let mut tx = app.store.begin().await?;
+    let mut answers = Vec::with_capacity(batch.len());
+    for (channel_id, request) in batch {
+        let mut sp = sqlx::Connection::begin(&mut *tx).await?;
+        match store_request(&mut sp, channel_id, request, now, false).await {
+            Ok(new) => {
+                sp.commit().await?;
+                answers.push(Ok(new.len()));
+            }
+            Err(e) => {
+                sp.rollback().await?;
+                tracing::warn!(channel_id, error = %e, "a line webhook request was refused by the database");
+                answers.push(Err(refusal(&e)));
             }
         }
     }
@@ -228,33 +225,68 @@ async fn store_batch(
     Ok((answers, queued))
 }
 
-async fn store_request(
+/// The whole batch, stored as handled and applied: each request's count of new events, or the
+/// first error (the caller rolls back).
+async fn store_and_apply(
+    tx: &mut tsunagu_store::AnyConnection,
+    batch: &[(String, CallbackRequest)],
+    now: i64,
+) -> Result<Vec<Result<usize, Refused>>, tsunagu_store::StoreError> {
+    let mut answers = Vec::with_capacity(batch.len());
+    // New events per channel, in arrival order.
+    let mut by_channel: Vec<(&str, Vec<super::events::Facts<'_>>)> = Vec::new();
+    for (channel_id, request) in batch {
+        let new = store_request(tx, channel_id, request, now, true).await?;
+        answers.push(Ok(new.len()));
+        if new.is_empty() {
+            continue;
+        }
+        match by_channel.iter_mut().find(|(c, _)| *c == channel_id.as_str()) {
+            Some((_, facts)) => facts.extend(new),
+            None => by_channel.push((channel_id, new)),
+        }
+    }
+    for (channel_id, facts) in by_channel {
+        let (changes, _, _) = super::events::friend_changes(facts.into_iter());
+        store::set_friends(tx, channel_id, &changes, now).await?;
+    }
+    Ok(answers)
+}
+
+/// Store a request's events (stored as handled when `handled`: the caller applies them in the
+/// same transaction); returns the facts of those that were new.
+async fn store_request<'r>(
     c: &mut tsunagu_store::AnyConnection,
     channel_id: &str,
-    request: &CallbackRequest,
+    request: &'r CallbackRequest,
     now: i64,
-) -> Result<usize, tsunagu_store::StoreError> {
-    let mut new = 0;
+    handled: bool,
+) -> Result<Vec<super::events::Facts<'r>>, tsunagu_store::StoreError> {
+    let mut new = Vec::new();
     for raw in &request.events {
         let text = raw.to_string();
         let info = EventInfo::from_json(raw);
         // Every documented event has a webhookEventId; anything without one is keyed by
         // its content, so a redelivery of it is still recognised.
-        let fallback = format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())));
+        let fallback = match &info {
+            Some(_) => String::new(),
+            None => format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes()))),
+        };
+        // Read from the request itself (what `info` holds), so that the facts outlive `info`.
+        let event_type: &'r str = raw.get("type").and_then(|t| t.as_str()).unwrap_or("unknown");
+        let user_id: Option<&'r str> =
+            info.as_ref().and(raw.pointer("/source/userId").and_then(serde_json::Value::as_str));
         let e = NewEvent {
             webhook_event_id: info.as_ref().map(|i| i.webhook_event_id.as_str()).unwrap_or(&fallback),
-            event_type: info
-                .as_ref()
-                .map(|i| i.kind.as_str())
-                .or(raw.get("type").and_then(|t| t.as_str()))
-                .unwrap_or("unknown"),
-            user_id: info.as_ref().and_then(|i| i.user_id.as_deref()),
+            event_type,
+            user_id,
             event_ts: info.as_ref().map(|i| i.timestamp_ms).unwrap_or(now),
             redelivery: info.as_ref().is_some_and(|i| i.is_redelivery),
             body: &text,
+            handled,
         };
         if store::insert_event(c, channel_id, &e, now).await? {
-            new += 1;
+            new.push(super::events::Facts { event_type, user_id, event_ts: e.event_ts });
         }
     }
     Ok(new)

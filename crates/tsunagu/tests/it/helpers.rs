@@ -156,6 +156,17 @@ impl TestApp {
         tsunagu_store::jobs::counts(&mut c).await.unwrap()
     }
 
+    /// How many jobs of `kind` are queued or running.
+    pub async fn jobs_of(&self, kind: &str) -> usize {
+        let mut c = self.app.store.read().await.unwrap();
+        let mut n = 0;
+        for state in ["queued", "running"] {
+            let jobs = tsunagu_store::jobs::list_by_state(&mut c, state, 1000).await.unwrap();
+            n += jobs.iter().filter(|j| j.kind == kind).count();
+        }
+        n
+    }
+
     /// Tests end with this: nothing may be left queued or running.
     pub async fn assert_no_jobs_left(&self) {
         self.run_jobs().await;

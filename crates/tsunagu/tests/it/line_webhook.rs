@@ -59,9 +59,12 @@ async fn follow_and_block_reach_the_friend_list_once() {
 
     assert_eq!(sb.follow(CHANNEL, &user).await.unwrap(), 200);
     assert_eq!(stored(&t).await.len(), 1);
-    t.run_jobs().await;
+    // Applied in the transaction that stored it: a friend by the 200, and no job to wait for.
     let f = friends(&t).await;
     assert_eq!((f.len(), f[0].status), (1, FriendStatus::Following));
+    assert!(stored(&t).await[0].handled_at.is_some());
+    assert_eq!(t.jobs_of("line.events").await, 0, "no job queued");
+    assert_eq!(t.app.metrics.counter("line_events_applied"), 1);
 
     // The same event delivered again (LINE's redelivery): recognised, handled once.
     let event = serde_json::from_str::<serde_json::Value>(&stored(&t).await[0].body).unwrap();
@@ -70,14 +73,13 @@ async fn follow_and_block_reach_the_friend_list_once() {
     let body = serde_json::json!({"destination": format!("U{}", "b".repeat(32)), "events": [again]}).to_string();
     assert_eq!(sb.post_signed(&endpoint, SECRET, body).await.unwrap(), 200);
     assert_eq!(stored(&t).await.len(), 1, "one row for one webhookEventId");
-    assert_eq!(t.job_counts().await.iter().map(|(_, n)| n).sum::<i64>(), 0, "no second job");
+    assert_eq!(t.jobs_of("line.events").await, 0, "no job");
+    assert_eq!(t.app.metrics.counter("line_events_applied"), 1, "a redelivery is not applied again");
 
     assert_eq!(sb.block(CHANNEL, &user).await.unwrap(), 200);
-    t.run_jobs().await;
     assert_eq!(friends(&t).await[0].status, FriendStatus::Blocked);
     // Unblocking is a follow with isUnblocked.
     sb.follow(CHANNEL, &user).await.unwrap();
-    t.run_jobs().await;
     assert_eq!(friends(&t).await[0].status, FriendStatus::Following);
     let last = stored(&t).await.pop().unwrap();
     assert!(last.body.contains("\"isUnblocked\":true"));

@@ -41,6 +41,7 @@ async fn events(t: &TestApp, prefix: &str, n: usize, handled: bool) {
             event_ts: now,
             redelivery: false,
             body: r#"{"message":{"text":"個人的なメッセージ"}}"#,
+            handled: false,
         };
         assert!(line_store::insert_event(&mut tx, "2000000001", &e, now).await.unwrap());
     }
