@@ -93,7 +93,7 @@ impl Store {
         let connect_opts = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
         let busy_ms = opts.busy_timeout.as_millis();
         // SQLite's own checkpoint runs inside a commit once the log passes this many pages
-        // (default 1,000): a safety net, as `serve` checkpoints in the background every second.
+        // (default 1,000): a safety net, as `serve` checkpoints in the background every 250 ms.
         const AUTO_CHECKPOINT_PAGES: u32 = 10_000;
         let pool_options = |max: u32, query_only: bool| {
             AnyPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(30)).after_connect(

@@ -110,7 +110,7 @@ impl Server {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let app = self.app.clone();
         let worker = app.config.jobs.enabled.then(|| tokio::spawn(Worker::new(app.clone()).run(shutdown.clone())));
-        let checkpoints = tokio::spawn(checkpoint_every_second(app.clone(), shutdown.clone()));
+        let checkpoints = tokio::spawn(checkpoint_in_the_background(app.clone(), shutdown.clone()));
         let router = crate::web::router(app.clone(), crate::features::routes());
         tracing::info!(addr = %self.local_addr(), mail = app.mailer.kind(), "listening");
         let s = shutdown.clone();
@@ -128,8 +128,9 @@ impl Server {
     }
 }
 
-/// SQLite's write-ahead log is copied into the database here, off the writer's path.
-async fn checkpoint_every_second(app: SharedApp, shutdown: CancellationToken) {
+/// Every 250 ms, SQLite's write-ahead log is copied into the database here, off the writer's
+/// path.
+async fn checkpoint_in_the_background(app: SharedApp, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
