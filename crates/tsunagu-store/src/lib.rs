@@ -12,6 +12,7 @@
 pub mod accounts;
 mod db;
 pub mod diagnostics;
+pub mod events;
 pub mod jobs;
 pub mod line;
 pub mod mails;

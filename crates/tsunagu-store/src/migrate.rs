@@ -56,6 +56,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_upstream_limits.sql"),
         postgres: include_str!("../migrations/postgres/0007_upstream_limits.sql"),
     },
+    Migration {
+        version: 8,
+        name: "events",
+        sqlite: include_str!("../migrations/sqlite/0008_events.sql"),
+        postgres: include_str!("../migrations/postgres/0008_events.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -3,7 +3,7 @@ use std::collections::HashSet;
 use tsunagu_core::{AccountId, Email, Plan, Role};
 use tsunagu_store::jobs::{self, NewJob};
 use tsunagu_store::line::{self as line_store, FriendStatus, NewEvent};
-use tsunagu_store::{Store, StoreError, accounts, mails, secrets, sessions, throttle};
+use tsunagu_store::{Store, StoreError, accounts, events, mails, secrets, sessions, throttle};
 
 use crate::harness::conformance;
 
@@ -25,6 +25,7 @@ conformance!(
     line_events_and_friends_are_paged,
     retention_purges_only_what_is_done,
     mails_are_paged_newest_first,
+    events_hold_seats_exactly_and_stay_scoped,
 );
 
 async fn account(store: &Store, email: &str) -> accounts::Account {
@@ -673,4 +674,129 @@ async fn mails_are_paged_newest_first(store: Store) {
     assert_eq!(page(&past), ids[0..3].to_vec());
     let none = mails::page_for_account(&mut c, AccountId(i64::MAX), PageAt::Newest, 3).await.unwrap();
     assert!(none.mails.is_empty() && !none.has_newer && !none.has_older);
+}
+
+async fn events_hold_seats_exactly_and_stay_scoped(store: Store) {
+    use events::{Applied, EventInput, EventState, NewApplication, NewPerson, NewTicket};
+    let a = account(&store, "organizer@example.com").await;
+    let b = account(&store, "other-organizer@example.com").await;
+    let input = |capacity| EventInput {
+        title: "Zoomセミナー",
+        description: "説明\n二行目",
+        starts_at: 10_000,
+        ends_at: 20_000,
+        capacity,
+        apply_from: 0,
+        apply_until: 9_000,
+        companions_max: 2,
+        state: EventState::Published,
+    };
+    let tickets = [
+        NewTicket { name: "無料席", price_yen: 0, limit_count: None },
+        NewTicket { name: "懇親会つき", price_yen: 3000, limit_count: Some(3) },
+    ];
+    let mut c = store.conn().await.unwrap();
+    let id = events::create(&mut c, a.id, "pub-key-1", &input(10), &tickets, 1).await.unwrap();
+    let event = events::get(&mut c, a.id, id).await.unwrap().unwrap();
+    assert_eq!(
+        (event.tickets.len(), event.tickets[1].price_yen, event.description.as_str()),
+        (2, 3000, "説明\n二行目")
+    );
+    assert!(events::get(&mut c, b.id, id).await.unwrap().is_none(), "another account's event");
+    assert!(events::summaries(&mut c, b.id).await.unwrap().is_empty());
+    assert_eq!(events::public(&mut c, "pub-key-1").await.unwrap().map(|e| e.id), Some(id));
+    let free = event.tickets[0].id;
+    let priced = event.tickets[1].id;
+    drop(c);
+
+    // 50 people race for the last 10 seats: exactly 10 get one.
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let store = store.clone();
+        racers.spawn(async move {
+            let email = format!("p{i}@example.com");
+            let people = [NewPerson { name_kanji: "参加 者", name_kana: "", email: &email, phone: "", company: "" }];
+            let key = format!("form-{i}");
+            let access = format!("access-{i}");
+            let app = NewApplication {
+                event_id: id,
+                ticket_type_id: free,
+                submit_key: &key,
+                access_key: &access,
+                people: &people,
+                unique_emails: true,
+                status: "completed",
+            };
+            let mut tx = store.begin().await.unwrap();
+            let r = events::apply(&mut tx, &app, 2).await.unwrap();
+            if matches!(r, Applied::Created { .. }) {
+                tx.commit().await.unwrap();
+            } else {
+                tx.rollback().await.unwrap();
+            }
+            r
+        });
+    }
+    let mut created = 0;
+    while let Some(r) = racers.join_next().await {
+        match r.unwrap() {
+            Applied::Created { .. } => created += 1,
+            Applied::Full { seats_left } => assert_eq!(seats_left, 0),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(created, 10);
+    let mut c = store.conn().await.unwrap();
+    let s = events::summaries(&mut c, a.id).await.unwrap();
+    assert_eq!((s[0].completed, s[0].seats_left()), (10, 0));
+    drop(c);
+
+    // A second event: the same form again, a taken email (any case), a ticket's own limit.
+    let mut c = store.conn().await.unwrap();
+    let id2 = events::create(&mut c, a.id, "pub-key-2", &input(100), &tickets, 1).await.unwrap();
+    let e2 = events::get(&mut c, a.id, id2).await.unwrap().unwrap();
+    drop(c);
+    let try_apply = |key: &'static str, ticket: i64, emails: &'static [&'static str]| {
+        let store = store.clone();
+        async move {
+            let people: Vec<NewPerson> = emails
+                .iter()
+                .map(|e| NewPerson { name_kanji: "名前", name_kana: "ナマエ", email: e, phone: "", company: "" })
+                .collect();
+            let access = format!("access2-{key}");
+            let app = NewApplication {
+                event_id: id2,
+                ticket_type_id: ticket,
+                submit_key: key,
+                access_key: &access,
+                people: &people,
+                unique_emails: true,
+                status: "awaiting_payment",
+            };
+            let mut tx = store.begin().await.unwrap();
+            let r = events::apply(&mut tx, &app, 3).await.unwrap();
+            if matches!(r, Applied::Created { .. }) {
+                tx.commit().await.unwrap();
+            } else {
+                tx.rollback().await.unwrap();
+            }
+            r
+        }
+    };
+    let (free2, priced2) = (e2.tickets[0].id, e2.tickets[1].id);
+    let Applied::Created { id: first } = try_apply("f1", priced2, &["x@example.com", "y@example.com"]).await else {
+        panic!("first application")
+    };
+    assert_eq!(try_apply("f1", priced2, &["x@example.com", "y@example.com"]).await, Applied::Again { id: first });
+    assert_eq!(
+        try_apply("f2", free2, &["z@example.com", "X@Example.com"]).await,
+        Applied::EmailTaken { email: "X@Example.com".into() }
+    );
+    assert_eq!(try_apply("f3", priced2, &["w@example.com", "v@example.com"]).await, Applied::TicketFull { left: 1 });
+    assert_eq!(try_apply("f4", priced, &["w@example.com"]).await, Applied::NoSuchTicket, "not this event's ticket");
+    let mut c = store.conn().await.unwrap();
+    let e2 = events::get(&mut c, a.id, id2).await.unwrap().unwrap();
+    assert_eq!((e2.seats_taken, e2.tickets[1].taken), (2, 2), "refused applications hold nothing");
+    let s = events::summaries(&mut c, a.id).await.unwrap();
+    assert_eq!((s[1].awaiting_payment, s[1].seats_left()), (1, 98));
 }

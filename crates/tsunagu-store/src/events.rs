@@ -1,0 +1,380 @@
+//! Events, their ticket types, and the applications to them with each person in them.
+//!
+//! Seats are held by conditional updates (`seats_taken + n <= capacity`, and the same for a
+//! ticket's limit) in the applying transaction: on PostgreSQL the row lock makes a concurrent
+//! applicant wait and re-check, on SQLite the one writer does, so a full event is never
+//! overbooked. Functions behind an organizer's request take their [`AccountId`].
+
+use sqlx::{AnyConnection, Row};
+use tsunagu_core::AccountId;
+
+use crate::{Result, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventState {
+    Draft,
+    Published,
+    Closed,
+}
+
+impl EventState {
+    pub fn code(self) -> &'static str {
+        match self {
+            EventState::Draft => "draft",
+            EventState::Published => "published",
+            EventState::Closed => "closed",
+        }
+    }
+
+    pub fn from_code(s: &str) -> Option<EventState> {
+        [EventState::Draft, EventState::Published, EventState::Closed].into_iter().find(|e| e.code() == s)
+    }
+
+    /// As the organizer reads it.
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            EventState::Draft => "下書き",
+            EventState::Published => "公開",
+            EventState::Closed => "受付終了",
+        }
+    }
+}
+
+/// What the organizer enters for an event (its tickets are [`NewTicket`]s).
+#[derive(Debug, Clone)]
+pub struct EventInput<'a> {
+    pub title: &'a str,
+    pub description: &'a str,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub capacity: i64,
+    pub apply_from: i64,
+    pub apply_until: i64,
+    pub companions_max: i64,
+    pub state: EventState,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewTicket<'a> {
+    pub name: &'a str,
+    pub price_yen: i64,
+    pub limit_count: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: i64,
+    pub account_id: AccountId,
+    pub public_key: String,
+    pub title: String,
+    pub description: String,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub capacity: i64,
+    pub seats_taken: i64,
+    pub apply_from: i64,
+    pub apply_until: i64,
+    pub companions_max: i64,
+    pub state: EventState,
+    pub tickets: Vec<Ticket>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    pub id: i64,
+    pub name: String,
+    pub price_yen: i64,
+    pub limit_count: Option<i64>,
+    pub taken: i64,
+}
+
+/// Create an event with its tickets (in the order given). Returns its id.
+pub async fn create(
+    c: &mut AnyConnection,
+    account: AccountId,
+    public_key: &str,
+    e: &EventInput<'_>,
+    tickets: &[NewTicket<'_>],
+    now: i64,
+) -> Result<i64> {
+    let row = sqlx::query(
+        "INSERT INTO events (account_id, public_key, title, description, starts_at, ends_at, capacity, apply_from,
+             apply_until, companions_max, state, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING id",
+    )
+    .bind(account.0)
+    .bind(public_key)
+    .bind(e.title)
+    .bind(e.description)
+    .bind(e.starts_at)
+    .bind(e.ends_at)
+    .bind(e.capacity)
+    .bind(e.apply_from)
+    .bind(e.apply_until)
+    .bind(e.companions_max)
+    .bind(e.state.code())
+    .bind(now)
+    .fetch_one(&mut *c)
+    .await
+    .map_err(|err| crate::conflict(err, "event public key"))?;
+    let id: i64 = row.get(0);
+    for (i, t) in tickets.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO ticket_types (event_id, position, name, price_yen, limit_count) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(i as i64)
+        .bind(t.name)
+        .bind(t.price_yen)
+        .bind(t.limit_count)
+        .execute(&mut *c)
+        .await?;
+    }
+    Ok(id)
+}
+
+const EVENT_COLUMNS: &str = "id, account_id, public_key, title, description, starts_at, ends_at, capacity, seats_taken,
+     apply_from, apply_until, companions_max, state";
+
+fn event_row(r: &sqlx::any::AnyRow) -> Result<Event> {
+    let state: String = r.get(12);
+    Ok(Event {
+        id: r.get(0),
+        account_id: AccountId(r.get(1)),
+        public_key: r.get(2),
+        title: r.get(3),
+        description: r.get(4),
+        starts_at: r.get(5),
+        ends_at: r.get(6),
+        capacity: r.get(7),
+        seats_taken: r.get(8),
+        apply_from: r.get(9),
+        apply_until: r.get(10),
+        companions_max: r.get(11),
+        state: EventState::from_code(&state).ok_or_else(|| StoreError::Corrupt(format!("event state {state:?}")))?,
+        tickets: Vec::new(),
+    })
+}
+
+async fn with_tickets(c: &mut AnyConnection, mut e: Event) -> Result<Event> {
+    let rows = sqlx::query(
+        "SELECT id, name, price_yen, limit_count, taken FROM ticket_types WHERE event_id = $1 ORDER BY position, id",
+    )
+    .bind(e.id)
+    .fetch_all(c)
+    .await?;
+    e.tickets = rows
+        .iter()
+        .map(|r| Ticket { id: r.get(0), name: r.get(1), price_yen: r.get(2), limit_count: r.get(3), taken: r.get(4) })
+        .collect();
+    Ok(e)
+}
+
+/// The account's event, with its tickets.
+pub async fn get(c: &mut AnyConnection, account: AccountId, id: i64) -> Result<Option<Event>> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1 AND account_id = $2");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(account.0).fetch_optional(&mut *c).await?;
+    match row {
+        Some(r) => Ok(Some(with_tickets(c, event_row(&r)?).await?)),
+        None => Ok(None),
+    }
+}
+
+/// A published or closed event by its public key (drafts are not public).
+pub async fn public(c: &mut AnyConnection, public_key: &str) -> Result<Option<Event>> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE public_key = $1 AND state <> 'draft'");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(public_key).fetch_optional(&mut *c).await?;
+    match row {
+        Some(r) => Ok(Some(with_tickets(c, event_row(&r)?).await?)),
+        None => Ok(None),
+    }
+}
+
+/// One line of 申込状況サマリー: the event and its applications counted by status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub event: Event,
+    pub applied: i64,
+    pub awaiting_payment: i64,
+    pub completed: i64,
+    pub cancelled: i64,
+}
+
+impl Summary {
+    pub fn seats_left(&self) -> i64 {
+        self.event.capacity - self.event.seats_taken
+    }
+}
+
+/// Every event of the account, soonest first, with its counts (tickets not loaded).
+pub async fn summaries(c: &mut AnyConnection, account: AccountId) -> Result<Vec<Summary>> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS},
+             (SELECT COUNT(*) FROM applications a WHERE a.event_id = events.id AND a.status = 'applied'),
+             (SELECT COUNT(*) FROM applications a WHERE a.event_id = events.id AND a.status = 'awaiting_payment'),
+             (SELECT COUNT(*) FROM applications a WHERE a.event_id = events.id AND a.status = 'completed'),
+             (SELECT COUNT(*) FROM applications a WHERE a.event_id = events.id AND a.status = 'cancelled')
+         FROM events WHERE account_id = $1 ORDER BY starts_at, id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account.0).fetch_all(c).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Summary {
+                event: event_row(r)?,
+                applied: r.get(13),
+                awaiting_payment: r.get(14),
+                completed: r.get(15),
+                cancelled: r.get(16),
+            })
+        })
+        .collect()
+}
+
+/// A person in an application as entered (position 0 is the representative).
+#[derive(Debug, Clone)]
+pub struct NewPerson<'a> {
+    pub name_kanji: &'a str,
+    pub name_kana: &'a str,
+    pub email: &'a str,
+    pub phone: &'a str,
+    pub company: &'a str,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApplication<'a> {
+    pub event_id: i64,
+    pub ticket_type_id: i64,
+    /// The form's own key: the same form sent again finds the application it made.
+    pub submit_key: &'a str,
+    pub access_key: &'a str,
+    pub people: &'a [NewPerson<'a>],
+    /// Whether each person's email must be unique among the event's live people (a Zoom
+    /// event with registration).
+    pub unique_emails: bool,
+    /// `applied` for what completes later, `awaiting_payment`, or `completed` (a ¥0 ticket).
+    pub status: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// A new application.
+    Created { id: i64 },
+    /// This form was sent before: the application it made.
+    Again { id: i64 },
+    /// Not enough seats left for this many people.
+    Full { seats_left: i64 },
+    /// The ticket's own limit is reached.
+    TicketFull { left: i64 },
+    /// The ticket is not one of this event's.
+    NoSuchTicket,
+    /// This email already holds a live place in the event.
+    EmailTaken { email: String },
+}
+
+/// Apply: hold the seats and the ticket's places, and store the application and its people,
+/// in the caller's transaction (roll it back on anything but `Created`). The event and the
+/// ticket must belong together (checked here); whether the event takes applications now is
+/// the caller's rule.
+pub async fn apply(c: &mut AnyConnection, a: &NewApplication<'_>, now: i64) -> Result<Applied> {
+    if let Some(id) = application_by_submit_key(c, a.event_id, a.submit_key).await? {
+        return Ok(Applied::Again { id });
+    }
+    let n = a.people.len() as i64;
+    let held = sqlx::query(
+        "UPDATE events SET seats_taken = seats_taken + $2, updated_at = $3
+         WHERE id = $1 AND seats_taken + $2 <= capacity",
+    )
+    .bind(a.event_id)
+    .bind(n)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    if held.rows_affected() == 0 {
+        let left: Option<i64> = sqlx::query_scalar("SELECT capacity - seats_taken FROM events WHERE id = $1")
+            .bind(a.event_id)
+            .fetch_optional(&mut *c)
+            .await?;
+        return Ok(Applied::Full { seats_left: left.unwrap_or(0) });
+    }
+    let ticket = sqlx::query(
+        "UPDATE ticket_types SET taken = taken + $3
+         WHERE id = $1 AND event_id = $2 AND (limit_count IS NULL OR taken + $3 <= limit_count)
+         RETURNING price_yen",
+    )
+    .bind(a.ticket_type_id)
+    .bind(a.event_id)
+    .bind(n)
+    .fetch_optional(&mut *c)
+    .await?;
+    let Some(ticket) = ticket else {
+        let left: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT limit_count - taken FROM ticket_types WHERE id = $1 AND event_id = $2")
+                .bind(a.ticket_type_id)
+                .bind(a.event_id)
+                .fetch_optional(&mut *c)
+                .await?;
+        return Ok(match left {
+            Some(left) => Applied::TicketFull { left: left.unwrap_or(0).max(0) },
+            None => Applied::NoSuchTicket,
+        });
+    };
+    let price: i64 = ticket.get(0);
+    // DO NOTHING: the same form committed meanwhile by another request (on PostgreSQL this
+    // one waited for it) is found below instead of failing the transaction.
+    let inserted = sqlx::query(
+        "INSERT INTO applications (event_id, ticket_type_id, status, people, amount_yen, access_key, submit_key,
+             created_at, updated_at, completed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)
+         ON CONFLICT (event_id, submit_key) DO NOTHING RETURNING id",
+    )
+    .bind(a.event_id)
+    .bind(a.ticket_type_id)
+    .bind(a.status)
+    .bind(n)
+    .bind(price * n)
+    .bind(a.access_key)
+    .bind(a.submit_key)
+    .bind(now)
+    .bind((a.status == "completed").then_some(now))
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(|e| crate::conflict(e, "application access key"))?;
+    let Some(inserted) = inserted else {
+        let id = application_by_submit_key(c, a.event_id, a.submit_key).await?;
+        return id.map(|id| Applied::Again { id }).ok_or(StoreError::Conflict("application submit key"));
+    };
+    let id: i64 = inserted.get(0);
+    for (i, p) in a.people.iter().enumerate() {
+        let key = a.unique_emails.then(|| p.email.trim().to_lowercase());
+        let r = sqlx::query(
+            "INSERT INTO attendees (application_id, event_id, position, name_kanji, name_kana, email, phone, company,
+                 email_key, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (event_id, email_key) DO NOTHING",
+        )
+        .bind(id)
+        .bind(a.event_id)
+        .bind(i as i64)
+        .bind(p.name_kanji)
+        .bind(p.name_kana)
+        .bind(p.email)
+        .bind(p.phone)
+        .bind(p.company)
+        .bind(key)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Ok(Applied::EmailTaken { email: p.email.to_string() });
+        }
+    }
+    Ok(Applied::Created { id })
+}
+
+async fn application_by_submit_key(c: &mut AnyConnection, event_id: i64, submit_key: &str) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT id FROM applications WHERE event_id = $1 AND submit_key = $2")
+        .bind(event_id)
+        .bind(submit_key)
+        .fetch_optional(c)
+        .await?)
+}
