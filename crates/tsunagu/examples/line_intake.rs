@@ -6,7 +6,8 @@
 //!
 //! PostgreSQL is measured too when TSUNAGU_TEST_PG_URL is set (`eval "$(scripts/pg-start …)"`).
 //! Sizes: TSUNAGU_BENCH_EVENTS (default 20000), TSUNAGU_BENCH_CONCURRENCY (default 32).
-//! Job workers run, as in `serve`: the `line.events` jobs handle the events while they arrive.
+//! Job workers run, as in `serve` (the intake applies follows itself; `line.events` jobs run only
+//! for what a refused batch left). In serve mode it waits at the end until no event is unhandled.
 //!
 //! With `TSUNAGU_BENCH_SERVE=127.0.0.1:PORT` it only starts the app there (SQLite, jobs on, the
 //! channel connected), prints `READY <webhook URL> <channel secret>` and runs until its standard
