@@ -378,3 +378,174 @@ async fn application_by_submit_key(c: &mut AnyConnection, event_id: i64, submit_
         .fetch_optional(c)
         .await?)
 }
+
+/// Why an edit was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EditRefused {
+    /// 定員 below the people already holding a seat.
+    CapacityBelowTaken { taken: i64 },
+    /// A ticket's limit below the people already holding it.
+    TicketLimitBelowTaken { name: String, taken: i64 },
+    /// A ticket people hold cannot be removed.
+    TicketInUse { name: String },
+}
+
+/// A ticket as edited: `id` for one that exists, `None` for a new one.
+#[derive(Debug, Clone)]
+pub struct TicketEdit<'a> {
+    pub id: Option<i64>,
+    pub ticket: NewTicket<'a>,
+}
+
+/// Change the account's event and its tickets (in the order given; existing tickets missing from
+/// `tickets` are removed). `Ok(None)` when there is no such event; the caller rolls back on
+/// `Ok(Some(Err(_)))`.
+pub async fn update(
+    c: &mut AnyConnection,
+    account: AccountId,
+    id: i64,
+    e: &EventInput<'_>,
+    tickets: &[TicketEdit<'_>],
+    now: i64,
+) -> Result<Option<std::result::Result<(), EditRefused>>> {
+    let Some(current) = get(c, account, id).await? else { return Ok(None) };
+    let r = sqlx::query(
+        "UPDATE events SET title = $3, description = $4, starts_at = $5, ends_at = $6, capacity = $7, apply_from = $8,
+             apply_until = $9, companions_max = $10, state = $11, updated_at = $12
+         WHERE id = $1 AND account_id = $2 AND seats_taken <= $7",
+    )
+    .bind(id)
+    .bind(account.0)
+    .bind(e.title)
+    .bind(e.description)
+    .bind(e.starts_at)
+    .bind(e.ends_at)
+    .bind(e.capacity)
+    .bind(e.apply_from)
+    .bind(e.apply_until)
+    .bind(e.companions_max)
+    .bind(e.state.code())
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    if r.rows_affected() == 0 {
+        let taken: i64 =
+            sqlx::query_scalar("SELECT seats_taken FROM events WHERE id = $1").bind(id).fetch_one(&mut *c).await?;
+        return Ok(Some(Err(EditRefused::CapacityBelowTaken { taken })));
+    }
+    for old in &current.tickets {
+        if !tickets.iter().any(|t| t.id == Some(old.id)) {
+            let gone = sqlx::query(
+                "DELETE FROM ticket_types WHERE id = $1 AND taken = 0
+                   AND NOT EXISTS (SELECT 1 FROM applications WHERE ticket_type_id = $1)",
+            )
+            .bind(old.id)
+            .execute(&mut *c)
+            .await?;
+            if gone.rows_affected() == 0 {
+                return Ok(Some(Err(EditRefused::TicketInUse { name: old.name.clone() })));
+            }
+        }
+    }
+    for (i, t) in tickets.iter().enumerate() {
+        match t.id.filter(|id| current.tickets.iter().any(|old| old.id == *id)) {
+            Some(ticket_id) => {
+                let r = sqlx::query(
+                    "UPDATE ticket_types SET position = $2, name = $3, price_yen = $4, limit_count = $5
+                     WHERE id = $1 AND ($5 IS NULL OR taken <= $5)",
+                )
+                .bind(ticket_id)
+                .bind(i as i64)
+                .bind(t.ticket.name)
+                .bind(t.ticket.price_yen)
+                .bind(t.ticket.limit_count)
+                .execute(&mut *c)
+                .await?;
+                if r.rows_affected() == 0 {
+                    let taken: i64 = sqlx::query_scalar("SELECT taken FROM ticket_types WHERE id = $1")
+                        .bind(ticket_id)
+                        .fetch_one(&mut *c)
+                        .await?;
+                    return Ok(Some(Err(EditRefused::TicketLimitBelowTaken {
+                        name: t.ticket.name.to_string(),
+                        taken,
+                    })));
+                }
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO ticket_types (event_id, position, name, price_yen, limit_count) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(id)
+                .bind(i as i64)
+                .bind(t.ticket.name)
+                .bind(t.ticket.price_yen)
+                .bind(t.ticket.limit_count)
+                .execute(&mut *c)
+                .await?;
+            }
+        }
+    }
+    Ok(Some(Ok(())))
+}
+
+/// A new draft with the event's contents and tickets (no applications), titled `title`.
+pub async fn copy(
+    c: &mut AnyConnection,
+    account: AccountId,
+    id: i64,
+    public_key: &str,
+    title: &str,
+    now: i64,
+) -> Result<Option<i64>> {
+    let Some(e) = get(c, account, id).await? else { return Ok(None) };
+    let input = EventInput {
+        title,
+        description: &e.description,
+        starts_at: e.starts_at,
+        ends_at: e.ends_at,
+        capacity: e.capacity,
+        apply_from: e.apply_from,
+        apply_until: e.apply_until,
+        companions_max: e.companions_max,
+        state: EventState::Draft,
+    };
+    let tickets: Vec<NewTicket> = e
+        .tickets
+        .iter()
+        .map(|t| NewTicket { name: &t.name, price_yen: t.price_yen, limit_count: t.limit_count })
+        .collect();
+    Ok(Some(create(c, account, public_key, &input, &tickets, now).await?))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    Yes,
+    NotFound,
+    /// Applications that are not cancelled hold it.
+    HasApplications(i64),
+}
+
+/// Delete the account's event, unless applications that are not cancelled hold it.
+pub async fn delete(c: &mut AnyConnection, account: AccountId, id: i64) -> Result<Deleted> {
+    let live: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM applications a JOIN events e ON e.id = a.event_id
+         WHERE a.event_id = $1 AND e.account_id = $2 AND a.status <> 'cancelled'",
+    )
+    .bind(id)
+    .bind(account.0)
+    .fetch_one(&mut *c)
+    .await?;
+    if live > 0 {
+        return Ok(Deleted::HasApplications(live));
+    }
+    let r = sqlx::query(
+        "DELETE FROM events WHERE id = $1 AND account_id = $2
+           AND NOT EXISTS (SELECT 1 FROM applications WHERE event_id = $1 AND status <> 'cancelled')",
+    )
+    .bind(id)
+    .bind(account.0)
+    .execute(&mut *c)
+    .await?;
+    Ok(if r.rows_affected() == 1 { Deleted::Yes } else { Deleted::NotFound })
+}

@@ -799,4 +799,46 @@ async fn events_hold_seats_exactly_and_stay_scoped(store: Store) {
     assert_eq!((e2.seats_taken, e2.tickets[1].taken), (2, 2), "refused applications hold nothing");
     let s = events::summaries(&mut c, a.id).await.unwrap();
     assert_eq!((s[1].awaiting_payment, s[1].seats_left()), (1, 98));
+
+    // Edits that would undo what people hold are refused; the rest apply.
+    use events::{Deleted, EditRefused, TicketEdit};
+    let keep = |id: i64, name: &'static str, price_yen: i64, limit_count: Option<i64>| TicketEdit {
+        id: Some(id),
+        ticket: NewTicket { name, price_yen, limit_count },
+    };
+    let edits = [keep(free2, "無料席", 0, None), keep(priced2, "懇親会つき", 3000, Some(3))];
+    let r = events::update(&mut c, a.id, id2, &input(1), &edits, 5).await.unwrap();
+    assert_eq!(r, Some(Err(EditRefused::CapacityBelowTaken { taken: 2 })));
+    let r = events::update(&mut c, a.id, id2, &input(50), &edits[..1], 5).await.unwrap();
+    assert_eq!(r, Some(Err(EditRefused::TicketInUse { name: "懇親会つき".into() })));
+    let tight = [keep(free2, "無料席", 0, None), keep(priced2, "懇親会つき", 3000, Some(1))];
+    let r = events::update(&mut c, a.id, id2, &input(50), &tight, 5).await.unwrap();
+    assert_eq!(r, Some(Err(EditRefused::TicketLimitBelowTaken { name: "懇親会つき".into(), taken: 2 })));
+    assert_eq!(events::update(&mut c, b.id, id2, &input(50), &edits, 5).await.unwrap(), None, "another account's");
+    // (SQLite has one writer: the connection is given back before the transaction begins.)
+    drop(c);
+    let mut tx = store.begin().await.unwrap();
+    let reordered = [
+        keep(priced2, "懇親会つき（軽食）", 3500, Some(5)),
+        TicketEdit { id: None, ticket: NewTicket { name: "学生", price_yen: 1000, limit_count: None } },
+    ];
+    let r = events::update(&mut tx, a.id, id2, &input(50), &reordered, 5).await.unwrap();
+    assert_eq!(r, Some(Ok(())));
+    tx.commit().await.unwrap();
+    let mut c = store.conn().await.unwrap();
+    let e2 = events::get(&mut c, a.id, id2).await.unwrap().unwrap();
+    let names: Vec<_> = e2.tickets.iter().map(|t| (t.name.as_str(), t.price_yen, t.taken)).collect();
+    assert_eq!(names, vec![("懇親会つき（軽食）", 3500, 2), ("学生", 1000, 0)], "the unused free ticket removed");
+    assert_eq!((e2.capacity, e2.seats_taken), (50, 2));
+
+    // A copy is a draft without applications; an event with live applications stays.
+    let copy = events::copy(&mut c, a.id, id2, "pub-key-3", "コピー Zoomセミナー", 6).await.unwrap().unwrap();
+    let e3 = events::get(&mut c, a.id, copy).await.unwrap().unwrap();
+    assert_eq!((e3.state, e3.seats_taken, e3.tickets.len(), e3.tickets[0].taken), (EventState::Draft, 0, 2, 0));
+    assert_eq!(events::copy(&mut c, b.id, id2, "pub-key-4", "x", 6).await.unwrap(), None);
+    assert!(events::public(&mut c, "pub-key-3").await.unwrap().is_none(), "a draft is not public");
+    assert_eq!(events::delete(&mut c, a.id, id2).await.unwrap(), Deleted::HasApplications(1));
+    assert_eq!(events::delete(&mut c, b.id, copy).await.unwrap(), Deleted::NotFound);
+    assert_eq!(events::delete(&mut c, a.id, copy).await.unwrap(), Deleted::Yes);
+    assert!(events::get(&mut c, a.id, copy).await.unwrap().is_none());
 }
