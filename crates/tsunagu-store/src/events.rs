@@ -18,7 +18,7 @@ pub enum EventState {
 }
 
 impl EventState {
-    pub fn code(self) -> &'static str {
+    pub const fn code(self) -> &'static str {
         match self {
             EventState::Draft => "draft",
             EventState::Published => "published",

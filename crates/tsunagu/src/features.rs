@@ -30,6 +30,7 @@ pub fn routes() -> axum::Router<crate::app::SharedApp> {
         .merge(crate::jobs::routes())
         .merge(crate::mail::routes())
         .merge(crate::zoom::routes())
+        .merge(crate::events::routes())
         .merge(crate::line::routes())
         .merge(crate::media::routes())
 }

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod demo;
+pub mod events;
 pub mod features;
 pub mod jobs;
 pub mod limits;

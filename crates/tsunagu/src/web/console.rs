@@ -45,22 +45,6 @@ fn pending(
     Ok(Html(page.render()?))
 }
 
-pub async fn events(auth: Auth) -> Result<Html<String>, AppError> {
-    pending(
-        &auth,
-        "events",
-        "イベント（Zoom）",
-        "申込状況サマリー",
-        &[
-            "イベントごとの申込状況の確認",
-            "［Zoom設定］: ミーティング／ウェビナーの作成と更新（開催日時、所要時間、待機室などの設定）",
-            "申込と決済が完了した参加者と同伴者の Zoom への自動登録と、参加URLのメール送信",
-            "キャンセル時の Zoom 登録の自動取り消し",
-        ],
-        Some(Feature::ZoomEvents),
-    )
-}
-
 pub async fn mail_templates(auth: Auth) -> Result<Html<String>, AppError> {
     pending(
         &auth,

@@ -2,6 +2,7 @@
 
 mod accounts_web;
 mod browser;
+mod events;
 mod helpers;
 mod job_faults;
 mod jobs;

@@ -48,7 +48,8 @@ async fn every_console_place_is_reachable_and_honest() {
         assert!(p.text.contains(&format!("<h1>{heading}</h1>")), "{path}: {}", p.text);
         assert!(!p.text.contains("http://") && !p.text.contains("https://"), "{path}: no external assets");
     }
-    assert!(c.get("/events").await.text.contains("準備中"));
+    assert!(c.get("/mail-templates").await.text.contains("準備中"));
+    assert!(c.get("/events").await.text.contains("新規イベント作成"));
     // The LINE pages say which plans include them (フリー here).
     let line = c.get("/settings/line").await.text;
     assert!(line.contains("ビジネスプランとスペシャルプラン"), "{line}");

@@ -1,0 +1,351 @@
+//! The organizer's event pages: 申込状況サマリー (`/events`), an event's page, and its form
+//! (create, edit), with copy and delete. Another account's event answers 404.
+
+use askama::Template;
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use tsunagu_store::events::{self as store, Deleted, EditRefused, Event, EventState};
+
+use super::form::{EventForm, Problem, group};
+use crate::app::SharedApp;
+use crate::clock::format_local;
+use crate::web::chrome::Chrome;
+use crate::web::context::flash_redirect;
+use crate::web::error::AppError;
+use crate::web::session::Auth;
+
+const NAV: &str = "events";
+
+struct SummaryRow {
+    id: i64,
+    title: String,
+    starts: String,
+    state: &'static str,
+    state_code: &'static str,
+    applied: i64,
+    awaiting_payment: i64,
+    completed: i64,
+    cancelled: i64,
+    seats_left: i64,
+    capacity: i64,
+}
+
+#[derive(Template)]
+#[template(path = "events.html")]
+struct SummaryPage {
+    chrome: Chrome,
+    rows: Vec<SummaryRow>,
+}
+
+/// 申込状況サマリー: every event with its applications counted by status and its seats left.
+pub async fn summary(State(app): State<SharedApp>, auth: Auth) -> Result<Html<String>, AppError> {
+    let mut c = app.store.read().await?;
+    let tz = &auth.account.time_zone;
+    let rows = store::summaries(&mut c, auth.account.id)
+        .await?
+        .into_iter()
+        .map(|s| SummaryRow {
+            id: s.event.id,
+            starts: format_local(s.event.starts_at, tz),
+            state: s.event.state.label_ja(),
+            state_code: s.event.state.code(),
+            applied: s.applied,
+            awaiting_payment: s.awaiting_payment,
+            completed: s.completed,
+            cancelled: s.cancelled,
+            seats_left: s.seats_left(),
+            capacity: s.event.capacity,
+            title: s.event.title,
+        })
+        .collect();
+    let page = SummaryPage { chrome: Chrome::console(&auth, NAV, "申込状況サマリー"), rows };
+    Ok(Html(page.render()?))
+}
+
+/// Each field's message, for the form to show beside it.
+#[derive(Default)]
+struct Errors {
+    title: Option<String>,
+    description: Option<String>,
+    starts_at: Option<String>,
+    ends_at: Option<String>,
+    capacity: Option<String>,
+    companions_max: Option<String>,
+    apply_from: Option<String>,
+    apply_until: Option<String>,
+    state: Option<String>,
+    tickets: Vec<String>,
+}
+
+impl Errors {
+    fn of(problems: &[Problem]) -> Errors {
+        let mut e = Errors::default();
+        for p in problems {
+            let slot = match p.field {
+                "title" => &mut e.title,
+                "description" => &mut e.description,
+                "starts_at" => &mut e.starts_at,
+                "ends_at" => &mut e.ends_at,
+                "capacity" => &mut e.capacity,
+                "companions_max" => &mut e.companions_max,
+                "apply_from" => &mut e.apply_from,
+                "apply_until" => &mut e.apply_until,
+                "state" => &mut e.state,
+                _ => {
+                    e.tickets.push(p.message.clone());
+                    continue;
+                }
+            };
+            slot.get_or_insert(p.message.clone());
+        }
+        e
+    }
+}
+
+#[derive(Template)]
+#[template(path = "event_form.html")]
+struct FormPage {
+    chrome: Chrome,
+    heading: String,
+    action: String,
+    back: String,
+    form: EventForm,
+    summary: Vec<String>,
+    errors: Errors,
+    states: [(&'static str, &'static str); 3],
+}
+
+const STATES: [(&str, &str); 3] = [
+    (EventState::Draft.code(), "下書き（公開しない）"),
+    (EventState::Published.code(), "公開（申込を受け付ける）"),
+    (EventState::Closed.code(), "受付終了"),
+];
+
+fn form_page(
+    auth: &Auth,
+    heading: &str,
+    action: String,
+    back: String,
+    form: EventForm,
+    problems: &[Problem],
+) -> FormPage {
+    FormPage {
+        chrome: Chrome::console(auth, NAV, heading),
+        heading: heading.into(),
+        action,
+        back,
+        form,
+        summary: problems.iter().map(|p| p.message.clone()).collect(),
+        errors: Errors::of(problems),
+        states: STATES,
+    }
+}
+
+fn refused(page: FormPage) -> Result<Response, AppError> {
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response())
+}
+
+pub async fn new_form(auth: Auth) -> Result<Html<String>, AppError> {
+    let page = form_page(&auth, "新規イベント作成", "/events/new".into(), "/events".into(), EventForm::blank(), &[]);
+    Ok(Html(page.render()?))
+}
+
+pub async fn create(
+    State(app): State<SharedApp>,
+    auth: Auth,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, AppError> {
+    let form = EventForm::from_fields(&fields);
+    let parsed = match form.parse(&auth.account.time_zone, app.now()) {
+        Ok(p) => p,
+        Err(problems) => {
+            return refused(form_page(
+                &auth,
+                "新規イベント作成",
+                "/events/new".into(),
+                "/events".into(),
+                form,
+                &problems,
+            ));
+        }
+    };
+    let key = crate::crypto::random_token(16);
+    let mut c = app.store.conn().await?;
+    let id = store::create(&mut c, auth.account.id, &key, &parsed.input(), &parsed.new_tickets(), app.now()).await?;
+    tracing::info!(account_id = %auth.account.id, event_id = id, "event created");
+    Ok(flash_redirect(&app, &format!("/events/{id}"), "success", "イベントを作成しました。"))
+}
+
+async fn owned(app: &SharedApp, auth: &Auth, id: i64) -> Result<Event, AppError> {
+    let mut c = app.store.read().await?;
+    store::get(&mut c, auth.account.id, id).await?.ok_or(AppError::NotFound)
+}
+
+pub async fn edit_form(
+    State(app): State<SharedApp>,
+    auth: Auth,
+    Path(id): Path<i64>,
+) -> Result<Html<String>, AppError> {
+    let event = owned(&app, &auth, id).await?;
+    let form = EventForm::of(&event, &auth.account.time_zone);
+    let page = form_page(&auth, "イベントの編集", format!("/events/{id}/edit"), format!("/events/{id}"), form, &[]);
+    Ok(Html(page.render()?))
+}
+
+pub async fn update(
+    State(app): State<SharedApp>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, AppError> {
+    let form = EventForm::from_fields(&fields);
+    let page = |form: EventForm, problems: &[Problem]| {
+        form_page(&auth, "イベントの編集", format!("/events/{id}/edit"), format!("/events/{id}"), form, problems)
+    };
+    let parsed = match form.parse(&auth.account.time_zone, app.now()) {
+        Ok(p) => p,
+        Err(problems) => {
+            owned(&app, &auth, id).await?;
+            return refused(page(form, &problems));
+        }
+    };
+    let mut tx = app.store.begin().await?;
+    let result =
+        store::update(&mut tx, auth.account.id, id, &parsed.input(), &parsed.ticket_edits(), app.now()).await?;
+    match result {
+        None => Err(AppError::NotFound),
+        Some(Err(why)) => {
+            tx.rollback().await.map_err(tsunagu_store::StoreError::from)?;
+            let (field, message) = match why {
+                EditRefused::CapacityBelowTaken { taken } => (
+                    "capacity",
+                    format!(
+                        "すでに {} 人が申し込んでいるため、定員を {} 人より少なくはできません。",
+                        group(taken),
+                        group(taken)
+                    ),
+                ),
+                EditRefused::TicketLimitBelowTaken { name, taken } => (
+                    "tickets",
+                    format!(
+                        "「{name}」はすでに {} 人が申し込んでいるため、販売数の上限を {} より少なくはできません。",
+                        group(taken),
+                        group(taken)
+                    ),
+                ),
+                EditRefused::TicketInUse { name } => (
+                    "tickets",
+                    format!(
+                        "「{name}」は申込で使われているため削除できません。販売をやめる場合は、販売数の上限を今の申込数にしてください。"
+                    ),
+                ),
+            };
+            refused(page(form, &[Problem { field, message }]))
+        }
+        Some(Ok(())) => {
+            tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
+            tracing::info!(account_id = %auth.account.id, event_id = id, "event updated");
+            Ok(flash_redirect(&app, &format!("/events/{id}"), "success", "イベントを保存しました。"))
+        }
+    }
+}
+
+struct TicketLine {
+    name: String,
+    price: String,
+    limit: String,
+}
+
+#[derive(Template)]
+#[template(path = "event.html")]
+struct EventPage {
+    chrome: Chrome,
+    id: i64,
+    title: String,
+    state: &'static str,
+    state_code: &'static str,
+    starts: String,
+    ends: String,
+    apply_from: String,
+    apply_until: String,
+    capacity: i64,
+    seats_taken: i64,
+    seats_left: i64,
+    companions_max: i64,
+    tickets: Vec<TicketLine>,
+    description_html: String,
+}
+
+fn price(yen: i64) -> String {
+    if yen == 0 { "無料".into() } else { format!("{}円", group(yen)) }
+}
+
+pub async fn show(State(app): State<SharedApp>, auth: Auth, Path(id): Path<i64>) -> Result<Html<String>, AppError> {
+    let e = owned(&app, &auth, id).await?;
+    let tz = &auth.account.time_zone;
+    let page = EventPage {
+        chrome: Chrome::console(&auth, NAV, &e.title),
+        id: e.id,
+        state: e.state.label_ja(),
+        state_code: e.state.code(),
+        starts: format_local(e.starts_at, tz),
+        ends: format_local(e.ends_at, tz),
+        apply_from: format_local(e.apply_from, tz),
+        apply_until: format_local(e.apply_until, tz),
+        capacity: e.capacity,
+        seats_taken: e.seats_taken,
+        seats_left: e.capacity - e.seats_taken,
+        companions_max: e.companions_max,
+        tickets: e
+            .tickets
+            .iter()
+            .map(|t| TicketLine {
+                name: t.name.clone(),
+                price: price(t.price_yen),
+                limit: match t.limit_count {
+                    Some(l) => format!("{} 人まで（申込 {} 人）", group(l), group(t.taken)),
+                    None => format!("上限なし（申込 {} 人）", group(t.taken)),
+                },
+            })
+            .collect(),
+        description_html: super::text::linkify(&e.description),
+        title: e.title,
+    };
+    Ok(Html(page.render()?))
+}
+
+pub async fn copy(State(app): State<SharedApp>, auth: Auth, Path(id): Path<i64>) -> Result<Response, AppError> {
+    let e = owned(&app, &auth, id).await?;
+    let title: String = format!("{}（コピー）", e.title).chars().take(200).collect();
+    let key = crate::crypto::random_token(16);
+    let mut c = app.store.conn().await?;
+    let copy = store::copy(&mut c, auth.account.id, id, &key, &title, app.now()).await?.ok_or(AppError::NotFound)?;
+    tracing::info!(account_id = %auth.account.id, event_id = id, copy_id = copy, "event copied");
+    Ok(flash_redirect(
+        &app,
+        &format!("/events/{copy}/edit"),
+        "success",
+        "イベントをコピーしました。下書きとして保存されています。内容を確認して保存してください。",
+    ))
+}
+
+pub async fn delete(State(app): State<SharedApp>, auth: Auth, Path(id): Path<i64>) -> Result<Response, AppError> {
+    let mut c = app.store.conn().await?;
+    match store::delete(&mut c, auth.account.id, id).await? {
+        Deleted::Yes => {
+            tracing::info!(account_id = %auth.account.id, event_id = id, "event deleted");
+            Ok(flash_redirect(&app, "/events", "success", "イベントを削除しました。"))
+        }
+        Deleted::NotFound => Err(AppError::NotFound),
+        Deleted::HasApplications(n) => Ok(flash_redirect(
+            &app,
+            &format!("/events/{id}"),
+            "error",
+            &format!(
+                "キャンセルされていない申込が {} 件あるため、削除できません。申込の受付をやめる場合は、状態を「受付終了」にしてください。",
+                group(n)
+            ),
+        )),
+    }
+}
