@@ -107,6 +107,33 @@ async fn console_in_a_real_browser_on_desktop_and_phone() {
     b.answer_dialog(true, 10).await;
     b.wait_for_text(".flash", "「第1回の音声.wav」を削除しました。", 10).await;
     assert!(b.text("#media-list").await.contains("まだファイルはありません。"));
+    // An event through its form, as an organizer makes one (manual 000 starts from 申込状況サマリー).
+    b.goto(&format!("{}/events", t.addr)).await;
+    b.wait_for_text("h1", "申込状況サマリー", 10).await;
+    b.click("a.button[href=\"/events/new\"]").await;
+    b.wait_for_path("/events/new", 10).await;
+    b.type_into("input[name=title]", "新春 Zoom セミナー").await;
+    b.type_into("textarea[name=description]", "Zoom で開催します。\n資料: https://example.com/slides").await;
+    b.type_into("input[name=capacity]", "３０").await;
+    // datetime-local inputs take their value as the browser's own pickers would set it.
+    b.execute(
+        "document.querySelector('[name=starts_at]').value = '2027-01-20T19:00';
+         document.querySelector('[name=ends_at]').value = '2027-01-20T21:00';",
+        vec![],
+    )
+    .await;
+    b.type_into("input[name=ticket_name_1]", "懇親会つき").await;
+    b.type_into("input[name=ticket_price_1]", "3,000").await;
+    b.click("input[name=state][value=published]").await;
+    eprintln!("screenshot: {}", b.screenshot("browser-desktop-event-form").await.display());
+    b.click("#event-save").await;
+    b.wait_for_text(".flash", "イベントを作成しました。", 10).await;
+    assert_eq!(b.text("h1").await, "新春 Zoom セミナー");
+    assert!(b.text("main").await.contains("3,000円"));
+    eprintln!("screenshot: {}", b.screenshot("browser-desktop-event").await.display());
+    b.goto(&format!("{}/events", t.addr)).await;
+    b.wait_for_text("main", "新春 Zoom セミナー", 10).await;
+    eprintln!("screenshot: {}", b.screenshot("browser-desktop-events").await.display());
     drop(b);
 
     // Phone: no sidebar; the メニュー summary opens the same navigation.
@@ -183,6 +210,13 @@ async fn console_in_a_real_browser_on_desktop_and_phone() {
     }
     assert!(ready[0].as_i64().is_some_and(|r| r >= 1), "the player loads the file: {ready}");
     assert!(ready[1].as_f64().is_some_and(|d| (1.5..2.5).contains(&d)), "its length: {ready}");
+    // The event pages on a phone: the summary's rows are cards, the form fits the screen.
+    for (path, shot) in [("/events", "browser-phone-events"), ("/events/new", "browser-phone-event-form")] {
+        p.goto(&format!("{}{path}", t.addr)).await;
+        p.wait_for("main h1", 10).await;
+        assert_eq!(p.execute(NO_HORIZONTAL_OVERFLOW, vec![]).await, true, "{path} fits a phone");
+        eprintln!("screenshot: {}", p.screenshot(shot).await.display());
+    }
     drop(p);
 
     t.assert_no_jobs_left().await;
