@@ -265,8 +265,7 @@ struct EventPage {
     title: String,
     state: &'static str,
     state_code: &'static str,
-    starts: String,
-    ends: String,
+    when: String,
     apply_from: String,
     apply_until: String,
     capacity: i64,
@@ -275,6 +274,8 @@ struct EventPage {
     companions_max: i64,
     tickets: Vec<TicketLine>,
     description_html: String,
+    /// The public page's address, once the event is not a draft.
+    public_url: Option<String>,
 }
 
 fn price(yen: i64) -> String {
@@ -289,8 +290,7 @@ pub async fn show(State(app): State<SharedApp>, auth: Auth, Path(id): Path<i64>)
         id: e.id,
         state: e.state.label_ja(),
         state_code: e.state.code(),
-        starts: format_local(e.starts_at, tz),
-        ends: format_local(e.ends_at, tz),
+        when: super::form::span(e.starts_at, e.ends_at, tz),
         apply_from: format_local(e.apply_from, tz),
         apply_until: format_local(e.apply_until, tz),
         capacity: e.capacity,
@@ -310,6 +310,7 @@ pub async fn show(State(app): State<SharedApp>, auth: Auth, Path(id): Path<i64>)
             })
             .collect(),
         description_html: super::text::linkify(&e.description),
+        public_url: (e.state != EventState::Draft).then(|| super::public::url(&app.config, &e)),
         title: e.title,
     };
     Ok(Html(page.render()?))

@@ -347,6 +347,15 @@ fn instant(s: &str, tz: &str) -> Option<i64> {
     Some(dt.to_zoned(zone).ok()?.timestamp().as_millisecond())
 }
 
+/// `2027年01月20日 19:00 〜 21:00`, with the end's date only when it is another day.
+pub fn span(start: i64, end: i64, tz: &str) -> String {
+    let (s, e) = (crate::clock::format_local(start, tz), crate::clock::format_local(end, tz));
+    match (s.split_once(' '), e.split_once(' ')) {
+        (Some((sd, _)), Some((ed, et))) if sd == ed => format!("{s} 〜 {et}"),
+        _ => format!("{s} 〜 {e}"),
+    }
+}
+
 /// An instant as a `datetime-local` input's value in the account's zone.
 pub fn local_input(ms: i64, tz: &str) -> String {
     let Ok(ts) = jiff::Timestamp::from_millisecond(ms) else { return String::new() };
@@ -380,6 +389,11 @@ mod tests {
         assert_eq!((p.capacity, p.apply_until), (30, p.starts_at), "applications close at the start by default");
         assert_eq!(p.tickets[1], (None, "懇親会つき".to_string(), 3000, Some(10)));
         assert_eq!(local_input(p.starts_at, "Asia/Tokyo"), "2026-12-24T19:00");
+        assert_eq!(span(p.starts_at, p.ends_at, "Asia/Tokyo"), "2026年12月24日 19:00 〜 21:00");
+        assert_eq!(
+            span(p.starts_at, p.ends_at + 86_400_000, "Asia/Tokyo"),
+            "2026年12月24日 19:00 〜 2026年12月25日 21:00"
+        );
         let mut g = form();
         g.starts_at = "2026/12/24 19:00".into();
         assert_eq!(g.parse("Asia/Tokyo", 0).unwrap().starts_at, p.starts_at);

@@ -1,9 +1,10 @@
-//! Events on Zoom (manual 000): the organizer's events with their tickets, 申込状況サマリー and
-//! each event's page. Routes, pages and their reading of the forms live here; the data lives in
+//! Events on Zoom (manual 000): the organizer's events with their tickets, 申込状況サマリー,
+//! each event's page, and its public page for participants. Routes, pages and their reading of the forms live here; the data lives in
 //! `tsunagu_store::events`.
 
 pub mod console;
 pub mod form;
+pub mod public;
 pub mod text;
 
 /// The console's event pages.
@@ -16,4 +17,5 @@ pub fn routes() -> axum::Router<crate::app::SharedApp> {
         .route("/events/{id}/edit", get(console::edit_form).post(console::update))
         .route("/events/{id}/copy", post(console::copy))
         .route("/events/{id}/delete", post(console::delete))
+        .route("/e/{key}", get(public::page))
 }

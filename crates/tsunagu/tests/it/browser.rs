@@ -131,6 +131,9 @@ async fn console_in_a_real_browser_on_desktop_and_phone() {
     assert_eq!(b.text("h1").await, "新春 Zoom セミナー");
     assert!(b.text("main").await.contains("3,000円"));
     eprintln!("screenshot: {}", b.screenshot("browser-desktop-event").await.display());
+    // (The link carries the configured public URL; the test server listens elsewhere.)
+    let public_path = b.execute("return document.querySelector('.facts a[href*=\"/e/\"]').pathname", vec![]).await;
+    let public_path = public_path.as_str().expect("a published event shows its public address").to_string();
     b.goto(&format!("{}/events", t.addr)).await;
     b.wait_for_text("main", "新春 Zoom セミナー", 10).await;
     eprintln!("screenshot: {}", b.screenshot("browser-desktop-events").await.display());
@@ -211,7 +214,11 @@ async fn console_in_a_real_browser_on_desktop_and_phone() {
     assert!(ready[0].as_i64().is_some_and(|r| r >= 1), "the player loads the file: {ready}");
     assert!(ready[1].as_f64().is_some_and(|d| (1.5..2.5).contains(&d)), "its length: {ready}");
     // The event pages on a phone: the summary's rows are cards, the form fits the screen.
-    for (path, shot) in [("/events", "browser-phone-events"), ("/events/new", "browser-phone-event-form")] {
+    for (path, shot) in [
+        ("/events", "browser-phone-events"),
+        ("/events/new", "browser-phone-event-form"),
+        (public_path.as_str(), "browser-phone-public-event"),
+    ] {
         p.goto(&format!("{}{path}", t.addr)).await;
         p.wait_for("main h1", 10).await;
         assert_eq!(p.execute(NO_HORIZONTAL_OVERFLOW, vec![]).await, true, "{path} fits a phone");

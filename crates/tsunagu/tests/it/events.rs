@@ -68,6 +68,25 @@ async fn an_organizer_creates_edits_copies_and_deletes_events() {
     }
     assert!(page.text.contains("Zoom で開催します。<br>"), "line breaks kept");
     assert!(page.text.contains("<a href=\"https://example.com/slides\""), "addresses linked");
+    // Its public page, for anyone with the address.
+    let at = page.text.find("/e/").expect("the public address is shown");
+    let key: String =
+        page.text[at + 3..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
+    let anyone = Client::new(&t.addr);
+    let public = anyone.get(&format!("/e/{key}")).await;
+    assert_eq!(public.status, 200);
+    for text in [
+        "新春 Zoom セミナー",
+        "2027年01月20日 19:00",
+        "30 席",
+        "3,000円",
+        "残り 10 枚",
+        "<a href=\"https://example.com/slides\"",
+    ] {
+        assert!(public.text.contains(text), "{text}: {}", public.text);
+    }
+    assert!(!public.text.contains("申込受付は終了"), "open for applications");
+    assert_eq!(anyone.get("/e/no-such-key").await.status, 404);
     let summary = c.get("/events").await.text;
     assert!(
         summary.contains(&format!("<a href=\"/events/{id}\">新春 Zoom セミナー</a>")) && summary.contains("30 / 30")
@@ -106,9 +125,23 @@ async fn an_organizer_creates_edits_copies_and_deletes_events() {
     assert!(c.get(&copy_edit).await.text.contains("新春 Zoom セミナー（第2回）（コピー）"));
     let copy_id: i64 = copy_edit.trim_start_matches("/events/").trim_end_matches("/edit").parse().unwrap();
     assert!(c.get("/events").await.text.contains("下書き"));
+    let draft = c.get(&format!("/events/{copy_id}")).await.text;
+    assert!(draft.contains("下書きのため公開されていません"));
+    assert_eq!(anyone.get(&format!("/e/{key}")).await.status, 200, "the original stays public");
     let r = c.submit(&format!("/events/{copy_id}"), &format!("/events/{copy_id}/delete"), &[]).await;
     assert_eq!((r.status, r.location.as_deref()), (303, Some("/events")));
     assert_eq!(c.get(&format!("/events/{copy_id}")).await.status, 404);
+
+    // Closed: the public page says so.
+    let mut closed = edit.clone();
+    for (k, v) in closed.iter_mut() {
+        if *k == "state" {
+            *v = "closed";
+        }
+    }
+    let r = c.submit(&format!("/events/{id}/edit"), &format!("/events/{id}/edit"), &closed).await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    assert!(anyone.get(&format!("/e/{key}")).await.text.contains("このイベントの申込受付は終了しました。"));
 
     // Another account sees and changes nothing of it.
     let other = t.signup("other@example.com", "別の 主催者").await;
