@@ -549,3 +549,162 @@ pub async fn delete(c: &mut AnyConnection, account: AccountId, id: i64) -> Resul
     .await?;
     Ok(if r.rows_affected() == 1 { Deleted::Yes } else { Deleted::NotFound })
 }
+
+/// ［Zoom設定］ as saved, with what Zoom holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoomSettings {
+    pub event_id: i64,
+    pub enabled: bool,
+    /// `meeting` or `webinar`.
+    pub kind: String,
+    pub starts_at: i64,
+    pub duration_minutes: i64,
+    /// The screen's options as JSON (read by the app).
+    pub options: String,
+    /// `none`, `pending`, `created`, `failed` or `deleted`.
+    pub state: String,
+    pub reason: String,
+    pub zoom_id: Option<i64>,
+    /// The kind of what `zoom_id` names (a meeting stays one when the screen says webinar).
+    pub zoom_kind: String,
+    pub join_url: String,
+    pub passcode: String,
+    pub revision: i64,
+    pub applied_revision: i64,
+}
+
+/// What the organizer saves on ［Zoom設定］.
+#[derive(Debug, Clone)]
+pub struct ZoomChoice<'a> {
+    pub enabled: bool,
+    pub kind: &'a str,
+    pub starts_at: i64,
+    pub duration_minutes: i64,
+    pub options: &'a str,
+}
+
+const ZOOM_COLUMNS: &str =
+    "z.event_id, z.enabled, z.kind, z.starts_at, z.duration_minutes, z.options, z.state, z.reason,
+     z.zoom_id, z.zoom_kind, z.join_url, z.passcode, z.revision, z.applied_revision";
+
+fn zoom_row(r: &sqlx::any::AnyRow) -> ZoomSettings {
+    ZoomSettings {
+        event_id: r.get(0),
+        enabled: r.get::<i64, _>(1) != 0,
+        kind: r.get(2),
+        starts_at: r.get(3),
+        duration_minutes: r.get(4),
+        options: r.get(5),
+        state: r.get(6),
+        reason: r.get(7),
+        zoom_id: r.get(8),
+        zoom_kind: r.get(9),
+        join_url: r.get(10),
+        passcode: r.get(11),
+        revision: r.get(12),
+        applied_revision: r.get(13),
+    }
+}
+
+/// The account's event's ［Zoom設定］, if ever saved.
+pub async fn zoom_settings(c: &mut AnyConnection, account: AccountId, event_id: i64) -> Result<Option<ZoomSettings>> {
+    let sql = format!(
+        "SELECT {ZOOM_COLUMNS} FROM event_zoom z JOIN events e ON e.id = z.event_id
+         WHERE z.event_id = $1 AND e.account_id = $2"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(event_id).bind(account.0).fetch_optional(c).await?;
+    Ok(row.as_ref().map(zoom_row))
+}
+
+/// Save ［Zoom設定］ of the account's event: the choice replaces the last one, the state becomes
+/// `pending` and the revision moves on (the caller queues the job in the same transaction).
+/// Returns the new revision, or `None` when the event is not the account's.
+pub async fn save_zoom_settings(
+    c: &mut AnyConnection,
+    account: AccountId,
+    event_id: i64,
+    z: &ZoomChoice<'_>,
+    now: i64,
+) -> Result<Option<i64>> {
+    let owned: Option<i64> = sqlx::query_scalar("SELECT id FROM events WHERE id = $1 AND account_id = $2")
+        .bind(event_id)
+        .bind(account.0)
+        .fetch_optional(&mut *c)
+        .await?;
+    if owned.is_none() {
+        return Ok(None);
+    }
+    let row = sqlx::query(
+        "INSERT INTO event_zoom (event_id, enabled, kind, starts_at, duration_minutes, options, state, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7)
+         ON CONFLICT (event_id) DO UPDATE SET enabled = excluded.enabled, kind = excluded.kind,
+             starts_at = excluded.starts_at, duration_minutes = excluded.duration_minutes, options = excluded.options,
+             state = 'pending', reason = '', revision = event_zoom.revision + 1, updated_at = excluded.updated_at
+         RETURNING revision",
+    )
+    .bind(event_id)
+    .bind(i64::from(z.enabled))
+    .bind(z.kind)
+    .bind(z.starts_at)
+    .bind(z.duration_minutes)
+    .bind(z.options)
+    .bind(now)
+    .fetch_one(&mut *c)
+    .await?;
+    Ok(Some(row.get(0)))
+}
+
+/// For the job (no account: it acts for the event's owner): the settings to apply.
+pub async fn zoom_settings_for_job(c: &mut AnyConnection, event_id: i64) -> Result<Option<ZoomSettings>> {
+    let sql = format!("SELECT {ZOOM_COLUMNS} FROM event_zoom z WHERE z.event_id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(event_id).fetch_optional(c).await?;
+    Ok(row.as_ref().map(zoom_row))
+}
+
+/// What the job found at Zoom after applying `revision`.
+#[derive(Debug, Clone)]
+pub struct ZoomOutcome<'a> {
+    /// `created`, `failed` or `deleted`.
+    pub state: &'a str,
+    pub reason: &'a str,
+    pub zoom_id: Option<i64>,
+    pub zoom_kind: &'a str,
+    pub join_url: &'a str,
+    pub passcode: &'a str,
+}
+
+/// Record the job's outcome for `revision`. The state is set only if no newer save came
+/// meanwhile (that save's job reports instead); what Zoom holds is always recorded, so a
+/// meeting created for an older revision is updated, never created again. Returns whether the
+/// state was set.
+pub async fn record_zoom_outcome(
+    c: &mut AnyConnection,
+    event_id: i64,
+    revision: i64,
+    o: &ZoomOutcome<'_>,
+    now: i64,
+) -> Result<bool> {
+    sqlx::query(
+        "UPDATE event_zoom SET zoom_id = $2, zoom_kind = $3, join_url = $4, passcode = $5, updated_at = $6
+         WHERE event_id = $1",
+    )
+    .bind(event_id)
+    .bind(o.zoom_id)
+    .bind(o.zoom_kind)
+    .bind(o.join_url)
+    .bind(o.passcode)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    let r = sqlx::query(
+        "UPDATE event_zoom SET state = $3, reason = $4, applied_revision = $2
+         WHERE event_id = $1 AND revision = $2",
+    )
+    .bind(event_id)
+    .bind(revision)
+    .bind(o.state)
+    .bind(o.reason)
+    .execute(&mut *c)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}

@@ -62,6 +62,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0008_events.sql"),
         postgres: include_str!("../migrations/postgres/0008_events.sql"),
     },
+    Migration {
+        version: 9,
+        name: "event_zoom",
+        sqlite: include_str!("../migrations/sqlite/0009_event_zoom.sql"),
+        postgres: include_str!("../migrations/postgres/0009_event_zoom.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -26,6 +26,7 @@ conformance!(
     retention_purges_only_what_is_done,
     mails_are_paged_newest_first,
     events_hold_seats_exactly_and_stay_scoped,
+    zoom_settings_keep_the_newest_save,
 );
 
 async fn account(store: &Store, email: &str) -> accounts::Account {
@@ -841,4 +842,61 @@ async fn events_hold_seats_exactly_and_stay_scoped(store: Store) {
     assert_eq!(events::delete(&mut c, b.id, copy).await.unwrap(), Deleted::NotFound);
     assert_eq!(events::delete(&mut c, a.id, copy).await.unwrap(), Deleted::Yes);
     assert!(events::get(&mut c, a.id, copy).await.unwrap().is_none());
+}
+
+async fn zoom_settings_keep_the_newest_save(store: Store) {
+    use events::{EventInput, EventState, NewTicket, ZoomChoice, ZoomOutcome};
+    let a = account(&store, "zoom-organizer@example.com").await;
+    let b = account(&store, "zoom-other@example.com").await;
+    let mut c = store.conn().await.unwrap();
+    let input = EventInput {
+        title: "ウェビナー",
+        description: "",
+        starts_at: 10_000,
+        ends_at: 20_000,
+        capacity: 100,
+        apply_from: 0,
+        apply_until: 9_000,
+        companions_max: 0,
+        state: EventState::Draft,
+    };
+    let tickets = [NewTicket { name: "一般", price_yen: 0, limit_count: None }];
+    let id = events::create(&mut c, a.id, "zoom-key", &input, &tickets, 1).await.unwrap();
+    let choice = |kind, duration| ZoomChoice {
+        enabled: true,
+        kind,
+        starts_at: 10_000,
+        duration_minutes: duration,
+        options: r#"{"registration":true}"#,
+    };
+    assert!(events::zoom_settings(&mut c, a.id, id).await.unwrap().is_none(), "never saved");
+    assert_eq!(events::save_zoom_settings(&mut c, b.id, id, &choice("meeting", 60), 2).await.unwrap(), None);
+    assert_eq!(events::save_zoom_settings(&mut c, a.id, id, &choice("meeting", 60), 2).await.unwrap(), Some(1));
+    assert!(events::zoom_settings(&mut c, b.id, id).await.unwrap().is_none(), "another account's");
+    // A second save while the first one's job runs: the first job records what Zoom holds,
+    // but the state waits for the second.
+    assert_eq!(events::save_zoom_settings(&mut c, a.id, id, &choice("meeting", 90), 3).await.unwrap(), Some(2));
+    let created = ZoomOutcome {
+        state: "created",
+        reason: "",
+        zoom_id: Some(85_000_000_001),
+        zoom_kind: "meeting",
+        join_url: "https://zoom.us/j/85000000001",
+        passcode: "",
+    };
+    assert!(!events::record_zoom_outcome(&mut c, id, 1, &created, 4).await.unwrap());
+    let z = events::zoom_settings(&mut c, a.id, id).await.unwrap().unwrap();
+    assert_eq!(
+        (z.state.as_str(), z.zoom_id, z.duration_minutes, z.applied_revision),
+        ("pending", Some(85_000_000_001), 90, 0)
+    );
+    assert!(events::record_zoom_outcome(&mut c, id, 2, &created, 5).await.unwrap());
+    let z = events::zoom_settings(&mut c, a.id, id).await.unwrap().unwrap();
+    assert_eq!(
+        (z.state.as_str(), z.applied_revision, z.join_url.as_str()),
+        ("created", 2, "https://zoom.us/j/85000000001")
+    );
+    // Deleting the event takes its settings with it.
+    assert_eq!(events::delete(&mut c, a.id, id).await.unwrap(), events::Deleted::Yes);
+    assert!(events::zoom_settings_for_job(&mut c, id).await.unwrap().is_none());
 }
