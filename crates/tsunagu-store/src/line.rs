@@ -132,6 +132,15 @@ pub async fn claim_unhandled(
 }
 
 /// Unhandled events of a channel, oldest event first.
+/// Whether the channel has an event stored but not yet handled (served by the unhandled index).
+pub async fn has_unhandled(c: &mut AnyConnection, channel_id: &str) -> Result<bool> {
+    let row = sqlx::query("SELECT 1 FROM line_webhook_events WHERE channel_id = $1 AND handled_at IS NULL LIMIT 1")
+        .bind(channel_id)
+        .fetch_optional(c)
+        .await?;
+    Ok(row.is_some())
+}
+
 pub async fn unhandled(c: &mut AnyConnection, channel_id: &str, limit: i64) -> Result<Vec<StoredEvent>> {
     let rows = sqlx::query(
         "SELECT id, webhook_event_id, event_type, user_id, event_ts, body, handled_at FROM line_webhook_events

@@ -3,9 +3,10 @@
 //!
 //! Follow (new or unblocked) and unfollow (blocked) move the channel's friend list; other types
 //! are kept and marked handled (the course issue builds on them). The intake applies these
-//! rules in the transaction that stores the events ([`super::webhook`]); only when the database
-//! refused part of a batch are its requests stored one by one and left to this job, which claims
-//! them so that each is applied once however many of its jobs run.
+//! rules in the transaction that stores the events ([`super::webhook`]); when the database
+//! refused part of a batch, or the channel still has events waiting, they are stored unapplied
+//! and left to this job, which claims them so that each is applied once however many of its
+//! jobs run.
 
 use tsunagu_store::jobs::ClaimedJob;
 use tsunagu_store::line::{self as store, FriendStatus};
@@ -70,9 +71,9 @@ pub(crate) struct Facts<'a> {
     pub event_ts: i64,
 }
 
-/// Each user's newest follow or unfollow among `events` (given in arrival order: event time
-/// decides, arrival breaks ties), with the newest follow kept as `followed_at`; and how many
-/// follows and unfollows there were.
+/// Each user's newest follow or unfollow among `events` (event time decides; between events of
+/// the same millisecond, the later in `events`), with the newest follow kept as `followed_at`;
+/// and how many follows and unfollows there were.
 pub(crate) fn friend_changes<'a>(events: impl Iterator<Item = Facts<'a>>) -> (Vec<store::FriendChange>, u64, u64) {
     let mut by_user: std::collections::HashMap<&str, store::FriendChange> = std::collections::HashMap::new();
     let (mut follows, mut unfollows) = (0, 0);

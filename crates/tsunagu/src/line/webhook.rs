@@ -1,9 +1,11 @@
 //! `POST /line/webhook/{channel_id}` (NOTES §4). The signature is checked on the raw body, in
 //! constant time, before anything parses it: a bad or missing one gets 401 and nothing is
 //! stored. A good request is stored durably — each event once, deduplicated by
-//! `webhookEventId`, so a redelivery is recognised — and applied (the friend list, see
-//! [`super::events`]) in the same transaction, then answered 200. Unknown event types are kept
-//! and ignored.
+//! `webhookEventId`, so a redelivery is recognised — and answered 200 once committed. Its
+//! effects (the friend list, see [`super::events`]) are applied in the same transaction, except
+//! when the database refused part of its batch or its channel still has events waiting for the
+//! `line.events` job: then they are stored unapplied and the job applies them, in event-time
+//! order with the ones before. Unknown event types are kept and ignored.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -169,13 +171,15 @@ impl Intake {
     }
 }
 
-/// Store every request's new events (each once) and apply them, all in one transaction. If the
-/// database refuses any of it, the transaction is rolled back and the requests are written
-/// again each under a savepoint of its own, so that only the refused ones fail; their events
-/// are then stored unapplied, with one `line.events` job per channel due
-/// `line.events_delay_ms` later (a no-op when one is queued already), which applies them.
-/// Returns each request's answer and whether a job was queued (workers are woken only then),
-/// or `Err` when the transaction itself cannot begin or commit.
+/// Store every request's new events (each once) and apply them, all in one transaction: each
+/// channel's, unless it has events waiting for the `line.events` job, whose order they join
+/// (stored unapplied, and a job queued for the channel). If the database refuses any of it, the
+/// transaction is rolled back and the requests are written again each under a savepoint of
+/// its own, so that only the refused ones fail; their events are then all stored unapplied.
+/// A `line.events` job is queued (due `line.events_delay_ms` later; a no-op when one is queued
+/// already) for each channel left with unapplied events. Returns each request's answer and
+/// whether a job was queued (workers are woken only then), or `Err` when the transaction itself
+/// cannot begin or commit.
 async fn store_batch(
     app: &SharedApp,
     batch: &[(String, CallbackRequest)],
@@ -183,11 +187,11 @@ async fn store_batch(
     let now = app.now();
     let mut tx = app.store.begin().await?;
     match store_and_apply(&mut tx, batch, now).await {
-        Ok(answers) => {
+        Ok((answers, applied, waiting)) => {
+            let queued = queue_jobs(&mut tx, app, &waiting).await?;
             tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
-            let applied = answers.iter().map(|a| a.as_ref().map_or(0, |n| *n)).sum::<usize>();
             app.metrics.add("line_events_applied", applied as u64);
-            return Ok((answers, false));
+            return Ok((answers, queued));
         }
         Err(e) => {
             tracing::warn!(error = %e, requests = batch.len(), "a line webhook batch was refused; storing its requests one by one");
@@ -196,11 +200,15 @@ async fn store_batch(
     }
     let mut tx = app.store.begin().await?;
     let mut answers = Vec::with_capacity(batch.len());
+    let mut waiting: Vec<&str> = Vec::new();
     for (channel_id, request) in batch {
         let mut sp = sqlx::Connection::begin(&mut *tx).await?;
         match store_request(&mut sp, channel_id, request, now, false).await {
             Ok(new) => {
                 sp.commit().await?;
+                if !new.is_empty() && !waiting.contains(&channel_id.as_str()) {
+                    waiting.push(channel_id);
+                }
                 answers.push(Ok(new.len()));
             }
             Err(e) => {
@@ -210,47 +218,62 @@ async fn store_batch(
             }
         }
     }
-    let mut queued = false;
-    let mut seen: Vec<&str> = Vec::new();
-    let delay_ms = app.config.line.events_delay_ms as i64;
-    for ((channel_id, _), answer) in batch.iter().zip(&answers) {
-        if matches!(answer, Ok(n) if *n > 0) && !seen.contains(&channel_id.as_str()) {
-            seen.push(channel_id);
-            let key = format!("{}:{channel_id}", kinds::LINE_EVENTS);
-            let payload = serde_json::json!({"channel_id": channel_id});
-            queued |= jobs::enqueue(&mut tx, app, kinds::LINE_EVENTS, &payload, Some(&key), delay_ms).await?.is_some();
-        }
-    }
+    let queued = queue_jobs(&mut tx, app, &waiting).await?;
     tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
     Ok((answers, queued))
 }
 
-/// The whole batch, stored as handled and applied: each request's count of new events, or the
-/// first error (the caller rolls back).
-async fn store_and_apply(
+/// One `line.events` job per channel (a no-op where one is queued); whether any was new.
+async fn queue_jobs(tx: &mut tsunagu_store::AnyConnection, app: &SharedApp, channels: &[&str]) -> anyhow::Result<bool> {
+    let mut queued = false;
+    let delay_ms = app.config.line.events_delay_ms as i64;
+    for channel_id in channels {
+        let key = format!("{}:{channel_id}", kinds::LINE_EVENTS);
+        let payload = serde_json::json!({"channel_id": channel_id});
+        queued |= jobs::enqueue(tx, app, kinds::LINE_EVENTS, &payload, Some(&key), delay_ms).await?.is_some();
+    }
+    Ok(queued)
+}
+
+/// The whole batch: each request's count of new events, how many were applied, and the
+/// channels whose new events were stored unapplied (they have events waiting for the job); or
+/// the first error (the caller rolls back).
+async fn store_and_apply<'b>(
     tx: &mut tsunagu_store::AnyConnection,
-    batch: &[(String, CallbackRequest)],
+    batch: &'b [(String, CallbackRequest)],
     now: i64,
-) -> Result<Vec<Result<usize, Refused>>, tsunagu_store::StoreError> {
+) -> Result<(Vec<Result<usize, Refused>>, usize, Vec<&'b str>), tsunagu_store::StoreError> {
     let mut answers = Vec::with_capacity(batch.len());
-    // New events per channel, in arrival order.
-    let mut by_channel: Vec<(&str, Vec<super::events::Facts<'_>>)> = Vec::new();
+    // Per channel: whether its events are applied here, and its new events in arrival order.
+    let mut by_channel: Vec<(&str, bool, Vec<super::events::Facts<'_>>)> = Vec::new();
     for (channel_id, request) in batch {
-        let new = store_request(tx, channel_id, request, now, true).await?;
+        let at = match by_channel.iter().position(|(c, _, _)| *c == channel_id.as_str()) {
+            Some(at) => at,
+            None => {
+                let inline = !store::has_unhandled(tx, channel_id).await?;
+                by_channel.push((channel_id, inline, Vec::new()));
+                by_channel.len() - 1
+            }
+        };
+        let inline = by_channel[at].1;
+        let new = store_request(tx, channel_id, request, now, inline).await?;
         answers.push(Ok(new.len()));
-        if new.is_empty() {
+        by_channel[at].2.extend(new);
+    }
+    let (mut applied, mut waiting) = (0, Vec::new());
+    for (channel_id, inline, facts) in by_channel {
+        if facts.is_empty() {
             continue;
         }
-        match by_channel.iter_mut().find(|(c, _)| *c == channel_id.as_str()) {
-            Some((_, facts)) => facts.extend(new),
-            None => by_channel.push((channel_id, new)),
+        if !inline {
+            waiting.push(channel_id);
+            continue;
         }
-    }
-    for (channel_id, facts) in by_channel {
+        applied += facts.len();
         let (changes, _, _) = super::events::friend_changes(facts.into_iter());
         store::set_friends(tx, channel_id, &changes, now).await?;
     }
-    Ok(answers)
+    Ok((answers, applied, waiting))
 }
 
 /// Store a request's events (stored as handled when `handled`: the caller applies them in the

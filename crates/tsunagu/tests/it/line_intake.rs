@@ -232,3 +232,55 @@ async fn concurrent_event_jobs_apply_each_event_once_sqlite() {
 async fn concurrent_event_jobs_apply_each_event_once_postgres() {
     concurrent_event_jobs_apply_each_event_once(Db::Postgres).await;
 }
+
+/// A channel with events still waiting for its job (a job that failed for good, or events from
+/// before this version): new events join the job's order instead of overtaking them, and each
+/// new webhook queues the job again, so none is stranded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_events_wait_behind_events_the_job_has_not_applied() {
+    let Some(t) = app_with_two_channels(Db::Sqlite).await else { return };
+    let (channel, secret) = CHANNELS[0];
+    let user = format!("U{:032}", 7);
+    // A follow waiting unapplied, and the same user's later unfollow arriving at the intake.
+    let mut tx = t.app.store.begin().await.unwrap();
+    let waiting = NewEvent {
+        webhook_event_id: "01WAITING",
+        event_type: "follow",
+        user_id: Some(&user),
+        event_ts: 1_700_000_000_000,
+        redelivery: false,
+        body: "{}",
+        handled: false,
+    };
+    line_store::insert_event(&mut tx, channel, &waiting, 1).await.unwrap();
+    tx.commit().await.unwrap();
+    let unfollow = json!({"destination": "Ubot", "events": [{
+        "type": "unfollow", "mode": "active", "timestamp": 1_700_000_000_000i64,
+        "source": {"type": "user", "userId": user},
+        "webhookEventId": "01LATER", "deliveryContext": {"isRedelivery": false}
+    }]})
+    .to_string();
+    let signature = tsunagu_line::signature::sign(secret, unfollow.as_bytes());
+    let r = http()
+        .build()
+        .unwrap()
+        .post(format!("{}/line/webhook/{channel}", t.addr))
+        .header("x-line-signature", signature)
+        .body(unfollow)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(t.jobs_of("line.events").await, 1, "the job is queued again");
+    {
+        let mut c = t.app.store.read().await.unwrap();
+        assert_eq!(line_store::unhandled(&mut c, channel, 10).await.unwrap().len(), 2, "both wait for the job");
+    }
+    t.run_jobs().await;
+    let mut c = t.app.store.read().await.unwrap();
+    let friends = line_store::friends(&mut c, channel).await.unwrap();
+    assert_eq!((friends.len(), friends[0].status), (1, FriendStatus::Blocked), "the later arrival wins the tie");
+    assert!(line_store::unhandled(&mut c, channel, 10).await.unwrap().is_empty());
+    drop(c);
+    t.assert_no_jobs_left().await;
+}
