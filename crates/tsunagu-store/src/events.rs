@@ -265,6 +265,8 @@ pub enum Applied {
     Full { seats_left: i64 },
     /// The ticket's own limit is reached.
     TicketFull { left: i64 },
+    /// There is no such event.
+    NoSuchEvent,
     /// The ticket is not one of this event's.
     NoSuchTicket,
     /// This email already holds a live place in the event.
@@ -290,11 +292,19 @@ pub async fn apply(c: &mut AnyConnection, a: &NewApplication<'_>, now: i64) -> R
     .execute(&mut *c)
     .await?;
     if held.rows_affected() == 0 {
+        // The same form may have taken the last seats meanwhile (on PostgreSQL this request
+        // waited for it): a new statement sees it committed.
+        if let Some(id) = application_by_submit_key(c, a.event_id, a.submit_key).await? {
+            return Ok(Applied::Again { id });
+        }
         let left: Option<i64> = sqlx::query_scalar("SELECT capacity - seats_taken FROM events WHERE id = $1")
             .bind(a.event_id)
             .fetch_optional(&mut *c)
             .await?;
-        return Ok(Applied::Full { seats_left: left.unwrap_or(0) });
+        return Ok(match left {
+            Some(left) => Applied::Full { seats_left: left.max(0) },
+            None => Applied::NoSuchEvent,
+        });
     }
     let ticket = sqlx::query(
         "UPDATE ticket_types SET taken = taken + $3
@@ -320,7 +330,8 @@ pub async fn apply(c: &mut AnyConnection, a: &NewApplication<'_>, now: i64) -> R
     };
     let price: i64 = ticket.get(0);
     // DO NOTHING: the same form committed meanwhile by another request (on PostgreSQL this
-    // one waited for it) is found below instead of failing the transaction.
+    // one waited for it) is found below instead of failing the transaction. (When that request
+    // took the last seats, the seat update above already answered `Again`.)
     let inserted = sqlx::query(
         "INSERT INTO applications (event_id, ticket_type_id, status, people, amount_yen, access_key, submit_key,
              created_at, updated_at, completed_at)
@@ -345,7 +356,8 @@ pub async fn apply(c: &mut AnyConnection, a: &NewApplication<'_>, now: i64) -> R
     };
     let id: i64 = inserted.get(0);
     for (i, p) in a.people.iter().enumerate() {
-        let key = a.unique_emails.then(|| p.email.trim().to_lowercase());
+        // No key for a person without an email (a companion not asked for one).
+        let key = (a.unique_emails && !p.email.trim().is_empty()).then(|| p.email.trim().to_lowercase());
         let r = sqlx::query(
             "INSERT INTO attendees (application_id, event_id, position, name_kanji, name_kana, email, phone, company,
                  email_key, created_at)
@@ -386,8 +398,8 @@ pub enum EditRefused {
     CapacityBelowTaken { taken: i64 },
     /// A ticket's limit below the people already holding it.
     TicketLimitBelowTaken { name: String, taken: i64 },
-    /// A ticket people hold cannot be removed.
-    TicketInUse { name: String },
+    /// A ticket applications name (also cancelled ones) cannot be removed; `taken` people hold it.
+    TicketInUse { name: String, taken: i64 },
 }
 
 /// A ticket as edited: `id` for one that exists, `None` for a new one.
@@ -398,8 +410,8 @@ pub struct TicketEdit<'a> {
 }
 
 /// Change the account's event and its tickets (in the order given; existing tickets missing from
-/// `tickets` are removed). `Ok(None)` when there is no such event; the caller rolls back on
-/// `Ok(Some(Err(_)))`.
+/// `tickets` are removed), in the caller's transaction. `Ok(None)` when there is no such event;
+/// the caller rolls back on `Ok(Some(Err(_)))`.
 pub async fn update(
     c: &mut AnyConnection,
     account: AccountId,
@@ -408,6 +420,11 @@ pub async fn update(
     tickets: &[TicketEdit<'_>],
     now: i64,
 ) -> Result<Option<std::result::Result<(), EditRefused>>> {
+    // The event's row locked first: a concurrent edit, delete or application waits, and the
+    // tickets read next are the ones this edit replaces.
+    if !lock(c, account, id).await? {
+        return Ok(None);
+    }
     let Some(current) = get(c, account, id).await? else { return Ok(None) };
     let r = sqlx::query(
         "UPDATE events SET title = $3, description = $4, starts_at = $5, ends_at = $6, capacity = $7, apply_from = $8,
@@ -443,7 +460,7 @@ pub async fn update(
             .execute(&mut *c)
             .await?;
             if gone.rows_affected() == 0 {
-                return Ok(Some(Err(EditRefused::TicketInUse { name: old.name.clone() })));
+                return Ok(Some(Err(EditRefused::TicketInUse { name: old.name.clone(), taken: old.taken })));
             }
         }
     }
@@ -526,28 +543,39 @@ pub enum Deleted {
     HasApplications(i64),
 }
 
-/// Delete the account's event, unless applications that are not cancelled hold it.
+/// Lock the account's event row for the rest of the caller's transaction (an application
+/// holding seats updates the same row, so it waits, or is waited for); `false` when there is no
+/// such event.
+async fn lock(c: &mut AnyConnection, account: AccountId, id: i64) -> Result<bool> {
+    let r = sqlx::query("UPDATE events SET updated_at = updated_at WHERE id = $1 AND account_id = $2")
+        .bind(id)
+        .bind(account.0)
+        .execute(c)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Delete the account's event, unless applications that are not cancelled hold it. Run it in
+/// a transaction: the event's row is locked first, so an application committed before the lock
+/// is counted, and one after it finds no event.
 pub async fn delete(c: &mut AnyConnection, account: AccountId, id: i64) -> Result<Deleted> {
-    let live: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM applications a JOIN events e ON e.id = a.event_id
-         WHERE a.event_id = $1 AND e.account_id = $2 AND a.status <> 'cancelled'",
-    )
-    .bind(id)
-    .bind(account.0)
-    .fetch_one(&mut *c)
-    .await?;
+    if !lock(c, account, id).await? {
+        return Ok(Deleted::NotFound);
+    }
+    let live: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM applications WHERE event_id = $1 AND status <> 'cancelled'")
+            .bind(id)
+            .fetch_one(&mut *c)
+            .await?;
     if live > 0 {
         return Ok(Deleted::HasApplications(live));
     }
-    let r = sqlx::query(
-        "DELETE FROM events WHERE id = $1 AND account_id = $2
-           AND NOT EXISTS (SELECT 1 FROM applications WHERE event_id = $1 AND status <> 'cancelled')",
-    )
-    .bind(id)
-    .bind(account.0)
-    .execute(&mut *c)
-    .await?;
-    Ok(if r.rows_affected() == 1 { Deleted::Yes } else { Deleted::NotFound })
+    sqlx::query("DELETE FROM events WHERE id = $1 AND account_id = $2")
+        .bind(id)
+        .bind(account.0)
+        .execute(&mut *c)
+        .await?;
+    Ok(Deleted::Yes)
 }
 
 /// ［Zoom設定］ as saved, with what Zoom holds.

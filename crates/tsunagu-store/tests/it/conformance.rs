@@ -27,6 +27,7 @@ conformance!(
     mails_are_paged_newest_first,
     events_hold_seats_exactly_and_stay_scoped,
     zoom_settings_keep_the_newest_save,
+    events_racing_requests_keep_their_answers,
 );
 
 async fn account(store: &Store, email: &str) -> accounts::Account {
@@ -811,7 +812,7 @@ async fn events_hold_seats_exactly_and_stay_scoped(store: Store) {
     let r = events::update(&mut c, a.id, id2, &input(1), &edits, 5).await.unwrap();
     assert_eq!(r, Some(Err(EditRefused::CapacityBelowTaken { taken: 2 })));
     let r = events::update(&mut c, a.id, id2, &input(50), &edits[..1], 5).await.unwrap();
-    assert_eq!(r, Some(Err(EditRefused::TicketInUse { name: "懇親会つき".into() })));
+    assert_eq!(r, Some(Err(EditRefused::TicketInUse { name: "懇親会つき".into(), taken: 2 })));
     let tight = [keep(free2, "無料席", 0, None), keep(priced2, "懇親会つき", 3000, Some(1))];
     let r = events::update(&mut c, a.id, id2, &input(50), &tight, 5).await.unwrap();
     assert_eq!(r, Some(Err(EditRefused::TicketLimitBelowTaken { name: "懇親会つき".into(), taken: 2 })));
@@ -899,4 +900,92 @@ async fn zoom_settings_keep_the_newest_save(store: Store) {
     // Deleting the event takes its settings with it.
     assert_eq!(events::delete(&mut c, a.id, id).await.unwrap(), events::Deleted::Yes);
     assert!(events::zoom_settings_for_job(&mut c, id).await.unwrap().is_none());
+}
+
+/// Requests that wait for an application in flight: the same form sent again when it took the
+/// last seat is `Again` (not `Full`), and a delete waiting for it counts it and keeps the event.
+async fn events_racing_requests_keep_their_answers(store: Store) {
+    use events::{Applied, Deleted, EventInput, EventState, NewApplication, NewPerson, NewTicket};
+    let a = account(&store, "race@example.com").await;
+    let input = EventInput {
+        title: "最後の1席",
+        description: "",
+        starts_at: 10_000,
+        ends_at: 20_000,
+        capacity: 2,
+        apply_from: 0,
+        apply_until: 9_000,
+        companions_max: 1,
+        state: EventState::Published,
+    };
+    let mut c = store.conn().await.unwrap();
+    let id = events::create(
+        &mut c,
+        a.id,
+        "race-key",
+        &input,
+        &[NewTicket { name: "一般", price_yen: 0, limit_count: None }],
+        1,
+    )
+    .await
+    .unwrap();
+    let ticket = events::get(&mut c, a.id, id).await.unwrap().unwrap().tickets[0].id;
+    drop(c);
+    // Two people, one without an email: no clash between "no email"s.
+    let people = [
+        NewPerson { name_kanji: "代表 者", name_kana: "", email: "rep@example.com", phone: "", company: "" },
+        NewPerson { name_kanji: "同伴 者", name_kana: "", email: "", phone: "", company: "" },
+    ];
+    let app = |key: &'static str| NewApplication {
+        event_id: id,
+        ticket_type_id: ticket,
+        submit_key: key,
+        access_key: key,
+        people: &people,
+        unique_emails: true,
+        status: "completed",
+    };
+    let mut first = store.begin().await.unwrap();
+    let Applied::Created { id: made } = events::apply(&mut first, &app("form-1"), 2).await.unwrap() else {
+        panic!("first")
+    };
+    let (again, delete) = {
+        let s1 = store.clone();
+        let again = tokio::spawn(async move {
+            let people = [
+                NewPerson { name_kanji: "代表 者", name_kana: "", email: "rep@example.com", phone: "", company: "" },
+                NewPerson { name_kanji: "同伴 者", name_kana: "", email: "", phone: "", company: "" },
+            ];
+            let a2 = NewApplication {
+                event_id: id,
+                ticket_type_id: ticket,
+                submit_key: "form-1",
+                access_key: "form-1-again",
+                people: &people,
+                unique_emails: true,
+                status: "completed",
+            };
+            let mut tx = s1.begin().await.unwrap();
+            let r = events::apply(&mut tx, &a2, 3).await.unwrap();
+            tx.rollback().await.unwrap();
+            r
+        });
+        let s2 = store.clone();
+        let account = a.id;
+        let delete = tokio::spawn(async move {
+            let mut tx = s2.begin().await.unwrap();
+            let r = events::delete(&mut tx, account, id).await.unwrap();
+            tx.commit().await.unwrap();
+            r
+        });
+        (again, delete)
+    };
+    // Both are waiting for the first transaction (PostgreSQL: its row lock; SQLite: the writer).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    first.commit().await.unwrap();
+    assert_eq!(again.await.unwrap(), Applied::Again { id: made }, "the same form, not 満席");
+    assert_eq!(delete.await.unwrap(), Deleted::HasApplications(1), "the application is counted");
+    let mut c = store.conn().await.unwrap();
+    let e = events::get(&mut c, a.id, id).await.unwrap().expect("the event is kept");
+    assert_eq!(e.seats_taken, 2);
 }

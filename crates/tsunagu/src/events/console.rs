@@ -171,8 +171,9 @@ pub async fn create(
         }
     };
     let key = crate::crypto::random_token(16);
-    let mut c = app.store.conn().await?;
-    let id = store::create(&mut c, auth.account.id, &key, &parsed.input(), &parsed.new_tickets(), app.now()).await?;
+    let mut tx = app.store.begin().await?;
+    let id = store::create(&mut tx, auth.account.id, &key, &parsed.input(), &parsed.new_tickets(), app.now()).await?;
+    tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
     tracing::info!(account_id = %auth.account.id, event_id = id, "event created");
     Ok(flash_redirect(&app, &format!("/events/{id}"), "success", "イベントを作成しました。"))
 }
@@ -234,10 +235,11 @@ pub async fn update(
                         group(taken)
                     ),
                 ),
-                EditRefused::TicketInUse { name } => (
+                EditRefused::TicketInUse { name, taken } => (
                     "tickets",
                     format!(
-                        "「{name}」は申込で使われているため削除できません。販売をやめる場合は、販売数の上限を今の申込数にしてください。"
+                        "「{name}」は申込で使われているため削除できません。販売をやめる場合は、販売数の上限を今の申込数（{}）にしてください。",
+                        group(taken)
                     ),
                 ),
             };
@@ -320,8 +322,9 @@ pub async fn copy(State(app): State<SharedApp>, auth: Auth, Path(id): Path<i64>)
     let e = owned(&app, &auth, id).await?;
     let title: String = format!("{}（コピー）", e.title).chars().take(200).collect();
     let key = crate::crypto::random_token(16);
-    let mut c = app.store.conn().await?;
-    let copy = store::copy(&mut c, auth.account.id, id, &key, &title, app.now()).await?.ok_or(AppError::NotFound)?;
+    let mut tx = app.store.begin().await?;
+    let copy = store::copy(&mut tx, auth.account.id, id, &key, &title, app.now()).await?.ok_or(AppError::NotFound)?;
+    tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
     tracing::info!(account_id = %auth.account.id, event_id = id, copy_id = copy, "event copied");
     Ok(flash_redirect(
         &app,
@@ -332,8 +335,10 @@ pub async fn copy(State(app): State<SharedApp>, auth: Auth, Path(id): Path<i64>)
 }
 
 pub async fn delete(State(app): State<SharedApp>, auth: Auth, Path(id): Path<i64>) -> Result<Response, AppError> {
-    let mut c = app.store.conn().await?;
-    match store::delete(&mut c, auth.account.id, id).await? {
+    let mut tx = app.store.begin().await?;
+    let deleted = store::delete(&mut tx, auth.account.id, id).await?;
+    tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
+    match deleted {
         Deleted::Yes => {
             tracing::info!(account_id = %auth.account.id, event_id = id, "event deleted");
             Ok(flash_redirect(&app, "/events", "success", "イベントを削除しました。"))

@@ -219,7 +219,13 @@ impl EventForm {
         if let (Some(f), Some(u)) = (apply_from, apply_until)
             && u <= f
         {
-            problem("apply_until", "申込受付の終了は開始より後にしてください。".into());
+            let message = if self.apply_from.trim().is_empty() && self.apply_until.trim().is_empty() {
+                // Both left to their defaults (now, and the start): the start has passed.
+                "開催日時が過ぎているため、申込受付期間を決められません。開催日時か申込受付期間を入力してください。"
+            } else {
+                "申込受付の終了は開始より後にしてください。"
+            };
+            problem("apply_until", message.into());
         }
         if let (Some(u), Some(e)) = (apply_until, ends_at)
             && u > e
@@ -253,11 +259,13 @@ impl EventForm {
                 None
             } else {
                 match number(&row.limit) {
-                    Some(l) if l >= 1 => Some(l),
+                    Some(l) if l >= 0 => Some(l),
                     _ => {
                         problem(
                             "tickets",
-                            format!("チケット {n} の販売数の上限は 1 以上の数字で入力してください（上限なしは空欄）。"),
+                            format!(
+                                "チケット {n} の販売数の上限は 0 以上の数字で入力してください（0 は販売停止、上限なしは空欄）。"
+                            ),
                         );
                         None
                     }
@@ -417,5 +425,13 @@ mod tests {
         assert!(problems[1].message.contains("開催日時より後"));
         assert!(problems[5].message.contains("チケット 2 の名前"));
         assert_eq!(group(1_234_567), "1,234,567");
+        // An event already started, with the application period left blank: said as such.
+        let late = form().parse("Asia/Tokyo", 1_900_000_000_000).unwrap_err();
+        assert_eq!(late.len(), 1);
+        assert!(late[0].message.starts_with("開催日時が過ぎているため"), "{late:?}");
+        // A limit of 0 stops a ticket's sales.
+        let mut stop = form();
+        stop.tickets[0].limit = "0".into();
+        assert_eq!(stop.parse("Asia/Tokyo", 0).unwrap().tickets[0].3, Some(0));
     }
 }

@@ -31,6 +31,7 @@ pub fn router(app: SharedApp, features: Router<SharedApp>) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/assets/style.css", get(ops::style))
         .route("/assets/media.js", get(ops::media_script))
+        .route("/assets/confirm.js", get(ops::confirm_script))
         .merge(features)
         .route_layer(middleware::from_fn(context::tag_route))
         .fallback(not_found)

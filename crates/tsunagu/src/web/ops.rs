@@ -45,6 +45,14 @@ pub async fn media_script() -> impl IntoResponse {
     )
 }
 
+/// Asks before a form with `data-confirm` is sent.
+pub async fn confirm_script() -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/javascript; charset=utf-8"), (CACHE_CONTROL, "public, max-age=3600")],
+        include_str!("../../assets/confirm.js"),
+    )
+}
+
 pub async fn style() -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "text/css; charset=utf-8"), (CACHE_CONTROL, "public, max-age=3600")],

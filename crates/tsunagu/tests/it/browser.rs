@@ -134,8 +134,23 @@ async fn console_in_a_real_browser_on_desktop_and_phone() {
     // (The link carries the configured public URL; the test server listens elsewhere.)
     let public_path = b.execute("return document.querySelector('.facts a[href*=\"/e/\"]').pathname", vec![]).await;
     let public_path = public_path.as_str().expect("a published event shows its public address").to_string();
+    // ［削除する］ asks first: cancelled, the event stays; a copy is then deleted.
+    let event_path = b.execute("return location.pathname", vec![]).await.as_str().unwrap().to_string();
+    b.click(".event-delete button").await;
+    b.answer_dialog(false, 10).await;
+    b.goto(&format!("{}{event_path}", t.addr)).await;
+    assert_eq!(b.wait_for_text("h1", "新春 Zoom セミナー", 10).await, "新春 Zoom セミナー", "cancelled: kept");
+    b.click("form[action$=\"/copy\"] button").await;
+    b.wait_for_text(".flash", "イベントをコピーしました。", 10).await;
+    let copy = b.execute("return location.pathname.replace('/edit', '')", vec![]).await.as_str().unwrap().to_string();
+    b.goto(&format!("{}{copy}", t.addr)).await;
+    b.wait_for(".event-delete button", 10).await;
+    b.click(".event-delete button").await;
+    b.answer_dialog(true, 10).await;
+    b.wait_for_text(".flash", "イベントを削除しました。", 10).await;
     b.goto(&format!("{}/events", t.addr)).await;
     b.wait_for_text("main", "新春 Zoom セミナー", 10).await;
+    assert!(!b.text("main").await.contains("（コピー）"), "the copy is gone");
     eprintln!("screenshot: {}", b.screenshot("browser-desktop-events").await.display());
     drop(b);
 
