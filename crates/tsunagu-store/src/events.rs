@@ -119,18 +119,23 @@ pub async fn create(
     .map_err(|err| crate::conflict(err, "event public key"))?;
     let id: i64 = row.get(0);
     for (i, t) in tickets.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO ticket_types (event_id, position, name, price_yen, limit_count) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(id)
-        .bind(i as i64)
-        .bind(t.name)
-        .bind(t.price_yen)
-        .bind(t.limit_count)
-        .execute(&mut *c)
-        .await?;
+        insert_ticket(c, id, i as i64, t).await?;
     }
     Ok(id)
+}
+
+async fn insert_ticket(c: &mut AnyConnection, event_id: i64, position: i64, t: &NewTicket<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO ticket_types (event_id, position, name, price_yen, limit_count) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(event_id)
+    .bind(position)
+    .bind(t.name)
+    .bind(t.price_yen)
+    .bind(t.limit_count)
+    .execute(c)
+    .await?;
+    Ok(())
 }
 
 const EVENT_COLUMNS: &str = "id, account_id, public_key, title, description, starts_at, ends_at, capacity, seats_taken,
@@ -489,18 +494,7 @@ pub async fn update(
                     })));
                 }
             }
-            None => {
-                sqlx::query(
-                    "INSERT INTO ticket_types (event_id, position, name, price_yen, limit_count) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(id)
-                .bind(i as i64)
-                .bind(t.ticket.name)
-                .bind(t.ticket.price_yen)
-                .bind(t.ticket.limit_count)
-                .execute(&mut *c)
-                .await?;
-            }
+            None => insert_ticket(c, id, i as i64, &t.ticket).await?,
         }
     }
     Ok(Some(Ok(())))
