@@ -98,6 +98,7 @@ async fn run(plan: ZoomPlan, sandbox_plan: Plan, name: &str, limit: usize, adds:
                 last_name: String::new(),
                 email: format!("bench{i}@example.com"),
                 custom_questions: vec![],
+                auto_approve: None,
             };
             let r = client.add_registrant(&org, EventRef::Meeting(m.id), &p, false).await;
             (r, Instant::now())

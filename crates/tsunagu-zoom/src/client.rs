@@ -652,11 +652,16 @@ impl ZoomClient {
         Ok(None)
     }
 
-    /// Register a person once. `maybe_added_before` is true when an earlier attempt (a job
-    /// run that crashed or failed) may have reached Zoom: then the email is looked up first.
-    /// Within this call, an answer that leaves the outcome unknown (5xx, timeout) is followed
-    /// by a look-up, never by a blind repeat. Each POST is counted against the email's 3 adds
-    /// per UTC day; when they are spent the call refuses without asking Zoom.
+    /// Register a person once, approved. `maybe_added_before` is true when an earlier attempt
+    /// (a job run that crashed or failed) may have reached Zoom: then the email is looked up
+    /// first. Within this call, an answer that leaves the outcome unknown (5xx, timeout) is
+    /// followed by a look-up, never by a blind repeat. Each POST is counted against the email's
+    /// 3 adds per UTC day; when they are spent the call refuses without asking Zoom.
+    ///
+    /// Tsunagu's events with registration use manual approval, so that a stranger who finds
+    /// Zoom's own registration page waits for the host. A meeting add therefore carries
+    /// `auto_approve`; a webinar add cannot (NOTES §5.1), so a person left pending is approved
+    /// with a status call and their join URL read back from the approved list.
     pub async fn add_registrant(
         &self,
         org: &Organizer,
@@ -665,32 +670,37 @@ impl ZoomClient {
         maybe_added_before: bool,
     ) -> Result<Registration, ZoomError> {
         let call = Self::registrant_call(event, Call::AddMeetingRegistrant, Call::AddWebinarRegistrant);
+        let mut person = person.clone();
+        person.auto_approve = match event {
+            EventRef::Meeting(_) => Some(true),
+            EventRef::Webinar(_) => None,
+        };
         let mut look_up = maybe_added_before;
         let mut unknown_outcomes = 0;
-        loop {
+        let registration = loop {
             if look_up && let Some(r) = self.find_registrant(org, event, &person.email).await? {
                 if r.status == RegistrantStatus::Denied {
                     return Err(ZoomError::RegistrantDenied);
                 }
-                return Ok(Registration {
+                break Registration {
                     registrant_id: r.id,
                     join_url: r.join_url,
                     status: r.status,
                     already_registered: true,
-                });
+                };
             }
             self.charge_daily(true, org, &person.email).await?;
-            let req = Request::new(call, Method::POST, format!("{}/registrants", event.path())).json(person)?;
+            let req = Request::new(call, Method::POST, format!("{}/registrants", event.path())).json(&person)?;
             match self.call::<AddedRegistrant>(org, &req).await {
                 Ok(a) => {
                     let status =
                         if a.join_url.is_some() { RegistrantStatus::Approved } else { RegistrantStatus::Pending };
-                    return Ok(Registration {
+                    break Registration {
                         registrant_id: a.registrant_id,
                         join_url: a.join_url,
                         status,
                         already_registered: false,
-                    });
+                    };
                 }
                 Err(e) if e.retry() == Retry::BackoffIfSafe && unknown_outcomes + 1 < self.cfg.max_attempts => {
                     unknown_outcomes += 1;
@@ -699,7 +709,23 @@ impl ZoomClient {
                 }
                 Err(e) => return Err(e),
             }
+        };
+        if registration.status != RegistrantStatus::Pending {
+            return Ok(registration);
         }
+        // Approving twice is harmless, so the status call is repeated after a lost answer.
+        let who = [RegistrantRef { id: registration.registrant_id.clone(), email: person.email.clone() }];
+        self.set_registrant_status(org, event, StatusAction::Approve, &who).await?;
+        let approved = self
+            .find_registrant(org, event, &person.email)
+            .await?
+            .filter(|r| r.status == RegistrantStatus::Approved)
+            .ok_or_else(|| ZoomError::Other {
+                status: 200,
+                code: None,
+                message: format!("registrant {} is not approved after approving", registration.registrant_id),
+            })?;
+        Ok(Registration { join_url: approved.join_url, status: RegistrantStatus::Approved, ..registration })
     }
 
     /// `PUT …/registrants/status` (204): approve, cancel or deny.

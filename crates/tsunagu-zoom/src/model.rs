@@ -128,6 +128,10 @@ pub struct NewRegistrant {
     pub email: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub custom_questions: Vec<CustomAnswer>,
+    /// Meetings only: approve this person at once on a meeting with manual approval
+    /// (`approval_type` 1). Webinar adds do not take it (NOTES §5.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_approve: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

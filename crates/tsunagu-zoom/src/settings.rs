@@ -101,7 +101,9 @@ pub struct MeetingCreate {
 pub struct MeetingSettings {
     pub waiting_room: bool,
     pub join_before_host: bool,
-    /// 0 = automatic approval (registration on), 2 = no registration.
+    /// 1 = manual approval (registration on: Tsunagu's adds pass `auto_approve`, so a
+    /// stranger who finds Zoom's registration page waits for the host; NOTES §5.1),
+    /// 2 = no registration.
     pub approval_type: u8,
     pub registrants_email_notification: bool,
     pub registrants_confirmation_email: bool,
@@ -125,6 +127,9 @@ pub struct WebinarCreate {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WebinarSettings {
+    /// 1 = manual approval (registration on): webinar adds take no `auto_approve`, so Tsunagu
+    /// approves each person it registers with a status call, and anyone else who finds Zoom's
+    /// registration page waits for the host. 2 = no registration.
     pub approval_type: u8,
     pub registrants_email_notification: bool,
     pub allow_multiple_devices: bool,
@@ -166,6 +171,36 @@ pub const NOTE_DEVICES_NEED_REGISTRATION: Note =
     Note("複数のデバイスからの参加許可は、参加者登録利用がオンの場合のみ有効です。オフのため使われません。");
 pub const NOTE_TOPIC_TRUNCATED: Note =
     Note("イベント名が Zoom の上限（200文字）を超えるため、200文字までを Zoom に送ります。");
+
+impl MeetingCreate {
+    /// The `PATCH /meetings/{id}` body that brings an existing meeting to these settings
+    /// (`default_password` is a create-only field).
+    pub fn as_update(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("a meeting body serializes");
+        if let Some(o) = v.as_object_mut() {
+            o.remove("default_password");
+        }
+        v
+    }
+}
+
+impl WebinarCreate {
+    /// The `PATCH /webinars/{id}` body that brings an existing webinar to these settings,
+    /// who sends the confirmation mail included (`default_passcode` is create-only).
+    pub fn as_update(&self, confirmation: &WebinarConfirmationPatch) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("a webinar body serializes");
+        if let Some(o) = v.as_object_mut() {
+            o.remove("default_passcode");
+            if let Some(s) = o.get_mut("settings").and_then(|s| s.as_object_mut()) {
+                s.insert(
+                    "registrants_confirmation_email".into(),
+                    confirmation.settings.registrants_confirmation_email.into(),
+                );
+            }
+        }
+        v
+    }
+}
 
 struct Common {
     topic: String,
@@ -229,7 +264,7 @@ pub fn meeting(s: &Schedule<'_>, o: &MeetingOptions) -> Result<(MeetingCreate, V
         settings: MeetingSettings {
             waiting_room: o.waiting_room,
             join_before_host,
-            approval_type: if o.registration { 0 } else { 2 },
+            approval_type: if o.registration { 1 } else { 2 },
             registrants_email_notification: notify,
             registrants_confirmation_email: confirm,
             participant_video: o.participant_video,
@@ -262,7 +297,7 @@ pub fn webinar(
         duration: c.duration,
         default_passcode: false,
         settings: WebinarSettings {
-            approval_type: if o.registration { 0 } else { 2 },
+            approval_type: if o.registration { 1 } else { 2 },
             registrants_email_notification: notify,
             allow_multiple_devices: multiple_devices,
             panelists_video: o.panelist_video,
@@ -316,7 +351,7 @@ mod tests {
             json!({
                 "waiting_room": false,
                 "join_before_host": false,
-                "approval_type": 0,
+                "approval_type": 1,
                 "registrants_email_notification": false,
                 "registrants_confirmation_email": false,
                 "participant_video": true,
@@ -342,7 +377,7 @@ mod tests {
         let s = meeting(&schedule("x"), &zoom).unwrap().0.settings;
         assert_eq!(
             (s.approval_type, s.registrants_email_notification, s.registrants_confirmation_email),
-            (0, true, true)
+            (1, true, true)
         );
         let off = MeetingOptions { registration: false, url_sender: UrlSender::Zoom, ..MEETING };
         let (m, notes) = meeting(&schedule("x"), &off).unwrap();
@@ -369,7 +404,7 @@ mod tests {
         assert_eq!(
             v["settings"],
             json!({
-                "approval_type": 0,
+                "approval_type": 1,
                 "registrants_email_notification": true,
                 "allow_multiple_devices": true,
                 "panelists_video": true,

@@ -153,6 +153,7 @@ async fn zoom(url: &str, processes: usize, adds: usize) {
                 last_name: String::new(),
                 email: format!("bench{i}@example.com"),
                 custom_questions: vec![],
+                auto_approve: None,
             };
             client.add_registrant(&org, EventRef::Meeting(m.id), &who, false).await.expect("add");
             Instant::now()

@@ -57,9 +57,21 @@ async fn webinar_with_confirmation_patch_and_plan_check() {
     let got = z.client.get_event(&z.org, event).await.unwrap();
     assert!(got.registration_enabled());
     assert_eq!(got.start_time, "2030-12-05T10:30:00Z");
+    assert_eq!(got.settings.approval_type, 1, "manual approval: strangers wait for the host");
     let r = z.client.add_registrant(&z.org, event, &person(1), false).await.unwrap();
+    assert_eq!(r.status, RegistrantStatus::Approved, "a webinar add cannot auto-approve: Tsunagu approves");
+    let listed = z.client.list_registrants(&z.org, event, RegistrantStatus::Approved).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(r.join_url, listed[0].join_url, "the join URL is the approved registrant's");
     assert!(r.join_url.is_some());
-    assert_eq!(z.client.list_registrants(&z.org, event, RegistrantStatus::Approved).await.unwrap().len(), 1);
+    // A stranger who found Zoom's registration page (a plain add, as Zoom's page makes) waits.
+    let stranger = z.raw_add(event, "stranger@example.com").await;
+    assert_eq!(stranger["join_url"], serde_json::Value::Null, "{stranger}");
+    assert_eq!(z.client.list_registrants(&z.org, event, RegistrantStatus::Pending).await.unwrap().len(), 1);
+    // A job that may have reached Zoom before, finding the person still pending, approves them.
+    let pending = z.client.add_registrant(&z.org, event, &pending_person("stranger@example.com"), true).await.unwrap();
+    assert!(pending.already_registered && pending.join_url.is_some());
+    assert_eq!(z.sb.add_calls_for("stranger@example.com"), 1, "approved, not added again");
     z.client.delete_event(&z.org, event, DeleteOptions { notify_registrants: true }).await.unwrap();
 
     // A host without a webinar licence.
@@ -84,6 +96,11 @@ async fn registrants_add_list_status_delete_and_questions() {
     let z = Zoom::start().await;
     let m = z.client.create_meeting(&z.org, OWNER, &meeting_body("登録テスト", true)).await.unwrap();
     let event = EventRef::Meeting(m.id);
+    // Manual approval: a stranger who found Zoom's registration page waits for the host, while
+    // Tsunagu's own adds (with auto_approve) are approved at once.
+    assert_eq!(m.settings.approval_type, 1);
+    let stranger = z.raw_add(event, "stranger@example.com").await;
+    assert_eq!(stranger["join_url"], serde_json::Value::Null, "{stranger}");
     let mut urls = HashSet::new();
     for i in 0..320 {
         let r = z.client.add_registrant(&z.org, event, &person(i), false).await.unwrap();
@@ -93,7 +110,7 @@ async fn registrants_add_list_status_delete_and_questions() {
     }
     // More than one page of 300.
     let all = z.client.list_registrants(&z.org, event, RegistrantStatus::Approved).await.unwrap();
-    assert_eq!(all.len(), 320);
+    assert_eq!(all.len(), 320, "the stranger is not among the approved");
     assert_eq!(all.iter().map(|r| r.email.clone()).collect::<HashSet<_>>().len(), 320);
 
     // A job that may have reached Zoom before looks the person up instead of adding again.

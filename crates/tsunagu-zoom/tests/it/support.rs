@@ -133,6 +133,7 @@ pub fn person(i: usize) -> NewRegistrant {
         last_name: "テスト".into(),
         email: format!("person{i}@example.com"),
         custom_questions: vec![],
+        auto_approve: None,
     }
 }
 
@@ -184,5 +185,37 @@ impl LockedTokens for MemoryLocked {
             self.pairs.insert(self.key.clone(), tokens);
             Ok(())
         })
+    }
+}
+
+pub fn pending_person(email: &str) -> NewRegistrant {
+    NewRegistrant {
+        first_name: "通りすがり".into(),
+        last_name: String::new(),
+        email: email.into(),
+        custom_questions: vec![],
+        auto_approve: None,
+    }
+}
+
+impl Zoom {
+    /// An add made outside Tsunagu (as Zoom's own registration page does: no `auto_approve`),
+    /// with a token of the same app. Returns Zoom's answer.
+    pub async fn raw_add(&self, event: tsunagu_zoom::model::EventRef, email: &str) -> serde_json::Value {
+        let (token, _) = self.client.token(&self.org).await.expect("a token");
+        let path = match event {
+            tsunagu_zoom::model::EventRef::Meeting(id) => format!("/meetings/{id}"),
+            tsunagu_zoom::model::EventRef::Webinar(id) => format!("/webinars/{id}"),
+        };
+        let url = format!("{}/v2{path}/registrants", self.base);
+        let resp = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(token)
+            .json(&serde_json::json!({"first_name": "通りすがり", "email": email}))
+            .send()
+            .await
+            .expect("the sandbox answers");
+        assert_eq!(resp.status().as_u16(), 201);
+        resp.json().await.expect("JSON")
     }
 }

@@ -100,6 +100,7 @@ fn person(i: usize) -> NewRegistrant {
         last_name: "テスト".into(),
         email: format!("person{i}@example.com"),
         custom_questions: vec![],
+        auto_approve: None,
     }
 }
 
