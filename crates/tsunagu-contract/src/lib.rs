@@ -514,3 +514,66 @@ pub fn assert_all_with<'a>(
     assert!(report.is_empty(), "{} contract problem(s) in {n} exchanges:\n{}", report.len(), report.join("\n"));
     n
 }
+
+/// Zoom's operations, as `scripts/extract-zoom-spec.py` copies them from the official files
+/// into `crates/tsunagu-zoom/tests/spec/zoom-operations.json` (paths relative to `/v2`), as one
+/// document; and the check of one exchange with the sandbox, which both the client's tests and
+/// the app's tests run.
+pub mod zoom {
+    use std::sync::LazyLock;
+
+    use serde_json::{Value, json};
+
+    use super::{Exchange, Spec};
+
+    const COPIED: &str = include_str!("../../tsunagu-zoom/tests/spec/zoom-operations.json");
+
+    pub static SPEC: LazyLock<Spec> = LazyLock::new(|| {
+        let spec: Value = serde_json::from_str(COPIED).expect("zoom-operations.json is JSON");
+        let mut paths = serde_json::Map::new();
+        for o in spec["operations"].as_object().expect("operations").values() {
+            let item = paths.entry(o["path"].as_str().expect("path")).or_insert_with(|| json!({}));
+            item[o["method"].as_str().expect("method").to_lowercase()] = o["operation"].clone();
+        }
+        let doc = json!({"servers": [{"url": "https://api.zoom.us/v2"}], "paths": paths});
+        Spec::new(vec![("zoom".into(), doc)])
+    });
+
+    /// Zoom's error shape (NOTES §6); the specs declare no error schemas.
+    fn error_shape(ex: &Exchange<'_>) -> Option<String> {
+        let v: Value = serde_json::from_str(ex.response_body).unwrap_or_default();
+        let shape = v["code"].is_i64()
+            && v["message"].is_string()
+            && v.get("errors").is_none_or(|e| {
+                e.as_array().is_some_and(|a| a.iter().all(|x| x["field"].is_string() && x["message"].is_string()))
+            });
+        (!shape).then(|| format!("error answer is not Zoom's {{code, message}}: {}", super::excerpt(ex.response_body)))
+    }
+
+    /// Every problem of one exchange.
+    pub fn check(ex: &Exchange<'_>) -> Vec<String> {
+        if ex.path.starts_with("/oauth/") {
+            // Not in these specs; NOTES §1.1 gives the token answer's fields.
+            let mut problems = Vec::new();
+            if ex.path == "/oauth/token" && ex.status == 200 {
+                let v: Value = serde_json::from_str(ex.response_body).unwrap_or_default();
+                let ok = v["access_token"].is_string()
+                    && v["token_type"].is_string()
+                    && v["expires_in"].is_u64()
+                    && v["scope"].is_string();
+                if !ok {
+                    problems.push(format!(
+                        "token answer lacks access_token/token_type/expires_in/scope: {}",
+                        super::excerpt(ex.response_body)
+                    ));
+                }
+            }
+            return problems;
+        }
+        SPEC.check(ex, &error_shape)
+    }
+
+    pub fn assert_all<'a>(exchanges: impl IntoIterator<Item = Exchange<'a>>) {
+        super::assert_all_with(exchanges, check);
+    }
+}

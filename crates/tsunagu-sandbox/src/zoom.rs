@@ -120,6 +120,9 @@ pub struct EventView {
     pub timezone: String,
     pub approval_type: i64,
     pub registrants: usize,
+    pub duration: i64,
+    /// The settings as Zoom would answer them on GET.
+    pub settings: serde_json::Value,
 }
 
 #[derive(Debug, Clone)]

@@ -185,6 +185,28 @@ pub async fn get(c: &mut AnyConnection, account: AccountId, id: i64) -> Result<O
     }
 }
 
+/// People of completed applications who are not cancelled: those registered (or being
+/// registered) at Zoom.
+pub async fn registered_people(c: &mut AnyConnection, event_id: i64) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM attendees p JOIN applications a ON a.id = p.application_id
+         WHERE p.event_id = $1 AND a.status = 'completed' AND p.cancelled_at IS NULL",
+    )
+    .bind(event_id)
+    .fetch_one(c)
+    .await?)
+}
+
+/// An event by id whoever owns it: for jobs, which act for the event's owner.
+pub async fn get_for_job(c: &mut AnyConnection, id: i64) -> Result<Option<Event>> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *c).await?;
+    match row {
+        Some(r) => Ok(Some(with_tickets(c, event_row(&r)?).await?)),
+        None => Ok(None),
+    }
+}
+
 /// A published or closed event by its public key (drafts are not public).
 pub async fn public(c: &mut AnyConnection, public_key: &str) -> Result<Option<Event>> {
     let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE public_key = $1 AND state <> 'draft'");
@@ -424,7 +446,7 @@ pub async fn update(
     e: &EventInput<'_>,
     tickets: &[TicketEdit<'_>],
     now: i64,
-) -> Result<Option<std::result::Result<(), EditRefused>>> {
+) -> Result<Option<std::result::Result<Updated, EditRefused>>> {
     // The event's row locked first: a concurrent edit, delete or application waits, and the
     // tickets read next are the ones this edit replaces.
     if !lock(c, account, id).await? {
@@ -497,7 +519,23 @@ pub async fn update(
             None => insert_ticket(c, id, i as i64, &t.ticket).await?,
         }
     }
-    Ok(Some(Ok(())))
+    let moved = e.starts_at != current.starts_at;
+    let zoom_revision = if moved || e.title != current.title || e.ends_at != current.ends_at {
+        follow_event(c, id, e.starts_at - current.starts_at, now).await?
+    } else {
+        None
+    };
+    Ok(Some(Ok(Updated { moved, zoom_revision })))
+}
+
+/// What an edit changed that others must follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Updated {
+    /// 開催日時 changed.
+    pub moved: bool,
+    /// Zoom is in use and must be updated: the revision for the job (queue it in the same
+    /// transaction).
+    pub zoom_revision: Option<i64>,
 }
 
 /// A new draft with the event's contents and tickets (no applications), titled `title`.
@@ -676,6 +714,25 @@ pub async fn save_zoom_settings(
     Ok(Some(row.get(0)))
 }
 
+/// The event changed in a way Zoom shows (its title, or its 開催日時 moved by `shift_ms`): a
+/// Zoom meeting or webinar in use gets a new revision for the job to apply, its start moved by
+/// the same amount (所要時間 kept). Runs in the caller's transaction. Returns the new revision,
+/// or `None` when Zoom is not in use for the event.
+async fn follow_event(c: &mut AnyConnection, event_id: i64, shift_ms: i64, now: i64) -> Result<Option<i64>> {
+    let row = sqlx::query(
+        "UPDATE event_zoom SET starts_at = starts_at + $2, state = 'pending', reason = '',
+             revision = revision + 1, updated_at = $3
+         WHERE event_id = $1 AND enabled = 1
+         RETURNING revision",
+    )
+    .bind(event_id)
+    .bind(shift_ms)
+    .bind(now)
+    .fetch_optional(&mut *c)
+    .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
 /// For the job (no account: it acts for the event's owner): the settings to apply.
 pub async fn zoom_settings_for_job(c: &mut AnyConnection, event_id: i64) -> Result<Option<ZoomSettings>> {
     let sql = format!("SELECT {ZOOM_COLUMNS} FROM event_zoom z WHERE z.event_id = $1");
@@ -706,27 +763,78 @@ pub async fn record_zoom_outcome(
     o: &ZoomOutcome<'_>,
     now: i64,
 ) -> Result<bool> {
+    let held = o.zoom_id.map(|id| ZoomHeld {
+        zoom_id: id,
+        zoom_kind: o.zoom_kind,
+        join_url: o.join_url,
+        passcode: o.passcode,
+    });
+    record_zoom_held(c, event_id, held.as_ref(), now).await?;
+    finish_zoom_revision(c, event_id, revision, o.state, o.reason).await
+}
+
+/// A meeting or webinar that exists at Zoom for the event.
+#[derive(Debug, Clone)]
+pub struct ZoomHeld<'a> {
+    pub zoom_id: i64,
+    pub zoom_kind: &'a str,
+    pub join_url: &'a str,
+    pub passcode: &'a str,
+}
+
+/// Record what Zoom holds for the event now (`None`: nothing). Written as soon as the job
+/// learns it, before any later step that may fail, so that a retry updates instead of creating.
+pub async fn record_zoom_held(
+    c: &mut AnyConnection,
+    event_id: i64,
+    held: Option<&ZoomHeld<'_>>,
+    now: i64,
+) -> Result<()> {
     sqlx::query(
         "UPDATE event_zoom SET zoom_id = $2, zoom_kind = $3, join_url = $4, passcode = $5, updated_at = $6
          WHERE event_id = $1",
     )
     .bind(event_id)
-    .bind(o.zoom_id)
-    .bind(o.zoom_kind)
-    .bind(o.join_url)
-    .bind(o.passcode)
+    .bind(held.map(|h| h.zoom_id))
+    .bind(held.map(|h| h.zoom_kind).unwrap_or(""))
+    .bind(held.map(|h| h.join_url).unwrap_or(""))
+    .bind(held.map(|h| h.passcode).unwrap_or(""))
     .bind(now)
     .execute(&mut *c)
     .await?;
+    Ok(())
+}
+
+/// Set the state reached for `revision` (`created`, `failed` or `deleted`), unless a newer save
+/// came meanwhile. Returns whether it was set.
+pub async fn finish_zoom_revision(
+    c: &mut AnyConnection,
+    event_id: i64,
+    revision: i64,
+    state: &str,
+    reason: &str,
+) -> Result<bool> {
     let r = sqlx::query(
         "UPDATE event_zoom SET state = $3, reason = $4, applied_revision = $2
          WHERE event_id = $1 AND revision = $2",
     )
     .bind(event_id)
     .bind(revision)
-    .bind(o.state)
-    .bind(o.reason)
+    .bind(state)
+    .bind(reason)
     .execute(&mut *c)
     .await?;
     Ok(r.rows_affected() == 1)
+}
+
+/// While `revision` waits (a Zoom daily limit), say why on the event page; the state stays
+/// `pending`.
+pub async fn note_zoom_wait(c: &mut AnyConnection, event_id: i64, revision: i64, reason: &str) -> Result<()> {
+    sqlx::query("UPDATE event_zoom SET reason = $3 WHERE event_id = $1 AND revision = $2 AND state = 'pending'")
+        .bind(event_id)
+        .bind(revision)
+        .bind(reason)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
 }

@@ -211,6 +211,26 @@ pub async fn fail(
     Ok(res.rows_affected() == 1)
 }
 
+/// Put a held job back in the queue until `at` without counting this attempt: the job could
+/// not run because an upstream allowance is spent until a known time (Zoom's daily limits),
+/// and waiting for it is not a failure. `note` is kept as the last error, for the console.
+pub async fn postpone(c: &mut AnyConnection, id: i64, worker: &str, note: &str, now: i64, at: i64) -> Result<bool> {
+    let note: String = note.chars().take(4000).collect();
+    let requeue = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE jobs SET state = 'queued', run_at = $1, locked_by = NULL, lease_until = NULL, last_error = $2,
+             updated_at = $3, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
+         WHERE id = $4 AND locked_by = $5 AND state = 'running' AND {NO_QUEUED_TWIN}"
+    )))
+    .bind(at)
+    .bind(&note)
+    .bind(now)
+    .bind(id)
+    .bind(worker)
+    .execute(&mut *c)
+    .await;
+    requeue_or_leave_to_twin(c, requeue, id, worker).await
+}
+
 /// A job may go back to the queue only when no job with its key is queued already.
 const NO_QUEUED_TWIN: &str = "(dedupe_key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs t WHERE t.dedupe_key = jobs.dedupe_key AND t.state = 'queued'))";
 

@@ -16,4 +16,4 @@ pub mod settings;
 pub mod webhook;
 
 pub use client::{Auth, ClientConfig, Organizer, Registration, ZoomClient};
-pub use error::ZoomError;
+pub use error::{Retry, ZoomError};

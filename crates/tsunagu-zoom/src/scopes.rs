@@ -32,7 +32,7 @@ pub const REQUIRED: &[Scope] = &[
     s("meeting:delete:registrant:admin", "キャンセル時の参加者登録の削除", false),
     s("meeting:read:list_registration_questions:admin", "登録の妨げになる質問設定の確認", false),
     s("webinar:read:list_registrants:admin", "登録済み参加者の確認（二重登録の防止）", false),
-    s("webinar:update:registrant_status:admin", "キャンセル時の参加者登録の取り消し", false),
+    s("webinar:update:registrant_status:admin", "ウェビナー参加者の承認と、キャンセル時の参加者登録の取り消し", false),
     s("webinar:delete:registrant:admin", "キャンセル時の参加者登録の削除", false),
 ];
 

@@ -227,6 +227,8 @@ impl State {
                 timezone: e.timezone.clone(),
                 approval_type: e.approval_type(),
                 registrants: e.registrants.len(),
+                duration: e.duration,
+                settings: Value::Object(e.settings.clone()),
             })
             .collect();
         v.sort_by_key(|e| e.id);

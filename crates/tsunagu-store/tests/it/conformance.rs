@@ -825,7 +825,7 @@ async fn events_hold_seats_exactly_and_stay_scoped(store: Store) {
         TicketEdit { id: None, ticket: NewTicket { name: "学生", price_yen: 1000, limit_count: None } },
     ];
     let r = events::update(&mut tx, a.id, id2, &input(50), &reordered, 5).await.unwrap();
-    assert_eq!(r, Some(Ok(())));
+    assert_eq!(r, Some(Ok(events::Updated { moved: false, zoom_revision: None })), "no Zoom in use");
     tx.commit().await.unwrap();
     let mut c = store.conn().await.unwrap();
     let e2 = events::get(&mut c, a.id, id2).await.unwrap().unwrap();
@@ -863,6 +863,8 @@ async fn zoom_settings_keep_the_newest_save(store: Store) {
     };
     let tickets = [NewTicket { name: "一般", price_yen: 0, limit_count: None }];
     let id = events::create(&mut c, a.id, "zoom-key", &input, &tickets, 1).await.unwrap();
+    let ticket = events::get(&mut c, a.id, id).await.unwrap().unwrap().tickets[0].id;
+    let same_tickets = [events::TicketEdit { id: Some(ticket), ticket: tickets[0].clone() }];
     let choice = |kind, duration| ZoomChoice {
         enabled: true,
         kind,
@@ -897,6 +899,16 @@ async fn zoom_settings_keep_the_newest_save(store: Store) {
         (z.state.as_str(), z.applied_revision, z.join_url.as_str()),
         ("created", 2, "https://zoom.us/j/85000000001")
     );
+    // Moving the event an hour later moves Zoom's start with it, as a new revision; an edit
+    // Zoom does not show (the capacity) leaves Zoom alone.
+    let later = EventInput { starts_at: 10_000 + 3_600_000, ends_at: 20_000 + 3_600_000, ..input.clone() };
+    let r = events::update(&mut c, a.id, id, &later, &same_tickets, 6).await.unwrap();
+    assert_eq!(r, Some(Ok(events::Updated { moved: true, zoom_revision: Some(3) })));
+    let z = events::zoom_settings(&mut c, a.id, id).await.unwrap().unwrap();
+    assert_eq!((z.state.as_str(), z.starts_at, z.duration_minutes), ("pending", 10_000 + 3_600_000, 90));
+    let bigger = EventInput { capacity: 200, ..later.clone() };
+    let r = events::update(&mut c, a.id, id, &bigger, &same_tickets, 7).await.unwrap();
+    assert_eq!(r, Some(Ok(events::Updated { moved: false, zoom_revision: None })));
     // Deleting the event takes its settings with it.
     assert_eq!(events::delete(&mut c, a.id, id).await.unwrap(), events::Deleted::Yes);
     assert!(events::zoom_settings_for_job(&mut c, id).await.unwrap().is_none());

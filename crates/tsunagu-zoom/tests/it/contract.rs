@@ -14,19 +14,9 @@ use serde_json::{Value, json};
 pub use tsunagu_contract::Exchange;
 use tsunagu_contract::{Body, Spec};
 
-const SPEC: &str = include_str!("../spec/zoom-operations.json");
-
 /// The copied operations as one OpenAPI document (their paths are relative to `/v2`).
-static ZOOM: LazyLock<Spec> = LazyLock::new(|| {
-    let spec: Value = serde_json::from_str(SPEC).expect("tests/spec/zoom-operations.json is JSON");
-    let mut paths = serde_json::Map::new();
-    for o in spec["operations"].as_object().expect("operations").values() {
-        let item = paths.entry(o["path"].as_str().expect("path")).or_insert_with(|| json!({}));
-        item[o["method"].as_str().expect("method").to_lowercase()] = o["operation"].clone();
-    }
-    let doc = json!({"servers": [{"url": "https://api.zoom.us/v2"}], "paths": paths});
-    Spec::new(vec![("zoom".into(), doc)])
-});
+static ZOOM: &LazyLock<Spec> = &tsunagu_contract::zoom::SPEC;
+const SPEC: &str = include_str!("../spec/zoom-operations.json");
 
 /// The operation id for a method and a path (with or without `/v2`).
 pub fn operation_for(method: &str, path: &str) -> Option<&'static str> {
@@ -43,45 +33,13 @@ pub fn response_schema_errors(operation_id: &str, status: u16, body: &Value) -> 
         .unwrap_or_else(|| vec![format!("{operation_id} declares no JSON body for {status}")])
 }
 
-/// Zoom's error shape (NOTES §6); the specs declare no error schemas.
-fn error_shape(ex: &Exchange<'_>) -> Option<String> {
-    let v: Value = serde_json::from_str(ex.response_body).unwrap_or_default();
-    let shape = v["code"].is_i64()
-        && v["message"].is_string()
-        && v.get("errors").is_none_or(|e| {
-            e.as_array().is_some_and(|a| a.iter().all(|x| x["field"].is_string() && x["message"].is_string()))
-        });
-    (!shape).then(|| {
-        format!("error answer is not Zoom's {{code, message}}: {}", tsunagu_contract::excerpt(ex.response_body))
-    })
-}
-
 /// Every problem of one exchange.
 pub fn check(ex: &Exchange<'_>) -> Vec<String> {
-    if ex.path.starts_with("/oauth/") {
-        // Not in these specs; NOTES §1.1 gives the token answer's fields.
-        let mut problems = Vec::new();
-        if ex.path == "/oauth/token" && ex.status == 200 {
-            let v: Value = serde_json::from_str(ex.response_body).unwrap_or_default();
-            let ok = v["access_token"].is_string()
-                && v["token_type"].is_string()
-                && v["expires_in"].is_u64()
-                && v["scope"].is_string();
-            if !ok {
-                problems.push(format!(
-                    "token answer lacks access_token/token_type/expires_in/scope: {}",
-                    tsunagu_contract::excerpt(ex.response_body)
-                ));
-            }
-        }
-        return problems;
-    }
-    ZOOM.check(ex, &error_shape)
+    tsunagu_contract::zoom::check(ex)
 }
 
-/// Panics listing every problem of every exchange.
 pub fn assert_all<'a>(exchanges: impl IntoIterator<Item = Exchange<'a>>) {
-    tsunagu_contract::assert_all_with(exchanges, check);
+    tsunagu_contract::zoom::assert_all(exchanges);
 }
 
 #[test]

@@ -245,10 +245,21 @@ pub async fn update(
             };
             refused(page(form, &[Problem { field, message }]))
         }
-        Some(Ok(())) => {
+        Some(Ok(updated)) => {
+            if updated.zoom_revision.is_some() {
+                super::zoom::queue_sync(&mut tx, &app, id).await?;
+            }
             tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
-            tracing::info!(account_id = %auth.account.id, event_id = id, "event updated");
-            Ok(flash_redirect(&app, &format!("/events/{id}"), "success", "イベントを保存しました。"))
+            if updated.zoom_revision.is_some() {
+                crate::jobs::wake(&app);
+            }
+            tracing::info!(account_id = %auth.account.id, event_id = id, zoom = updated.zoom_revision.is_some(), "event updated");
+            let msg = if updated.zoom_revision.is_some() {
+                "イベントを保存しました。Zoom のミーティング／ウェビナーにも反映しています。"
+            } else {
+                "イベントを保存しました。"
+            };
+            Ok(flash_redirect(&app, &format!("/events/{id}"), "success", msg))
         }
     }
 }
@@ -278,6 +289,7 @@ struct EventPage {
     description_html: String,
     /// The public page's address, once the event is not a draft.
     public_url: Option<String>,
+    zoom: Option<super::zoom::StateView>,
 }
 
 fn price(yen: i64) -> String {
@@ -285,9 +297,14 @@ fn price(yen: i64) -> String {
 }
 
 pub async fn show(State(app): State<SharedApp>, auth: Auth, Path(id): Path<i64>) -> Result<Html<String>, AppError> {
-    let e = owned(&app, &auth, id).await?;
+    let (e, zoom) = {
+        let mut c = app.store.read().await?;
+        let e = store::get(&mut c, auth.account.id, id).await?.ok_or(AppError::NotFound)?;
+        (e, store::zoom_settings(&mut c, auth.account.id, id).await?)
+    };
     let tz = &auth.account.time_zone;
     let page = EventPage {
+        zoom: zoom.as_ref().map(super::zoom::state_view),
         chrome: Chrome::console(&auth, NAV, &e.title),
         id: e.id,
         state: e.state.label_ja(),

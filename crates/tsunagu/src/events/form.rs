@@ -335,7 +335,7 @@ pub fn group(n: i64) -> String {
 
 /// A local date and time as a browser's `datetime-local` sends it (`2026-12-24T19:00`), or as
 /// typed with a space or slashes, in the account's zone.
-fn instant(s: &str, tz: &str) -> Option<i64> {
+pub fn instant(s: &str, tz: &str) -> Option<i64> {
     let t: String = s
         .trim()
         .chars()

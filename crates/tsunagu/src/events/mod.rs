@@ -6,6 +6,7 @@ pub mod console;
 pub mod form;
 pub mod public;
 pub mod text;
+pub mod zoom;
 
 /// The console's event pages.
 pub fn routes() -> axum::Router<crate::app::SharedApp> {
@@ -17,5 +18,16 @@ pub fn routes() -> axum::Router<crate::app::SharedApp> {
         .route("/events/{id}/edit", get(console::edit_form).post(console::update))
         .route("/events/{id}/copy", post(console::copy))
         .route("/events/{id}/delete", post(console::delete))
+        .route("/events/{id}/zoom", get(zoom::show).post(zoom::save))
+        .route("/events/{id}/zoom/start", post(zoom::start))
         .route("/e/{key}", get(public::page))
+}
+
+/// The events feature's jobs.
+pub fn job_kinds() -> Vec<crate::jobs::JobKind> {
+    use std::time::Duration;
+    // A create, a delete and an update, each bounded by the client's own timeouts and retries.
+    vec![crate::jobs::JobKind::new(zoom::SYNC, Duration::from_secs(300), |app, _worker, job| async move {
+        zoom::sync(&app, &job).await
+    })]
 }

@@ -45,6 +45,10 @@ pub enum JobError {
     /// Another attempt would fail the same way.
     #[error("{0}")]
     Permanent(String),
+    /// Nothing can be done before `at_ms` (an upstream daily allowance is spent until its
+    /// reset): the job waits until then, and the attempt is not counted.
+    #[error("{reason}")]
+    WaitUntil { at_ms: i64, reason: String },
 }
 
 impl From<StoreError> for JobError {

@@ -253,11 +253,16 @@ impl Worker {
         enum Write {
             Complete,
             Fail { message: String, retry_at: Option<i64> },
+            Postpone { message: String, at: i64 },
             Nothing,
         }
         let (write, outcome) = match result {
             Ok(Outcome::Done) => (Write::Complete, "done"),
             Ok(Outcome::Completed) => (Write::Nothing, "done"),
+            Err(JobError::WaitUntil { at_ms, reason }) => {
+                tracing::info!(job_id = job.id, kind = %job.kind, reason = %reason, wait_ms = at_ms - now, "job waits for an upstream allowance");
+                (Write::Postpone { message: reason, at: at_ms.max(now) }, "postponed")
+            }
             Err(JobError::Retry(msg)) if job.attempts < job.max_attempts => {
                 let at = now + backoff_ms(app.config.jobs.backoff_base_seconds, job.attempts);
                 tracing::warn!(job_id = job.id, kind = %job.kind, attempt = job.attempts, error = %msg, retry_in_ms = at - now, "job failed; will retry");
@@ -279,6 +284,9 @@ impl Worker {
                         Write::Complete => jobs::complete(&mut c, job.id, &self.id).await,
                         Write::Fail { message, retry_at } => {
                             jobs::fail(&mut c, job.id, &self.id, message, now, *retry_at).await
+                        }
+                        Write::Postpone { message, at } => {
+                            jobs::postpone(&mut c, job.id, &self.id, message, now, *at).await
                         }
                         Write::Nothing => Ok(true),
                     }

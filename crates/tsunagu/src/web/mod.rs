@@ -32,6 +32,7 @@ pub fn router(app: SharedApp, features: Router<SharedApp>) -> Router {
         .route("/assets/style.css", get(ops::style))
         .route("/assets/media.js", get(ops::media_script))
         .route("/assets/confirm.js", get(ops::confirm_script))
+        .route("/assets/zoom-settings.js", get(ops::zoom_settings_script))
         .merge(features)
         .route_layer(middleware::from_fn(context::tag_route))
         .fallback(not_found)

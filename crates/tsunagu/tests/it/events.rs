@@ -3,7 +3,7 @@
 
 use crate::helpers::{Client, TestApp};
 
-fn event_form<'a>(title: &'a str, capacity: &'a str, price: &'a str) -> Vec<(&'a str, &'a str)> {
+pub fn event_form<'a>(title: &'a str, capacity: &'a str, price: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("title", title),
         ("description", "Zoom で開催します。\n資料: https://example.com/slides"),
@@ -25,7 +25,7 @@ fn event_form<'a>(title: &'a str, capacity: &'a str, price: &'a str) -> Vec<(&'a
     ]
 }
 
-async fn create(c: &Client, form: &[(&str, &str)]) -> i64 {
+pub async fn create(c: &Client, form: &[(&str, &str)]) -> i64 {
     let r = c.submit("/events/new", "/events/new", form).await;
     assert_eq!(r.status, 303, "{}", r.text);
     let to = r.location.unwrap();

@@ -1,0 +1,282 @@
+//! ［Zoom設定］ against the Zoom sandbox: a save creates the meeting with the chosen settings,
+//! an edit of the event's date moves it, switching to a webinar replaces it, ［利用しない］ asks
+//! first and then deletes it; failures are told in Japanese on the page. Every request sent to
+//! Zoom is checked against the official schema.
+
+use tsunagu_sandbox::zoom::{S2sApp, SandboxUser, ZoomSandbox};
+
+use crate::events::{create, event_form};
+use crate::helpers::{Client, TestApp};
+
+const ACC: &str = "zoom-events-acc";
+const NO_WEBINAR_ACC: &str = "zoom-basic-acc";
+
+fn sandbox() -> ZoomSandbox {
+    let sb = ZoomSandbox::new();
+    let scopes: Vec<String> = tsunagu_zoom::scopes::REQUIRED.iter().map(|s| s.name.to_string()).collect();
+    for (acc, cid, owner, webinar) in
+        [(ACC, "events-cid", "owner@example.com", true), (NO_WEBINAR_ACC, "basic-cid", "basic@example.com", false)]
+    {
+        sb.add_app(S2sApp {
+            account_id: acc.into(),
+            client_id: cid.into(),
+            client_secret: format!("{cid}-secret"),
+            scopes: scopes.clone(),
+        });
+        sb.add_user(SandboxUser {
+            account_id: acc.into(),
+            id: format!("{acc}-owner"),
+            email: owner.into(),
+            first_name: "Owner".into(),
+            last_name: "Zoom".into(),
+            licensed: true,
+            webinar_license: webinar,
+        });
+    }
+    sb
+}
+
+async fn connect(c: &Client, acc: &str, cid: &str) {
+    let secret = format!("{cid}-secret");
+    let r = c
+        .submit(
+            "/settings/basic",
+            "/settings/basic",
+            &[("auth_method", "s2s"), ("zoom_account_id", acc), ("client_id", cid), ("client_secret", &secret)],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text);
+}
+
+fn meeting_form<'a>() -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("use", "on"),
+        ("kind", "meeting"),
+        ("start", "2027-01-20T19:00"),
+        ("duration", "120"),
+        ("waiting_room", "on"),
+        ("join_before_host", "on"),
+        ("m_registration", "on"),
+        ("m_url_sender", "tsunagu"),
+        ("participant_video", "on"),
+        ("participant_mic", "off"),
+    ]
+}
+
+/// The ticket ids the edit form carries, in order.
+async fn ticket_ids(c: &Client, id: i64) -> Vec<String> {
+    let form = c.get(&format!("/events/{id}/edit")).await.text;
+    (0..2)
+        .map(|i| {
+            let key = format!(r#"name="ticket_id_{i}" value=""#);
+            let at = form.find(&key).expect("a ticket row") + key.len();
+            form[at..].split('"').next().unwrap().to_string()
+        })
+        .collect()
+}
+
+async fn save(c: &Client, id: i64, form: &[(&str, &str)]) -> crate::helpers::Page {
+    let page = format!("/events/{id}/zoom");
+    c.submit(&page, &page, form).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zoom_settings_create_move_replace_and_delete_the_meeting() {
+    let sb = sandbox();
+    let (base, _task) = tsunagu_sandbox::serve(sb.router()).await.unwrap();
+    let api = format!("{base}/v2");
+    let t = TestApp::spawn_with(|c| {
+        c.zoom.api_base_url = api.clone();
+        c.zoom.oauth_base_url = base.clone();
+    })
+    .await;
+    let c = t.signup("zoom-organizer@example.com", "主催 花子").await;
+    connect(&c, ACC, "events-cid").await;
+    let id = create(&c, &event_form("Zoom 入門セミナー", "30", "3000")).await;
+
+    // The screen with the manual's labels, 開催日時 and 所要時間 taken from the event.
+    let blank = c.get(&format!("/events/{id}/zoom")).await;
+    assert_eq!(blank.status, 200);
+    for label in [
+        "利用する",
+        "利用しない",
+        "ミーティング",
+        "ウェビナー",
+        "開催日時",
+        "所要時間",
+        "待機室利用",
+        "ホストの前の参加",
+        "参加者登録利用",
+        "Zoom情報通知設定",
+        "Tsunaguから送信",
+        "Zoomから送信",
+        "参加者ビデオ",
+        "参加者マイク",
+        "複数のデバイスからの参加許可",
+        "パネリストビデオ",
+        "質疑応答",
+        "オンデマンド",
+        "実践セッション",
+        "録画しない",
+        "ローカル",
+        "クラウド",
+        "保存する",
+    ] {
+        assert!(blank.text.contains(label), "{label} is on the screen");
+    }
+    assert!(blank.text.contains(r#"value="2027-01-20T19:00""#) && blank.text.contains(r#"value="120""#));
+    assert!(
+        blank.text.contains("待機室を利用する場合、Zoom ではホストの前の参加ができません"),
+        "explained before saving"
+    );
+
+    // Bad input is refused with what to do, keeping what was typed.
+    let mut bad = meeting_form();
+    bad[3] = ("duration", "0");
+    let r = save(&c, id, &bad).await;
+    assert_eq!(r.status, 422);
+    assert!(r.text.contains("所要時間は1分から1440分"), "{}", r.text);
+    assert!(r.text.contains(r#"value="2027-01-20T19:00""#), "kept");
+    assert!(sb.events().is_empty());
+
+    // ［保存する］: stored, the job queued; the page says 作成中 until the job has run.
+    let r = save(&c, id, &meeting_form()).await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    let after = c.get(&format!("/events/{id}/zoom")).await;
+    assert!(after.text.contains("ホストの前の参加はオフにして保存しました"), "the combination Zoom changes is told");
+    assert!(after.text.contains("作成中"));
+    t.run_jobs().await;
+    let events = sb.events();
+    assert_eq!(events.len(), 1);
+    let m = &events[0];
+    assert!(!m.webinar);
+    assert_eq!(
+        (m.topic.as_str(), m.start_time.as_str(), m.duration),
+        ("Zoom 入門セミナー", "2027-01-20T10:00:00Z", 120)
+    );
+    assert_eq!(m.approval_type, 1, "registration on: strangers wait for the host's approval");
+    let s = &m.settings;
+    assert_eq!(
+        (s["waiting_room"].as_bool(), s["join_before_host"].as_bool(), s["participant_video"].as_bool()),
+        (Some(true), Some(false), Some(true))
+    );
+    assert_eq!(
+        (s["mute_upon_entry"].as_bool(), s["registrants_confirmation_email"].as_bool()),
+        (Some(true), Some(false))
+    );
+    let page = c.get(&format!("/events/{id}")).await;
+    assert!(page.text.contains("作成済み"), "{}", page.text);
+    let grouped = tsunagu::events::zoom::format_zoom_id(m.id);
+    assert!(page.text.contains(&grouped), "the meeting ID is shown");
+    assert!(page.text.contains("ホストとして開始"));
+
+    // ［ホストとして開始］ goes to a start URL fetched at the click.
+    let r = c.submit(&format!("/events/{id}"), &format!("/events/{id}/zoom/start"), &[]).await;
+    assert_eq!(r.status, 303);
+    assert!(r.location.as_deref().is_some_and(|l| l.contains(&format!("/s/{}", m.id))), "{:?}", r.location);
+
+    // Moving the event an hour later moves the meeting, which is updated, not created again.
+    let mut moved = event_form("Zoom 入門セミナー", "30", "3000");
+    moved[2] = ("starts_at", "2027-01-20T20:00");
+    moved[3] = ("ends_at", "2027-01-20T22:00");
+    let ids = ticket_ids(&c, id).await;
+    moved[9] = ("ticket_id_0", &ids[0]);
+    moved[13] = ("ticket_id_1", &ids[1]);
+    let r = c.submit(&format!("/events/{id}/edit"), &format!("/events/{id}/edit"), &moved).await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    t.run_jobs().await;
+    let events = sb.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!((events[0].id, events[0].start_time.as_str()), (m.id, "2027-01-20T11:00:00Z"));
+
+    // A webinar instead: the meeting is deleted and a webinar created with its options.
+    let r = save(
+        &c,
+        id,
+        &[
+            ("use", "on"),
+            ("kind", "webinar"),
+            ("start", "2027-01-20T20:00"),
+            ("duration", "90"),
+            ("w_registration", "on"),
+            ("w_url_sender", "zoom"),
+            ("multiple_devices", "on"),
+            ("panelist_video", "off"),
+            ("q_and_a", "on"),
+            ("on_demand", "off"),
+            ("practice_session", "on"),
+            ("recording", "cloud"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    t.run_jobs().await;
+    let events = sb.events();
+    assert_eq!(events.len(), 1, "the meeting is gone: {events:?}");
+    let w = &events[0];
+    assert!(w.webinar && w.id != m.id);
+    let s = &w.settings;
+    assert_eq!(w.approval_type, 1);
+    assert_eq!(
+        (
+            s["allow_multiple_devices"].as_bool(),
+            s["panelists_video"].as_bool(),
+            s["practice_session"].as_bool(),
+            s["auto_recording"].as_str(),
+            s["question_and_answer"]["enable"].as_bool(),
+            s["registrants_confirmation_email"].as_bool(),
+        ),
+        (Some(true), Some(false), Some(true), Some("cloud"), Some(true), Some(true))
+    );
+    assert!(c.get(&format!("/events/{id}")).await.text.contains("ウェビナー"));
+
+    // ［利用しない］ asks first, saying what happens; confirmed, the webinar is deleted.
+    let r = save(&c, id, &[("use", "off"), ("kind", "webinar")]).await;
+    assert_eq!(r.status, 422);
+    assert!(r.text.contains("Zoom のウェビナーを削除します") && r.text.contains("削除して保存する"), "{}", r.text);
+    t.run_jobs().await;
+    assert_eq!(sb.events().len(), 1, "nothing deleted before confirming");
+    let r = save(&c, id, &[("use", "off"), ("kind", "webinar"), ("confirm_delete", "yes")]).await;
+    assert_eq!(r.status, 303);
+    t.run_jobs().await;
+    assert!(sb.events().is_empty());
+    assert!(c.get(&format!("/events/{id}")).await.text.contains("利用しない"));
+
+    // Another organizer: no Zoom connection yet, then one without a webinar licence. Neither
+    // sees the first organizer's settings.
+    let other = t.signup("zoom-other@example.com", "別の主催者").await;
+    assert_eq!(other.get(&format!("/events/{id}/zoom")).await.status, 404);
+    let csrf = crate::helpers::csrf(&other.get("/events").await.text);
+    let r = other.post_form(&format!("/events/{id}/zoom"), &[("csrf_token", &csrf), ("use", "on")]).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(other.post_form(&format!("/events/{id}/zoom/start"), &[("csrf_token", &csrf)]).await.status, 404);
+    let theirs = create(&other, &event_form("ウェビナー講座", "100", "0")).await;
+    let webinar = [
+        ("use", "on"),
+        ("kind", "webinar"),
+        ("start", "2027-02-01T10:00"),
+        ("duration", "60"),
+        ("w_registration", "on"),
+    ];
+    assert_eq!(save(&other, theirs, &webinar).await.status, 303);
+    t.run_jobs().await;
+    let text = other.get(&format!("/events/{theirs}/zoom")).await.text;
+    assert!(text.contains("失敗") && text.contains("基本設定"), "{text}");
+    connect(&other, NO_WEBINAR_ACC, "basic-cid").await;
+    assert_eq!(save(&other, theirs, &webinar).await.status, 303);
+    t.run_jobs().await;
+    let text = other.get(&format!("/events/{theirs}/zoom")).await.text;
+    assert!(text.contains("失敗") && text.contains("ウェビナーのライセンスがありません"), "{text}");
+    assert!(sb.events().is_empty());
+    t.assert_no_jobs_left().await;
+
+    let log = sb.exchanges();
+    assert!(log.iter().any(|e| e.method == "PATCH"), "updates were sent");
+    tsunagu_contract::zoom::assert_all(log.iter().map(|e| tsunagu_contract::Exchange {
+        method: &e.method,
+        path: &e.path,
+        status: e.status,
+        request_body: &e.request_body,
+        response_body: &e.response_body,
+    }));
+}
