@@ -827,6 +827,27 @@ pub async fn finish_zoom_revision(
     Ok(r.rows_affected() == 1)
 }
 
+/// The host's and alternative hosts' emails of the event's meeting or webinar (lower-cased):
+/// Zoom refuses them as registrants (3027).
+pub async fn record_host_emails(c: &mut AnyConnection, event_id: i64, emails: &[String]) -> Result<()> {
+    sqlx::query("UPDATE event_zoom SET host_emails = $2 WHERE event_id = $1")
+        .bind(event_id)
+        .bind(emails.join(" "))
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// See [`record_host_emails`].
+pub async fn host_emails(c: &mut AnyConnection, event_id: i64) -> Result<Vec<String>> {
+    let s: Option<String> =
+        sqlx::query_scalar("SELECT host_emails FROM event_zoom WHERE event_id = $1 AND enabled = 1")
+            .bind(event_id)
+            .fetch_optional(c)
+            .await?;
+    Ok(s.unwrap_or_default().split_whitespace().map(str::to_string).collect())
+}
+
 /// While `revision` waits (a Zoom daily limit), say why on the event page; the state stays
 /// `pending`.
 pub async fn note_zoom_wait(c: &mut AnyConnection, event_id: i64, revision: i64, reason: &str) -> Result<()> {

@@ -10,6 +10,7 @@
 //! no way to fetch another account's row through them.
 
 pub mod accounts;
+pub mod applications;
 mod db;
 pub mod diagnostics;
 pub mod events;

@@ -68,6 +68,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0009_event_zoom.sql"),
         postgres: include_str!("../migrations/postgres/0009_event_zoom.sql"),
     },
+    Migration {
+        version: 10,
+        name: "attendee_zoom",
+        sqlite: include_str!("../migrations/sqlite/0010_attendee_zoom.sql"),
+        postgres: include_str!("../migrations/postgres/0010_attendee_zoom.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -290,21 +290,40 @@ struct EventPage {
     /// The public page's address, once the event is not a draft.
     public_url: Option<String>,
     zoom: Option<super::zoom::StateView>,
+    applications: Vec<super::applications::ApplicationRow>,
+    /// The search box's text.
+    q: String,
 }
 
 fn price(yen: i64) -> String {
     if yen == 0 { "無料".into() } else { format!("{}円", group(yen)) }
 }
 
-pub async fn show(State(app): State<SharedApp>, auth: Auth, Path(id): Path<i64>) -> Result<Html<String>, AppError> {
-    let (e, zoom) = {
+#[derive(serde::Deserialize)]
+pub struct Search {
+    #[serde(default)]
+    q: String,
+}
+
+pub async fn show(
+    State(app): State<SharedApp>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    axum::extract::Query(search): axum::extract::Query<Search>,
+) -> Result<Html<String>, AppError> {
+    let q: String = search.q.trim().chars().take(100).collect();
+    let (e, zoom, list) = {
         let mut c = app.store.read().await?;
         let e = store::get(&mut c, auth.account.id, id).await?.ok_or(AppError::NotFound)?;
-        (e, store::zoom_settings(&mut c, auth.account.id, id).await?)
+        let zoom = store::zoom_settings(&mut c, auth.account.id, id).await?;
+        let list = tsunagu_store::applications::for_event(&mut c, auth.account.id, id, &q).await?;
+        (e, zoom, list)
     };
     let tz = &auth.account.time_zone;
     let page = EventPage {
         zoom: zoom.as_ref().map(super::zoom::state_view),
+        applications: super::applications::rows(list, &auth.account.time_zone),
+        q,
         chrome: Chrome::console(&auth, NAV, &e.title),
         id: e.id,
         state: e.state.label_ja(),

@@ -2,9 +2,13 @@
 //! each event's page, and its public page for participants. Routes, pages and their reading of the forms live here; the data lives in
 //! `tsunagu_store::events`.
 
+pub mod applications;
+pub mod apply;
 pub mod console;
 pub mod form;
+pub mod mails;
 pub mod public;
+pub mod register;
 pub mod text;
 pub mod zoom;
 
@@ -20,14 +24,24 @@ pub fn routes() -> axum::Router<crate::app::SharedApp> {
         .route("/events/{id}/delete", post(console::delete))
         .route("/events/{id}/zoom", get(zoom::show).post(zoom::save))
         .route("/events/{id}/zoom/start", post(zoom::start))
+        .route("/events/{id}/applications/{application}/confirm-payment", post(applications::confirm_payment))
+        .route("/events/{id}/people/{person}/retry", post(applications::retry))
         .route("/e/{key}", get(public::page))
+        .route("/e/{key}/apply", get(apply::show).post(apply::submit))
+        .route("/a/{access}", get(apply::mine))
 }
 
 /// The events feature's jobs.
 pub fn job_kinds() -> Vec<crate::jobs::JobKind> {
     use std::time::Duration;
     // A create, a delete and an update, each bounded by the client's own timeouts and retries.
-    vec![crate::jobs::JobKind::new(zoom::SYNC, Duration::from_secs(300), |app, _worker, job| async move {
-        zoom::sync(&app, &job).await
-    })]
+    vec![
+        crate::jobs::JobKind::new(zoom::SYNC, Duration::from_secs(300), |app, _worker, job| async move {
+            zoom::sync(&app, &job).await
+        }),
+        // One person: a look-up, an add and an approval at most, each bounded by the client.
+        crate::jobs::JobKind::new(register::REGISTER, Duration::from_secs(300), |app, _worker, job| async move {
+            register::run(&app, &job).await
+        }),
+    ]
 }

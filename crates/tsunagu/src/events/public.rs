@@ -29,6 +29,7 @@ struct TicketLine {
 #[template(path = "public_event.html")]
 struct PublicEventPage {
     chrome: Chrome,
+    key: String,
     title: String,
     when: String,
     apply_until: String,
@@ -40,7 +41,7 @@ struct PublicEventPage {
 }
 
 /// What a participant is told about taking applications at `now`, or `None` while open.
-fn closed_reason(e: &Event, now: i64, tz: &str) -> Option<String> {
+pub(crate) fn closed_reason(e: &Event, now: i64, tz: &str) -> Option<String> {
     if e.state == EventState::Closed {
         Some("このイベントの申込受付は終了しました。".into())
     } else if now < e.apply_from {
@@ -87,6 +88,7 @@ pub async fn page(
             })
             .collect(),
         description_html: super::text::linkify(&e.description),
+        key: e.public_key.clone(),
         title: e.title,
     };
     Ok(Html(page.render()?))

@@ -585,7 +585,7 @@ pub async fn sync(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
 
 /// When a daily allowance is back: Zoom's `Retry-After` date, or the next 00:00 UTC, plus a
 /// minute of margin.
-fn reset_time(retry_after: Option<&str>, now: i64) -> i64 {
+pub(crate) fn reset_time(retry_after: Option<&str>, now: i64) -> i64 {
     const DAY: i64 = 86_400_000;
     let parsed = retry_after.and_then(|s| s.parse::<jiff::Timestamp>().ok()).map(|t| t.as_millisecond());
     parsed.filter(|t| *t > now).unwrap_or((now.div_euclid(DAY) + 1) * DAY) + 60_000
@@ -649,6 +649,7 @@ async fn apply(
                 }))
                 .await?;
                 tracing::info!(event_id = event.id, zoom_id = w.id, "zoom webinar created");
+                record_hosts(app, event.id, &w).await?;
                 // The 2025 schema takes who sends the confirmation mail only on update (NOTES §3).
                 app.zoom.update_event(org, EventRef::Webinar(w.id), HOST, &confirm).await?;
             }
@@ -667,10 +668,17 @@ async fn apply(
                 }))
                 .await?;
                 tracing::info!(event_id = event.id, zoom_id = m.id, "zoom meeting created");
+                record_hosts(app, event.id, &m).await?;
             }
         }
     }
     Ok("created")
+}
+
+/// Remember who Zoom refuses as registrants, so the application form refuses them first.
+async fn record_hosts(app: &App, event_id: i64, e: &tsunagu_zoom::model::ZoomEvent) -> Result<(), ZoomError> {
+    let mut c = app.store.conn().await.map_err(limits_unavailable)?;
+    store::record_host_emails(&mut c, event_id, &e.host_emails()).await.map_err(limits_unavailable)
 }
 
 fn other(message: String) -> ZoomError {

@@ -33,6 +33,7 @@ pub fn router(app: SharedApp, features: Router<SharedApp>) -> Router {
         .route("/assets/media.js", get(ops::media_script))
         .route("/assets/confirm.js", get(ops::confirm_script))
         .route("/assets/zoom-settings.js", get(ops::zoom_settings_script))
+        .route("/assets/apply.js", get(ops::apply_script))
         .merge(features)
         .route_layer(middleware::from_fn(context::tag_route))
         .fallback(not_found)

@@ -60,6 +60,13 @@ pub async fn zoom_settings_script() -> impl IntoResponse {
     )
 }
 
+pub async fn apply_script() -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/javascript; charset=utf-8"), (CACHE_CONTROL, "public, max-age=3600")],
+        include_str!("../../assets/apply.js"),
+    )
+}
+
 pub async fn style() -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "text/css; charset=utf-8"), (CACHE_CONTROL, "public, max-age=3600")],

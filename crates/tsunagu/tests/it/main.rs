@@ -3,6 +3,7 @@
 mod accounts_web;
 mod browser;
 mod events;
+mod events_apply;
 mod events_zoom;
 mod helpers;
 mod job_faults;

@@ -1,0 +1,20 @@
+-- Each person's Zoom registration and join mail (issue 12), and what the sync job learns of
+-- the hosts Zoom refuses as registrants.
+
+-- none (Zoom not used or not yet completed), waiting (queued), adding (a POST to Zoom may
+-- have been sent: look the email up before any repeat), registered, failed
+ALTER TABLE attendees ADD COLUMN zoom_state TEXT NOT NULL DEFAULT 'none';
+ALTER TABLE attendees ADD COLUMN zoom_registrant_id TEXT NOT NULL DEFAULT '';
+-- the person's own join URL (or the event's shared one without registration)
+ALTER TABLE attendees ADD COLUMN join_url TEXT NOT NULL DEFAULT '';
+-- Japanese, for the organizer, when failed or waiting for a Zoom limit
+ALTER TABLE attendees ADD COLUMN zoom_reason TEXT NOT NULL DEFAULT '';
+-- when the person's join mail was queued
+ALTER TABLE attendees ADD COLUMN mailed_at BIGINT;
+
+-- the host's and alternative hosts' emails, lower-cased and separated by spaces: Zoom refuses
+-- them as registrants (3027), so the application form refuses them first
+ALTER TABLE event_zoom ADD COLUMN host_emails TEXT NOT NULL DEFAULT '';
+
+-- how a priced application is paid: '' (free), bank_transfer
+ALTER TABLE applications ADD COLUMN payment_method TEXT NOT NULL DEFAULT '';

@@ -1,0 +1,296 @@
+//! Applications after they are made: the one transition to completed (a ¥0 ticket at once, a
+//! bank transfer when the organizer confirms it, a payment later), and each person's Zoom
+//! registration and join mail, as the per-person job records them. Applying itself, which holds
+//! the seats, is [`crate::events::apply`].
+
+use sqlx::{AnyConnection, Row};
+use tsunagu_core::AccountId;
+
+use crate::Result;
+
+/// Complete an application that waits (`applied` or `awaiting_payment`): the one place where
+/// an application becomes `completed`, whatever completed it. Returns the people to register
+/// and mail (not cancelled), or `None` when the application was not waiting (already
+/// completed, cancelled, or not found), so a repeated call does nothing.
+pub async fn complete(c: &mut AnyConnection, application_id: i64, now: i64) -> Result<Option<Vec<i64>>> {
+    let r = sqlx::query(
+        "UPDATE applications SET status = 'completed', completed_at = $2, updated_at = $2
+         WHERE id = $1 AND status IN ('applied', 'awaiting_payment')",
+    )
+    .bind(application_id)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    if r.rows_affected() == 0 {
+        return Ok(None);
+    }
+    Ok(Some(start_people(c, application_id).await?))
+}
+
+/// The live people of a completed application, marked as waiting for their registration and
+/// mail (the caller queues one job per person in the same transaction).
+pub async fn start_people(c: &mut AnyConnection, application_id: i64) -> Result<Vec<i64>> {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "UPDATE attendees SET zoom_state = 'waiting' WHERE application_id = $1 AND cancelled_at IS NULL
+         RETURNING id",
+    )
+    .bind(application_id)
+    .fetch_all(&mut *c)
+    .await?;
+    let mut ids = ids;
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// The account's application by id (for ［入金を確認］): its event id and status.
+pub async fn owned(c: &mut AnyConnection, account: AccountId, application_id: i64) -> Result<Option<(i64, String)>> {
+    let row = sqlx::query(
+        "SELECT a.event_id, a.status FROM applications a JOIN events e ON e.id = a.event_id
+         WHERE a.id = $1 AND e.account_id = $2",
+    )
+    .bind(application_id)
+    .bind(account.0)
+    .fetch_optional(c)
+    .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// One person, as the per-person job and the pages read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub id: i64,
+    pub application_id: i64,
+    pub event_id: i64,
+    pub position: i64,
+    pub name_kanji: String,
+    pub name_kana: String,
+    pub email: String,
+    pub phone: String,
+    pub company: String,
+    pub cancelled: bool,
+    /// `none`, `waiting`, `adding`, `registered` or `failed`.
+    pub zoom_state: String,
+    pub zoom_registrant_id: String,
+    pub join_url: String,
+    pub zoom_reason: String,
+    pub mailed_at: Option<i64>,
+    /// The application's status.
+    pub status: String,
+    pub access_key: String,
+}
+
+const PERSON_COLUMNS: &str = "p.id, p.application_id, p.event_id, p.position, p.name_kanji, p.name_kana, p.email,
+     p.phone, p.company, p.cancelled_at, p.zoom_state, p.zoom_registrant_id, p.join_url, p.zoom_reason, p.mailed_at,
+     a.status, a.access_key";
+
+fn person_row(r: &sqlx::any::AnyRow) -> Person {
+    Person {
+        id: r.get(0),
+        application_id: r.get(1),
+        event_id: r.get(2),
+        position: r.get(3),
+        name_kanji: r.get(4),
+        name_kana: r.get(5),
+        email: r.get(6),
+        phone: r.get(7),
+        company: r.get(8),
+        cancelled: r.get::<Option<i64>, _>(9).is_some(),
+        zoom_state: r.get(10),
+        zoom_registrant_id: r.get(11),
+        join_url: r.get(12),
+        zoom_reason: r.get(13),
+        mailed_at: r.get(14),
+        status: r.get(15),
+        access_key: r.get(16),
+    }
+}
+
+/// A person by id, for the job (which acts for the event's owner).
+pub async fn person_for_job(c: &mut AnyConnection, id: i64) -> Result<Option<Person>> {
+    let sql = format!(
+        "SELECT {PERSON_COLUMNS} FROM attendees p JOIN applications a ON a.id = p.application_id WHERE p.id = $1"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await?;
+    Ok(row.as_ref().map(person_row))
+}
+
+/// The people of an application in the order entered (representative first).
+pub async fn people(c: &mut AnyConnection, application_id: i64) -> Result<Vec<Person>> {
+    let sql = format!(
+        "SELECT {PERSON_COLUMNS} FROM attendees p JOIN applications a ON a.id = p.application_id
+         WHERE p.application_id = $1 ORDER BY p.position"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(application_id).fetch_all(c).await?;
+    Ok(rows.iter().map(person_row).collect())
+}
+
+/// An application as its page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Application {
+    pub id: i64,
+    pub event_id: i64,
+    pub ticket_name: String,
+    pub status: String,
+    pub amount_yen: i64,
+    pub payment_method: String,
+    pub created_at: i64,
+    pub people: Vec<Person>,
+}
+
+/// The event's applications (newest first), each with its people; `query` keeps those with a
+/// person whose name (kanji or kana) or email contains it. The event must be the account's.
+pub async fn for_event(
+    c: &mut AnyConnection,
+    account: AccountId,
+    event_id: i64,
+    query: &str,
+) -> Result<Vec<Application>> {
+    let like =
+        format!("%{}%", query.trim().to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    let rows = sqlx::query(
+        "SELECT a.id, a.event_id, t.name, a.status, a.amount_yen, a.payment_method, a.created_at
+         FROM applications a JOIN events e ON e.id = a.event_id JOIN ticket_types t ON t.id = a.ticket_type_id
+         WHERE a.event_id = $1 AND e.account_id = $2
+           AND ($3 = '%%' OR EXISTS (SELECT 1 FROM attendees q WHERE q.application_id = a.id
+                 AND (LOWER(q.name_kanji) LIKE $3 ESCAPE '\\' OR LOWER(q.name_kana) LIKE $3 ESCAPE '\\'
+                      OR LOWER(q.email) LIKE $3 ESCAPE '\\')))
+         ORDER BY a.id DESC",
+    )
+    .bind(event_id)
+    .bind(account.0)
+    .bind(&like)
+    .fetch_all(&mut *c)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let id: i64 = r.get(0);
+        out.push(Application {
+            id,
+            event_id: r.get(1),
+            ticket_name: r.get(2),
+            status: r.get(3),
+            amount_yen: r.get(4),
+            payment_method: r.get(5),
+            created_at: r.get(6),
+            people: Vec::new(),
+        });
+    }
+    for a in &mut out {
+        a.people = people(c, a.id).await?;
+    }
+    Ok(out)
+}
+
+/// The application a participant's link names, with its people.
+pub async fn by_access_key(c: &mut AnyConnection, access_key: &str) -> Result<Option<Application>> {
+    let row = sqlx::query(
+        "SELECT a.id, a.event_id, t.name, a.status, a.amount_yen, a.payment_method, a.created_at
+         FROM applications a JOIN ticket_types t ON t.id = a.ticket_type_id WHERE a.access_key = $1",
+    )
+    .bind(access_key)
+    .fetch_optional(&mut *c)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let id: i64 = r.get(0);
+    Ok(Some(Application {
+        id,
+        event_id: r.get(1),
+        ticket_name: r.get(2),
+        status: r.get(3),
+        amount_yen: r.get(4),
+        payment_method: r.get(5),
+        created_at: r.get(6),
+        people: people(c, id).await?,
+    }))
+}
+
+/// Set how a priced application is paid.
+pub async fn set_payment_method(c: &mut AnyConnection, application_id: i64, method: &str) -> Result<()> {
+    sqlx::query("UPDATE applications SET payment_method = $2 WHERE id = $1")
+        .bind(application_id)
+        .bind(method)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// Before a POST that adds the person at Zoom: from now on a retry looks the email up first.
+pub async fn mark_adding(c: &mut AnyConnection, id: i64) -> Result<()> {
+    sqlx::query("UPDATE attendees SET zoom_state = 'adding' WHERE id = $1 AND zoom_state IN ('waiting', 'failed')")
+        .bind(id)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// The person is registered (or, without registration, has the event's shared URL).
+pub async fn record_registered(c: &mut AnyConnection, id: i64, registrant_id: &str, join_url: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE attendees SET zoom_state = 'registered', zoom_registrant_id = $2, join_url = $3, zoom_reason = ''
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(registrant_id)
+    .bind(join_url)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// Registration failed for good (the organizer sees the reason and ［再試行］), or waits for a
+/// Zoom limit (`failed` = false: the reason is shown, the state kept).
+pub async fn record_zoom_problem(c: &mut AnyConnection, id: i64, reason: &str, failed: bool) -> Result<()> {
+    let sql = if failed {
+        "UPDATE attendees SET zoom_reason = $2, zoom_state = CASE WHEN zoom_state = 'registered' THEN zoom_state ELSE 'failed' END WHERE id = $1"
+    } else {
+        "UPDATE attendees SET zoom_reason = $2 WHERE id = $1"
+    };
+    sqlx::query(sql).bind(id).bind(reason).execute(c).await?;
+    Ok(())
+}
+
+/// The person's join mail was queued (in the same transaction as the mail).
+pub async fn mark_mailed(c: &mut AnyConnection, id: i64, now: i64) -> Result<()> {
+    sqlx::query("UPDATE attendees SET mailed_at = $2 WHERE id = $1 AND mailed_at IS NULL")
+        .bind(id)
+        .bind(now)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// ［再試行］: a failed person of the account's event goes back to waiting. Returns whether
+/// they did.
+pub async fn retry_person(c: &mut AnyConnection, account: AccountId, id: i64) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE attendees SET zoom_state = 'waiting', zoom_reason = ''
+         WHERE id = $1 AND zoom_state = 'failed' AND cancelled_at IS NULL
+           AND event_id IN (SELECT id FROM events WHERE account_id = $2)",
+    )
+    .bind(id)
+    .bind(account.0)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// The participant's key of an application.
+pub async fn access_key_of(c: &mut AnyConnection, application_id: i64) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar("SELECT access_key FROM applications WHERE id = $1")
+        .bind(application_id)
+        .fetch_optional(c)
+        .await?)
+}
+
+/// The participant's key of the application a form made, if that form was stored.
+pub async fn access_key_by_submit_key(
+    c: &mut AnyConnection,
+    event_id: i64,
+    submit_key: &str,
+) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar("SELECT access_key FROM applications WHERE event_id = $1 AND submit_key = $2")
+        .bind(event_id)
+        .bind(submit_key)
+        .fetch_optional(c)
+        .await?)
+}

@@ -1,0 +1,137 @@
+//! The organizer's side of applications on the event page: each application with its people,
+//! status and Zoom registration state, a search by name or email, ［入金を確認］ (the bank
+//! transfer that completes an application) and ［再試行］ for a failed registration.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use tsunagu_store::StoreError;
+use tsunagu_store::applications as apps;
+
+use crate::app::SharedApp;
+use crate::clock::format_local;
+use crate::web::context::flash_redirect;
+use crate::web::error::AppError;
+use crate::web::session::Auth;
+
+pub struct PersonRow {
+    pub id: i64,
+    pub role: String,
+    pub name: String,
+    pub name_kana: String,
+    pub email: String,
+    pub phone: String,
+    pub cancelled: bool,
+    /// 登録待ち / 登録済み / 失敗, or empty when Zoom registration does not apply.
+    pub zoom_label: &'static str,
+    pub zoom_code: &'static str,
+    pub zoom_reason: String,
+    pub mailed: bool,
+}
+
+pub struct ApplicationRow {
+    pub id: i64,
+    pub applied_at: String,
+    pub ticket: String,
+    pub amount: String,
+    pub status: &'static str,
+    pub status_code: String,
+    pub awaiting_payment: bool,
+    pub people: Vec<PersonRow>,
+}
+
+fn zoom_label(state: &str) -> (&'static str, &'static str) {
+    match state {
+        "waiting" | "adding" => ("登録待ち", "pending"),
+        "registered" => ("登録済み", "created"),
+        "failed" => ("失敗", "failed"),
+        _ => ("", "none"),
+    }
+}
+
+pub fn rows(list: Vec<apps::Application>, tz: &str) -> Vec<ApplicationRow> {
+    list.into_iter()
+        .map(|a| ApplicationRow {
+            id: a.id,
+            applied_at: format_local(a.created_at, tz),
+            ticket: a.ticket_name.clone(),
+            amount: if a.amount_yen == 0 {
+                "無料".into()
+            } else {
+                format!("{}円", super::form::group(a.amount_yen))
+            },
+            status: super::apply::status_label(&a.status),
+            awaiting_payment: a.status == "awaiting_payment",
+            status_code: a.status,
+            people: a
+                .people
+                .into_iter()
+                .map(|p| {
+                    let (zoom_label, zoom_code) = zoom_label(&p.zoom_state);
+                    PersonRow {
+                        id: p.id,
+                        role: if p.position == 0 { "代表者".into() } else { format!("同伴者{}", p.position) },
+                        name: p.name_kanji,
+                        name_kana: p.name_kana,
+                        email: p.email,
+                        phone: p.phone,
+                        cancelled: p.cancelled,
+                        zoom_label,
+                        zoom_code,
+                        zoom_reason: p.zoom_reason,
+                        mailed: p.mailed_at.is_some(),
+                    }
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// ［入金を確認］: the bank transfer arrived, so the application completes (the one transition
+/// every way of paying uses), and each person's registration and mail is queued with it.
+pub async fn confirm_payment(
+    State(app): State<SharedApp>,
+    auth: Auth,
+    Path((id, application)): Path<(i64, i64)>,
+) -> Result<Response, AppError> {
+    {
+        let mut c = app.store.read().await?;
+        match apps::owned(&mut c, auth.account.id, application).await? {
+            Some((event, _)) if event == id => {}
+            _ => return Err(AppError::NotFound),
+        }
+    }
+    let mut tx = app.store.begin().await?;
+    let people = apps::complete(&mut tx, application, app.now()).await?;
+    let back = format!("/events/{id}#application-{application}");
+    let Some(people) = people else {
+        tx.rollback().await.map_err(StoreError::from)?;
+        return Ok(flash_redirect(
+            &app,
+            &back,
+            "info",
+            "この申込は入金待ちではありません（すでに完了しているか、キャンセルされています）。",
+        ));
+    };
+    super::register::queue(&mut tx, &app, &people).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    crate::jobs::wake(&app);
+    tracing::info!(account_id = %auth.account.id, event_id = id, application_id = application, "payment confirmed");
+    Ok(flash_redirect(&app, &back, "success", "入金を確認しました。申込完了となり、参加URLのお知らせを送ります。"))
+}
+
+/// ［再試行］ for one person whose registration failed.
+pub async fn retry(
+    State(app): State<SharedApp>,
+    auth: Auth,
+    Path((id, person)): Path<(i64, i64)>,
+) -> Result<Response, AppError> {
+    let mut tx = app.store.begin().await?;
+    if !apps::retry_person(&mut tx, auth.account.id, person).await? {
+        tx.rollback().await.map_err(StoreError::from)?;
+        return Ok(flash_redirect(&app, &format!("/events/{id}"), "info", "再試行する登録はありません。"));
+    }
+    super::register::queue(&mut tx, &app, &[person]).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    crate::jobs::wake(&app);
+    Ok(flash_redirect(&app, &format!("/events/{id}"), "success", "Zoom への登録をもう一度行います。"))
+}

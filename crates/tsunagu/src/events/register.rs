@@ -1,0 +1,236 @@
+//! `events.register`: one job per person of a completed application. It registers the person
+//! at Zoom (when 参加者登録利用 is on), then queues their join mail (and the organizer's copy)
+//! in the transaction that records the registration, so a person is registered once and mailed
+//! once however often the job runs:
+//! - before the POST that adds them, the person is marked `adding`; a run that finds that mark
+//!   (or a failure) looks the email up at Zoom before adding again;
+//! - the mail's cause is the person, and the outbox stores one mail per cause.
+
+use serde::Deserialize;
+use tsunagu_store::applications::{self as people, Person};
+use tsunagu_store::events::{self as store, ZoomSettings};
+use tsunagu_store::jobs::ClaimedJob;
+use tsunagu_store::{AnyConnection, StoreError};
+use tsunagu_zoom::model::{EventRef, NewRegistrant};
+use tsunagu_zoom::{Retry, ZoomError};
+
+use super::mails::{self, JoinContext};
+use super::zoom::Options;
+use crate::app::App;
+use crate::jobs::{JobError, Outcome};
+
+/// The job kind.
+pub const REGISTER: &str = "events.register";
+
+/// How long a person waits for the meeting to be created before looking again.
+const WAIT_FOR_MEETING_MS: i64 = 15_000;
+
+/// Queue the job for each person, on the caller's transaction (wake the workers after commit).
+pub async fn queue(c: &mut AnyConnection, app: &App, people: &[i64]) -> Result<(), StoreError> {
+    for id in people {
+        let payload = serde_json::json!({ "person_id": id });
+        crate::jobs::enqueue(c, app, REGISTER, &payload, Some(&format!("{REGISTER}:{id}")), 0).await?;
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    person_id: i64,
+}
+
+pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
+    let p: Payload = serde_json::from_value(job.payload.clone())
+        .map_err(|e| JobError::Permanent(format!("events.register payload: {e}")))?;
+    let (person, event, zoom, account, group) = {
+        let mut c = app.store.read().await?;
+        let Some(person) = people::person_for_job(&mut c, p.person_id).await? else { return Ok(Outcome::Done) };
+        let Some(event) = store::get_for_job(&mut c, person.event_id).await? else { return Ok(Outcome::Done) };
+        let zoom = store::zoom_settings_for_job(&mut c, person.event_id).await?;
+        let account = tsunagu_store::accounts::get(&mut c, event.account_id).await?;
+        let group = people::people(&mut c, person.application_id).await?;
+        (person, event, zoom, account, group)
+    };
+    let Some(account) = account else { return Ok(Outcome::Done) };
+    if person.cancelled || person.status != "completed" {
+        return Ok(Outcome::Done);
+    }
+    let zoom = zoom.filter(|z| z.enabled);
+    let options = zoom.as_ref().map(|z| Options::parse(&z.options)).unwrap_or_default();
+    let registration = zoom.is_some() && options.registration;
+
+    // The person's join URL: their own (registration), the event's shared one, or none.
+    let mut join_url = person.join_url.clone();
+    if person.zoom_state != "registered" {
+        match &zoom {
+            Some(z) if z.zoom_id.is_none() || (z.state == "pending" && z.applied_revision == 0) => {
+                if z.state == "failed" {
+                    return fail(app, &person, &z.reason).await;
+                }
+                // The meeting is being created: come back shortly, without spending an attempt.
+                return Err(JobError::WaitUntil {
+                    at_ms: app.now() + WAIT_FOR_MEETING_MS,
+                    reason: "waiting for the zoom meeting to be created".into(),
+                });
+            }
+            Some(z) if registration => match register(app, job, &person, z, &event.account_id).await {
+                Ok(url) => join_url = url,
+                Err(e) => return zoom_failure(app, job, &person, e).await,
+            },
+            Some(z) => {
+                join_url = z.join_url.clone();
+                let mut c = app.store.conn().await?;
+                people::record_registered(&mut c, person.id, "", &join_url).await?;
+            }
+            None => {}
+        }
+    }
+    if person.mailed_at.is_some() || person.email.trim().is_empty() {
+        return Ok(Outcome::Done);
+    }
+    // Zoom sends the join mail itself when the organizer chose ［Zoomから送信］.
+    let zoom_sends = registration && options.url_sender == "zoom";
+    let representative = group.iter().find(|p| p.position == 0).map(|p| p.name_kanji.clone()).unwrap_or_default();
+    let ctx = JoinContext {
+        name: person.name_kanji.clone(),
+        event_title: event.title.clone(),
+        event_date: super::form::span(event.starts_at, event.ends_at, &account.time_zone),
+        join_url: if zoom_sends { String::new() } else { join_url.clone() },
+        meeting_id: zoom.as_ref().and_then(|z| z.zoom_id).map(super::zoom::format_zoom_id).unwrap_or_default(),
+        passcode: zoom.as_ref().map(|z| z.passcode.clone()).unwrap_or_default(),
+        representative,
+        companions: if person.position == 0 {
+            group.iter().filter(|p| p.position > 0 && !p.cancelled).map(|p| p.name_kanji.clone()).collect()
+        } else {
+            Vec::new()
+        },
+        application_url: format!("{}/a/{}", app.config.http.public_url.trim_end_matches('/'), person.access_key),
+    };
+    let body = if person.position == 0 { mails::JOIN_BODY_REPRESENTATIVE } else { mails::JOIN_BODY_COMPANION };
+    let (subject, text) = crate::mail::template::render(mails::JOIN_SUBJECT, body, &ctx)
+        .map_err(|e| JobError::Permanent(format!("join mail template: {e:?}")))?;
+    let mut tx = app.store.begin().await?;
+    crate::mail::enqueue(
+        &mut tx,
+        app,
+        &crate::mail::OutgoingMail {
+            account_id: Some(event.account_id),
+            cause: &format!("event-join:{}", person.id),
+            to: person.email.trim(),
+            subject: &subject,
+            body: &text,
+        },
+    )
+    .await?;
+    crate::mail::enqueue(
+        &mut tx,
+        app,
+        &crate::mail::OutgoingMail {
+            account_id: Some(event.account_id),
+            cause: &format!("event-join-copy:{}", person.id),
+            to: &account.email,
+            subject: &format!("{}{subject}（{} 様）", mails::COPY_PREFIX, person.name_kanji),
+            body: &text,
+        },
+    )
+    .await?;
+    people::mark_mailed(&mut tx, person.id, app.now()).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    crate::jobs::wake(app);
+    tracing::info!(person_id = person.id, event_id = event.id, "join mail queued");
+    Ok(Outcome::Done)
+}
+
+/// Add the person at Zoom (approved), recording the registration. Returns their join URL.
+async fn register(
+    app: &App,
+    job: &ClaimedJob,
+    person: &Person,
+    z: &ZoomSettings,
+    account: &tsunagu_core::AccountId,
+) -> Result<String, ZoomError> {
+    let Some(org) = crate::zoom::organizer(app, *account)
+        .await
+        .map_err(|e| ZoomError::LimitsUnavailable { detail: format!("{e:#}") })?
+    else {
+        return Err(ZoomError::BadCredentials);
+    };
+    let zoom_id = z.zoom_id.unwrap_or_default();
+    let event = if z.zoom_kind == "webinar" { EventRef::Webinar(zoom_id) } else { EventRef::Meeting(zoom_id) };
+    // A run after one that may have reached Zoom looks the email up first.
+    let maybe_added = matches!(person.zoom_state.as_str(), "adding" | "failed") || job.attempts > 1;
+    {
+        let mut c = app.store.conn().await.map_err(store_down)?;
+        people::mark_adding(&mut c, person.id).await.map_err(store_down)?;
+    }
+    let (first, last) = split_name(&person.name_kanji);
+    let who = NewRegistrant {
+        first_name: first,
+        last_name: last,
+        email: person.email.trim().to_string(),
+        custom_questions: Vec::new(),
+        auto_approve: None,
+    };
+    let r = app.zoom.add_registrant(&org, event, &who, maybe_added).await?;
+    let url = r.join_url.unwrap_or_default();
+    let mut c = app.store.conn().await.map_err(store_down)?;
+    people::record_registered(&mut c, person.id, &r.registrant_id, &url).await.map_err(store_down)?;
+    tracing::info!(person_id = person.id, zoom_id, already = r.already_registered, "registered at zoom");
+    Ok(url)
+}
+
+fn store_down(e: StoreError) -> ZoomError {
+    ZoomError::LimitsUnavailable { detail: e.to_string() }
+}
+
+/// Zoom's `first_name` (≤ 64) and `last_name`: a name written with a space is split at the
+/// first one (family name first, as Japanese names are written), so Zoom shows it whole.
+fn split_name(name: &str) -> (String, String) {
+    let name = name.trim();
+    let cut = |s: &str| s.chars().take(64).collect::<String>();
+    match name.split_once([' ', '\u{3000}']) {
+        Some((family, given)) if !given.trim().is_empty() => (cut(given.trim()), cut(family.trim())),
+        _ => (cut(name), String::new()),
+    }
+}
+
+async fn zoom_failure(app: &App, job: &ClaimedJob, person: &Person, e: ZoomError) -> Result<Outcome, JobError> {
+    let reason = e.message_ja();
+    match e.retry() {
+        Retry::NotBefore { retry_after } => {
+            let at = super::zoom::reset_time(retry_after.as_deref(), app.now());
+            let mut c = app.store.conn().await?;
+            people::record_zoom_problem(&mut c, person.id, &reason, false).await?;
+            Err(JobError::WaitUntil { at_ms: at, reason: e.to_string() })
+        }
+        Retry::No => {
+            tracing::warn!(person_id = person.id, error = %e, "zoom refused the registration");
+            fail(app, person, &reason).await
+        }
+        _ if job.attempts >= job.max_attempts => {
+            tracing::error!(person_id = person.id, error = %e, "zoom did not answer; registration failed");
+            fail(app, person, &reason).await
+        }
+        _ => Err(JobError::Retry(e.to_string())),
+    }
+}
+
+/// A failure the organizer resolves (［再試行］ on the event page).
+async fn fail(app: &App, person: &Person, reason: &str) -> Result<Outcome, JobError> {
+    let mut c = app.store.conn().await?;
+    people::record_zoom_problem(&mut c, person.id, reason, true).await?;
+    Ok(Outcome::Done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_name;
+
+    #[test]
+    fn names_are_split_family_first() {
+        assert_eq!(split_name("山田 太郎"), ("太郎".into(), "山田".into()));
+        assert_eq!(split_name("山田\u{3000}花子"), ("花子".into(), "山田".into()));
+        assert_eq!(split_name("やまだたろう"), ("やまだたろう".into(), String::new()));
+        assert_eq!(split_name(&"長".repeat(100)).0.chars().count(), 64);
+    }
+}

@@ -1,0 +1,302 @@
+//! Applying from the public page against the Zoom sandbox: a ¥0 application with two
+//! companions registers each person once at Zoom and mails each their own join URL (and the
+//! organizer a copy); a second send of the same form makes no second application; each refusal
+//! says what to do and keeps what was typed; a bank transfer completes with ［入金を確認］; 50
+//! people racing for the last 10 seats get exactly 10.
+
+use std::collections::HashSet;
+
+use tsunagu_sandbox::zoom::{S2sApp, SandboxUser, ZoomSandbox};
+
+use crate::events::{create, event_form};
+use crate::helpers::{Client, TestApp, csrf};
+
+const ACC: &str = "apply-acc";
+
+fn sandbox() -> ZoomSandbox {
+    let sb = ZoomSandbox::new();
+    sb.add_app(S2sApp {
+        account_id: ACC.into(),
+        client_id: "apply-cid".into(),
+        client_secret: "apply-secret".into(),
+        scopes: tsunagu_zoom::scopes::REQUIRED.iter().map(|s| s.name.to_string()).collect(),
+    });
+    sb.add_user(SandboxUser {
+        account_id: ACC.into(),
+        id: "apply-owner".into(),
+        email: "owner@example.com".into(),
+        first_name: "Owner".into(),
+        last_name: "Zoom".into(),
+        licensed: true,
+        webinar_license: true,
+    });
+    sb
+}
+
+/// The public key in the event page's public URL.
+async fn public_key(c: &Client, id: i64) -> String {
+    let page = c.get(&format!("/events/{id}")).await.text;
+    let at = page.find("/e/").expect("a public URL") + 3;
+    page[at..].split(['"', '<']).next().unwrap().to_string()
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    let key = format!(r#"name="{name}" value=""#);
+    let at = html.find(&key).unwrap_or_else(|| panic!("{name} in the form")) + key.len();
+    html[at..].split('"').next().unwrap().to_string()
+}
+
+/// A filled form: the representative, then `companions` companions.
+fn people_form(ticket: &str, submit_key: &str, rep_email: &str, companions: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut f = vec![
+        ("submit_key".to_string(), submit_key.to_string()),
+        ("ticket".into(), ticket.into()),
+        ("companions".into(), companions.len().to_string()),
+        ("name_kanji_0".into(), "山田 太郎".into()),
+        ("name_kana_0".into(), "ヤマダ タロウ".into()),
+        ("email_0".into(), rep_email.into()),
+        ("phone_0".into(), "090-1234-5678".into()),
+    ];
+    for (i, (name, email)) in companions.iter().enumerate() {
+        f.push((format!("name_kanji_{}", i + 1), name.to_string()));
+        f.push((format!("email_{}", i + 1), email.to_string()));
+    }
+    f
+}
+
+async fn post(c: &Client, key: &str, form: &[(String, String)]) -> crate::helpers::Page {
+    let page = c.get(&format!("/e/{key}/apply")).await.text;
+    let mut fields: Vec<(&str, &str)> = vec![("csrf_token", "")];
+    let token = csrf(&page);
+    fields[0].1 = &token;
+    fields.extend(form.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    c.post_form(&format!("/e/{key}/apply"), &fields).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participants_apply_and_each_person_is_registered_and_mailed_once() {
+    let sb = sandbox();
+    let (base, _task) = tsunagu_sandbox::serve(sb.router()).await.unwrap();
+    let api = format!("{base}/v2");
+    let t = TestApp::spawn_with(|c| {
+        c.zoom.api_base_url = api.clone();
+        c.zoom.oauth_base_url = base.clone();
+    })
+    .await;
+    let org = t.signup("apply-organizer@example.com", "主催 花子").await;
+    let r = org
+        .submit(
+            "/settings/basic",
+            "/settings/basic",
+            &[
+                ("auth_method", "s2s"),
+                ("zoom_account_id", ACC),
+                ("client_id", "apply-cid"),
+                ("client_secret", "apply-secret"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let id = create(&org, &event_form("Zoom 入門セミナー", "30", "3000")).await;
+    let zoom_page = format!("/events/{id}/zoom");
+    let r = org
+        .submit(
+            &zoom_page,
+            &zoom_page,
+            &[
+                ("use", "on"),
+                ("kind", "meeting"),
+                ("start", "2027-01-20T19:00"),
+                ("duration", "120"),
+                ("m_registration", "on"),
+                ("m_url_sender", "tsunagu"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    t.run_jobs().await;
+    let meeting = sb.events()[0].id;
+    let key = public_key(&org, id).await;
+
+    // The participant, on the public page.
+    let p = t.client();
+    let public = p.get(&format!("/e/{key}")).await;
+    assert!(public.text.contains("申し込む"));
+    let form = p.get(&format!("/e/{key}/apply")).await.text;
+    for label in ["お名前(漢字)", "お名前(カナ)", "メールアドレス", "電話番号", "同伴者の人数", "同伴者2", "申し込む"]
+    {
+        assert!(form.contains(label), "{label}");
+    }
+    let submit_key = hidden(&form, "submit_key");
+    let free = hidden(&form, "ticket");
+    let filled = people_form(
+        &free,
+        &submit_key,
+        "taro@example.com",
+        &[("山田 花子", "hanako@example.com"), ("佐藤 次郎", "jiro@example.com")],
+    );
+    let r = post(&p, &key, &filled).await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    let mine = r.location.clone().unwrap();
+    assert!(mine.starts_with("/a/"));
+    // The same form again (a double click, a reload): the same application.
+    let again = post(&p, &key, &filled).await;
+    assert_eq!(again.location.as_deref(), Some(mine.as_str()), "one application per form");
+    let page = p.get(&mine).await.text;
+    assert!(page.contains("申込完了") && page.contains("山田 花子") && page.contains("佐藤 次郎"), "{page}");
+
+    t.run_jobs().await;
+    let registrants = sb.registrants(meeting);
+    let emails: HashSet<_> = registrants.iter().map(|r| r.email.clone()).collect();
+    assert_eq!(registrants.len(), 3, "{registrants:?}");
+    assert_eq!(
+        emails,
+        HashSet::from(["taro@example.com".into(), "hanako@example.com".into(), "jiro@example.com".into()])
+    );
+    assert!(registrants.iter().all(|r| r.status == "approved"));
+    for e in &emails {
+        assert_eq!(sb.add_calls_for(e), 1, "{e} added once");
+    }
+    let mails = {
+        let mut c = t.app.store.read().await.unwrap();
+        let account = tsunagu_store::accounts::credentials_by_email(
+            &mut c,
+            &tsunagu_core::Email::parse("apply-organizer@example.com").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .account
+        .id;
+        tsunagu_store::mails::list_for_account(&mut c, account, 100).await.unwrap()
+    };
+    for r in &registrants {
+        let own: Vec<_> = mails.iter().filter(|m| m.to_address == r.email).collect();
+        assert_eq!(own.len(), 1, "{} mailed once", r.email);
+        assert!(own[0].body_text.contains(&r.join_url), "{} gets their own join URL", r.email);
+        assert_eq!(own[0].subject, "イベント参加URLのお知らせ");
+        let copies = mails
+            .iter()
+            .filter(|m| m.to_address == "apply-organizer@example.com" && m.body_text.contains(&r.join_url))
+            .count();
+        assert_eq!(copies, 1, "the organizer's copy for {}", r.email);
+    }
+    let taro = mails.iter().find(|m| m.to_address == "taro@example.com").unwrap();
+    assert!(
+        taro.body_text.contains("・山田 花子 様") && taro.body_text.contains("・佐藤 次郎 様"),
+        "{}",
+        taro.body_text
+    );
+    // Nothing more happens when the jobs run again.
+    t.run_jobs().await;
+    assert_eq!(sb.registrants(meeting).len(), 3);
+    let event_page = org.get(&format!("/events/{id}")).await.text;
+    assert!(event_page.contains("登録済み") && event_page.contains("申込完了"), "{event_page}");
+    assert_eq!(org.get(&format!("/events/{id}?q=hanako")).await.text.matches("山田 花子").count(), 1);
+    assert!(org.get(&format!("/events/{id}?q=nobody")).await.text.contains("一致する申込はありません"));
+
+    // Refusals, each with its message and what was typed kept; nothing stored.
+    let refusals: Vec<(Vec<(String, String)>, &str)> = vec![
+        (people_form(&free, &"k".repeat(20), "taro@example.com", &[]), "すでにこのイベントに申し込まれています"),
+        (
+            people_form(&free, &"l".repeat(20), "new@example.com", &[("同じ人", "NEW@example.com")]),
+            "この申込の中で重複しています",
+        ),
+        (
+            people_form(&free, &"m".repeat(20), "owner@example.com", &[]),
+            "主催者のメールアドレスでは参加者として登録できません",
+        ),
+        (people_form(&free, &"n".repeat(20), "not-an-email", &[]), "形式が正しくありません"),
+        (
+            {
+                let mut f = people_form(&free, &"o".repeat(20), "phone@example.com", &[]);
+                f[6].1 = "12345".into();
+                f
+            },
+            "電話番号「12345」の形式が正しくありません",
+        ),
+        (
+            people_form(&free, &"p".repeat(20), "comp@example.com", &[("", "")]),
+            "同伴者1のお名前(漢字)を入力してください",
+        ),
+    ];
+    for (form, message) in refusals {
+        let r = post(&p, &key, &form).await;
+        assert_eq!(r.status, 422, "{message}");
+        assert!(r.text.contains(message), "{message}: {}", r.text);
+        assert!(r.text.contains("ヤマダ タロウ"), "what was typed is kept");
+    }
+    assert_eq!(sb.registrants(meeting).len(), 3);
+
+    // A priced ticket: paid by bank transfer, completed by ［入金を確認］.
+    let form = p.get(&format!("/e/{key}/apply")).await.text;
+    let priced = {
+        let at = form.match_indices(r#"name="ticket" value=""#).nth(1).unwrap().0 + r#"name="ticket" value=""#.len();
+        form[at..].split('"').next().unwrap().to_string()
+    };
+    let r = post(&p, &key, &people_form(&priced, &hidden(&form, "submit_key"), "paid@example.com", &[])).await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    let paid_page = r.location.unwrap();
+    assert!(p.get(&paid_page).await.text.contains("入金待ち"));
+    t.run_jobs().await;
+    assert_eq!(sb.registrants(meeting).len(), 3, "not registered before payment");
+    let event_page = org.get(&format!("/events/{id}")).await.text;
+    let confirm = {
+        let at = event_page.find("/confirm-payment").expect("［入金を確認］");
+        let start = event_page[..at].rfind("action=\"").unwrap() + 8;
+        event_page[start..at + "/confirm-payment".len()].to_string()
+    };
+    // Not another organizer's to confirm.
+    let other = t.signup("apply-other@example.com", "別の主催者").await;
+    let token = csrf(&other.get("/events").await.text);
+    assert_eq!(other.post_form(&confirm, &[("csrf_token", &token)]).await.status, 404);
+    let r = org.submit(&format!("/events/{id}"), &confirm, &[]).await;
+    assert_eq!(r.status, 303);
+    t.run_jobs().await;
+    assert!(p.get(&paid_page).await.text.contains("申込完了"));
+    assert_eq!(sb.registrants(meeting).len(), 4);
+    assert_eq!(sb.add_calls_for("paid@example.com"), 1);
+    t.assert_no_jobs_left().await;
+
+    let log = sb.exchanges();
+    tsunagu_contract::zoom::assert_all(log.iter().map(|e| tsunagu_contract::Exchange {
+        method: &e.method,
+        path: &e.path,
+        status: e.status,
+        request_body: &e.request_body,
+        response_body: &e.response_body,
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_people_racing_for_ten_seats_get_exactly_ten() {
+    let t = TestApp::spawn().await;
+    let org = t.signup("race-organizer@example.com", "主催").await;
+    let id = create(&org, &event_form("人気セミナー", "10", "0")).await;
+    let key = public_key(&org, id).await;
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let (c, key) = (t.client(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            let form = c.get(&format!("/e/{key}/apply")).await.text;
+            let f =
+                people_form(&hidden(&form, "ticket"), &hidden(&form, "submit_key"), &format!("p{i}@example.com"), &[]);
+            post(&c, &key, &f).await.status
+        }));
+    }
+    let mut made = 0;
+    let mut refused = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            303 => made += 1,
+            422 => refused += 1,
+            s => panic!("unexpected status {s}"),
+        }
+    }
+    assert_eq!((made, refused), (10, 40));
+    let page = org.get("/events").await.text;
+    assert!(page.contains("人気セミナー"));
+    let mut c = t.app.store.read().await.unwrap();
+    let e = tsunagu_store::events::get_for_job(&mut c, id).await.unwrap().unwrap();
+    assert_eq!(e.seats_taken, 10);
+}
