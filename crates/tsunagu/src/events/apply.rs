@@ -335,13 +335,13 @@ pub async fn submit(
             let access = apps::access_key_of(&mut c, id).await?.ok_or(AppError::NotFound)?;
             return Ok(Redirect::to(&format!("/a/{access}")).into_response());
         }
-        Applied::Full { seats_left } if seats_left == 0 => {
+        Applied::Full { seats_left: 0 } => {
             "満席になったため、お申し込みいただけませんでした。".to_string()
         }
         Applied::Full { seats_left } => {
             format!("残りの席は {} 席です。同伴者の人数を減らしてお申し込みください。", group(seats_left))
         }
-        Applied::TicketFull { left } if left == 0 => {
+        Applied::TicketFull { left: 0 } => {
             format!("「{}」は売り切れました。別のチケットを選択してください。", ticket.name)
         }
         Applied::TicketFull { left } => {
