@@ -294,3 +294,129 @@ pub async fn access_key_by_submit_key(
         .fetch_optional(c)
         .await?)
 }
+
+/// What a cancellation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancelled {
+    /// These people (ids) were cancelled and their seats returned; `whole` when the whole
+    /// application was.
+    Done {
+        people: Vec<i64>,
+        whole: bool,
+    },
+    /// Already cancelled: nothing changed.
+    Already,
+    NotFound,
+}
+
+/// Cancel an application, or one companion of it (`person`: a companion's id; the
+/// representative's id cancels the whole application). The event's row is locked first, as
+/// applying does, so seats and ticket counts stay exact; the seats return to 定員 and each
+/// cancelled person's email may apply again. Runs in the caller's transaction, which queues
+/// each person's unregistration and mail.
+pub async fn cancel(c: &mut AnyConnection, application_id: i64, person: Option<i64>, now: i64) -> Result<Cancelled> {
+    let row = sqlx::query("SELECT event_id, ticket_type_id, status FROM applications WHERE id = $1")
+        .bind(application_id)
+        .fetch_optional(&mut *c)
+        .await?;
+    let Some(row) = row else { return Ok(Cancelled::NotFound) };
+    let (event_id, ticket_id, status): (i64, i64, String) = (row.get(0), row.get(1), row.get(2));
+    sqlx::query("UPDATE events SET updated_at = updated_at WHERE id = $1").bind(event_id).execute(&mut *c).await?;
+    if status == "cancelled" {
+        return Ok(Cancelled::Already);
+    }
+    let target: Option<(i64, i64)> = match person {
+        Some(p) => {
+            let r = sqlx::query(
+                "SELECT id, position FROM attendees WHERE id = $1 AND application_id = $2 AND cancelled_at IS NULL",
+            )
+            .bind(p)
+            .bind(application_id)
+            .fetch_optional(&mut *c)
+            .await?;
+            match r {
+                Some(r) => Some((r.get(0), r.get(1))),
+                None => return Ok(Cancelled::Already),
+            }
+        }
+        None => None,
+    };
+    let whole = target.is_none_or(|(_, position)| position == 0);
+    let ids: Vec<i64> = if whole {
+        sqlx::query_scalar(
+            "UPDATE attendees SET cancelled_at = $2, email_key = NULL WHERE application_id = $1 AND cancelled_at IS NULL
+             RETURNING id",
+        )
+        .bind(application_id)
+        .bind(now)
+        .fetch_all(&mut *c)
+        .await?
+    } else {
+        let (id, _) = target.expect("a companion");
+        sqlx::query_scalar("UPDATE attendees SET cancelled_at = $2, email_key = NULL WHERE id = $1 RETURNING id")
+            .bind(id)
+            .bind(now)
+            .fetch_all(&mut *c)
+            .await?
+    };
+    let n = ids.len() as i64;
+    if whole {
+        sqlx::query("UPDATE applications SET status = 'cancelled', cancelled_at = $2, updated_at = $2 WHERE id = $1")
+            .bind(application_id)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+    } else {
+        sqlx::query(
+            "UPDATE applications SET people = people - $2, amount_yen = amount_yen - amount_yen / people * $2,
+                 updated_at = $3 WHERE id = $1",
+        )
+        .bind(application_id)
+        .bind(n)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+    }
+    sqlx::query("UPDATE events SET seats_taken = seats_taken - $2 WHERE id = $1")
+        .bind(event_id)
+        .bind(n)
+        .execute(&mut *c)
+        .await?;
+    sqlx::query("UPDATE ticket_types SET taken = taken - $2 WHERE id = $1")
+        .bind(ticket_id)
+        .bind(n)
+        .execute(&mut *c)
+        .await?;
+    let mut ids = ids;
+    ids.sort_unstable();
+    Ok(Cancelled::Done { people: ids, whole })
+}
+
+/// After a person's Zoom registration was removed (or found absent).
+pub async fn record_unregistered(c: &mut AnyConnection, id: i64) -> Result<()> {
+    sqlx::query("UPDATE attendees SET zoom_state = 'removed', zoom_reason = '' WHERE id = $1")
+        .bind(id)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// Record a registration only while the person is not cancelled. Returns false when they were
+/// cancelled meanwhile (the caller then removes what it just added).
+pub async fn record_registered_if_live(
+    c: &mut AnyConnection,
+    id: i64,
+    registrant_id: &str,
+    join_url: &str,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE attendees SET zoom_state = 'registered', zoom_registrant_id = $2, join_url = $3, zoom_reason = ''
+         WHERE id = $1 AND cancelled_at IS NULL",
+    )
+    .bind(id)
+    .bind(registrant_id)
+    .bind(join_url)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}

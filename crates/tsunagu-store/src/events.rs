@@ -50,6 +50,8 @@ pub struct EventInput<'a> {
     pub capacity: i64,
     pub apply_from: i64,
     pub apply_until: i64,
+    /// Until when a participant may cancel from their own page; `None`: until 申込受付 ends.
+    pub cancel_until: Option<i64>,
     pub companions_max: i64,
     pub state: EventState,
 }
@@ -74,6 +76,7 @@ pub struct Event {
     pub seats_taken: i64,
     pub apply_from: i64,
     pub apply_until: i64,
+    pub cancel_until: Option<i64>,
     pub companions_max: i64,
     pub state: EventState,
     pub tickets: Vec<Ticket>,
@@ -99,8 +102,8 @@ pub async fn create(
 ) -> Result<i64> {
     let row = sqlx::query(
         "INSERT INTO events (account_id, public_key, title, description, starts_at, ends_at, capacity, apply_from,
-             apply_until, companions_max, state, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING id",
+             apply_until, companions_max, state, created_at, updated_at, cancel_until)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13) RETURNING id",
     )
     .bind(account.0)
     .bind(public_key)
@@ -114,6 +117,7 @@ pub async fn create(
     .bind(e.companions_max)
     .bind(e.state.code())
     .bind(now)
+    .bind(e.cancel_until)
     .fetch_one(&mut *c)
     .await
     .map_err(|err| crate::conflict(err, "event public key"))?;
@@ -139,7 +143,7 @@ async fn insert_ticket(c: &mut AnyConnection, event_id: i64, position: i64, t: &
 }
 
 const EVENT_COLUMNS: &str = "id, account_id, public_key, title, description, starts_at, ends_at, capacity, seats_taken,
-     apply_from, apply_until, companions_max, state";
+     apply_from, apply_until, companions_max, state, cancel_until";
 
 fn event_row(r: &sqlx::any::AnyRow) -> Result<Event> {
     let state: String = r.get(12);
@@ -156,6 +160,7 @@ fn event_row(r: &sqlx::any::AnyRow) -> Result<Event> {
         apply_from: r.get(9),
         apply_until: r.get(10),
         companions_max: r.get(11),
+        cancel_until: r.get(13),
         state: EventState::from_code(&state).ok_or_else(|| StoreError::Corrupt(format!("event state {state:?}")))?,
         tickets: Vec::new(),
     })
@@ -248,10 +253,10 @@ pub async fn summaries(c: &mut AnyConnection, account: AccountId) -> Result<Vec<
         .map(|r| {
             Ok(Summary {
                 event: event_row(r)?,
-                applied: r.get(13),
-                awaiting_payment: r.get(14),
-                completed: r.get(15),
-                cancelled: r.get(16),
+                applied: r.get(14),
+                awaiting_payment: r.get(15),
+                completed: r.get(16),
+                cancelled: r.get(17),
             })
         })
         .collect()
@@ -455,7 +460,7 @@ pub async fn update(
     let Some(current) = get(c, account, id).await? else { return Ok(None) };
     let r = sqlx::query(
         "UPDATE events SET title = $3, description = $4, starts_at = $5, ends_at = $6, capacity = $7, apply_from = $8,
-             apply_until = $9, companions_max = $10, state = $11, updated_at = $12
+             apply_until = $9, companions_max = $10, state = $11, updated_at = $12, cancel_until = $13
          WHERE id = $1 AND account_id = $2 AND seats_taken <= $7",
     )
     .bind(id)
@@ -470,6 +475,7 @@ pub async fn update(
     .bind(e.companions_max)
     .bind(e.state.code())
     .bind(now)
+    .bind(e.cancel_until)
     .execute(&mut *c)
     .await?;
     if r.rows_affected() == 0 {
@@ -556,6 +562,7 @@ pub async fn copy(
         capacity: e.capacity,
         apply_from: e.apply_from,
         apply_until: e.apply_until,
+        cancel_until: e.cancel_until,
         companions_max: e.companions_max,
         state: EventState::Draft,
     };

@@ -18,3 +18,6 @@ ALTER TABLE event_zoom ADD COLUMN host_emails TEXT NOT NULL DEFAULT '';
 
 -- how a priced application is paid: '' (free), bank_transfer
 ALTER TABLE applications ADD COLUMN payment_method TEXT NOT NULL DEFAULT '';
+
+-- until when a participant may cancel from their own page; NULL: until 申込受付 ends
+ALTER TABLE events ADD COLUMN cancel_until BIGINT;

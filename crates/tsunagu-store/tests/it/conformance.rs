@@ -690,6 +690,7 @@ async fn events_hold_seats_exactly_and_stay_scoped(store: Store) {
         capacity,
         apply_from: 0,
         apply_until: 9_000,
+        cancel_until: None,
         companions_max: 2,
         state: EventState::Published,
     };
@@ -858,6 +859,7 @@ async fn zoom_settings_keep_the_newest_save(store: Store) {
         capacity: 100,
         apply_from: 0,
         apply_until: 9_000,
+        cancel_until: None,
         companions_max: 0,
         state: EventState::Draft,
     };
@@ -927,6 +929,7 @@ async fn events_racing_requests_keep_their_answers(store: Store) {
         capacity: 2,
         apply_from: 0,
         apply_until: 9_000,
+        cancel_until: None,
         companions_max: 1,
         state: EventState::Published,
     };

@@ -335,9 +335,7 @@ pub async fn submit(
             let access = apps::access_key_of(&mut c, id).await?.ok_or(AppError::NotFound)?;
             return Ok(Redirect::to(&format!("/a/{access}")).into_response());
         }
-        Applied::Full { seats_left: 0 } => {
-            "満席になったため、お申し込みいただけませんでした。".to_string()
-        }
+        Applied::Full { seats_left: 0 } => "満席になったため、お申し込みいただけませんでした。".to_string(),
         Applied::Full { seats_left } => {
             format!("残りの席は {} 席です。同伴者の人数を減らしてお申し込みください。", group(seats_left))
         }
@@ -379,6 +377,9 @@ struct ApplicationPage {
     status: &'static str,
     status_code: String,
     people: Vec<PersonLine>,
+    access: String,
+    can_cancel: bool,
+    cancel_until: String,
 }
 
 /// What a status is called, for the participant and the organizer.
@@ -408,7 +409,11 @@ pub async fn mine(
             .unwrap_or_else(|| "Asia/Tokyo".into());
         (a, e, tz)
     };
+    let deadline = e.cancel_until.unwrap_or(e.apply_until);
     let page = ApplicationPage {
+        access: access.clone(),
+        can_cancel: app.now() < deadline,
+        cancel_until: crate::clock::format_local(deadline, &tz),
         chrome: Chrome::public(&ctx, "お申し込み内容"),
         event_title: e.title.clone(),
         event_key: e.public_key.clone(),

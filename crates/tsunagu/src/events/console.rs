@@ -74,6 +74,7 @@ struct Errors {
     companions_max: Option<String>,
     apply_from: Option<String>,
     apply_until: Option<String>,
+    cancel_until: Option<String>,
     state: Option<String>,
     tickets: Vec<String>,
 }
@@ -91,6 +92,7 @@ impl Errors {
                 "companions_max" => &mut e.companions_max,
                 "apply_from" => &mut e.apply_from,
                 "apply_until" => &mut e.apply_until,
+                "cancel_until" => &mut e.cancel_until,
                 "state" => &mut e.state,
                 _ => {
                     e.tickets.push(p.message.clone());

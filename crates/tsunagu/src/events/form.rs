@@ -31,6 +31,7 @@ pub struct EventForm {
     pub companions_max: String,
     pub apply_from: String,
     pub apply_until: String,
+    pub cancel_until: String,
     pub state: String,
     pub tickets: Vec<TicketRow>,
 }
@@ -53,6 +54,7 @@ pub struct Parsed {
     pub companions_max: i64,
     pub apply_from: i64,
     pub apply_until: i64,
+    pub cancel_until: Option<i64>,
     pub state: EventState,
     pub tickets: Vec<(Option<i64>, String, i64, Option<i64>)>,
 }
@@ -67,6 +69,7 @@ impl Parsed {
             capacity: self.capacity,
             apply_from: self.apply_from,
             apply_until: self.apply_until,
+            cancel_until: self.cancel_until,
             companions_max: self.companions_max,
             state: self.state,
         }
@@ -111,6 +114,7 @@ impl EventForm {
             companions_max: get("companions_max"),
             apply_from: get("apply_from"),
             apply_until: get("apply_until"),
+            cancel_until: get("cancel_until"),
             state: get("state"),
             tickets,
         }
@@ -145,6 +149,7 @@ impl EventForm {
             companions_max: e.companions_max.to_string(),
             apply_from: local_input(e.apply_from, tz),
             apply_until: local_input(e.apply_until, tz),
+            cancel_until: e.cancel_until.map(|t| local_input(t, tz)).unwrap_or_default(),
             state: e.state.code().into(),
             tickets,
         }
@@ -232,6 +237,21 @@ impl EventForm {
         {
             problem("apply_until", "申込受付の終了は、イベントの終了日時までにしてください。".into());
         }
+        // 参加者によるキャンセルの受付期限: empty = until 申込受付 ends.
+        let cancel_until = if self.cancel_until.trim().is_empty() {
+            None
+        } else {
+            let t = instant(&self.cancel_until, tz);
+            if t.is_none() {
+                problem("cancel_until", "キャンセル受付期限を「2026-12-24 18:00」のように入力してください。".into());
+            }
+            if let (Some(c), Some(s)) = (t, starts_at)
+                && c > s
+            {
+                problem("cancel_until", "キャンセル受付期限は、開催日時までにしてください。".into());
+            }
+            t
+        };
         let state = EventState::from_code(&self.state).unwrap_or_else(|| {
             problem("state", "公開状態を選んでください。".into());
             EventState::Draft
@@ -290,6 +310,7 @@ impl EventForm {
             companions_max,
             apply_from: apply_from.unwrap_or_default(),
             apply_until: apply_until.unwrap_or_default(),
+            cancel_until,
             state,
             tickets,
         })

@@ -43,6 +43,17 @@ pub const JOIN_BODY_COMPANION: &str = "{{ name }} 様
 {% endif %}{% else %}参加URLは Zoom からメールでお送りします。
 {% endif %}";
 
+/// The cancellation mail.
+pub const CANCEL_SUBJECT: &str = "キャンセルのお知らせ";
+
+pub const CANCEL_BODY: &str = "{{ name }} 様
+
+「{{ event_title }}」（{{ event_date }}）へのお申し込みをキャンセルしました。
+{% if join_url %}お送りしていた参加URLは使えなくなりました。
+{% endif %}
+またのお申し込みをお待ちしております。
+";
+
 /// The organizer's copy (［管理者向けメール］ = 配信する) goes out with this prefix.
 pub const COPY_PREFIX: &str = "【控え】";
 
@@ -95,6 +106,7 @@ mod tests {
         for body in [JOIN_BODY_REPRESENTATIVE, JOIN_BODY_COMPANION] {
             template::validate(JOIN_SUBJECT, body, &s).unwrap();
         }
+        template::validate(CANCEL_SUBJECT, CANCEL_BODY, &s).unwrap();
         let (subject, body) = template::render(JOIN_SUBJECT, JOIN_BODY_REPRESENTATIVE, &s).unwrap();
         assert_eq!(subject, "イベント参加URLのお知らせ");
         assert!(body.contains("山田 太郎 様") && body.contains("https://zoom.us/w/85123456789?tk=sample"));

@@ -4,6 +4,7 @@
 
 pub mod applications;
 pub mod apply;
+pub mod cancel;
 pub mod console;
 pub mod form;
 pub mod mails;
@@ -26,9 +27,12 @@ pub fn routes() -> axum::Router<crate::app::SharedApp> {
         .route("/events/{id}/zoom/start", post(zoom::start))
         .route("/events/{id}/applications/{application}/confirm-payment", post(applications::confirm_payment))
         .route("/events/{id}/people/{person}/retry", post(applications::retry))
+        .route("/events/{id}/applications/{application}/cancel", post(cancel::application))
+        .route("/events/{id}/applications/{application}/people/{person}/cancel", post(cancel::person))
         .route("/e/{key}", get(public::page))
         .route("/e/{key}/apply", get(apply::show).post(apply::submit))
         .route("/a/{access}", get(apply::mine))
+        .route("/a/{access}/cancel", post(cancel::mine))
 }
 
 /// The events feature's jobs.
@@ -42,6 +46,9 @@ pub fn job_kinds() -> Vec<crate::jobs::JobKind> {
         // One person: a look-up, an add and an approval at most, each bounded by the client.
         crate::jobs::JobKind::new(register::REGISTER, Duration::from_secs(300), |app, _worker, job| async move {
             register::run(&app, &job).await
+        }),
+        crate::jobs::JobKind::new(cancel::UNREGISTER, Duration::from_secs(300), |app, _worker, job| async move {
+            cancel::run(&app, &job).await
         }),
     ]
 }

@@ -74,7 +74,8 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
                 });
             }
             Some(z) if registration => match register(app, job, &person, z, &event.account_id).await {
-                Ok(url) => join_url = url,
+                Ok(Some(url)) => join_url = url,
+                Ok(None) => return Ok(Outcome::Done),
                 Err(e) => return zoom_failure(app, job, &person, e).await,
             },
             Some(z) => {
@@ -141,14 +142,15 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
     Ok(Outcome::Done)
 }
 
-/// Add the person at Zoom (approved), recording the registration. Returns their join URL.
+/// Add the person at Zoom (approved), recording the registration. Returns their join URL, or
+/// `None` when they were cancelled meanwhile (their removal is queued).
 async fn register(
     app: &App,
     job: &ClaimedJob,
     person: &Person,
     z: &ZoomSettings,
     account: &tsunagu_core::AccountId,
-) -> Result<String, ZoomError> {
+) -> Result<Option<String>, ZoomError> {
     let Some(org) = crate::zoom::organizer(app, *account)
         .await
         .map_err(|e| ZoomError::LimitsUnavailable { detail: format!("{e:#}") })?
@@ -173,10 +175,17 @@ async fn register(
     };
     let r = app.zoom.add_registrant(&org, event, &who, maybe_added).await?;
     let url = r.join_url.unwrap_or_default();
-    let mut c = app.store.conn().await.map_err(store_down)?;
-    people::record_registered(&mut c, person.id, &r.registrant_id, &url).await.map_err(store_down)?;
+    let mut tx = app.store.begin().await.map_err(store_down)?;
+    if !people::record_registered_if_live(&mut tx, person.id, &r.registrant_id, &url).await.map_err(store_down)? {
+        // Cancelled while Zoom answered: take the registration back off.
+        super::cancel::queue(&mut tx, app, &[person.id]).await.map_err(store_down)?;
+        tx.commit().await.map_err(StoreError::from).map_err(store_down)?;
+        crate::jobs::wake(app);
+        return Ok(None);
+    }
+    tx.commit().await.map_err(StoreError::from).map_err(store_down)?;
     tracing::info!(person_id = person.id, zoom_id, already = r.already_registered, "registered at zoom");
-    Ok(url)
+    Ok(Some(url))
 }
 
 fn store_down(e: StoreError) -> ZoomError {

@@ -33,6 +33,12 @@ fn sandbox() -> ZoomSandbox {
     sb
 }
 
+async fn t_account(t: &TestApp, email: &str) -> tsunagu_core::AccountId {
+    let mut c = t.app.store.read().await.unwrap();
+    let e = tsunagu_core::Email::parse(email).unwrap();
+    tsunagu_store::accounts::credentials_by_email(&mut c, &e).await.unwrap().unwrap().account.id
+}
+
 /// The public key in the event page's public URL.
 async fn public_key(c: &Client, id: i64) -> String {
     let page = c.get(&format!("/events/{id}")).await.text;
@@ -192,7 +198,9 @@ async fn participants_apply_and_each_person_is_registered_and_mailed_once() {
     assert_eq!(sb.registrants(meeting).len(), 3);
     let event_page = org.get(&format!("/events/{id}")).await.text;
     assert!(event_page.contains("登録済み") && event_page.contains("申込完了"), "{event_page}");
-    assert_eq!(org.get(&format!("/events/{id}?q=hanako")).await.text.matches("山田 花子").count(), 1);
+    let found = org.get(&format!("/events/{id}?q=hanako")).await.text;
+    assert_eq!(found.matches(r#"data-label="お名前">山田 花子"#).count(), 1, "{found}");
+    assert!(!found.contains("paid@example.com"));
     assert!(org.get(&format!("/events/{id}?q=nobody")).await.text.contains("一致する申込はありません"));
 
     // Refusals, each with its message and what was typed kept; nothing stored.
@@ -256,6 +264,51 @@ async fn participants_apply_and_each_person_is_registered_and_mailed_once() {
     assert!(p.get(&paid_page).await.text.contains("申込完了"));
     assert_eq!(sb.registrants(meeting).len(), 4);
     assert_eq!(sb.add_calls_for("paid@example.com"), 1);
+
+    // Cancellation by the organizer: one companion, then by the participant: the rest. Each
+    // person's registration is deleted at Zoom (so the email may apply again), the seats come
+    // back, and each gets the cancellation mail.
+    let seats = |page: &str| page.split("残席 ").nth(1).and_then(|s| s.split('）').next()).map(str::to_string);
+    let before = seats(&org.get(&format!("/events/{id}")).await.text).unwrap();
+    let event_page = org.get(&format!("/events/{id}")).await.text;
+    let companion_cancel = event_page
+        .match_indices("/cancel\"")
+        .map(|(at, _)| {
+            let start = event_page[..at].rfind("action=\"").unwrap() + 8;
+            event_page[start..at + 7].to_string()
+        })
+        .find(|a| a.contains("/people/"))
+        .expect("a companion's ［この方をキャンセル］");
+    let r = org.submit(&format!("/events/{id}"), &companion_cancel, &[]).await;
+    assert_eq!(r.status, 303);
+    t.run_jobs().await;
+    let left: HashSet<_> = sb.registrants(meeting).into_iter().map(|r| r.email).collect();
+    assert_eq!(left.len(), 3, "one registrant deleted: {left:?}");
+    assert!(!left.contains("hanako@example.com"), "{left:?}");
+    let after = seats(&org.get(&format!("/events/{id}")).await.text).unwrap();
+    assert_eq!(after.parse::<i64>().unwrap(), before.parse::<i64>().unwrap() + 1, "the seat returned");
+    let r = p.submit(&mine, &format!("{mine}/cancel"), &[]).await;
+    assert_eq!(r.status, 303);
+    assert!(p.get(&mine).await.text.contains("キャンセル"));
+    t.run_jobs().await;
+    let left: HashSet<_> = sb.registrants(meeting).into_iter().map(|r| r.email).collect();
+    assert_eq!(left, HashSet::from(["paid@example.com".to_string()]));
+    let mails = {
+        let mut c = t.app.store.read().await.unwrap();
+        tsunagu_store::mails::list_for_account(&mut c, t_account(&t, "apply-organizer@example.com").await, 200)
+            .await
+            .unwrap()
+    };
+    for who in ["taro@example.com", "hanako@example.com", "jiro@example.com"] {
+        let n = mails.iter().filter(|m| m.to_address == who && m.subject == "キャンセルのお知らせ").count();
+        assert_eq!(n, 1, "{who} gets one cancellation mail");
+    }
+    // The email may apply again now.
+    let form = p.get(&format!("/e/{key}/apply")).await.text;
+    let r = post(&p, &key, &people_form(&free, &hidden(&form, "submit_key"), "taro@example.com", &[])).await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    t.run_jobs().await;
+    assert!(sb.registrants(meeting).iter().any(|r| r.email == "taro@example.com" && r.status == "approved"));
     t.assert_no_jobs_left().await;
 
     let log = sb.exchanges();

@@ -1,0 +1,249 @@
+//! Cancellation, which the manual says must be done by hand in both Tsunagu and Zoom: the
+//! organizer cancels an application or one companion of it from the event page, and the
+//! participant cancels from their own page until the event's deadline. Either way the seats
+//! return to 定員 in the same transaction, and one `events.unregister` job per person removes
+//! their Zoom registration (deleted, not cancelled: a cancelled registrant is denied and Zoom
+//! refuses the email again, NOTES §5.3) and sends the cancellation mail.
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use tsunagu_store::applications::{self as apps, Cancelled};
+use tsunagu_store::events as store;
+use tsunagu_store::jobs::ClaimedJob;
+use tsunagu_store::{AnyConnection, StoreError};
+use tsunagu_zoom::model::EventRef;
+use tsunagu_zoom::{Retry, ZoomError};
+
+use super::mails::{self, JoinContext};
+use crate::app::{App, SharedApp};
+use crate::jobs::{JobError, Outcome};
+use crate::web::context::flash_redirect;
+use crate::web::error::AppError;
+use crate::web::session::Auth;
+
+/// The job kind.
+pub const UNREGISTER: &str = "events.unregister";
+
+/// Queue the removal and mail of each cancelled person, on the caller's transaction.
+pub async fn queue(c: &mut AnyConnection, app: &App, people: &[i64]) -> Result<(), StoreError> {
+    for id in people {
+        let payload = serde_json::json!({ "person_id": id });
+        crate::jobs::enqueue(c, app, UNREGISTER, &payload, Some(&format!("{UNREGISTER}:{id}")), 0).await?;
+    }
+    Ok(())
+}
+
+async fn cancel_and_queue(app: &App, application: i64, person: Option<i64>) -> Result<Cancelled, AppError> {
+    let mut tx = app.store.begin().await?;
+    let r = apps::cancel(&mut tx, application, person, app.now()).await?;
+    if let Cancelled::Done { people, .. } = &r {
+        queue(&mut tx, app, people).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        crate::jobs::wake(app);
+    } else {
+        tx.rollback().await.map_err(StoreError::from)?;
+    }
+    Ok(r)
+}
+
+async fn owned_application(app: &App, auth: &Auth, event: i64, application: i64) -> Result<(), AppError> {
+    let mut c = app.store.read().await?;
+    match apps::owned(&mut c, auth.account.id, application).await? {
+        Some((e, _)) if e == event => Ok(()),
+        _ => Err(AppError::NotFound),
+    }
+}
+
+/// The organizer cancels a whole application.
+pub async fn application(
+    State(app): State<SharedApp>,
+    auth: Auth,
+    Path((id, application)): Path<(i64, i64)>,
+) -> Result<Response, AppError> {
+    owned_application(&app, &auth, id, application).await?;
+    let r = cancel_and_queue(&app, application, None).await?;
+    tracing::info!(account_id = %auth.account.id, event_id = id, application_id = application, "application cancelled by the organizer");
+    let back = format!("/events/{id}#application-{application}");
+    Ok(match r {
+        Cancelled::Done { people, .. } => flash_redirect(
+            &app,
+            &back,
+            "success",
+            &format!(
+                "申込をキャンセルしました（{} 人）。席を戻し、Zoom の参加者登録を取り消して、キャンセルのお知らせを送ります。",
+                people.len()
+            ),
+        ),
+        _ => flash_redirect(&app, &back, "info", "この申込はすでにキャンセルされています。"),
+    })
+}
+
+/// The organizer cancels one companion (the representative's row cancels the application).
+pub async fn person(
+    State(app): State<SharedApp>,
+    auth: Auth,
+    Path((id, application, person)): Path<(i64, i64, i64)>,
+) -> Result<Response, AppError> {
+    owned_application(&app, &auth, id, application).await?;
+    let r = cancel_and_queue(&app, application, Some(person)).await?;
+    let back = format!("/events/{id}#application-{application}");
+    Ok(match r {
+        Cancelled::Done { whole: false, .. } => flash_redirect(
+            &app,
+            &back,
+            "success",
+            "同伴者をキャンセルしました。席を戻し、Zoom の参加者登録を取り消して、キャンセルのお知らせを送ります。",
+        ),
+        Cancelled::Done { .. } => {
+            flash_redirect(&app, &back, "success", "代表者のキャンセルのため、申込全体をキャンセルしました。")
+        }
+        _ => flash_redirect(&app, &back, "info", "すでにキャンセルされています。"),
+    })
+}
+
+/// The participant cancels their application from its page, until the deadline.
+pub async fn mine(State(app): State<SharedApp>, Path(access): Path<String>) -> Result<Response, AppError> {
+    let (a, e) = {
+        let mut c = app.store.read().await?;
+        let a = apps::by_access_key(&mut c, &access).await?.ok_or(AppError::NotFound)?;
+        let e = store::get_for_job(&mut c, a.event_id).await?.ok_or(AppError::NotFound)?;
+        (a, e)
+    };
+    let page = format!("/a/{access}");
+    if app.now() >= e.cancel_until.unwrap_or(e.apply_until) {
+        return Ok(flash_redirect(
+            &app,
+            &page,
+            "error",
+            "キャンセルの受付期限を過ぎているため、このページからはキャンセルできません。主催者にお問い合わせください。",
+        ));
+    }
+    match cancel_and_queue(&app, a.id, None).await? {
+        Cancelled::Done { .. } => {
+            tracing::info!(event_id = e.id, application_id = a.id, "application cancelled by the participant");
+            Ok(flash_redirect(
+                &app,
+                &page,
+                "success",
+                "お申し込みをキャンセルしました。キャンセルのお知らせをメールでお送りします。",
+            ))
+        }
+        _ => Ok(Redirect::to(&page).into_response()),
+    }
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    person_id: i64,
+}
+
+/// `events.unregister`: remove the person's Zoom registration, then send the cancellation mail.
+pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
+    let p: Payload = serde_json::from_value(job.payload.clone())
+        .map_err(|e| JobError::Permanent(format!("events.unregister payload: {e}")))?;
+    let (person, event, zoom, account) = {
+        let mut c = app.store.read().await?;
+        let Some(person) = apps::person_for_job(&mut c, p.person_id).await? else { return Ok(Outcome::Done) };
+        let Some(event) = store::get_for_job(&mut c, person.event_id).await? else { return Ok(Outcome::Done) };
+        let zoom = store::zoom_settings_for_job(&mut c, person.event_id).await?;
+        let account = tsunagu_store::accounts::get(&mut c, event.account_id).await?;
+        (person, event, zoom, account)
+    };
+    let Some(account) = account else { return Ok(Outcome::Done) };
+    if !person.cancelled {
+        return Ok(Outcome::Done);
+    }
+    let may_be_at_zoom = matches!(person.zoom_state.as_str(), "adding" | "registered" | "failed");
+    if let Some(z) = zoom.as_ref().filter(|z| z.zoom_id.is_some() && may_be_at_zoom && !person.email.is_empty()) {
+        let zoom_id = z.zoom_id.unwrap_or_default();
+        let at = if z.zoom_kind == "webinar" { EventRef::Webinar(zoom_id) } else { EventRef::Meeting(zoom_id) };
+        match remove(app, &event.account_id, at, &person).await {
+            Ok(()) => {}
+            Err(e) => {
+                return match e.retry() {
+                    Retry::NotBefore { retry_after } => Err(JobError::WaitUntil {
+                        at_ms: super::zoom::reset_time(retry_after.as_deref(), app.now()),
+                        reason: e.to_string(),
+                    }),
+                    Retry::No => {
+                        let mut c = app.store.conn().await?;
+                        let reason = format!("Zoom の参加者登録を取り消せませんでした。{}", e.message_ja());
+                        apps::record_zoom_problem(&mut c, person.id, &reason, false).await?;
+                        tracing::warn!(person_id = person.id, error = %e, "could not remove the zoom registration");
+                        Err(JobError::Permanent(e.to_string()))
+                    }
+                    _ => Err(JobError::Retry(e.to_string())),
+                };
+            }
+        }
+    }
+    {
+        let mut c = app.store.conn().await?;
+        if may_be_at_zoom {
+            apps::record_unregistered(&mut c, person.id).await?;
+        }
+    }
+    if person.email.trim().is_empty() {
+        return Ok(Outcome::Done);
+    }
+    let ctx = JoinContext {
+        name: person.name_kanji.clone(),
+        event_title: event.title.clone(),
+        event_date: super::form::span(event.starts_at, event.ends_at, &account.time_zone),
+        join_url: person.join_url.clone(),
+        meeting_id: String::new(),
+        passcode: String::new(),
+        representative: String::new(),
+        companions: Vec::new(),
+        application_url: String::new(),
+    };
+    let (subject, text) = crate::mail::template::render(mails::CANCEL_SUBJECT, mails::CANCEL_BODY, &ctx)
+        .map_err(|e| JobError::Permanent(format!("cancel mail template: {e:?}")))?;
+    let mut tx = app.store.begin().await?;
+    crate::mail::enqueue(
+        &mut tx,
+        app,
+        &crate::mail::OutgoingMail {
+            account_id: Some(event.account_id),
+            cause: &format!("event-cancel:{}", person.id),
+            to: person.email.trim(),
+            subject: &subject,
+            body: &text,
+        },
+    )
+    .await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    crate::jobs::wake(app);
+    Ok(Outcome::Done)
+}
+
+/// Delete the person's registrant at Zoom: by the id recorded, or found by email when an add
+/// may have gone through unrecorded. Already gone counts as done.
+async fn remove(
+    app: &App,
+    account: &tsunagu_core::AccountId,
+    at: EventRef,
+    person: &apps::Person,
+) -> Result<(), ZoomError> {
+    let Some(org) = crate::zoom::organizer(app, *account)
+        .await
+        .map_err(|e| ZoomError::LimitsUnavailable { detail: format!("{e:#}") })?
+    else {
+        return Err(ZoomError::BadCredentials);
+    };
+    let id = if person.zoom_registrant_id.is_empty() {
+        match app.zoom.find_registrant(&org, at, &person.email).await {
+            Ok(Some(r)) => r.id,
+            Ok(None) | Err(ZoomError::EventGone) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    } else {
+        person.zoom_registrant_id.clone()
+    };
+    match app.zoom.delete_registrant(&org, at, &id).await {
+        Ok(()) | Err(ZoomError::EventGone) => Ok(()),
+        Err(ZoomError::Other { status: 404, .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
