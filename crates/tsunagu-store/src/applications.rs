@@ -420,3 +420,15 @@ pub async fn record_registered_if_live(
     .await?;
     Ok(r.rows_affected() == 1)
 }
+
+/// The people of the event's completed applications who are not cancelled and were sent their
+/// join mail: those to tell when the event moves.
+pub async fn mailed_people(c: &mut AnyConnection, event_id: i64) -> Result<Vec<Person>> {
+    let sql = format!(
+        "SELECT {PERSON_COLUMNS} FROM attendees p JOIN applications a ON a.id = p.application_id
+         WHERE p.event_id = $1 AND a.status = 'completed' AND p.cancelled_at IS NULL AND p.mailed_at IS NOT NULL
+         ORDER BY p.id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(event_id).fetch_all(c).await?;
+    Ok(rows.iter().map(person_row).collect())
+}

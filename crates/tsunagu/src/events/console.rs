@@ -251,15 +251,19 @@ pub async fn update(
             if updated.zoom_revision.is_some() {
                 super::zoom::queue_sync(&mut tx, &app, id).await?;
             }
+            if updated.moved {
+                super::moved::queue(&mut tx, &app, id, parsed.starts_at).await?;
+            }
             tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
-            if updated.zoom_revision.is_some() {
+            if updated.zoom_revision.is_some() || updated.moved {
                 crate::jobs::wake(&app);
             }
             tracing::info!(account_id = %auth.account.id, event_id = id, zoom = updated.zoom_revision.is_some(), "event updated");
-            let msg = if updated.zoom_revision.is_some() {
-                "イベントを保存しました。Zoom のミーティング／ウェビナーにも反映しています。"
-            } else {
-                "イベントを保存しました。"
+            let msg = match (updated.zoom_revision.is_some(), updated.moved) {
+                (true, true) => "イベントを保存しました。Zoom のミーティング／ウェビナーにも反映し、参加URLをお送りした方に日時変更のお知らせを送ります。",
+                (true, false) => "イベントを保存しました。Zoom のミーティング／ウェビナーにも反映しています。",
+                (false, true) => "イベントを保存しました。参加URLをお送りした方に日時変更のお知らせを送ります。",
+                (false, false) => "イベントを保存しました。",
             };
             Ok(flash_redirect(&app, &format!("/events/{id}"), "success", msg))
         }

@@ -54,6 +54,23 @@ pub const CANCEL_BODY: &str = "{{ name }} 様
 またのお申し込みをお待ちしております。
 ";
 
+/// 日時変更のお知らせ.
+pub const MOVED_SUBJECT: &str = "日時変更のお知らせ";
+
+pub const MOVED_BODY: &str = "{{ name }} 様
+
+「{{ event_title }}」の開催日時が変更になりました。
+
+■ 新しい開催日時
+{{ event_date }}
+
+{% if join_url %}参加URLは変わりません（{{ name }} 様専用です）:
+{{ join_url }}
+{% endif %}{% if application_url %}
+お申し込み内容の確認はこちら:
+{{ application_url }}
+{% endif %}";
+
 /// The organizer's copy (［管理者向けメール］ = 配信する) goes out with this prefix.
 pub const COPY_PREFIX: &str = "【控え】";
 
@@ -107,6 +124,7 @@ mod tests {
             template::validate(JOIN_SUBJECT, body, &s).unwrap();
         }
         template::validate(CANCEL_SUBJECT, CANCEL_BODY, &s).unwrap();
+        template::validate(MOVED_SUBJECT, MOVED_BODY, &s).unwrap();
         let (subject, body) = template::render(JOIN_SUBJECT, JOIN_BODY_REPRESENTATIVE, &s).unwrap();
         assert_eq!(subject, "イベント参加URLのお知らせ");
         assert!(body.contains("山田 太郎 様") && body.contains("https://zoom.us/w/85123456789?tk=sample"));

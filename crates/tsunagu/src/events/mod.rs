@@ -8,6 +8,7 @@ pub mod cancel;
 pub mod console;
 pub mod form;
 pub mod mails;
+pub mod moved;
 pub mod public;
 pub mod register;
 pub mod text;
@@ -49,6 +50,10 @@ pub fn job_kinds() -> Vec<crate::jobs::JobKind> {
         }),
         crate::jobs::JobKind::new(cancel::UNREGISTER, Duration::from_secs(300), |app, _worker, job| async move {
             cancel::run(&app, &job).await
+        }),
+        // One transaction of mails for the event's people.
+        crate::jobs::JobKind::new(moved::MOVED, Duration::from_secs(300), |app, _worker, job| async move {
+            moved::run(&app, &job).await
         }),
     ]
 }

@@ -309,6 +309,32 @@ async fn participants_apply_and_each_person_is_registered_and_mailed_once() {
     assert_eq!(r.status, 303, "{}", r.text);
     t.run_jobs().await;
     assert!(sb.registrants(meeting).iter().any(|r| r.email == "taro@example.com" && r.status == "approved"));
+
+    // The event moves a day later: Zoom moves with it, and everyone registered gets the
+    // 日時変更のお知らせ with their own, unchanged link; the cancelled do not.
+    let mut moved = event_form("Zoom 入門セミナー", "30", "3000");
+    moved[2] = ("starts_at", "2027-01-21T19:00");
+    moved[3] = ("ends_at", "2027-01-21T21:00");
+    let ids = crate::events_zoom::ticket_ids(&org, id).await;
+    moved[9] = ("ticket_id_0", &ids[0]);
+    moved[13] = ("ticket_id_1", &ids[1]);
+    let r = org.submit(&format!("/events/{id}/edit"), &format!("/events/{id}/edit"), &moved).await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    t.run_jobs().await;
+    assert_eq!(sb.events()[0].start_time, "2027-01-21T10:00:00Z");
+    let mails = {
+        let mut c = t.app.store.read().await.unwrap();
+        tsunagu_store::mails::list_for_account(&mut c, t_account(&t, "apply-organizer@example.com").await, 200)
+            .await
+            .unwrap()
+    };
+    let moved_mails: Vec<_> = mails.iter().filter(|m| m.subject == "日時変更のお知らせ").collect();
+    let to: HashSet<_> = moved_mails.iter().map(|m| m.to_address.as_str()).collect();
+    assert_eq!(to, HashSet::from(["taro@example.com", "paid@example.com"]), "only the registered are told");
+    for r in sb.registrants(meeting) {
+        let m = moved_mails.iter().find(|m| m.to_address == r.email).unwrap();
+        assert!(m.body_text.contains(&r.join_url) && m.body_text.contains("2027年01月21日"), "{}", m.body_text);
+    }
     t.assert_no_jobs_left().await;
 
     let log = sb.exchanges();

@@ -64,7 +64,7 @@ fn meeting_form<'a>() -> Vec<(&'a str, &'a str)> {
 }
 
 /// The ticket ids the edit form carries, in order.
-async fn ticket_ids(c: &Client, id: i64) -> Vec<String> {
+pub async fn ticket_ids(c: &Client, id: i64) -> Vec<String> {
     let form = c.get(&format!("/events/{id}/edit")).await.text;
     (0..2)
         .map(|i| {

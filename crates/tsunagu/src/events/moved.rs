@@ -1,0 +1,83 @@
+//! 日時変更のお知らせ: when an event's 開催日時 changes, everyone already sent their join mail
+//! gets this mail with their own, unchanged link. Zoom is moved by `events.zoom`; people not yet
+//! mailed get their join mail with the new date. One job per change; each mail's cause names the
+//! person and the new start, so a rerun sends nothing twice and a later change mails again.
+
+use serde::Deserialize;
+use tsunagu_store::applications as apps;
+use tsunagu_store::events as store;
+use tsunagu_store::jobs::ClaimedJob;
+use tsunagu_store::{AnyConnection, StoreError};
+
+use super::mails::{self, JoinContext};
+use crate::app::App;
+use crate::jobs::{JobError, Outcome};
+
+/// The job kind.
+pub const MOVED: &str = "events.moved";
+
+/// Queue the mails for the event's new start, on the caller's transaction.
+pub async fn queue(c: &mut AnyConnection, app: &App, event_id: i64, starts_at: i64) -> Result<(), StoreError> {
+    let payload = serde_json::json!({ "event_id": event_id, "starts_at": starts_at });
+    crate::jobs::enqueue(c, app, MOVED, &payload, Some(&format!("{MOVED}:{event_id}:{starts_at}")), 0).await?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    event_id: i64,
+    starts_at: i64,
+}
+
+pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
+    let p: Payload = serde_json::from_value(job.payload.clone())
+        .map_err(|e| JobError::Permanent(format!("events.moved payload: {e}")))?;
+    let (event, people, account) = {
+        let mut c = app.store.read().await?;
+        let Some(event) = store::get_for_job(&mut c, p.event_id).await? else { return Ok(Outcome::Done) };
+        let people = apps::mailed_people(&mut c, p.event_id).await?;
+        let account = tsunagu_store::accounts::get(&mut c, event.account_id).await?;
+        (event, people, account)
+    };
+    let Some(account) = account else { return Ok(Outcome::Done) };
+    // Moved again since: the later change's job tells people the latest date.
+    if event.starts_at != p.starts_at {
+        return Ok(Outcome::Done);
+    }
+    let date = super::form::span(event.starts_at, event.ends_at, &account.time_zone);
+    let base = app.config.http.public_url.trim_end_matches('/').to_string();
+    let mut tx = app.store.begin().await?;
+    let mut queued = 0;
+    for person in people.iter().filter(|p| !p.email.trim().is_empty()) {
+        let ctx = JoinContext {
+            name: person.name_kanji.clone(),
+            event_title: event.title.clone(),
+            event_date: date.clone(),
+            join_url: person.join_url.clone(),
+            meeting_id: String::new(),
+            passcode: String::new(),
+            representative: String::new(),
+            companions: Vec::new(),
+            application_url: if person.position == 0 { format!("{base}/a/{}", person.access_key) } else { String::new() },
+        };
+        let (subject, text) = crate::mail::template::render(mails::MOVED_SUBJECT, mails::MOVED_BODY, &ctx)
+            .map_err(|e| JobError::Permanent(format!("moved mail template: {e:?}")))?;
+        let made = crate::mail::enqueue(
+            &mut tx,
+            app,
+            &crate::mail::OutgoingMail {
+                account_id: Some(event.account_id),
+                cause: &format!("event-moved:{}:{}", person.id, p.starts_at),
+                to: person.email.trim(),
+                subject: &subject,
+                body: &text,
+            },
+        )
+        .await?;
+        queued += usize::from(made.is_some());
+    }
+    tx.commit().await.map_err(StoreError::from)?;
+    crate::jobs::wake(app);
+    tracing::info!(event_id = event.id, queued, "date change mails queued");
+    Ok(Outcome::Done)
+}
