@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use tsunagu_sandbox::zoom::{S2sApp, SandboxUser, ZoomSandbox};
 
 use crate::events::{create, event_form};
-use crate::helpers::{Client, TestApp, csrf};
+use crate::helpers::{Client, Db, TestApp, csrf};
 
 const ACC: &str = "apply-acc";
 
@@ -80,15 +80,27 @@ async fn post(c: &Client, key: &str, form: &[(String, String)]) -> crate::helper
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn participants_apply_and_each_person_is_registered_and_mailed_once() {
+async fn participants_apply_and_each_person_is_registered_and_mailed_once_sqlite() {
+    participants_apply_and_each_person_is_registered_and_mailed_once(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participants_apply_and_each_person_is_registered_and_mailed_once_postgres() {
+    participants_apply_and_each_person_is_registered_and_mailed_once(Db::Postgres).await;
+}
+
+async fn participants_apply_and_each_person_is_registered_and_mailed_once(db: Db) {
     let sb = sandbox();
     let (base, _task) = tsunagu_sandbox::serve(sb.router()).await.unwrap();
     let api = format!("{base}/v2");
-    let t = TestApp::spawn_with(|c| {
+    let Some(t) = TestApp::spawn_on(db, |c| {
         c.zoom.api_base_url = api.clone();
         c.zoom.oauth_base_url = base.clone();
     })
-    .await;
+    .await
+    else {
+        return;
+    };
     let org = t.signup("apply-organizer@example.com", "主催 花子").await;
     let r = org
         .submit(
