@@ -135,3 +135,76 @@ pub async fn retry(
     crate::jobs::wake(&app);
     Ok(flash_redirect(&app, &format!("/events/{id}"), "success", "Zoom への登録をもう一度行います。"))
 }
+
+/// One CSV field: quoted when it holds a separator, a quote or a line break; a value Excel
+/// would run as a formula (`=`, `+`, `-`, `@`, tab, CR at the start) gets a leading `'`.
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_string() };
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
+}
+
+/// The event's applications as CSV (UTF-8 with a BOM, so that Excel opens it as-is), one line
+/// per person; the search box's query applies.
+pub async fn csv(
+    State(app): State<SharedApp>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    axum::extract::Query(search): axum::extract::Query<super::console::Search>,
+) -> Result<Response, AppError> {
+    use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+    use axum::response::IntoResponse;
+    let (event, list) = {
+        let mut c = app.store.read().await?;
+        let event = tsunagu_store::events::get(&mut c, auth.account.id, id).await?.ok_or(AppError::NotFound)?;
+        (event, apps::for_event(&mut c, auth.account.id, id, search.q()).await?)
+    };
+    let tz = &auth.account.time_zone;
+    let mut out = String::from("\u{feff}");
+    out.push_str("申込ID,申込日時,申込状態,チケット,金額（円）,区分,お名前(漢字),お名前(カナ),メールアドレス,電話番号,Zoom登録,参加URL,キャンセル\r\n");
+    for a in list.iter().rev() {
+        for p in &a.people {
+            let (zoom, _) = zoom_label(&p.zoom_state);
+            let fields = [
+                a.id.to_string(),
+                format_local(a.created_at, tz),
+                super::apply::status_label(&a.status).to_string(),
+                a.ticket_name.clone(),
+                a.amount_yen.to_string(),
+                if p.position == 0 { "代表者".into() } else { format!("同伴者{}", p.position) },
+                p.name_kanji.clone(),
+                p.name_kana.clone(),
+                p.email.clone(),
+                p.phone.clone(),
+                zoom.to_string(),
+                p.join_url.clone(),
+                if p.cancelled { "キャンセル".into() } else { String::new() },
+            ];
+            out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+            out.push_str("\r\n");
+        }
+    }
+    let name = format!("applications-{}.csv", event.id);
+    Ok((
+        [
+            (CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        out,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_defused() {
+        assert_eq!(csv_field("山田 太郎"), "山田 太郎");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("-1"), "'-1");
+        assert_eq!(csv_field("line\nbreak"), "\"line\nbreak\"");
+    }
+}

@@ -260,7 +260,9 @@ pub async fn update(
             }
             tracing::info!(account_id = %auth.account.id, event_id = id, zoom = updated.zoom_revision.is_some(), "event updated");
             let msg = match (updated.zoom_revision.is_some(), updated.moved) {
-                (true, true) => "イベントを保存しました。Zoom のミーティング／ウェビナーにも反映し、参加URLをお送りした方に日時変更のお知らせを送ります。",
+                (true, true) => {
+                    "イベントを保存しました。Zoom のミーティング／ウェビナーにも反映し、参加URLをお送りした方に日時変更のお知らせを送ります。"
+                }
                 (true, false) => "イベントを保存しました。Zoom のミーティング／ウェビナーにも反映しています。",
                 (false, true) => "イベントを保存しました。参加URLをお送りした方に日時変更のお知らせを送ります。",
                 (false, false) => "イベントを保存しました。",
@@ -299,6 +301,8 @@ struct EventPage {
     applications: Vec<super::applications::ApplicationRow>,
     /// The search box's text.
     q: String,
+    /// `?q=…` for the CSV link when searching.
+    csv_query: String,
 }
 
 fn price(yen: i64) -> String {
@@ -311,13 +315,24 @@ pub struct Search {
     q: String,
 }
 
+impl Search {
+    /// The query as searched: trimmed, at most 100 characters.
+    pub fn q(&self) -> &str {
+        let q = self.q.trim();
+        match q.char_indices().nth(100) {
+            Some((at, _)) => &q[..at],
+            None => q,
+        }
+    }
+}
+
 pub async fn show(
     State(app): State<SharedApp>,
     auth: Auth,
     Path(id): Path<i64>,
     axum::extract::Query(search): axum::extract::Query<Search>,
 ) -> Result<Html<String>, AppError> {
-    let q: String = search.q.trim().chars().take(100).collect();
+    let q = search.q().to_string();
     let (e, zoom, list) = {
         let mut c = app.store.read().await?;
         let e = store::get(&mut c, auth.account.id, id).await?.ok_or(AppError::NotFound)?;
@@ -329,6 +344,11 @@ pub async fn show(
     let page = EventPage {
         zoom: zoom.as_ref().map(super::zoom::state_view),
         applications: super::applications::rows(list, &auth.account.time_zone),
+        csv_query: if q.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", serde_urlencoded::to_string([("q", q.as_str())]).unwrap_or_default())
+        },
         q,
         chrome: Chrome::console(&auth, NAV, &e.title),
         id: e.id,

@@ -28,6 +28,7 @@ pub fn routes() -> axum::Router<crate::app::SharedApp> {
         .route("/events/{id}/zoom/start", post(zoom::start))
         .route("/events/{id}/applications/{application}/confirm-payment", post(applications::confirm_payment))
         .route("/events/{id}/people/{person}/retry", post(applications::retry))
+        .route("/events/{id}/applications.csv", get(applications::csv))
         .route("/events/{id}/applications/{application}/cancel", post(cancel::application))
         .route("/events/{id}/applications/{application}/people/{person}/cancel", post(cancel::person))
         .route("/e/{key}", get(public::page))

@@ -58,7 +58,11 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
             passcode: String::new(),
             representative: String::new(),
             companions: Vec::new(),
-            application_url: if person.position == 0 { format!("{base}/a/{}", person.access_key) } else { String::new() },
+            application_url: if person.position == 0 {
+                format!("{base}/a/{}", person.access_key)
+            } else {
+                String::new()
+            },
         };
         let (subject, text) = crate::mail::template::render(mails::MOVED_SUBJECT, mails::MOVED_BODY, &ctx)
             .map_err(|e| JobError::Permanent(format!("moved mail template: {e:?}")))?;

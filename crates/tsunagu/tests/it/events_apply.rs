@@ -214,6 +214,19 @@ async fn participants_apply_and_each_person_is_registered_and_mailed_once(db: Db
     assert_eq!(found.matches(r#"data-label="お名前">山田 花子"#).count(), 1, "{found}");
     assert!(!found.contains("paid@example.com"));
     assert!(org.get(&format!("/events/{id}?q=nobody")).await.text.contains("一致する申込はありません"));
+    // CSV for Excel: UTF-8 with a BOM, one line per person with their own join URL.
+    let csv = org.get(&format!("/events/{id}/applications.csv")).await;
+    assert_eq!(csv.status, 200);
+    assert!(csv.headers["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(csv.text.starts_with('\u{feff}'), "a BOM first");
+    let lines: Vec<&str> = csv.text.trim_end().split("\r\n").collect();
+    assert_eq!(lines.len(), 4, "a header and three people: {lines:?}");
+    assert!(lines[0].contains("お名前(漢字)") && lines[1].contains("代表者") && lines[2].contains("同伴者1"));
+    for r in &registrants {
+        assert_eq!(lines.iter().filter(|l| l.contains(&r.join_url)).count(), 1);
+    }
+    let other_org = t.signup("apply-csv-other@example.com", "他人").await;
+    assert_eq!(other_org.get(&format!("/events/{id}/applications.csv")).await.status, 404);
 
     // Refusals, each with its message and what was typed kept; nothing stored.
     let refusals: Vec<(Vec<(String, String)>, &str)> = vec![
