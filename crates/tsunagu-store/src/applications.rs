@@ -432,3 +432,19 @@ pub async fn mailed_people(c: &mut AnyConnection, event_id: i64) -> Result<Vec<P
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(event_id).fetch_all(c).await?;
     Ok(rows.iter().map(person_row).collect())
 }
+
+/// Every live person of the event's completed applications goes back to waiting for their
+/// registration (their mail, once sent, is not sent again): for a Zoom meeting made anew.
+pub async fn reregister_all(c: &mut AnyConnection, event_id: i64) -> Result<Vec<i64>> {
+    let mut ids: Vec<i64> = sqlx::query_scalar(
+        "UPDATE attendees SET zoom_state = 'waiting', zoom_registrant_id = '', zoom_reason = ''
+         WHERE event_id = $1 AND cancelled_at IS NULL
+           AND application_id IN (SELECT id FROM applications WHERE status = 'completed')
+         RETURNING id",
+    )
+    .bind(event_id)
+    .fetch_all(&mut *c)
+    .await?;
+    ids.sort_unstable();
+    Ok(ids)
+}

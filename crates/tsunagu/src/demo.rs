@@ -105,6 +105,13 @@ pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &P
     }
     if zoom_sandbox.is_some() {
         connect_demo_organizer_to_zoom(&app).await?;
+        let organizer = {
+            let mut c = app.store.read().await?;
+            accounts::credentials_by_email(&mut c, &Email::parse(DEMO_ORGANIZER.0)?).await?.map(|c| c.account)
+        };
+        if let Some(o) = organizer {
+            crate::events::sample::ensure(&app, o.id, &o.time_zone).await?;
+        }
     }
     if line_sandbox.is_some() {
         connect_demo_instructor_to_line(&app).await?;
@@ -128,6 +135,10 @@ pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &P
         );
         println!(
             "                          デモ主催者の基本設定は接続済みです / the demo organizer is already connected"
+        );
+        println!(
+            "  イベント / Event:        申込状況サマリーにサンプル「{}」（申込 2 件）があります / a sample event with two applications",
+            crate::events::sample::TITLE
         );
     }
     if let Some(line) = &line_sandbox {

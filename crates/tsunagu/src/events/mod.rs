@@ -11,6 +11,7 @@ pub mod mails;
 pub mod moved;
 pub mod public;
 pub mod register;
+pub mod sample;
 pub mod text;
 pub mod zoom;
 

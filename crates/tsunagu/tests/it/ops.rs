@@ -226,6 +226,59 @@ async fn demo_restarts_on_its_own_data() {
         assert!(sandbox_page.text().await.unwrap().contains("Zoom サンドボックス"));
         let settings = c.get("/settings/basic").await.text;
         assert!(settings.contains("現在の連携: Server-to-Server OAuth") && settings.contains("demo-zoom-account"));
+        // The sample event fills 申込状況サマリー, and its meeting with its registered people
+        // is in the sandbox (made anew on each start: the sandbox keeps nothing).
+        let summary = c.get("/events").await.text;
+        assert!(summary.contains("Zoom 入門セミナー（サンプル）"), "{summary}");
+        let sandbox_has = |emails: Vec<String>| {
+            let zoom = zoom.clone();
+            async move {
+                let page = crate::helpers::http().build().unwrap().get(format!("{zoom}/")).send().await.unwrap();
+                let text = page.text().await.unwrap();
+                emails.iter().all(|e| text.contains(e.as_str()))
+            }
+        };
+        crate::helpers::eventually(30, "the sample's people registered in the sandbox", || {
+            sandbox_has(vec!["taro@example.com".into(), "hanako@example.com".into()])
+        })
+        .await;
+        // A participant applies on the public page and shows up in the sandbox.
+        let event_id = summary
+            .split("href=\"/events/")
+            .filter_map(|s| s.split('"').next())
+            .find(|id| id.parse::<i64>().is_ok())
+            .expect("a link to the sample event")
+            .to_string();
+        let page = c.get(&format!("/events/{event_id}")).await.text;
+        let at = page.find("/e/").unwrap() + 3;
+        let key = page[at..].split(['"', '<']).next().unwrap().to_string();
+        let visitor = crate::helpers::Client::new(&p.base);
+        let form = visitor.get(&format!("/e/{key}/apply")).await.text;
+        let field = |name: &str| {
+            let k = format!(r#"name="{name}" value=""#);
+            let at = form.find(&k).unwrap() + k.len();
+            form[at..].split('"').next().unwrap().to_string()
+        };
+        let email = format!("visitor{round}@example.com");
+        let (submit_key, ticket, token) = (field("submit_key"), field("ticket"), crate::helpers::csrf(&form));
+        let r = visitor
+            .post_form(
+                &format!("/e/{key}/apply"),
+                &[
+                    ("csrf_token", &token),
+                    ("submit_key", &submit_key),
+                    ("ticket", &ticket),
+                    ("companions", "0"),
+                    ("name_kanji_0", "来場 者"),
+                    ("name_kana_0", "ライジョウ シャ"),
+                    ("email_0", &email),
+                    ("phone_0", "03-1234-5678"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 303, "{}", r.text);
+        crate::helpers::eventually(30, "the visitor registered in the sandbox", || sandbox_has(vec![email.clone()]))
+            .await;
         let db = format!("sqlite://{}/tsunagu.db", data.display());
         let env = vec![
             ("TSUNAGU_DATA__DIR", data_s.clone()),
