@@ -3,7 +3,8 @@
 //! benchmark use it to count executions (marks: `start`, `held` after a hold, `finish`). Payload: `{"key": "…", "hold_ms": 0,
 //! "hold_on_attempt": 1}` (hold only on that attempt; omit to hold on every attempt).
 //! With `"outcome": "done"` the handler records no finish mark and leaves recording its end to
-//! the worker (as most handlers do).
+//! the worker (as most handlers do). With `"wait_until_ms": T` it waits (as for a spent upstream
+//! allowance) until the clock reaches T, after recording its start.
 
 use tsunagu_store::{diagnostics, jobs::ClaimedJob};
 
@@ -18,6 +19,11 @@ pub async fn run(app: &App, worker: &str, job: &ClaimedJob) -> Result<Outcome, J
     if record_start {
         let mut c = app.store.conn().await?;
         diagnostics::record(&mut c, &key, "start", worker, app.now()).await?;
+    }
+    if let Some(at) = job.payload.get("wait_until_ms").and_then(|v| v.as_i64())
+        && app.now() < at
+    {
+        return Err(JobError::WaitUntil { at_ms: at, reason: "waiting for the test's allowance".into() });
     }
     if hold_ms > 0 && hold_on.is_none_or(|a| a == job.attempts) {
         tokio::time::sleep(std::time::Duration::from_millis(hold_ms)).await;

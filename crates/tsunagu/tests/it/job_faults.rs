@@ -133,3 +133,21 @@ async fn workers_are_woken_after_the_commit_not_before() {
     assert_eq!(t.run_jobs().await, 2);
     t.assert_no_jobs_left().await;
 }
+
+/// A job waiting for an upstream allowance (a Zoom daily limit) goes back to the queue until
+/// then without spending an attempt: with one attempt allowed, it still runs after the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_waiting_for_an_allowance_keeps_its_attempts() {
+    let t = TestApp::spawn().await;
+    let until = t.app.now() + 3_600_000;
+    let id = enqueue(&t, json!({"key": "wait", "wait_until_ms": until}), 1).await;
+    assert_eq!(t.run_jobs().await, 1);
+    let row = job(&t, id).await.expect("still queued");
+    assert_eq!((row.state.as_str(), row.attempts, row.run_at), ("queued", 0, until), "the attempt is not counted");
+    assert!(row.last_error.as_deref().unwrap_or("").contains("allowance"));
+    assert_eq!(t.run_jobs().await, 0, "not due before the allowance is back");
+    t.clock.advance(3_600_000);
+    t.run_jobs().await;
+    assert_eq!(job(&t, id).await.map(|j| j.state), None, "done after the wait");
+    assert_eq!(marks(&t, "finish").await, 1);
+}
