@@ -253,6 +253,17 @@ impl ZoomClient {
         }
     }
 
+    /// A newly issued token and its scopes, for a connection check: scopes added in the
+    /// Marketplace reach only tokens issued after the change, and a cached token lives for an
+    /// hour. (Server-to-Server only; an OAuth app's scopes change with a new authorization.)
+    pub async fn fresh_token(&self, org: &Organizer) -> Result<(String, Vec<String>), ZoomError> {
+        if let Auth::S2s(_) = &org.auth {
+            let (cached, _) = self.token(org).await?;
+            self.s2s.invalidate(&org.key, &cached).await;
+        }
+        self.token(org).await
+    }
+
     fn oauth_slot(&self, key: &str) -> OAuthSlot {
         self.oauth.lock().expect("oauth slots").entry(key.to_string()).or_default().clone()
     }

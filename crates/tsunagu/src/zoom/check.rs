@@ -101,7 +101,7 @@ pub async fn run(client: &ZoomClient, org: &Organizer, host: &str) -> Report {
         Auth::S2s(c) => format!("Server-to-Server OAuth (Account ID {}, Client ID {})", c.account_id, c.client_id),
         Auth::OAuth { app, .. } => format!("OAuth アプリ (Client ID {})", app.client_id),
     };
-    let token = client.token(org).await.map(|(_, scopes)| scopes);
+    let token = client.fresh_token(org).await.map(|(_, scopes)| scopes);
     let missing = match &token {
         Ok(granted) => scopes::missing(&granted.join(" ")),
         Err(_) => Vec::new(),

@@ -1,8 +1,10 @@
 //! 基本設定: the organizer's Zoom API credentials (Server-to-Server OAuth, as manual 000 sets
 //! it up). The Client Secret is sealed before it reaches the database and never rendered back.
+//! Saving runs the live check of `tsunagu zoom check` (a token, the scopes, the host user) and
+//! shows what is missing and where to add it.
 
 use askama::Template;
-use axum::extract::{Form, State};
+use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
@@ -30,12 +32,67 @@ struct BasicSettingsPage {
     /// How Zoom is connected now: "s2s", "oauth" or "".
     connected: String,
     connected_zoom_account: String,
+    /// The live check's result, after saving or ［接続テスト］.
+    check: Option<CheckView>,
 }
 
-pub async fn show(State(app): State<SharedApp>, auth: Auth) -> Result<Html<String>, AppError> {
-    let mut c = app.store.conn().await?;
-    let creds = secrets::get_zoom(&mut c, auth.account.id).await?;
-    let secret_saved = secrets::get(&mut c, auth.account.id, ZOOM_CLIENT_SECRET).await?.is_some();
+/// The live check as the page shows it.
+struct CheckView {
+    ok: bool,
+    token_problem: Option<String>,
+    missing_manual: Vec<String>,
+    missing_more: Vec<String>,
+    host: Option<String>,
+    host_problem: Option<String>,
+}
+
+impl CheckView {
+    fn of(r: &crate::zoom::check::Report) -> CheckView {
+        let (manual, more): (Vec<_>, Vec<_>) = r.missing.iter().partition(|m| m.scope.in_manual);
+        CheckView {
+            ok: r.ok(),
+            token_problem: r.token.as_ref().err().map(|e| e.message_ja()),
+            missing_manual: manual.into_iter().map(|m| m.message.clone()).collect(),
+            missing_more: more.into_iter().map(|m| m.message.clone()).collect(),
+            host: match &r.host {
+                Some(Ok(u)) => Some(u.email.clone()),
+                _ => None,
+            },
+            host_problem: match &r.host {
+                Some(Err(e)) => Some(e.message_ja()),
+                _ => None,
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ShowQuery {
+    /// Run the live check (after a save, or ［接続テスト］).
+    #[serde(default)]
+    check: Option<String>,
+}
+
+async fn live_check(app: &SharedApp, account: tsunagu_core::AccountId) -> Result<Option<CheckView>, AppError> {
+    let Some(org) = crate::zoom::organizer(app, account).await.map_err(AppError::Internal)? else {
+        return Ok(None);
+    };
+    let report = crate::zoom::check::run(&app.zoom, &org, "me").await;
+    tracing::info!(account_id = %account, ok = report.ok(), missing = report.missing.len(), "zoom connection checked");
+    Ok(Some(CheckView::of(&report)))
+}
+
+pub async fn show(
+    State(app): State<SharedApp>,
+    auth: Auth,
+    Query(q): Query<ShowQuery>,
+) -> Result<Html<String>, AppError> {
+    let (creds, secret_saved) = {
+        let mut c = app.store.read().await?;
+        let creds = secrets::get_zoom(&mut c, auth.account.id).await?;
+        (creds, secrets::get(&mut c, auth.account.id, ZOOM_CLIENT_SECRET).await?.is_some())
+    };
+    let check = if q.check.is_some() && creds.is_some() { live_check(&app, auth.account.id).await? } else { None };
     let connected = creds.as_ref().map(|z| z.auth_method.clone()).unwrap_or_default();
     let s2s = creds.as_ref().filter(|z| z.auth_method == "s2s");
     let page = BasicSettingsPage {
@@ -47,6 +104,7 @@ pub async fn show(State(app): State<SharedApp>, auth: Auth) -> Result<Html<Strin
         oauth_available: crate::zoom::oauth_app(&app.config).is_some(),
         connected_zoom_account: creds.map(|z| z.zoom_account_id).unwrap_or_default(),
         connected,
+        check,
     };
     Ok(Html(page.render()?))
 }
@@ -77,17 +135,25 @@ pub async fn save(
     let client_id = clean_id(&form.client_id);
     let secret = form.client_secret.trim();
     let secret_saved = {
-        let mut c = app.store.conn().await?;
+        let mut c = app.store.read().await?;
         secrets::get(&mut c, account, ZOOM_CLIENT_SECRET).await?.is_some()
     };
     let problem = if form.auth_method != "s2s" {
-        Some("Zoom API 認証方式を選択してください。")
+        Some(
+            "［Zoom API認証方式］で［Server-to-Server OAuth］をチェックしてください。チェックしないと設定が完了しません。",
+        )
     } else if zoom_account_id.is_empty() {
-        Some("Account ID を入力してください。Zoom Marketplace のアプリの「App Credentials」に表示されています。")
+        Some(
+            "［zoom (Account Id)］を入力してください。Zoom Marketplace のアプリの「App Credentials」に表示されている Account ID です。",
+        )
     } else if client_id.is_empty() {
-        Some("Client ID を入力してください。Zoom Marketplace のアプリの「App Credentials」に表示されています。")
+        Some(
+            "［zoom (Client Id)］を入力してください。Zoom Marketplace のアプリの「App Credentials」に表示されている Client ID です。",
+        )
     } else if secret.is_empty() && !secret_saved {
-        Some("Client Secret を入力してください。Zoom Marketplace のアプリの「App Credentials」に表示されています。")
+        Some(
+            "［zoom(Client Secret)］を入力してください。Zoom Marketplace のアプリの「App Credentials」に表示されている Client Secret です。",
+        )
     } else if [&zoom_account_id, &client_id].iter().any(|v| v.chars().any(char::is_whitespace))
         || secret.chars().any(char::is_whitespace)
     {
@@ -111,6 +177,7 @@ pub async fn save(
             oauth_available: crate::zoom::oauth_app(&app.config).is_some(),
             connected: String::new(),
             connected_zoom_account: String::new(),
+            check: None,
         };
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response());
     }
@@ -128,5 +195,11 @@ pub async fn save(
     }
     tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
     tracing::info!(account_id = %account, secret_changed = !secret.is_empty(), "zoom credentials saved");
-    Ok(flash_redirect(&app, "/settings/basic", "success", "保存しました。"))
+    // The page runs the live check on the way back and shows what it found.
+    Ok(flash_redirect(
+        &app,
+        "/settings/basic?check=1",
+        "success",
+        "保存しました。Zoom との接続を確認しました（結果は下のとおりです）。",
+    ))
 }

@@ -169,7 +169,7 @@ async fn a_secret_entered_in_a_form_never_appears_in_plain_text() {
         )
         .await;
     assert_eq!(r.status, 422);
-    assert!(r.text.contains("Account ID を入力してください") && !r.text.contains(secret));
+    assert!(r.text.contains("［zoom (Account Id)］を入力してください") && !r.text.contains(secret));
 
     // An error page's operation id is the one in the log line.
     let missing = c.get("/no-such-page").await;

@@ -74,6 +74,29 @@ async fn zoom_check_reports_token_scopes_host_and_exit_status() {
         )
         .await;
     assert_eq!(r.status, 303);
+    // Saving runs the live check: the page says what is missing and where to add it.
+    assert_eq!(r.location.as_deref(), Some("/settings/basic?check=1"));
+    let page = c.get("/settings/basic?check=1").await.text;
+    assert!(page.contains("Zoom に接続できました") && page.contains("owner@example.com"), "{page}");
+    for label in
+        ["Zoom API認証方式", "Server-to-Server OAuth", "zoom (Account Id)", "zoom (Client Id)", "zoom(Client Secret)"]
+    {
+        assert!(page.contains(label), "the manual's label {label}");
+    }
+    sb.set_scopes(
+        "check-cid",
+        all_scopes()
+            .into_iter()
+            .filter(|s| s != "meeting:write:meeting:admin" && s != "meeting:delete:registrant:admin")
+            .collect(),
+    );
+    // The check asks for a new token: the change shows at once, though tokens are cached.
+    let page = c.get("/settings/basic?check=1").await.text;
+    assert!(page.contains("マニュアルの 11 項目のうち") && page.contains("meeting:write:meeting:admin"), "{page}");
+    assert!(page.contains("キャンセル時の Zoom 登録の取り消し") && page.contains("meeting:delete:registrant:admin"));
+    assert!(!page.contains("Zoom に接続できました"));
+    sb.set_scopes("check-cid", all_scopes());
+    assert!(c.get("/settings/basic?check=1").await.text.contains("Zoom に接続できました"), "fixed in the Marketplace");
     let dir = t.stop().await;
     let env = vec![
         ("TSUNAGU_DATA__DIR", dir.path().display().to_string()),
