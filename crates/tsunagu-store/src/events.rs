@@ -52,6 +52,8 @@ pub struct EventInput<'a> {
     pub apply_until: i64,
     /// Until when a participant may cancel from their own page; `None`: until 申込受付 ends.
     pub cancel_until: Option<i64>,
+    /// How to pay a priced ticket (the bank transfer details), shown to applicants.
+    pub payment_note: &'a str,
     pub companions_max: i64,
     pub state: EventState,
 }
@@ -77,6 +79,7 @@ pub struct Event {
     pub apply_from: i64,
     pub apply_until: i64,
     pub cancel_until: Option<i64>,
+    pub payment_note: String,
     pub companions_max: i64,
     pub state: EventState,
     pub tickets: Vec<Ticket>,
@@ -102,8 +105,8 @@ pub async fn create(
 ) -> Result<i64> {
     let row = sqlx::query(
         "INSERT INTO events (account_id, public_key, title, description, starts_at, ends_at, capacity, apply_from,
-             apply_until, companions_max, state, created_at, updated_at, cancel_until)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13) RETURNING id",
+             apply_until, companions_max, state, created_at, updated_at, cancel_until, payment_note)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14) RETURNING id",
     )
     .bind(account.0)
     .bind(public_key)
@@ -118,6 +121,7 @@ pub async fn create(
     .bind(e.state.code())
     .bind(now)
     .bind(e.cancel_until)
+    .bind(e.payment_note)
     .fetch_one(&mut *c)
     .await
     .map_err(|err| crate::conflict(err, "event public key"))?;
@@ -143,7 +147,7 @@ async fn insert_ticket(c: &mut AnyConnection, event_id: i64, position: i64, t: &
 }
 
 const EVENT_COLUMNS: &str = "id, account_id, public_key, title, description, starts_at, ends_at, capacity, seats_taken,
-     apply_from, apply_until, companions_max, state, cancel_until";
+     apply_from, apply_until, companions_max, state, cancel_until, payment_note";
 
 fn event_row(r: &sqlx::any::AnyRow) -> Result<Event> {
     let state: String = r.get(12);
@@ -161,6 +165,7 @@ fn event_row(r: &sqlx::any::AnyRow) -> Result<Event> {
         apply_until: r.get(10),
         companions_max: r.get(11),
         cancel_until: r.get(13),
+        payment_note: r.get(14),
         state: EventState::from_code(&state).ok_or_else(|| StoreError::Corrupt(format!("event state {state:?}")))?,
         tickets: Vec::new(),
     })
@@ -253,10 +258,10 @@ pub async fn summaries(c: &mut AnyConnection, account: AccountId) -> Result<Vec<
         .map(|r| {
             Ok(Summary {
                 event: event_row(r)?,
-                applied: r.get(14),
-                awaiting_payment: r.get(15),
-                completed: r.get(16),
-                cancelled: r.get(17),
+                applied: r.get(15),
+                awaiting_payment: r.get(16),
+                completed: r.get(17),
+                cancelled: r.get(18),
             })
         })
         .collect()
@@ -460,7 +465,7 @@ pub async fn update(
     let Some(current) = get(c, account, id).await? else { return Ok(None) };
     let r = sqlx::query(
         "UPDATE events SET title = $3, description = $4, starts_at = $5, ends_at = $6, capacity = $7, apply_from = $8,
-             apply_until = $9, companions_max = $10, state = $11, updated_at = $12, cancel_until = $13
+             apply_until = $9, companions_max = $10, state = $11, updated_at = $12, cancel_until = $13, payment_note = $14
          WHERE id = $1 AND account_id = $2 AND seats_taken <= $7",
     )
     .bind(id)
@@ -476,6 +481,7 @@ pub async fn update(
     .bind(e.state.code())
     .bind(now)
     .bind(e.cancel_until)
+    .bind(e.payment_note)
     .execute(&mut *c)
     .await?;
     if r.rows_affected() == 0 {
@@ -563,6 +569,7 @@ pub async fn copy(
         apply_from: e.apply_from,
         apply_until: e.apply_until,
         cancel_until: e.cancel_until,
+        payment_note: &e.payment_note,
         companions_max: e.companions_max,
         state: EventState::Draft,
     };

@@ -16,6 +16,7 @@ pub mod diagnostics;
 pub mod events;
 pub mod jobs;
 pub mod line;
+pub mod mail_templates;
 pub mod mails;
 pub mod media;
 mod migrate;

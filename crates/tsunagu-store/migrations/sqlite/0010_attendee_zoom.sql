@@ -21,3 +21,19 @@ ALTER TABLE applications ADD COLUMN payment_method TEXT NOT NULL DEFAULT '';
 
 -- until when a participant may cancel from their own page; NULL: until 申込受付 ends
 ALTER TABLE events ADD COLUMN cancel_until BIGINT;
+
+-- how to pay a priced ticket until card payments exist (銀行振込の振込先), shown to applicants
+ALTER TABLE events ADD COLUMN payment_note TEXT NOT NULL DEFAULT '';
+
+-- 自動配信メール: an organizer's own subject and body for each event mail, with
+-- ［配信ステータス］ and ［管理者向けメール］; a kind without a row uses Tsunagu's default
+CREATE TABLE mail_templates (
+    account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    enabled BIGINT NOT NULL,
+    admin_copy BIGINT NOT NULL,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (account_id, kind)
+);

@@ -691,6 +691,7 @@ async fn events_hold_seats_exactly_and_stay_scoped(store: Store) {
         apply_from: 0,
         apply_until: 9_000,
         cancel_until: None,
+        payment_note: "",
         companions_max: 2,
         state: EventState::Published,
     };
@@ -860,6 +861,7 @@ async fn zoom_settings_keep_the_newest_save(store: Store) {
         apply_from: 0,
         apply_until: 9_000,
         cancel_until: None,
+        payment_note: "",
         companions_max: 0,
         state: EventState::Draft,
     };
@@ -930,6 +932,7 @@ async fn events_racing_requests_keep_their_answers(store: Store) {
         apply_from: 0,
         apply_until: 9_000,
         cancel_until: None,
+        payment_note: "",
         companions_max: 1,
         state: EventState::Published,
     };

@@ -75,6 +75,7 @@ struct Errors {
     apply_from: Option<String>,
     apply_until: Option<String>,
     cancel_until: Option<String>,
+    payment_note: Option<String>,
     state: Option<String>,
     tickets: Vec<String>,
 }
@@ -93,6 +94,7 @@ impl Errors {
                 "apply_from" => &mut e.apply_from,
                 "apply_until" => &mut e.apply_until,
                 "cancel_until" => &mut e.cancel_until,
+                "payment_note" => &mut e.payment_note,
                 "state" => &mut e.state,
                 _ => {
                     e.tickets.push(p.message.clone());

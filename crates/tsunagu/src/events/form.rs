@@ -32,6 +32,7 @@ pub struct EventForm {
     pub apply_from: String,
     pub apply_until: String,
     pub cancel_until: String,
+    pub payment_note: String,
     pub state: String,
     pub tickets: Vec<TicketRow>,
 }
@@ -55,6 +56,7 @@ pub struct Parsed {
     pub apply_from: i64,
     pub apply_until: i64,
     pub cancel_until: Option<i64>,
+    pub payment_note: String,
     pub state: EventState,
     pub tickets: Vec<(Option<i64>, String, i64, Option<i64>)>,
 }
@@ -70,6 +72,7 @@ impl Parsed {
             apply_from: self.apply_from,
             apply_until: self.apply_until,
             cancel_until: self.cancel_until,
+            payment_note: &self.payment_note,
             companions_max: self.companions_max,
             state: self.state,
         }
@@ -115,6 +118,7 @@ impl EventForm {
             apply_from: get("apply_from"),
             apply_until: get("apply_until"),
             cancel_until: get("cancel_until"),
+            payment_note: get("payment_note"),
             state: get("state"),
             tickets,
         }
@@ -150,6 +154,7 @@ impl EventForm {
             apply_from: local_input(e.apply_from, tz),
             apply_until: local_input(e.apply_until, tz),
             cancel_until: e.cancel_until.map(|t| local_input(t, tz)).unwrap_or_default(),
+            payment_note: e.payment_note.clone(),
             state: e.state.code().into(),
             tickets,
         }
@@ -252,6 +257,10 @@ impl EventForm {
             }
             t
         };
+        let payment_note = self.payment_note.trim().replace("\r\n", "\n");
+        if payment_note.chars().count() > 2000 {
+            problem("payment_note", "お支払い方法の案内は 2000 文字以内で入力してください。".into());
+        }
         let state = EventState::from_code(&self.state).unwrap_or_else(|| {
             problem("state", "公開状態を選んでください。".into());
             EventState::Draft
@@ -311,6 +320,7 @@ impl EventForm {
             apply_from: apply_from.unwrap_or_default(),
             apply_until: apply_until.unwrap_or_default(),
             cancel_until,
+            payment_note,
             state,
             tickets,
         })

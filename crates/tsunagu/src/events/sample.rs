@@ -40,6 +40,7 @@ pub async fn ensure(app: &App, account: AccountId, tz: &str) -> anyhow::Result<(
         apply_from: now,
         apply_until: start,
         cancel_until: None,
+        payment_note: "懇親会つきチケットの代金は、お申し込みから 7 日以内に次の口座へお振り込みください。\nつなぐ銀行 本店営業部 普通 1234567 ツナグセミナー",
         companions_max: 2,
         state: EventState::Published,
     };
