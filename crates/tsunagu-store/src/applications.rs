@@ -8,8 +8,9 @@ use tsunagu_core::AccountId;
 
 use crate::Result;
 
-/// Complete an application that waits (`applied` or `awaiting_payment`): the one place where
-/// an application becomes `completed`, whatever completed it. Returns the people to register
+/// Complete an application that waits (`applied` or `awaiting_payment`): the one transition
+/// from waiting to `completed`, whatever completed it (a bank transfer confirmed, a payment).
+/// A ¥0 application is stored `completed` at once by `events::apply`. Returns the people to register
 /// and mail (not cancelled), or `None` when the application was not waiting (already
 /// completed, cancelled, or not found), so a repeated call does nothing.
 pub async fn complete(c: &mut AnyConnection, application_id: i64, now: i64) -> Result<Option<Vec<i64>>> {
@@ -216,7 +217,7 @@ pub async fn set_payment_method(c: &mut AnyConnection, application_id: i64, meth
 
 /// Before a POST that adds the person at Zoom: from now on a retry looks the email up first.
 pub async fn mark_adding(c: &mut AnyConnection, id: i64) -> Result<()> {
-    sqlx::query("UPDATE attendees SET zoom_state = 'adding' WHERE id = $1 AND zoom_state IN ('waiting', 'failed')")
+    sqlx::query("UPDATE attendees SET zoom_state = 'adding' WHERE id = $1 AND zoom_state = 'waiting'")
         .bind(id)
         .execute(c)
         .await?;
@@ -249,21 +250,24 @@ pub async fn record_zoom_problem(c: &mut AnyConnection, id: i64, reason: &str, f
     Ok(())
 }
 
-/// The person's join mail was queued (in the same transaction as the mail).
-pub async fn mark_mailed(c: &mut AnyConnection, id: i64, now: i64) -> Result<()> {
-    sqlx::query("UPDATE attendees SET mailed_at = $2 WHERE id = $1 AND mailed_at IS NULL")
-        .bind(id)
-        .bind(now)
-        .execute(c)
-        .await?;
-    Ok(())
+/// Mark the person's join mail as queued, in the transaction that queues it. Returns false
+/// (queue nothing) when it was queued already or the person is cancelled.
+pub async fn mark_mailed(c: &mut AnyConnection, id: i64, now: i64) -> Result<bool> {
+    let r =
+        sqlx::query("UPDATE attendees SET mailed_at = $2 WHERE id = $1 AND mailed_at IS NULL AND cancelled_at IS NULL")
+            .bind(id)
+            .bind(now)
+            .execute(c)
+            .await?;
+    Ok(r.rows_affected() == 1)
 }
 
-/// ［再試行］: a failed person of the account's event goes back to waiting. Returns whether
-/// they did.
+/// ［再試行］: a failed person of the account's event is tried again; marked `adding`, since an
+/// earlier attempt may have reached Zoom, so the email is looked up before any add. Returns
+/// whether they were failed.
 pub async fn retry_person(c: &mut AnyConnection, account: AccountId, id: i64) -> Result<bool> {
     let r = sqlx::query(
-        "UPDATE attendees SET zoom_state = 'waiting', zoom_reason = ''
+        "UPDATE attendees SET zoom_state = 'adding', zoom_reason = ''
          WHERE id = $1 AND zoom_state = 'failed' AND cancelled_at IS NULL
            AND event_id IN (SELECT id FROM events WHERE account_id = $2)",
     )
@@ -315,13 +319,19 @@ pub enum Cancelled {
 /// cancelled person's email may apply again. Runs in the caller's transaction, which queues
 /// each person's unregistration and mail.
 pub async fn cancel(c: &mut AnyConnection, application_id: i64, person: Option<i64>, now: i64) -> Result<Cancelled> {
-    let row = sqlx::query("SELECT event_id, ticket_type_id, status FROM applications WHERE id = $1")
+    let event_id: Option<i64> = sqlx::query_scalar("SELECT event_id FROM applications WHERE id = $1")
         .bind(application_id)
         .fetch_optional(&mut *c)
         .await?;
-    let Some(row) = row else { return Ok(Cancelled::NotFound) };
-    let (event_id, ticket_id, status): (i64, i64, String) = (row.get(0), row.get(1), row.get(2));
+    let Some(event_id) = event_id else { return Ok(Cancelled::NotFound) };
+    // The event's row first (as applying does), then the application as it is under that lock:
+    // a cancel racing this one waits here and then finds it cancelled.
     sqlx::query("UPDATE events SET updated_at = updated_at WHERE id = $1").bind(event_id).execute(&mut *c).await?;
+    let row = sqlx::query("SELECT ticket_type_id, status FROM applications WHERE id = $1")
+        .bind(application_id)
+        .fetch_one(&mut *c)
+        .await?;
+    let (ticket_id, status): (i64, String) = (row.get(0), row.get(1));
     if status == "cancelled" {
         return Ok(Cancelled::Already);
     }
@@ -392,33 +402,45 @@ pub async fn cancel(c: &mut AnyConnection, application_id: i64, person: Option<i
     Ok(Cancelled::Done { people: ids, whole })
 }
 
-/// After a person's Zoom registration was removed (or found absent).
-pub async fn record_unregistered(c: &mut AnyConnection, id: i64) -> Result<()> {
-    sqlx::query("UPDATE attendees SET zoom_state = 'removed', zoom_reason = '' WHERE id = $1")
-        .bind(id)
-        .execute(c)
-        .await?;
+/// After a person's Zoom registration `registrant_id` was removed (or, `""`, none was found).
+/// Recorded only if no registration was recorded for them meanwhile (an add that landed while
+/// this removal ran): then that one is left for the removal queued with it.
+pub async fn record_unregistered(c: &mut AnyConnection, id: i64, registrant_id: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE attendees SET zoom_state = 'removed', zoom_reason = '' WHERE id = $1 AND zoom_registrant_id = $2",
+    )
+    .bind(id)
+    .bind(registrant_id)
+    .execute(c)
+    .await?;
     Ok(())
 }
 
-/// Record a registration only while the person is not cancelled. Returns false when they were
-/// cancelled meanwhile (the caller then removes what it just added).
+/// Record a registration. Returns false when the person was cancelled meanwhile: the
+/// registrant is still recorded (as `registered`, with its id), so that the removal the caller
+/// then queues deletes it at Zoom by that id.
 pub async fn record_registered_if_live(
     c: &mut AnyConnection,
     id: i64,
     registrant_id: &str,
     join_url: &str,
 ) -> Result<bool> {
-    let r = sqlx::query(
+    let row = sqlx::query(
         "UPDATE attendees SET zoom_state = 'registered', zoom_registrant_id = $2, join_url = $3, zoom_reason = ''
-         WHERE id = $1 AND cancelled_at IS NULL",
+         WHERE id = $1 RETURNING cancelled_at",
     )
     .bind(id)
     .bind(registrant_id)
     .bind(join_url)
-    .execute(c)
+    .fetch_optional(c)
     .await?;
-    Ok(r.rows_affected() == 1)
+    Ok(row.is_some_and(|r| r.get::<Option<i64>, _>(0).is_none()))
+}
+
+/// No Zoom registration applies to the person (the event does not use Zoom).
+pub async fn record_no_zoom(c: &mut AnyConnection, id: i64) -> Result<()> {
+    sqlx::query("UPDATE attendees SET zoom_state = 'none' WHERE id = $1").bind(id).execute(c).await?;
+    Ok(())
 }
 
 /// The people of the event's completed applications who are not cancelled and were sent their
@@ -434,10 +456,11 @@ pub async fn mailed_people(c: &mut AnyConnection, event_id: i64) -> Result<Vec<P
 }
 
 /// Every live person of the event's completed applications goes back to waiting for their
-/// registration (their mail, once sent, is not sent again): for a Zoom meeting made anew.
+/// registration and join mail: for a Zoom meeting made anew (their links are to the old one).
 pub async fn reregister_all(c: &mut AnyConnection, event_id: i64) -> Result<Vec<i64>> {
     let mut ids: Vec<i64> = sqlx::query_scalar(
-        "UPDATE attendees SET zoom_state = 'waiting', zoom_registrant_id = '', zoom_reason = ''
+        "UPDATE attendees SET zoom_state = 'waiting', zoom_registrant_id = '', zoom_reason = '', join_url = '',
+             mailed_at = NULL
          WHERE event_id = $1 AND cancelled_at IS NULL
            AND application_id IN (SELECT id FROM applications WHERE status = 'completed')
          RETURNING id",
@@ -447,4 +470,13 @@ pub async fn reregister_all(c: &mut AnyConnection, event_id: i64) -> Result<Vec<
     .await?;
     ids.sort_unstable();
     Ok(ids)
+}
+
+/// An application by id with its people (for jobs, which act for the event's owner).
+pub async fn by_id(c: &mut AnyConnection, application_id: i64) -> Result<Option<Application>> {
+    let key = access_key_of(c, application_id).await?;
+    match key {
+        Some(k) => by_access_key(c, &k).await,
+        None => Ok(None),
+    }
 }

@@ -288,14 +288,16 @@ pub struct NewApplication<'a> {
     /// Whether each person's email must be unique among the event's live people (a Zoom
     /// event with registration).
     pub unique_emails: bool,
-    /// `applied` for what completes later, `awaiting_payment`, or `completed` (a ¥0 ticket).
+    /// The status of a priced application: `applied` (completes when paid) or
+    /// `awaiting_payment` (a bank transfer). A ¥0 ticket's application is stored `completed`
+    /// whatever this says, decided on the price read under the ticket's row lock.
     pub status: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
-    /// A new application.
-    Created { id: i64 },
+    /// A new application; `completed` when its ticket is ¥0 (stored completed at once).
+    Created { id: i64, completed: bool },
     /// This form was sent before: the application it made.
     Again { id: i64 },
     /// Not enough seats left for this many people.
@@ -366,6 +368,11 @@ pub async fn apply(c: &mut AnyConnection, a: &NewApplication<'_>, now: i64) -> R
         });
     };
     let price: i64 = ticket.get(0);
+    let status = match (price, a.status) {
+        (0, _) => "completed",
+        (_, "completed") => "awaiting_payment",
+        (_, s) => s,
+    };
     // DO NOTHING: the same form committed meanwhile by another request (on PostgreSQL this
     // one waited for it) is found below instead of failing the transaction. (When that request
     // took the last seats, the seat update above already answered `Again`.)
@@ -377,13 +384,13 @@ pub async fn apply(c: &mut AnyConnection, a: &NewApplication<'_>, now: i64) -> R
     )
     .bind(a.event_id)
     .bind(a.ticket_type_id)
-    .bind(a.status)
+    .bind(status)
     .bind(n)
     .bind(price * n)
     .bind(a.access_key)
     .bind(a.submit_key)
     .bind(now)
-    .bind((a.status == "completed").then_some(now))
+    .bind((status == "completed").then_some(now))
     .fetch_optional(&mut *c)
     .await
     .map_err(|e| crate::conflict(e, "application access key"))?;
@@ -417,7 +424,7 @@ pub async fn apply(c: &mut AnyConnection, a: &NewApplication<'_>, now: i64) -> R
             return Ok(Applied::EmailTaken { email: p.email.to_string() });
         }
     }
-    Ok(Applied::Created { id })
+    Ok(Applied::Created { id, completed: status == "completed" })
 }
 
 async fn application_by_submit_key(c: &mut AnyConnection, event_id: i64, submit_key: &str) -> Result<Option<i64>> {
@@ -805,7 +812,8 @@ pub async fn record_zoom_held(
     now: i64,
 ) -> Result<()> {
     sqlx::query(
-        "UPDATE event_zoom SET zoom_id = $2, zoom_kind = $3, join_url = $4, passcode = $5, updated_at = $6
+        "UPDATE event_zoom SET zoom_id = $2, zoom_kind = $3, join_url = $4, passcode = $5, updated_at = $6,
+             create_attempted = CASE WHEN $2 IS NULL THEN create_attempted ELSE 0 END
          WHERE event_id = $1",
     )
     .bind(event_id)
@@ -839,6 +847,42 @@ pub async fn finish_zoom_revision(
     .execute(&mut *c)
     .await?;
     Ok(r.rows_affected() == 1)
+}
+
+/// Take the event's Zoom sync for one run until `until` (its lease): `false` while another run
+/// holds it. Two runs at once would both find no meeting and both create one.
+pub async fn lease_zoom_sync(c: &mut AnyConnection, event_id: i64, now: i64, until: i64) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE event_zoom SET sync_lease_until = $3
+         WHERE event_id = $1 AND (sync_lease_until IS NULL OR sync_lease_until < $2)",
+    )
+    .bind(event_id)
+    .bind(now)
+    .bind(until)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Give the lease back.
+pub async fn release_zoom_sync(c: &mut AnyConnection, event_id: i64) -> Result<()> {
+    sqlx::query("UPDATE event_zoom SET sync_lease_until = NULL WHERE event_id = $1").bind(event_id).execute(c).await?;
+    Ok(())
+}
+
+/// Before a create is sent: returns whether an earlier create was sent without its answer
+/// recorded (then this one may make a second meeting at Zoom). Cleared when a meeting is held.
+pub async fn mark_create_attempt(c: &mut AnyConnection, event_id: i64) -> Result<bool> {
+    let before: i64 = sqlx::query_scalar("SELECT create_attempted FROM event_zoom WHERE event_id = $1")
+        .bind(event_id)
+        .fetch_optional(&mut *c)
+        .await?
+        .unwrap_or(0);
+    sqlx::query("UPDATE event_zoom SET create_attempted = 1 WHERE event_id = $1")
+        .bind(event_id)
+        .execute(&mut *c)
+        .await?;
+    Ok(before != 0)
 }
 
 /// The host's and alternative hosts' emails of the event's meeting or webinar (lower-cased):

@@ -15,6 +15,10 @@ ALTER TABLE attendees ADD COLUMN mailed_at BIGINT;
 -- the host's and alternative hosts' emails, lower-cased and separated by spaces: Zoom refuses
 -- them as registrants (3027), so the application form refuses them first
 ALTER TABLE event_zoom ADD COLUMN host_emails TEXT NOT NULL DEFAULT '';
+-- one events.zoom run at a time per event: held until this instant by the run
+ALTER TABLE event_zoom ADD COLUMN sync_lease_until BIGINT;
+-- a create was sent and its answer may have been lost: a later create may duplicate it
+ALTER TABLE event_zoom ADD COLUMN create_attempted BIGINT NOT NULL DEFAULT 0;
 
 -- how a priced application is paid: '' (free), bank_transfer
 ALTER TABLE applications ADD COLUMN payment_method TEXT NOT NULL DEFAULT '';

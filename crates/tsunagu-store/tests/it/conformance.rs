@@ -788,7 +788,7 @@ async fn events_hold_seats_exactly_and_stay_scoped(store: Store) {
         }
     };
     let (free2, priced2) = (e2.tickets[0].id, e2.tickets[1].id);
-    let Applied::Created { id: first } = try_apply("f1", priced2, &["x@example.com", "y@example.com"]).await else {
+    let Applied::Created { id: first, .. } = try_apply("f1", priced2, &["x@example.com", "y@example.com"]).await else {
         panic!("first application")
     };
     assert_eq!(try_apply("f1", priced2, &["x@example.com", "y@example.com"]).await, Applied::Again { id: first });
@@ -964,7 +964,7 @@ async fn events_racing_requests_keep_their_answers(store: Store) {
         status: "completed",
     };
     let mut first = store.begin().await.unwrap();
-    let Applied::Created { id: made } = events::apply(&mut first, &app("form-1"), 2).await.unwrap() else {
+    let Applied::Created { id: made, .. } = events::apply(&mut first, &app("form-1"), 2).await.unwrap() else {
         panic!("first")
     };
     let (again, delete) = {

@@ -268,6 +268,7 @@ pub async fn submit(
     let (e, tz, registration, hosts) = load(&app, &key).await?;
     let max = e.companions_max.clamp(0, 9) as usize;
     let form = ApplyForm::from_fields(&fields, max);
+    let asked = fields.iter().find(|(k, _)| k == "companions").and_then(|(_, v)| v.trim().parse::<usize>().ok());
     let now = app.now();
     let refuse = |form: ApplyForm, problems: Vec<String>| -> Result<Response, AppError> {
         let p = page(&ctx, &e, &tz, registration, form, problems, now);
@@ -286,7 +287,10 @@ pub async fn submit(
     if form.submit_key.len() < 16 {
         return refuse(form, vec!["お手数ですが、ページを読み込み直してからもう一度お申し込みください。".into()]);
     }
-    let problems = check(&form, &e, registration, &hosts);
+    let mut problems = check(&form, &e, registration, &hosts);
+    if asked.is_some_and(|n| n > max) {
+        problems.insert(0, format!("同伴者は {max} 人までお申し込みいただけます。"));
+    }
     if !problems.is_empty() {
         return refuse(form, problems);
     }
@@ -303,7 +307,6 @@ pub async fn submit(
             company: "",
         })
         .collect();
-    let free = ticket.price_yen == 0;
     let access_key = random_token(24);
     let new = NewApplication {
         event_id: e.id,
@@ -312,21 +315,23 @@ pub async fn submit(
         access_key: &access_key,
         people: &people,
         unique_emails: registration,
-        status: if free { "completed" } else { "awaiting_payment" },
+        // Priced tickets are paid by bank transfer for now; a ¥0 ticket completes at once.
+        status: "awaiting_payment",
     };
     let mut tx = app.store.begin().await?;
     let applied = store::apply(&mut tx, &new, now).await?;
     let problem = match applied {
-        Applied::Created { id } => {
-            if free {
+        Applied::Created { id, completed } => {
+            if completed {
                 let ids = apps::start_people(&mut tx, id).await?;
                 super::register::queue(&mut tx, &app, &ids).await?;
             } else {
                 apps::set_payment_method(&mut tx, id, "bank_transfer").await?;
+                super::register::queue_received(&mut tx, &app, id).await?;
             }
             tx.commit().await.map_err(StoreError::from)?;
             crate::jobs::wake(&app);
-            tracing::info!(event_id = e.id, application_id = id, people = people.len(), free, "application made");
+            tracing::info!(event_id = e.id, application_id = id, people = people.len(), completed, "application made");
             return Ok(Redirect::to(&format!("/a/{access_key}")).into_response());
         }
         Applied::Again { id } => {
@@ -380,6 +385,7 @@ struct ApplicationPage {
     access: String,
     can_cancel: bool,
     cancel_until: String,
+    payment_note: String,
 }
 
 /// What a status is called, for the participant and the organizer.
@@ -412,6 +418,7 @@ pub async fn mine(
     let deadline = e.cancel_until.unwrap_or(e.apply_until);
     let page = ApplicationPage {
         access: access.clone(),
+        payment_note: e.payment_note.clone(),
         can_cancel: app.now() < deadline,
         cancel_until: crate::clock::format_local(deadline, &tz),
         chrome: Chrome::public(&ctx, "お申し込み内容"),

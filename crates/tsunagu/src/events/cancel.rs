@@ -93,7 +93,7 @@ pub async fn person(
             &app,
             &back,
             "success",
-            "同伴者をキャンセルしました。席を戻し、Zoom の参加者登録を取り消して、キャンセルのお知らせを送ります。",
+            "同伴者をキャンセルしました。席を定員に戻し、キャンセルのお知らせを送ります（Zoom の参加者登録があれば取り消します）。",
         ),
         Cancelled::Done { .. } => {
             flash_redirect(&app, &back, "success", "代表者のキャンセルのため、申込全体をキャンセルしました。")
@@ -139,6 +139,8 @@ struct Payload {
 }
 
 /// `events.unregister`: remove the person's Zoom registration, then send the cancellation mail.
+/// The mail goes out even when Zoom refuses the removal for good (the event page then shows the
+/// reason, for the organizer to remove it in Zoom).
 pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
     let p: Payload = serde_json::from_value(job.payload.clone())
         .map_err(|e| JobError::Permanent(format!("events.unregister payload: {e}")))?;
@@ -154,65 +156,50 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
     if !person.cancelled {
         return Ok(Outcome::Done);
     }
-    let may_be_at_zoom = matches!(person.zoom_state.as_str(), "adding" | "registered" | "failed");
+    let registration = zoom.as_ref().is_some_and(|z| z.enabled && super::zoom::Options::parse(&z.options).registration);
+    let may_be_at_zoom = registration && matches!(person.zoom_state.as_str(), "adding" | "registered" | "failed");
     if let Some(z) = zoom.as_ref().filter(|z| z.zoom_id.is_some() && may_be_at_zoom && !person.email.is_empty()) {
         let zoom_id = z.zoom_id.unwrap_or_default();
         let at = if z.zoom_kind == "webinar" { EventRef::Webinar(zoom_id) } else { EventRef::Meeting(zoom_id) };
         match remove(app, &event.account_id, at, &person).await {
-            Ok(()) => {}
+            Ok(()) => {
+                let mut c = app.store.conn().await?;
+                apps::record_unregistered(&mut c, person.id, &person.zoom_registrant_id).await?;
+            }
             Err(e) => {
-                return match e.retry() {
-                    Retry::NotBefore { retry_after } => Err(JobError::WaitUntil {
-                        at_ms: super::zoom::reset_time(retry_after.as_deref(), app.now()),
-                        reason: e.to_string(),
-                    }),
-                    Retry::No => {
-                        let mut c = app.store.conn().await?;
-                        let reason = format!("Zoom の参加者登録を取り消せませんでした。{}", e.message_ja());
-                        apps::record_zoom_problem(&mut c, person.id, &reason, false).await?;
-                        tracing::warn!(person_id = person.id, error = %e, "could not remove the zoom registration");
-                        Err(JobError::Permanent(e.to_string()))
+                let last = job.attempts >= job.max_attempts;
+                match e.retry() {
+                    Retry::NotBefore { retry_after } => {
+                        return Err(JobError::WaitUntil {
+                            at_ms: super::zoom::reset_time(retry_after.as_deref(), app.now()),
+                            reason: e.to_string(),
+                        });
                     }
-                    _ => Err(JobError::Retry(e.to_string())),
-                };
+                    Retry::No => {}
+                    _ if last => {}
+                    _ => return Err(JobError::Retry(e.to_string())),
+                }
+                let mut c = app.store.conn().await?;
+                let reason = format!(
+                    "Zoom の参加者登録を取り消せませんでした。Zoom の管理画面でこの方の登録を削除してください。（{}）",
+                    e.message_ja()
+                );
+                apps::record_zoom_problem(&mut c, person.id, &reason, false).await?;
+                tracing::warn!(person_id = person.id, error = %e, "could not remove the zoom registration");
             }
         }
-    }
-    {
-        let mut c = app.store.conn().await?;
-        if may_be_at_zoom {
-            apps::record_unregistered(&mut c, person.id).await?;
-        }
-    }
-    if person.email.trim().is_empty() {
-        return Ok(Outcome::Done);
     }
     let ctx = JoinContext {
         name: person.name_kanji.clone(),
         event_title: event.title.clone(),
         event_date: super::form::span(event.starts_at, event.ends_at, &account.time_zone),
         join_url: person.join_url.clone(),
-        meeting_id: String::new(),
-        passcode: String::new(),
-        representative: String::new(),
-        companions: Vec::new(),
-        application_url: String::new(),
+        personal: registration,
+        ..JoinContext::default()
     };
-    let (subject, text) = crate::mail::template::render(mails::CANCEL_SUBJECT, mails::CANCEL_BODY, &ctx)
-        .map_err(|e| JobError::Permanent(format!("cancel mail template: {e:?}")))?;
     let mut tx = app.store.begin().await?;
-    crate::mail::enqueue(
-        &mut tx,
-        app,
-        &crate::mail::OutgoingMail {
-            account_id: Some(event.account_id),
-            cause: &format!("event-cancel:{}", person.id),
-            to: person.email.trim(),
-            subject: &subject,
-            body: &text,
-        },
-    )
-    .await?;
+    mails::queue(&mut tx, app, &account, mails::CANCELLED, &ctx, &person.email, &format!("event-cancel:{}", person.id))
+        .await?;
     tx.commit().await.map_err(StoreError::from)?;
     crate::jobs::wake(app);
     Ok(Outcome::Done)

@@ -254,7 +254,7 @@ pub async fn update(
                 super::zoom::queue_sync(&mut tx, &app, id).await?;
             }
             if updated.moved {
-                super::moved::queue(&mut tx, &app, id, parsed.starts_at).await?;
+                super::moved::queue(&mut tx, &app, id, parsed.starts_at, app.now()).await?;
             }
             tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
             if updated.zoom_revision.is_some() || updated.moved {

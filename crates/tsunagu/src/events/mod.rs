@@ -12,6 +12,7 @@ pub mod moved;
 pub mod public;
 pub mod register;
 pub mod sample;
+pub mod templates;
 pub mod text;
 pub mod zoom;
 
@@ -32,6 +33,8 @@ pub fn routes() -> axum::Router<crate::app::SharedApp> {
         .route("/events/{id}/applications.csv", get(applications::csv))
         .route("/events/{id}/applications/{application}/cancel", post(cancel::application))
         .route("/events/{id}/applications/{application}/people/{person}/cancel", post(cancel::person))
+        .route("/mail-templates", get(templates::list))
+        .route("/mail-templates/{code}", get(templates::edit).post(templates::submit))
         .route("/e/{key}", get(public::page))
         .route("/e/{key}/apply", get(apply::show).post(apply::submit))
         .route("/a/{access}", get(apply::mine))
@@ -49,6 +52,9 @@ pub fn job_kinds() -> Vec<crate::jobs::JobKind> {
         // One person: a look-up, an add and an approval at most, each bounded by the client.
         crate::jobs::JobKind::new(register::REGISTER, Duration::from_secs(300), |app, _worker, job| async move {
             register::run(&app, &job).await
+        }),
+        crate::jobs::JobKind::new(register::RECEIVED, Duration::from_secs(60), |app, _worker, job| async move {
+            register::run_received(&app, &job).await
         }),
         crate::jobs::JobKind::new(cancel::UNREGISTER, Duration::from_secs(300), |app, _worker, job| async move {
             cancel::run(&app, &job).await

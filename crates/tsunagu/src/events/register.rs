@@ -1,10 +1,10 @@
 //! `events.register`: one job per person of a completed application. It registers the person
-//! at Zoom (when 参加者登録利用 is on), then queues their join mail (and the organizer's copy)
-//! in the transaction that records the registration, so a person is registered once and mailed
-//! once however often the job runs:
+//! at Zoom (when 参加者登録利用 is on), then queues their join mail (and the organizer's copy),
+//! so a person is registered once and mailed once however often the job runs:
 //! - before the POST that adds them, the person is marked `adding`; a run that finds that mark
-//!   (or a failure) looks the email up at Zoom before adding again;
-//! - the mail's cause is the person, and the outbox stores one mail per cause.
+//!   (or any run after the first attempt) looks the email up at Zoom before adding;
+//! - the mail is queued in the transaction that marks the person mailed (only if they were not,
+//!   and are not cancelled), and its cause names the person and the meeting (one mail per cause).
 
 use serde::Deserialize;
 use tsunagu_store::applications::{self as people, Person};
@@ -21,9 +21,6 @@ use crate::jobs::{JobError, Outcome};
 
 /// The job kind.
 pub const REGISTER: &str = "events.register";
-
-/// How long a person waits for the meeting to be created before looking again.
-const WAIT_FOR_MEETING_MS: i64 = 15_000;
 
 /// Queue the job for each person, on the caller's transaction (wake the workers after commit).
 pub async fn queue(c: &mut AnyConnection, app: &App, people: &[i64]) -> Result<(), StoreError> {
@@ -67,11 +64,12 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
                 if z.state == "failed" {
                     return fail(app, &person, &z.reason).await;
                 }
-                // The meeting is being created: come back shortly, without spending an attempt.
-                return Err(JobError::WaitUntil {
-                    at_ms: app.now() + WAIT_FOR_MEETING_MS,
-                    reason: "waiting for the zoom meeting to be created".into(),
-                });
+                // The meeting is being created: come back later (an attempt each time, so a
+                // meeting that never comes ends in a failure the organizer sees).
+                if job.attempts >= job.max_attempts {
+                    return fail(app, &person, "Zoom のミーティング／ウェビナーが作成されないため登録できませんでした。Zoom設定の状態を確認し、［再試行］を押してください。").await;
+                }
+                return Err(JobError::Retry("waiting for the zoom meeting to be created".into()));
             }
             Some(z) if registration => match register(app, job, &person, z, &event.account_id).await {
                 Ok(Some(url)) => join_url = url,
@@ -83,13 +81,17 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
                 let mut c = app.store.conn().await?;
                 people::record_registered(&mut c, person.id, "", &join_url).await?;
             }
-            None => {}
+            None => {
+                let mut c = app.store.conn().await?;
+                people::record_no_zoom(&mut c, person.id).await?;
+            }
         }
     }
-    if person.mailed_at.is_some() || person.email.trim().is_empty() {
+    if person.mailed_at.is_some() {
         return Ok(Outcome::Done);
     }
-    // Zoom sends the join mail itself when the organizer chose ［Zoomから送信］.
+    // Zoom sends the join mail itself when the organizer chose ［Zoomから送信］; Tsunagu then
+    // sends the representative the application-received mail only.
     let zoom_sends = registration && options.url_sender == "zoom";
     let representative = group.iter().find(|p| p.position == 0).map(|p| p.name_kanji.clone()).unwrap_or_default();
     let ctx = JoinContext {
@@ -99,6 +101,8 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
         join_url: if zoom_sends { String::new() } else { join_url.clone() },
         meeting_id: zoom.as_ref().and_then(|z| z.zoom_id).map(super::zoom::format_zoom_id).unwrap_or_default(),
         passcode: zoom.as_ref().map(|z| z.passcode.clone()).unwrap_or_default(),
+        personal: registration,
+        zoom_sends,
         representative,
         companions: if person.position == 0 {
             group.iter().filter(|p| p.position > 0 && !p.cancelled).map(|p| p.name_kanji.clone()).collect()
@@ -106,36 +110,26 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
             Vec::new()
         },
         application_url: format!("{}/a/{}", app.config.http.public_url.trim_end_matches('/'), person.access_key),
+        ..JoinContext::default()
     };
-    let body = if person.position == 0 { mails::JOIN_BODY_REPRESENTATIVE } else { mails::JOIN_BODY_COMPANION };
-    let (subject, text) = crate::mail::template::render(mails::JOIN_SUBJECT, body, &ctx)
-        .map_err(|e| JobError::Permanent(format!("join mail template: {e:?}")))?;
+    let kind = match (zoom_sends, person.position == 0) {
+        (true, true) => Some(mails::RECEIVED),
+        (true, false) => None,
+        (false, true) => Some(mails::JOIN_REPRESENTATIVE),
+        (false, false) => Some(mails::JOIN_COMPANION),
+    };
     let mut tx = app.store.begin().await?;
-    crate::mail::enqueue(
-        &mut tx,
-        app,
-        &crate::mail::OutgoingMail {
-            account_id: Some(event.account_id),
-            cause: &format!("event-join:{}", person.id),
-            to: person.email.trim(),
-            subject: &subject,
-            body: &text,
-        },
-    )
-    .await?;
-    crate::mail::enqueue(
-        &mut tx,
-        app,
-        &crate::mail::OutgoingMail {
-            account_id: Some(event.account_id),
-            cause: &format!("event-join-copy:{}", person.id),
-            to: &account.email,
-            subject: &format!("{}{subject}（{} 様）", mails::COPY_PREFIX, person.name_kanji),
-            body: &text,
-        },
-    )
-    .await?;
-    people::mark_mailed(&mut tx, person.id, app.now()).await?;
+    // Marked first, in the same transaction: a person mailed already, or cancelled meanwhile,
+    // gets nothing.
+    if !people::mark_mailed(&mut tx, person.id, app.now()).await? {
+        tx.rollback().await.map_err(StoreError::from)?;
+        return Ok(Outcome::Done);
+    }
+    if let Some(kind) = kind {
+        // The cause names the meeting too: people registered again in a new meeting get a new mail.
+        let cause = format!("event-join:{}:{}", person.id, zoom.as_ref().and_then(|z| z.zoom_id).unwrap_or(0));
+        mails::queue(&mut tx, app, &account, kind, &ctx, &person.email, &cause).await?;
+    }
     tx.commit().await.map_err(StoreError::from)?;
     crate::jobs::wake(app);
     tracing::info!(person_id = person.id, event_id = event.id, "join mail queued");
@@ -160,7 +154,7 @@ async fn register(
     let zoom_id = z.zoom_id.unwrap_or_default();
     let event = if z.zoom_kind == "webinar" { EventRef::Webinar(zoom_id) } else { EventRef::Meeting(zoom_id) };
     // A run after one that may have reached Zoom looks the email up first.
-    let maybe_added = matches!(person.zoom_state.as_str(), "adding" | "failed") || job.attempts > 1;
+    let maybe_added = person.zoom_state == "adding" || job.attempts > 1;
     {
         let mut c = app.store.conn().await.map_err(store_down)?;
         people::mark_adding(&mut c, person.id).await.map_err(store_down)?;
@@ -242,4 +236,57 @@ mod tests {
         assert_eq!(split_name("やまだたろう"), ("やまだたろう".into(), String::new()));
         assert_eq!(split_name(&"長".repeat(100)).0.chars().count(), 64);
     }
+}
+
+/// The job kind of the application-received mail (a priced application waiting for payment).
+pub const RECEIVED: &str = "events.received";
+
+/// Queue the application-received mail of an application, on the caller's transaction.
+pub async fn queue_received(c: &mut AnyConnection, app: &App, application_id: i64) -> Result<(), StoreError> {
+    let payload = serde_json::json!({ "application_id": application_id });
+    crate::jobs::enqueue(c, app, RECEIVED, &payload, Some(&format!("{RECEIVED}:{application_id}")), 0).await?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct ReceivedPayload {
+    application_id: i64,
+}
+
+/// `events.received`: tell the representative the application is received, with how to pay.
+pub async fn run_received(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
+    let p: ReceivedPayload = serde_json::from_value(job.payload.clone())
+        .map_err(|e| JobError::Permanent(format!("events.received payload: {e}")))?;
+    let (a, event, account) = {
+        let mut c = app.store.read().await?;
+        let Some(a) = people::by_id(&mut c, p.application_id).await? else { return Ok(Outcome::Done) };
+        let Some(event) = store::get_for_job(&mut c, a.event_id).await? else { return Ok(Outcome::Done) };
+        let account = tsunagu_store::accounts::get(&mut c, event.account_id).await?;
+        (a, event, account)
+    };
+    let Some(account) = account else { return Ok(Outcome::Done) };
+    let Some(rep) = a.people.iter().find(|p| p.position == 0) else { return Ok(Outcome::Done) };
+    if a.status != "awaiting_payment" {
+        return Ok(Outcome::Done);
+    }
+    let ctx = JoinContext {
+        name: rep.name_kanji.clone(),
+        event_title: event.title.clone(),
+        event_date: super::form::span(event.starts_at, event.ends_at, &account.time_zone),
+        application_url: format!("{}/a/{}", app.config.http.public_url.trim_end_matches('/'), rep.access_key),
+        amount: format!("{}円", super::form::group(a.amount_yen)),
+        payment_note: if event.payment_note.is_empty() {
+            "お支払い方法は主催者からご連絡します。".into()
+        } else {
+            event.payment_note.clone()
+        },
+        ticket: a.ticket_name.clone(),
+        ..JoinContext::default()
+    };
+    let mut tx = app.store.begin().await?;
+    mails::queue(&mut tx, app, &account, mails::RECEIVED, &ctx, &rep.email, &format!("event-received:{}", a.id))
+        .await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    crate::jobs::wake(app);
+    Ok(Outcome::Done)
 }

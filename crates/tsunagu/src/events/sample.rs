@@ -80,7 +80,7 @@ pub async fn ensure(app: &App, account: AccountId, tz: &str) -> anyhow::Result<(
         company: "",
     }];
     for (people, ticket, status) in
-        [(&free[..], event.tickets[0].id, "completed"), (&paid[..], event.tickets[1].id, "awaiting_payment")]
+        [(&free[..], event.tickets[0].id, "awaiting_payment"), (&paid[..], event.tickets[1].id, "awaiting_payment")]
     {
         let new = NewApplication {
             event_id: id,
@@ -91,8 +91,8 @@ pub async fn ensure(app: &App, account: AccountId, tz: &str) -> anyhow::Result<(
             unique_emails: true,
             status,
         };
-        if let store::Applied::Created { id: application } = store::apply(&mut tx, &new, now).await? {
-            if status == "completed" {
+        if let store::Applied::Created { id: application, completed } = store::apply(&mut tx, &new, now).await? {
+            if completed {
                 let ids = apps::start_people(&mut tx, application).await?;
                 super::register::queue(&mut tx, app, &ids).await?;
             } else {

@@ -3,8 +3,11 @@
 //!
 //! A save stores the choice as a new revision and queues the job in the same transaction. The
 //! job reads the newest revision, creates, updates or deletes the meeting or webinar, records
-//! what Zoom holds as soon as it knows it (so a retry updates instead of creating), and then
-//! the state reached for that revision. A save made while the job runs queues another run.
+//! what Zoom holds as soon as it has Zoom's answer (so a later run updates what it made), and
+//! then the state reached for that revision. A save made while the job runs queues another run,
+//! which waits for the first (one run per event holds a lease). A create whose answer was lost
+//! cannot be told apart from one Zoom never got: it is sent again, and the page says to check
+//! for a duplicate.
 
 use askama::Template;
 use axum::extract::{Form, Path, State};
@@ -429,39 +432,59 @@ pub async fn save(
     let tz = &auth.account.time_zone;
     let form = ZoomForm::from_fields(&fields);
     let confirmed = fields.iter().any(|(k, v)| k == "confirm_delete" && v == "yes");
-    let holds_zoom = saved.as_ref().is_some_and(|z| z.zoom_id.is_some());
     let refuse = |form: ZoomForm, errors: Vec<String>, confirm: Option<String>| -> Result<Response, AppError> {
         let p = page(&auth, &event, form, errors, confirm, saved.as_ref());
         Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(p.render()?)).into_response())
     };
+    let held_kind = saved.as_ref().filter(|z| z.zoom_id.is_some()).map(|z| z.zoom_kind.clone());
+    let people = || async {
+        let mut c = app.store.read().await?;
+        Ok::<_, AppError>(store::registered_people(&mut c, id).await?)
+    };
+    let label = |k: &str| if k == "webinar" { "ウェビナー" } else { "ミーティング" };
+    // Deleting what Zoom holds (利用しない, or the other kind) is asked once more, saying what
+    // happens to the people registered in it.
+    if let Some(held) = held_kind.as_deref().filter(|_| !confirmed) {
+        let n = people().await?;
+        let msg = if !form.enabled {
+            let who = if n > 0 {
+                format!(
+                    "Zoom に登録済みの {n} 人の参加URLは使えなくなります（Zoom からの取り消しメールは送られません）。"
+                )
+            } else {
+                String::new()
+            };
+            Some(format!(
+                "［利用しない］にすると、Zoom の{}を削除します。{who}よろしければ［削除して保存する］を押してください。",
+                label(held)
+            ))
+        } else if form.kind != held && (form.kind == "webinar" || form.kind == "meeting") {
+            let who = if n > 0 {
+                format!(
+                    "登録済みの {n} 人は新しい{}に登録し直し、新しい参加URLをメールでお送りします。",
+                    label(&form.kind)
+                )
+            } else {
+                String::new()
+            };
+            Some(format!(
+                "種類を変えると、Zoom の{}を削除して{}を作成します。{who}よろしければ［削除して保存する］を押してください。",
+                label(held),
+                label(&form.kind)
+            ))
+        } else {
+            None
+        };
+        if let Some(msg) = msg {
+            return refuse(form, Vec::new(), Some(msg));
+        }
+    }
     let (start, duration, notes) = if form.enabled {
         match form.parse(&event.title, tz) {
             Ok(p) => p,
             Err(problems) => return refuse(form, problems.into_iter().map(|p| p.message).collect(), None),
         }
     } else {
-        if holds_zoom && !confirmed {
-            let people = {
-                let mut c = app.store.read().await?;
-                store::registered_people(&mut c, id).await?
-            };
-            let kind = if saved.as_ref().is_some_and(|z| z.zoom_kind == "webinar") {
-                "ウェビナー"
-            } else {
-                "ミーティング"
-            };
-            let who = if people > 0 {
-                format!(
-                    "Zoom に登録済みの {people} 人の参加URLは使えなくなります（Zoom からの取り消しメールは送られません）。"
-                )
-            } else {
-                String::new()
-            };
-            let msg = format!(
-                "［利用しない］にすると、Zoom の{kind}を削除します。{who}よろしければ［削除して保存する］を押してください。"
-            );
-            return refuse(form, Vec::new(), Some(msg));
-        }
         let z = saved.as_ref();
         (z.map(|z| z.starts_at).unwrap_or(event.starts_at), z.map(|z| z.duration_minutes).unwrap_or(60), Vec::new())
     };
@@ -544,7 +567,36 @@ pub async fn sync(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
     if settings.revision == settings.applied_revision && settings.state != "pending" {
         return Ok(Outcome::Done);
     }
+    // One run per event at a time (a save made during a run queues a twin that a second worker
+    // may claim): the twin waits for the lease instead of creating a second meeting.
+    let lease = app.now() + SYNC_DEADLINE_MS;
+    {
+        let mut c = app.store.conn().await?;
+        if !store::lease_zoom_sync(&mut c, id, app.now(), lease).await? {
+            return Err(JobError::WaitUntil { at_ms: app.now() + 5_000, reason: "another run holds the event".into() });
+        }
+    }
+    let result = sync_leased(app, job, &settings, &event, &tz).await;
+    if let Ok(mut c) = app.store.conn().await {
+        // On failure the lease simply runs out.
+        let _ = store::release_zoom_sync(&mut c, id).await;
+    }
+    result
+}
+
+/// The job's deadline; the event's lease lasts as long.
+pub const SYNC_DEADLINE_MS: i64 = 300_000;
+
+async fn sync_leased(
+    app: &App,
+    job: &ClaimedJob,
+    settings: &ZoomSettings,
+    event: &store::Event,
+    tz: &str,
+) -> Result<Outcome, JobError> {
+    let id = event.id;
     let revision = settings.revision;
+    let last_attempt = job.attempts >= job.max_attempts;
     let finish = |state: &'static str, reason: String| async move {
         let mut c = app.store.conn().await?;
         store::finish_zoom_revision(&mut c, id, revision, state, &reason).await?;
@@ -555,11 +607,18 @@ pub async fn sync(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
         Ok(None) => return finish("failed", NO_CONNECTION.into()).await,
         Err(e) => {
             tracing::error!(event_id = id, error = %format!("{e:#}"), "cannot read the organizer's zoom connection");
+            if last_attempt {
+                return finish(
+                    "failed",
+                    "Zoom の認証情報を読み取れませんでした。基本設定で保存し直してください。".into(),
+                )
+                .await;
+            }
             return Err(JobError::Retry(format!("{e:#}")));
         }
     };
-    match apply(app, &org, &event, &tz, &settings).await {
-        Ok(state) => finish(state, String::new()).await,
+    match apply(app, &org, event, tz, settings).await {
+        Ok((state, warning)) => finish(state, warning).await,
         Err(e) => {
             let reason = e.message_ja();
             match e.retry() {
@@ -573,7 +632,7 @@ pub async fn sync(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
                     tracing::warn!(event_id = id, error = %e, "zoom refused the event's settings");
                     finish("failed", reason).await
                 }
-                _ if job.attempts >= job.max_attempts => {
+                _ if last_attempt => {
                     tracing::error!(event_id = id, error = %e, "zoom did not answer; giving up on this revision");
                     finish("failed", reason).await
                 }
@@ -582,6 +641,11 @@ pub async fn sync(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
         }
     }
 }
+
+/// Said on the page when a create was sent again after an earlier one's answer was lost: Zoom
+/// takes no idempotency key for creates, and listing the host's meetings needs a scope beyond
+/// the manual's, so Tsunagu cannot tell whether the first one was made.
+const MAYBE_DUPLICATE: &str = "Zoom からの応答が途切れたため作成をやり直しました。Zoom の管理画面で同じミーティング／ウェビナーが 2 件できていないか確認し、できていれば参加者のいない方を削除してください。";
 
 /// When a daily allowance is back: Zoom's `Retry-After` date, or the next 00:00 UTC, plus a
 /// minute of margin.
@@ -598,7 +662,7 @@ async fn apply(
     event: &store::Event,
     tz: &str,
     z: &ZoomSettings,
-) -> Result<&'static str, ZoomError> {
+) -> Result<(&'static str, String), ZoomError> {
     let held = z.zoom_id.map(|id| if z.zoom_kind == "webinar" { EventRef::Webinar(id) } else { EventRef::Meeting(id) });
     let record = |h: Option<ZoomHeld<'_>>| {
         let h = h.map(|h| (h.zoom_id, h.zoom_kind.to_string(), h.join_url.to_string(), h.passcode.to_string()));
@@ -618,10 +682,10 @@ async fn apply(
         record(None).await?;
         tracing::info!(event_id = event.id, zoom_id = h.id(), "zoom meeting deleted");
         if !z.enabled {
-            return Ok("deleted");
+            return Ok(("deleted", String::new()));
         }
     } else if !z.enabled {
-        return Ok("deleted");
+        return Ok(("deleted", String::new()));
     }
     let held = held.filter(|h| matches!(h, EventRef::Webinar(_)) == wanted_webinar);
     let opts = Options::parse(&z.options);
@@ -635,12 +699,21 @@ async fn apply(
         time_zone: tz,
         duration_minutes: z.duration_minutes.clamp(1, 1440) as u32,
     };
+    let mut warning = String::new();
+    let mut created = false;
+    if held.is_none() {
+        let mut c = app.store.conn().await.map_err(limits_unavailable)?;
+        if store::mark_create_attempt(&mut c, event.id).await.map_err(limits_unavailable)? {
+            warning = MAYBE_DUPLICATE.into();
+        }
+    }
     if wanted_webinar {
         let (body, confirm, _) = zs::webinar(&schedule, &opts.webinar()).map_err(|e| other(e.to_string()))?;
         match held {
             Some(h) => app.zoom.update_event(org, h, HOST, &body.as_update(&confirm)).await?,
             None => {
                 let w = app.zoom.create_webinar(org, HOST, &body).await?;
+                created = true;
                 record(Some(ZoomHeld {
                     zoom_id: w.id,
                     zoom_kind: "webinar",
@@ -660,6 +733,7 @@ async fn apply(
             Some(h) => app.zoom.update_event(org, h, HOST, &body.as_update()).await?,
             None => {
                 let m = app.zoom.create_meeting(org, HOST, &body).await?;
+                created = true;
                 record(Some(ZoomHeld {
                     zoom_id: m.id,
                     zoom_kind: "meeting",
@@ -672,7 +746,25 @@ async fn apply(
             }
         }
     }
-    Ok("created")
+    if created {
+        register_everyone_again(app, event.id).await?;
+    }
+    Ok(("created", warning))
+}
+
+/// A new meeting or webinar (the kind changed, or Zoom was turned off and on again): the
+/// people already registered hold links to the old one, so each is registered again and gets
+/// a new join mail.
+async fn register_everyone_again(app: &App, event_id: i64) -> Result<(), ZoomError> {
+    let mut tx = app.store.begin().await.map_err(limits_unavailable)?;
+    let people = tsunagu_store::applications::reregister_all(&mut tx, event_id).await.map_err(limits_unavailable)?;
+    super::register::queue(&mut tx, app, &people).await.map_err(limits_unavailable)?;
+    tx.commit().await.map_err(StoreError::from).map_err(limits_unavailable)?;
+    if !people.is_empty() {
+        tracing::info!(event_id, people = people.len(), "people registered again in the new zoom meeting");
+        crate::jobs::wake(app);
+    }
+    Ok(())
 }
 
 /// Remember who Zoom refuses as registrants, so the application form refuses them first.

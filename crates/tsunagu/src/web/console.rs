@@ -45,21 +45,6 @@ fn pending(
     Ok(Html(page.render()?))
 }
 
-pub async fn mail_templates(auth: Auth) -> Result<Html<String>, AppError> {
-    pending(
-        &auth,
-        "mail-templates",
-        "イベント（Zoom）",
-        "自動配信メール",
-        &[
-            "「(代表者)ZOOMイベント参加URLのお知らせ」の配信ステータス・管理者向けメール・件名・本文の設定",
-            "「(同伴者専用)ZOOMイベント参加URLのお知らせ」の設定",
-            "保存時のテンプレート検査（誤りがあれば行番号と理由を表示）",
-        ],
-        Some(Feature::ZoomEvents),
-    )
-}
-
 pub async fn courses(auth: Auth) -> Result<Html<String>, AppError> {
     pending(
         &auth,

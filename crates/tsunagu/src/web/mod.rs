@@ -23,7 +23,6 @@ pub fn router(app: SharedApp, features: Router<SharedApp>) -> Router {
     Router::new()
         .route("/home", get(console::home))
         // Places the manuals name that are not built yet (「準備中」).
-        .route("/mail-templates", get(console::mail_templates))
         .route("/courses", get(console::courses))
         .route("/settings/line", get(console::line_link))
         .route("/healthz", get(ops::healthz))

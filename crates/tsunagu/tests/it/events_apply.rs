@@ -228,6 +228,38 @@ async fn participants_apply_and_each_person_is_registered_and_mailed_once(db: Db
     let other_org = t.signup("apply-csv-other@example.com", "他人").await;
     assert_eq!(other_org.get(&format!("/events/{id}/applications.csv")).await.status, 404);
 
+    // The organizer switches to a webinar: everyone is registered in it again and mailed the
+    // new link.
+    let switch = [
+        ("use", "on"),
+        ("kind", "webinar"),
+        ("start", "2027-01-20T19:00"),
+        ("duration", "120"),
+        ("w_registration", "on"),
+        ("w_url_sender", "tsunagu"),
+        ("confirm_delete", "yes"),
+    ];
+    let r = org.submit(&zoom_page, &zoom_page, &switch).await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    t.run_jobs().await;
+    let events = sb.events();
+    assert!(events.len() == 1 && events[0].webinar, "{events:?}");
+    let meeting = events[0].id;
+    let webinar_people = sb.registrants(meeting);
+    assert_eq!(webinar_people.len(), 3);
+    assert!(webinar_people.iter().all(|r| r.status == "approved"));
+    {
+        let mut c = t.app.store.read().await.unwrap();
+        let mails =
+            tsunagu_store::mails::list_for_account(&mut c, t_account(&t, "apply-organizer@example.com").await, 200)
+                .await
+                .unwrap();
+        for r in &webinar_people {
+            let n = mails.iter().filter(|m| m.to_address == r.email && m.body_text.contains(&r.join_url)).count();
+            assert_eq!(n, 1, "{} gets the webinar's link", r.email);
+        }
+    }
+
     // Refusals, each with its message and what was typed kept; nothing stored.
     let refusals: Vec<(Vec<(String, String)>, &str)> = vec![
         (people_form(&free, &"k".repeat(20), "taro@example.com", &[]), "すでにこのイベントに申し込まれています"),
@@ -270,8 +302,18 @@ async fn participants_apply_and_each_person_is_registered_and_mailed_once(db: Db
     let r = post(&p, &key, &people_form(&priced, &hidden(&form, "submit_key"), "paid@example.com", &[])).await;
     assert_eq!(r.status, 303, "{}", r.text);
     let paid_page = r.location.unwrap();
-    assert!(p.get(&paid_page).await.text.contains("入金待ち"));
+    let waiting = p.get(&paid_page).await.text;
+    assert!(waiting.contains("入金待ち") && waiting.contains("お支払いについて"), "{waiting}");
     t.run_jobs().await;
+    {
+        let mut c = t.app.store.read().await.unwrap();
+        let account = t_account(&t, "apply-organizer@example.com").await;
+        let mails = tsunagu_store::mails::list_for_account(&mut c, account, 200).await.unwrap();
+        let received: Vec<_> = mails.iter().filter(|m| m.to_address == "paid@example.com").collect();
+        assert_eq!(received.len(), 1, "the application-received mail only, before payment");
+        assert_eq!(received[0].subject, "お申し込みを受け付けました");
+        assert!(received[0].body_text.contains("3,000円"), "{}", received[0].body_text);
+    }
     assert_eq!(sb.registrants(meeting).len(), 3, "not registered before payment");
     let event_page = org.get(&format!("/events/{id}")).await.text;
     let confirm = {
@@ -403,4 +445,127 @@ async fn fifty_people_racing_for_ten_seats_get_exactly_ten() {
     let mut c = t.app.store.read().await.unwrap();
     let e = tsunagu_store::events::get_for_job(&mut c, id).await.unwrap().unwrap();
     assert_eq!(e.seats_taken, 10);
+}
+
+/// 自動配信メール: the list with ［編集］, an editor that refuses a broken template with the line
+/// and the reason, previews and test-sends with sample values, and saves (編集完了); the join
+/// mail then uses the saved subject and body, and ［配信しない］ stops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organizers_edit_the_automatic_mails() {
+    let t = TestApp::spawn().await;
+    let org = t.signup("templates@example.com", "主催").await;
+    let list = org.get("/mail-templates").await.text;
+    for name in [
+        "(代表者)ZOOMイベント参加URLのお知らせ",
+        "(同伴者専用)ZOOMイベント参加URLのお知らせ",
+        "申込受付のお知らせ",
+        "キャンセルのお知らせ",
+        "日時変更のお知らせ",
+        "編集",
+    ] {
+        assert!(list.contains(name), "{name}");
+    }
+    let edit = "/mail-templates/join_representative";
+    let page = org.get(edit).await.text;
+    for label in [
+        "配信ステータス",
+        "管理者向けメール",
+        "件名",
+        "本文",
+        "差し込み項目",
+        "{{ join_url }}",
+        "保存する",
+        "プレビュー",
+        "テスト送信",
+    ] {
+        assert!(page.contains(label), "{label}");
+    }
+    assert!(page.contains(r#"value="イベント参加URLのお知らせ""#), "the default subject");
+    // A broken template: the line and the reason; what was typed is kept.
+    let broken = "{{ name }} 様\n\n参加URL: {{ join_url }\n";
+    let r = org
+        .submit(
+            edit,
+            edit,
+            &[("status", "on"), ("admin_copy", "off"), ("subject", "参加URL"), ("body", broken), ("action", "save")],
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert!(r.text.contains("本文の 3 行目"), "{}", r.text);
+    assert!(r.text.contains("参加URL: {{ join_url }"), "kept");
+    let unknown = "{{ nmae }} 様";
+    let r = org.submit(edit, edit, &[("subject", "x"), ("body", unknown), ("action", "save")]).await;
+    assert!(r.status == 422 && r.text.contains("使えない差し込み項目"), "{}", r.text);
+    // Preview and test send use the sample values.
+    let body = "{{ name }} 様\n{{ event_title }} の参加URL: {{ join_url }}\n";
+    let form = [("status", "on"), ("admin_copy", "off"), ("subject", "【{{ event_title }}】参加URL"), ("body", body)];
+    let mut preview = form.to_vec();
+    preview.push(("action", "preview"));
+    let r = org.submit(edit, edit, &preview).await;
+    assert!(r.text.contains("【Zoom 入門セミナー】参加URL") && r.text.contains("山田 太郎 様"), "{}", r.text);
+    let mut test = form.to_vec();
+    test.push(("action", "test"));
+    assert!(org.submit(edit, edit, &test).await.text.contains("テスト送信しました"));
+    let mut save = form.to_vec();
+    save.push(("action", "save"));
+    let r = org.submit(edit, edit, &save).await;
+    assert_eq!((r.status, r.location.as_deref()), (303, Some("/mail-templates")));
+    assert!(org.get("/mail-templates").await.text.contains("編集完了"));
+    // The companions' mail is not sent at all.
+    let companion = "/mail-templates/join_companion";
+    let page = org.get(companion).await.text;
+    let body_start = page.find("<textarea name=\"body\"").unwrap();
+    let default_body = page[body_start..].split('>').nth(1).unwrap().split("</textarea").next().unwrap();
+    let default_body = default_body
+        .replace("&#x7b;", "{")
+        .replace("&#x7d;", "}")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&amp;", "&")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">");
+    let r = org
+        .submit(
+            companion,
+            companion,
+            &[
+                ("status", "off"),
+                ("admin_copy", "off"),
+                ("subject", "イベント参加URLのお知らせ"),
+                ("body", &default_body),
+                ("action", "save"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text);
+
+    // An application to an event without Zoom: the representative's mail is the saved one; the
+    // companion gets none; no copy to the organizer.
+    let id = create(&org, &event_form("テンプレート確認会", "10", "0")).await;
+    let key = public_key(&org, id).await;
+    let p = t.client();
+    let form = p.get(&format!("/e/{key}/apply")).await.text;
+    let f = people_form(
+        &hidden(&form, "ticket"),
+        &hidden(&form, "submit_key"),
+        "rep@example.com",
+        &[("同伴 者", "comp@example.com")],
+    );
+    assert_eq!(post(&p, &key, &f).await.status, 303);
+    t.run_jobs().await;
+    let mails = {
+        let mut c = t.app.store.read().await.unwrap();
+        tsunagu_store::mails::list_for_account(&mut c, t_account(&t, "templates@example.com").await, 100).await.unwrap()
+    };
+    let rep: Vec<_> = mails.iter().filter(|m| m.to_address == "rep@example.com").collect();
+    assert_eq!(rep.len(), 1);
+    assert_eq!(rep[0].subject, "【テンプレート確認会】参加URL");
+    assert!(rep[0].body_text.starts_with("山田 太郎 様\nテンプレート確認会 の参加URL: "), "{}", rep[0].body_text);
+    assert!(!mails.iter().any(|m| m.to_address == "comp@example.com"), "配信しない");
+    let copies = mails.iter().filter(|m| m.subject.starts_with("【控え】")).count();
+    assert_eq!(copies, 0, "管理者向けメール: 配信しない");
+    assert_eq!(mails.iter().filter(|m| m.subject.starts_with("【テスト送信】")).count(), 1);
+    let page = org.get(&format!("/events/{id}")).await.text;
+    assert!(!page.contains("登録待ち"), "no Zoom: no registration state shown");
+    t.assert_no_jobs_left().await;
 }

@@ -190,25 +190,27 @@ async fn zoom_settings_create_move_replace_and_delete_the_meeting() {
     assert_eq!((events[0].id, events[0].start_time.as_str()), (m.id, "2027-01-20T11:00:00Z"));
 
     // A webinar instead: the meeting is deleted and a webinar created with its options.
-    let r = save(
-        &c,
-        id,
-        &[
-            ("use", "on"),
-            ("kind", "webinar"),
-            ("start", "2027-01-20T20:00"),
-            ("duration", "90"),
-            ("w_registration", "on"),
-            ("w_url_sender", "zoom"),
-            ("multiple_devices", "on"),
-            ("panelist_video", "off"),
-            ("q_and_a", "on"),
-            ("on_demand", "off"),
-            ("practice_session", "on"),
-            ("recording", "cloud"),
-        ],
-    )
-    .await;
+    let webinar_form = [
+        ("use", "on"),
+        ("kind", "webinar"),
+        ("start", "2027-01-20T20:00"),
+        ("duration", "90"),
+        ("w_registration", "on"),
+        ("w_url_sender", "zoom"),
+        ("multiple_devices", "on"),
+        ("panelist_video", "off"),
+        ("q_and_a", "on"),
+        ("on_demand", "off"),
+        ("practice_session", "on"),
+        ("recording", "cloud"),
+    ];
+    // Asked first: the meeting will be deleted.
+    let r = save(&c, id, &webinar_form).await;
+    assert_eq!(r.status, 422);
+    assert!(r.text.contains("種類を変えると、Zoom のミーティングを削除してウェビナーを作成します"), "{}", r.text);
+    let mut confirmed = webinar_form.to_vec();
+    confirmed.push(("confirm_delete", "yes"));
+    let r = save(&c, id, &confirmed).await;
     assert_eq!(r.status, 303, "{}", r.text);
     t.run_jobs().await;
     let events = sb.events();
