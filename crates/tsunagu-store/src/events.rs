@@ -207,6 +207,43 @@ pub async fn registered_people(c: &mut AnyConnection, event_id: i64) -> Result<i
     .await?)
 }
 
+/// 同伴者入力設定 of the account's event as saved (JSON; `""` = the defaults), or `None` when
+/// the event is not the account's.
+pub async fn companion_fields(c: &mut AnyConnection, account: AccountId, event_id: i64) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar("SELECT companion_fields FROM events WHERE id = $1 AND account_id = $2")
+        .bind(event_id)
+        .bind(account.0)
+        .fetch_optional(c)
+        .await?)
+}
+
+/// 同伴者入力設定 of an event, for its public form.
+pub async fn companion_fields_public(c: &mut AnyConnection, event_id: i64) -> Result<String> {
+    Ok(sqlx::query_scalar("SELECT companion_fields FROM events WHERE id = $1")
+        .bind(event_id)
+        .fetch_optional(c)
+        .await?
+        .unwrap_or_default())
+}
+
+/// Save 同伴者入力設定 of the account's event. Returns whether the event is the account's.
+pub async fn set_companion_fields(
+    c: &mut AnyConnection,
+    account: AccountId,
+    event_id: i64,
+    json: &str,
+    now: i64,
+) -> Result<bool> {
+    let r = sqlx::query("UPDATE events SET companion_fields = $3, updated_at = $4 WHERE id = $1 AND account_id = $2")
+        .bind(event_id)
+        .bind(account.0)
+        .bind(json)
+        .bind(now)
+        .execute(c)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// An event by id whoever owns it: for jobs, which act for the event's owner.
 pub async fn get_for_job(c: &mut AnyConnection, id: i64) -> Result<Option<Event>> {
     let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1");

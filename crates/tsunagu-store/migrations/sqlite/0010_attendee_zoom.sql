@@ -41,3 +41,6 @@ CREATE TABLE mail_templates (
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (account_id, kind)
 );
+
+-- 同伴者入力設定: which fields companions are asked for, as JSON ('' = the defaults)
+ALTER TABLE events ADD COLUMN companion_fields TEXT NOT NULL DEFAULT '';

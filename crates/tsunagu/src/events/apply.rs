@@ -31,6 +31,7 @@ pub struct PersonFields {
     pub name_kana: String,
     pub email: String,
     pub phone: String,
+    pub company: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -56,6 +57,7 @@ impl ApplyForm {
                     name_kana: get(&format!("name_kana_{i}")),
                     email: get(&format!("email_{i}")),
                     phone: get(&format!("phone_{i}")),
+                    company: get(&format!("company_{i}")),
                 })
                 .collect(),
         }
@@ -79,19 +81,34 @@ struct ApplyPage {
     tickets: Vec<TicketChoice>,
     form: ApplyForm,
     max_companions: usize,
-    /// Companions must give an email (each is registered at Zoom with their own).
+    /// Companions get their own join URL (each is registered at Zoom with their own email).
     companion_email_required: bool,
+    /// 同伴者入力設定 as the form applies it.
+    fields: super::companions::Fields,
     problems: Vec<String>,
     closed: Option<String>,
 }
 
 impl ApplyPage {
+    /// How a companion field is asked: `off`, `optional` or `required`.
+    fn ask(&self, name: &str) -> &'static str {
+        self.fields.get(name).code()
+    }
+
     fn person(&self, i: impl std::borrow::Borrow<usize>) -> &PersonFields {
         &self.form.people[*i.borrow()]
     }
 }
 
-async fn load(app: &SharedApp, key: &str) -> Result<(Event, String, bool, Vec<String>), AppError> {
+struct Loaded {
+    event: Event,
+    tz: String,
+    registration: bool,
+    hosts: Vec<String>,
+    fields: super::companions::Fields,
+}
+
+async fn load(app: &SharedApp, key: &str) -> Result<Loaded, AppError> {
     let mut c = app.store.read().await?;
     let e = store::public(&mut c, key).await?.ok_or(AppError::NotFound)?;
     let tz = tsunagu_store::accounts::get(&mut c, e.account_id)
@@ -101,19 +118,15 @@ async fn load(app: &SharedApp, key: &str) -> Result<(Event, String, bool, Vec<St
     let zoom = store::zoom_settings_for_job(&mut c, e.id).await?.filter(|z| z.enabled);
     let registration = zoom.as_ref().is_some_and(|z| super::zoom::Options::parse(&z.options).registration);
     let hosts = if zoom.is_some() { store::host_emails(&mut c, e.id).await? } else { Vec::new() };
-    Ok((e, tz, registration, hosts))
+    let fields =
+        super::companions::Fields::parse(&store::companion_fields_public(&mut c, e.id).await?).effective(registration);
+    Ok(Loaded { event: e, tz, registration, hosts, fields })
 }
 
-fn page(
-    ctx: &RequestContext,
-    e: &Event,
-    tz: &str,
-    registration: bool,
-    form: ApplyForm,
-    problems: Vec<String>,
-    now: i64,
-) -> ApplyPage {
+fn page(ctx: &RequestContext, l: &Loaded, form: ApplyForm, problems: Vec<String>, now: i64) -> ApplyPage {
+    let (e, tz, registration) = (&l.event, l.tz.as_str(), l.registration);
     ApplyPage {
+        fields: l.fields,
         chrome: Chrome::public(ctx, &format!("{} のお申し込み", e.title)),
         key: e.public_key.clone(),
         title: e.title.clone(),
@@ -157,7 +170,8 @@ pub async fn show(
     Path(key): Path<String>,
     Query(q): Query<TicketQuery>,
 ) -> Result<Html<String>, AppError> {
-    let (e, tz, registration, _) = load(&app, &key).await?;
+    let l = load(&app, &key).await?;
+    let e = &l.event;
     let max = e.companions_max.clamp(0, 9) as usize;
     let ticket = q.ticket.filter(|t| e.tickets.iter().any(|x| x.id == *t)).or(e.tickets.first().map(|t| t.id));
     let form = ApplyForm {
@@ -166,7 +180,7 @@ pub async fn show(
         companions: 0,
         people: vec![PersonFields::default(); max + 1],
     };
-    Ok(Html(page(&ctx, &e, &tz, registration, form, Vec::new(), app.now()).render()?))
+    Ok(Html(page(&ctx, &l, form, Vec::new(), app.now()).render()?))
 }
 
 /// A Japanese phone number as people type it: digits (full-width too), hyphens, spaces,
@@ -196,7 +210,14 @@ fn is_kana(s: &str) -> bool {
 }
 
 /// Every problem of the form, in the order of the fields.
-fn check(form: &ApplyForm, e: &Event, registration: bool, hosts: &[String]) -> Vec<String> {
+fn check(
+    form: &ApplyForm,
+    e: &Event,
+    registration: bool,
+    hosts: &[String],
+    fields: &super::companions::Fields,
+) -> Vec<String> {
+    use super::companions::Ask;
     let mut problems = Vec::new();
     let ticket = form.ticket.parse::<i64>().ok().and_then(|id| e.tickets.iter().find(|t| t.id == id));
     if ticket.is_none() {
@@ -205,17 +226,22 @@ fn check(form: &ApplyForm, e: &Event, registration: bool, hosts: &[String]) -> V
     let mut seen: Vec<String> = Vec::new();
     for (i, p) in form.people.iter().take(form.companions + 1).enumerate() {
         let who = if i == 0 { "代表者".to_string() } else { format!("同伴者{i}") };
+        // The representative gives every field; a companion what 同伴者入力設定 asks.
+        let ask = |name: &str| {
+            if i == 0 { if name == "company" { Ask::Off } else { Ask::Required } } else { fields.get(name) }
+        };
+        // Everyone is named (the list of people, Zoom's registrant, the representative's mail).
         if p.name_kanji.is_empty() {
             problems.push(format!("{who}のお名前(漢字)を入力してください。"));
         } else if p.name_kanji.chars().count() > 64 {
             problems.push(format!("{who}のお名前(漢字)は64文字以内で入力してください。"));
         }
-        if i == 0 && p.name_kana.is_empty() {
+        if p.name_kana.is_empty() && ask("name_kana") == Ask::Required {
             problems.push(format!("{who}のお名前(カナ)を入力してください。"));
         } else if !p.name_kana.is_empty() && !is_kana(&p.name_kana) {
             problems.push(format!("{who}のお名前(カナ)は、カタカナかひらがなで入力してください。"));
         }
-        let email_needed = i == 0 || registration;
+        let email_needed = ask("email") == Ask::Required || (i > 0 && registration);
         if p.email.is_empty() {
             if email_needed {
                 let why = if i > 0 {
@@ -249,10 +275,15 @@ fn check(form: &ApplyForm, e: &Event, registration: bool, hosts: &[String]) -> V
                 }
             }
         }
-        if i == 0 && p.phone.is_empty() {
+        if p.phone.is_empty() && ask("phone") == Ask::Required {
             problems.push(format!("{who}の電話番号を入力してください。"));
         } else if !p.phone.is_empty() && phone_digits(&p.phone).is_none() {
             problems.push(format!("{who}の電話番号「{}」の形式が正しくありません。例: 090-1234-5678", p.phone));
+        }
+        if p.company.is_empty() && ask("company") == Ask::Required {
+            problems.push(format!("{who}の会社名を入力してください。"));
+        } else if p.company.chars().count() > 100 {
+            problems.push(format!("{who}の会社名は100文字以内で入力してください。"));
         }
     }
     problems
@@ -265,13 +296,14 @@ pub async fn submit(
     Path(key): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
-    let (e, tz, registration, hosts) = load(&app, &key).await?;
+    let l = load(&app, &key).await?;
+    let (e, tz, registration, hosts) = (&l.event, l.tz.as_str(), l.registration, &l.hosts);
     let max = e.companions_max.clamp(0, 9) as usize;
     let form = ApplyForm::from_fields(&fields, max);
     let asked = fields.iter().find(|(k, _)| k == "companions").and_then(|(_, v)| v.trim().parse::<usize>().ok());
     let now = app.now();
     let refuse = |form: ApplyForm, problems: Vec<String>| -> Result<Response, AppError> {
-        let p = page(&ctx, &e, &tz, registration, form, problems, now);
+        let p = page(&ctx, &l, form, problems, now);
         Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(p.render()?)).into_response())
     };
     // A form sent again after it was stored goes to its application, whatever changed since.
@@ -281,13 +313,13 @@ pub async fn submit(
             return Ok(Redirect::to(&format!("/a/{access}")).into_response());
         }
     }
-    if let Some(why) = super::public::closed_reason(&e, now, &tz) {
+    if let Some(why) = super::public::closed_reason(e, now, tz) {
         return refuse(form, vec![why]);
     }
     if form.submit_key.len() < 16 {
         return refuse(form, vec!["お手数ですが、ページを読み込み直してからもう一度お申し込みください。".into()]);
     }
-    let mut problems = check(&form, &e, registration, &hosts);
+    let mut problems = check(&form, e, registration, hosts, &l.fields);
     if asked.is_some_and(|n| n > max) {
         problems.insert(0, format!("同伴者は {max} 人までお申し込みいただけます。"));
     }

@@ -5,6 +5,7 @@
 pub mod applications;
 pub mod apply;
 pub mod cancel;
+pub mod companions;
 pub mod console;
 pub mod form;
 pub mod mails;
@@ -28,6 +29,7 @@ pub fn routes() -> axum::Router<crate::app::SharedApp> {
         .route("/events/{id}/delete", post(console::delete))
         .route("/events/{id}/zoom", get(zoom::show).post(zoom::save))
         .route("/events/{id}/zoom/start", post(zoom::start))
+        .route("/events/{id}/companions", get(companions::show).post(companions::save))
         .route("/events/{id}/applications/{application}/confirm-payment", post(applications::confirm_payment))
         .route("/events/{id}/people/{person}/retry", post(applications::retry))
         .route("/events/{id}/applications.csv", get(applications::csv))

@@ -569,3 +569,70 @@ async fn organizers_edit_the_automatic_mails() {
     assert!(!page.contains("登録待ち"), "no Zoom: no registration state shown");
     t.assert_no_jobs_left().await;
 }
+
+/// 同伴者入力設定: each field 任意入力 / 必須入力 / not asked; the form asks what was chosen and
+/// refuses what is missing. With 参加者登録利用 on, name and email stay required.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn companion_fields_follow_the_settings() {
+    let t = TestApp::spawn().await;
+    let org = t.signup("companions@example.com", "主催").await;
+    let id = create(&org, &event_form("同伴者設定の確認", "10", "0")).await;
+    let settings = format!("/events/{id}/companions");
+    let page = org.get(&settings).await.text;
+    for label in [
+        "同伴者入力設定",
+        "お名前(漢字)",
+        "お名前(カナ)",
+        "メールアドレス",
+        "電話番号",
+        "会社名",
+        "任意入力",
+        "必須入力",
+        "zoom設定",
+    ] {
+        assert!(page.contains(label), "{label}");
+    }
+    let r = org
+        .submit(
+            &settings,
+            &settings,
+            &[("name_kana", "off"), ("email", "off"), ("phone", "optional"), ("company", "required")],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let key = public_key(&org, id).await;
+    let p = t.client();
+    let form = p.get(&format!("/e/{key}/apply")).await.text;
+    assert!(
+        form.contains("name=\"company_1\"")
+            && !form.contains("name=\"email_1\"")
+            && !form.contains("name=\"name_kana_1\"")
+    );
+    let mut f =
+        people_form(&hidden(&form, "ticket"), &hidden(&form, "submit_key"), "rep2@example.com", &[("同伴 太郎", "")]);
+    let r = post(&p, &key, &f).await;
+    assert_eq!(r.status, 422);
+    assert!(r.text.contains("同伴者1の会社名を入力してください"), "{}", r.text);
+    f.push(("company_1".into(), "つなぐ株式会社".into()));
+    assert_eq!(post(&p, &key, &f).await.status, 303);
+    assert!(org.get(&format!("/events/{id}")).await.text.contains("同伴 太郎"));
+
+    // With Zoom's registration on, name and email cannot be changed from 必須入力.
+    let mut c = t.app.store.conn().await.unwrap();
+    let account = t_account(&t, "companions@example.com").await;
+    let options = serde_json::to_string(&tsunagu::events::zoom::Options::default()).unwrap();
+    let choice = tsunagu_store::events::ZoomChoice {
+        enabled: true,
+        kind: "meeting",
+        starts_at: 0,
+        duration_minutes: 60,
+        options: &options,
+    };
+    tsunagu_store::events::save_zoom_settings(&mut c, account, id, &choice, 1).await.unwrap();
+    drop(c);
+    let page = org.get(&settings).await.text;
+    assert!(page.contains("［お名前(漢字)］と［メールアドレス］は［必須入力］から変更できません"));
+    assert_eq!(page.matches(" disabled").count(), 5, "name: 2 choices, email: 3 choices, all disabled");
+    let form = p.get(&format!("/e/{key}/apply")).await.text;
+    assert!(form.contains("name=\"email_1\""), "email asked again while registration is on");
+}
