@@ -5,15 +5,15 @@ use std::time::Duration;
 
 use crate::helpers::{TempDir, TestApp, eventually, free_port};
 
-struct Sink {
+pub struct Sink {
     child: tokio::process::Child,
     dir: PathBuf,
-    port: u16,
+    pub port: u16,
 }
 
 impl Sink {
     /// `None` locally without the test Python; under CI it must be there.
-    async fn start(out: &Path, auth: Option<(&str, &str)>) -> Option<Sink> {
+    pub async fn start(out: &Path, auth: Option<(&str, &str)>) -> Option<Sink> {
         let python = crate::helpers::test_python("the SMTP test")?;
         let port = free_port();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/smtp_sink.py");
@@ -30,7 +30,7 @@ impl Sink {
         Some(Sink { child, dir: out.to_path_buf(), port })
     }
 
-    fn received(&self) -> Vec<serde_json::Value> {
+    pub fn received(&self) -> Vec<serde_json::Value> {
         let mut files: Vec<_> = std::fs::read_dir(&self.dir)
             .unwrap()
             .filter_map(|e| e.ok().map(|e| e.path()))

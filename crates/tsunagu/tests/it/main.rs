@@ -2,6 +2,7 @@
 
 mod accounts_web;
 mod browser;
+mod browser_manual;
 mod events;
 mod events_apply;
 mod events_zoom;

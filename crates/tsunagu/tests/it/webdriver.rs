@@ -269,6 +269,103 @@ impl Browser {
         Ok(v.as_bool().unwrap_or(false))
     }
 
+    /// Click the visible link, button or label whose text is `text` (spaces trimmed), as a
+    /// person following the manual's ［…］ would; waits up to 10 s for it. `within` narrows to
+    /// the element matching that CSS selector.
+    pub async fn click_text(&self, text: &str) {
+        self.click_text_in("body", text).await
+    }
+
+    pub async fn click_text_in(&self, within: &str, text: &str) {
+        let script = "
+            const [within, text] = arguments;
+            const root = document.querySelector(within);
+            if (!root) return false;
+            const norm = s => s.replace(/\\s+/g, ' ').trim();
+            const all = [...root.querySelectorAll('a, button, label, summary')];
+            const hit = all.find(e => e.offsetParent !== null && (norm(e.textContent) === text || e.getAttribute('aria-label') === text));
+            if (!hit) return false;
+            hit.scrollIntoView({block: 'center'});
+            hit.click();
+            return true;";
+        self.until(&format!("a visible {text:?} to click"), || async {
+            self.execute(script, vec![json!(within), json!(text)]).await == json!(true)
+        })
+        .await;
+    }
+
+    /// In the visible fieldset whose legend is `legend`, choose the option labelled `option`.
+    pub async fn choose(&self, legend: &str, option: &str) {
+        let script = "
+            const [legend, option] = arguments;
+            const norm = s => s.replace(/\\s+/g, ' ').trim();
+            const set = [...document.querySelectorAll('fieldset')].find(f => f.offsetParent !== null
+                && f.querySelector('legend') && norm(f.querySelector('legend').textContent) === legend);
+            if (!set) return false;
+            const label = [...set.querySelectorAll('label')].find(l => norm(l.textContent) === option);
+            if (!label) return false;
+            label.scrollIntoView({block: 'center'});
+            label.click();
+            const input = label.querySelector('input');
+            return !!input && input.checked;";
+        self.until(&format!("{legend} → {option}"), || async {
+            self.execute(script, vec![json!(legend), json!(option)]).await == json!(true)
+        })
+        .await;
+    }
+
+    /// Fill the visible field whose label starts with `label` (its text before the field):
+    /// typed like a person for text, set as a picker would for date and time.
+    pub async fn fill(&self, label: &str, value: &str) {
+        let script = "
+            const [label, value] = arguments;
+            const norm = s => s.replace(/\\s+/g, ' ').trim();
+            const l = [...document.querySelectorAll('label')].find(l => l.offsetParent !== null
+                && norm(l.firstChild && l.firstChild.nodeType === 3 ? l.firstChild.textContent : l.textContent).startsWith(label));
+            if (!l) return null;
+            const input = l.querySelector('input, textarea, select');
+            if (!input) return null;
+            input.scrollIntoView({block: 'center'});
+            if (input.type === 'datetime-local' || input.tagName === 'SELECT') {
+                input.value = value;
+                input.dispatchEvent(new Event('change', {bubbles: true}));
+                return 'set';
+            }
+            input.value = '';
+            input.focus();
+            return input.name;";
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let target = loop {
+            let found = self.execute(script, vec![json!(label), json!(value)]).await;
+            if !found.is_null() {
+                break found;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.fail(&format!("no field labelled {label:?} after 10 s")).await;
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        if let Some(name) = target.as_str().filter(|n| *n != "set") {
+            let css = format!("[name=\"{name}\"]");
+            self.send_keys(&css, value).await;
+        }
+    }
+
+    /// Poll `check` every 100 ms for up to 10 s; fail with a screenshot if it never holds.
+    async fn until<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !check().await {
+            if tokio::time::Instant::now() >= deadline {
+                self.fail(&format!("no {what} after 10 s")).await;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Run `script` (a function body; use `return`) with `args` as `arguments`.
     pub async fn execute(&self, script: &str, args: Vec<Value>) -> Value {
         self.post("/execute/sync", json!({ "script": script, "args": args })).await
