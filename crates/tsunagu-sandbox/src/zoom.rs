@@ -153,6 +153,8 @@ pub(crate) struct Inner {
     pub exchanges: VecDeque<Exchange>,
     pub recording: bool,
     pub join_base: String,
+    /// Webhook subscriptions: Zoom account id → (endpoint URL, secret token).
+    pub webhooks: HashMap<String, (String, String)>,
 }
 
 impl Default for Inner {
@@ -175,7 +177,49 @@ impl Default for Inner {
             exchanges: VecDeque::new(),
             recording: true,
             join_base: "https://zoom.us".into(),
+            webhooks: HashMap::new(),
         }
+    }
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// Zoom's webhook envelope and signature (NOTES §8).
+mod webhook {
+    use hmac::{Hmac, Mac};
+    use serde_json::{Value, json};
+    use sha2::Sha256;
+
+    pub fn hmac_hex(secret: &str, message: &[u8]) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
+        mac.update(message);
+        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn signature(secret: &str, ts: &str, body: &[u8]) -> String {
+        let mut m = format!("v0:{ts}:").into_bytes();
+        m.extend_from_slice(body);
+        format!("v0={}", hmac_hex(secret, &m))
+    }
+
+    fn object(e: &super::api::Event) -> Value {
+        json!({
+            "id": e.id, "uuid": e.uuid, "host_id": e.host_id, "topic": e.topic, "type": e.kind,
+            "start_time": e.start.map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_default(),
+            "duration": e.duration, "timezone": e.timezone,
+        })
+    }
+
+    pub fn envelope(event: &str, e: &super::api::Event, old: Option<&super::api::Event>) -> Value {
+        let mut payload = json!({
+            "account_id": e.account_id, "operator": e.host_email, "operator_id": e.host_id, "object": object(e),
+        });
+        if let Some(old) = old {
+            payload["old_object"] = object(old);
+        }
+        json!({"event": event, "event_ts": super::now_ms(), "payload": payload})
     }
 }
 
@@ -349,6 +393,74 @@ impl ZoomSandbox {
     /// The organizer deleted the meeting or webinar in Zoom's own screens.
     pub fn delete_on_zoom_side(&self, event_id: i64) {
         self.lock().api.events.remove(&event_id);
+    }
+
+    /// An event subscription of an account's app (NOTES §8): Zoom posts `meeting.*` and
+    /// `webinar.*` events to `url`, signed with `secret`.
+    pub fn set_webhook(&self, account_id: &str, url: &str, secret: &str) {
+        self.lock().webhooks.insert(account_id.to_string(), (url.to_string(), secret.to_string()));
+    }
+
+    /// Zoom's URL validation of the subscription's endpoint: whether it answered the challenge
+    /// correctly.
+    pub async fn validate_webhook(&self, account_id: &str) -> bool {
+        let plain = self.lock().token(22);
+        let body = serde_json::json!({"event": "endpoint.url_validation", "payload": {"plainToken": plain}, "event_ts": now_ms()});
+        let Some((status, answer)) = self.deliver(account_id, &body).await else { return false };
+        let secret = self.lock().webhooks.get(account_id).map(|w| w.1.clone()).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+        status == 200
+            && v["plainToken"] == plain.as_str()
+            && v["encryptedToken"] == webhook::hmac_hex(&secret, plain.as_bytes())
+    }
+
+    /// The organizer deletes the meeting or webinar in Zoom's own screens, and Zoom posts
+    /// `meeting.deleted` / `webinar.deleted`. Returns the endpoint's HTTP status (`None`: no
+    /// subscription, or the event does not exist).
+    pub async fn delete_in_zoom(&self, event_id: i64) -> Option<u16> {
+        let (account, body) = {
+            let mut g = self.lock();
+            let e = g.api.events.remove(&event_id)?;
+            let kind = if e.webinar { "webinar" } else { "meeting" };
+            (e.account_id.clone(), webhook::envelope(&format!("{kind}.deleted"), &e, None))
+        };
+        self.deliver(&account, &body).await.map(|(s, _)| s)
+    }
+
+    /// The organizer moves the meeting or webinar in Zoom's own screens (`start_time` in UTC,
+    /// `…Z`), and Zoom posts `meeting.updated` / `webinar.updated` with the old values.
+    pub async fn reschedule_in_zoom(&self, event_id: i64, start_time: &str) -> Option<u16> {
+        let start: jiff::Timestamp = start_time.parse().ok()?;
+        let (account, body) = {
+            let mut g = self.lock();
+            let e = g.api.events.get_mut(&event_id)?;
+            let old = e.clone();
+            e.start = Some(start);
+            let kind = if e.webinar { "webinar" } else { "meeting" };
+            (e.account_id.clone(), webhook::envelope(&format!("{kind}.updated"), e, Some(&old)))
+        };
+        self.deliver(&account, &body).await.map(|(s, _)| s)
+    }
+
+    /// POST a signed event to the account's subscription, as Zoom does.
+    async fn deliver(&self, account_id: &str, body: &serde_json::Value) -> Option<(u16, String)> {
+        let (url, secret) = self.lock().webhooks.get(account_id).cloned()?;
+        let raw = body.to_string();
+        let ts = (now_ms() / 1000).to_string();
+        let sig = webhook::signature(&secret, &ts, raw.as_bytes());
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let resp = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .header("x-zm-request-timestamp", ts)
+            .header("x-zm-signature", sig)
+            .body(raw)
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .ok()?;
+        let status = resp.status().as_u16();
+        Some((status, resp.text().await.unwrap_or_default()))
     }
 
     /// Registrant capacity of an event (meetings: 4,999 by default).

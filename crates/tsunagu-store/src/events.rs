@@ -886,6 +886,39 @@ pub async fn finish_zoom_revision(
     Ok(r.rows_affected() == 1)
 }
 
+/// The account's event that holds Zoom meeting or webinar `zoom_id`, with its 開催日時 at Zoom.
+pub async fn event_by_zoom_id(c: &mut AnyConnection, account: AccountId, zoom_id: i64) -> Result<Option<(i64, i64)>> {
+    let row = sqlx::query(
+        "SELECT z.event_id, z.starts_at FROM event_zoom z JOIN events e ON e.id = z.event_id
+         WHERE z.zoom_id = $1 AND e.account_id = $2",
+    )
+    .bind(zoom_id)
+    .bind(account.0)
+    .fetch_optional(c)
+    .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// What Zoom says happened in its own screens: the meeting deleted there (`deleted`: it is no
+/// longer held, and the state becomes `failed` with `reason`), or a notice kept beside the
+/// state (`reason`, e.g. rescheduled there).
+pub async fn record_change_at_zoom(
+    c: &mut AnyConnection,
+    event_id: i64,
+    deleted: bool,
+    reason: &str,
+    now: i64,
+) -> Result<()> {
+    let sql = if deleted {
+        "UPDATE event_zoom SET zoom_id = NULL, zoom_kind = '', join_url = '', passcode = '', state = 'failed',
+             reason = $2, updated_at = $3 WHERE event_id = $1"
+    } else {
+        "UPDATE event_zoom SET reason = $2, updated_at = $3 WHERE event_id = $1"
+    };
+    sqlx::query(sql).bind(event_id).bind(reason).bind(now).execute(c).await?;
+    Ok(())
+}
+
 /// Take the event's Zoom sync for one run until `until` (its lease): `false` while another run
 /// holds it. Two runs at once would both find no meeting and both create one.
 pub async fn lease_zoom_sync(c: &mut AnyConnection, event_id: i64, now: i64, until: i64) -> Result<bool> {

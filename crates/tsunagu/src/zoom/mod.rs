@@ -6,6 +6,7 @@
 pub mod check;
 pub mod connect;
 pub mod settings;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -247,4 +248,5 @@ pub fn routes() -> axum::Router<crate::app::SharedApp> {
         .route("/settings/basic", get(settings::show).post(settings::save))
         .route("/settings/zoom/connect", post(connect::start))
         .route(OAUTH_CALLBACK_PATH, get(connect::callback))
+        .route("/zoom/webhook/{account_key}", post(webhook::receive))
 }

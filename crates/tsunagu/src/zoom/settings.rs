@@ -34,6 +34,9 @@ struct BasicSettingsPage {
     connected_zoom_account: String,
     /// The live check's result, after saving or ［接続テスト］.
     check: Option<CheckView>,
+    /// Where Zoom's event notifications go, and whether their Secret Token is saved.
+    webhook_url: String,
+    webhook_secret_saved: bool,
 }
 
 /// The live check as the page shows it.
@@ -87,10 +90,11 @@ pub async fn show(
     auth: Auth,
     Query(q): Query<ShowQuery>,
 ) -> Result<Html<String>, AppError> {
-    let (creds, secret_saved) = {
+    let (creds, secret_saved, webhook_secret_saved) = {
         let mut c = app.store.read().await?;
         let creds = secrets::get_zoom(&mut c, auth.account.id).await?;
-        (creds, secrets::get(&mut c, auth.account.id, ZOOM_CLIENT_SECRET).await?.is_some())
+        let webhook = secrets::get(&mut c, auth.account.id, super::webhook::ZOOM_WEBHOOK_SECRET).await?.is_some();
+        (creds, secrets::get(&mut c, auth.account.id, ZOOM_CLIENT_SECRET).await?.is_some(), webhook)
     };
     let check = if q.check.is_some() && creds.is_some() { live_check(&app, auth.account.id).await? } else { None };
     let connected = creds.as_ref().map(|z| z.auth_method.clone()).unwrap_or_default();
@@ -105,6 +109,8 @@ pub async fn show(
         connected_zoom_account: creds.map(|z| z.zoom_account_id).unwrap_or_default(),
         connected,
         check,
+        webhook_url: super::webhook::url(&app.config, auth.account.id),
+        webhook_secret_saved,
     };
     Ok(Html(page.render()?))
 }
@@ -119,6 +125,8 @@ pub struct BasicSettingsForm {
     client_id: String,
     #[serde(default)]
     client_secret: String,
+    #[serde(default)]
+    webhook_secret: String,
 }
 
 fn clean_id(s: &str) -> String {
@@ -178,6 +186,8 @@ pub async fn save(
             connected: String::new(),
             connected_zoom_account: String::new(),
             check: None,
+            webhook_url: super::webhook::url(&app.config, account),
+            webhook_secret_saved: false,
         };
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page.render()?)).into_response());
     }
@@ -192,6 +202,12 @@ pub async fn save(
     if !secret.is_empty() {
         let (key_id, sealed) = app.keys.seal(secret, &secret_aad(account, ZOOM_CLIENT_SECRET));
         secrets::put(&mut tx, account, ZOOM_CLIENT_SECRET, &key_id, &sealed, now).await?;
+    }
+    let webhook_secret = form.webhook_secret.trim();
+    if !webhook_secret.is_empty() {
+        let purpose = super::webhook::ZOOM_WEBHOOK_SECRET;
+        let (key_id, sealed) = app.keys.seal(webhook_secret, &secret_aad(account, purpose));
+        secrets::put(&mut tx, account, purpose, &key_id, &sealed, now).await?;
     }
     tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
     tracing::info!(account_id = %account, secret_changed = !secret.is_empty(), "zoom credentials saved");

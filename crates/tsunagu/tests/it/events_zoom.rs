@@ -282,3 +282,80 @@ async fn zoom_settings_create_move_replace_and_delete_the_meeting() {
         response_body: &e.response_body,
     }));
 }
+
+/// Zoom → Tsunagu: the organizer's event subscription passes Zoom's URL validation; a meeting
+/// rescheduled or deleted in Zoom's own screens shows on the event page and mails the
+/// organizer once; an unsigned or wrongly signed delivery is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_in_zoom_reach_the_event_page() {
+    let sb = sandbox();
+    let (base, _task) = tsunagu_sandbox::serve(sb.router()).await.unwrap();
+    let api = format!("{base}/v2");
+    let t = TestApp::spawn_with(|c| {
+        c.zoom.api_base_url = api.clone();
+        c.zoom.oauth_base_url = base.clone();
+    })
+    .await;
+    let c = t.signup("hooks@example.com", "主催").await;
+    connect(&c, ACC, "events-cid").await;
+    let r = c
+        .submit(
+            "/settings/basic",
+            "/settings/basic",
+            &[
+                ("auth_method", "s2s"),
+                ("zoom_account_id", ACC),
+                ("client_id", "events-cid"),
+                ("webhook_secret", "zoom-secret-token"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let page = c.get("/settings/basic").await.text;
+    let at = page.find("id=\"zoom-webhook-url\">").unwrap() + "id=\"zoom-webhook-url\">".len();
+    let shown = page[at..].split('<').next().unwrap().to_string();
+    let path = shown.split("/zoom/webhook/").nth(1).map(|k| format!("/zoom/webhook/{k}")).expect("the webhook URL");
+    assert!(!page.contains("zoom-secret-token"), "the token is never shown");
+    sb.set_webhook(ACC, &format!("{}{path}", t.addr), "zoom-secret-token");
+    assert!(sb.validate_webhook(ACC).await, "Zoom's URL validation passes");
+
+    let id = create(&c, &event_form("Zoom で変わる会", "30", "0")).await;
+    assert_eq!(save(&c, id, &meeting_form()).await.status, 303);
+    t.run_jobs().await;
+    let meeting = sb.events()[0].id;
+    assert_eq!(sb.reschedule_in_zoom(meeting, "2027-01-20T12:00:00Z").await, Some(200));
+    let page = c.get(&format!("/events/{id}")).await.text;
+    assert!(page.contains("開催日時が 2027年01月20日 21:00 に変更されました"), "{page}");
+    assert_eq!(sb.delete_in_zoom(meeting).await, Some(200));
+    let page = c.get(&format!("/events/{id}")).await.text;
+    assert!(page.contains("削除されました") && page.contains("失敗"), "{page}");
+    let mails = {
+        let mut conn = t.app.store.read().await.unwrap();
+        let e = tsunagu_core::Email::parse("hooks@example.com").unwrap();
+        let account = tsunagu_store::accounts::credentials_by_email(&mut conn, &e).await.unwrap().unwrap().account.id;
+        tsunagu_store::mails::list_for_account(&mut conn, account, 50).await.unwrap()
+    };
+    let zoom_mails: Vec<_> = mails.iter().filter(|m| m.subject.starts_with("Zoom でミーティングが")).collect();
+    assert_eq!(
+        zoom_mails.len(),
+        2,
+        "one mail per change: {:?}",
+        zoom_mails.iter().map(|m| &m.subject).collect::<Vec<_>>()
+    );
+    // Saving again makes a new meeting.
+    assert_eq!(save(&c, id, &meeting_form()).await.status, 303);
+    t.run_jobs().await;
+    assert_eq!(sb.events().len(), 1);
+    assert!(c.get(&format!("/events/{id}")).await.text.contains("作成済み"));
+
+    // Someone else's signature, or none: refused.
+    sb.set_webhook(ACC, &format!("{}{path}", t.addr), "not-the-token");
+    assert!(!sb.validate_webhook(ACC).await);
+    assert_eq!(sb.delete_in_zoom(sb.events()[0].id).await, Some(401));
+    let raw = crate::helpers::http().build().unwrap();
+    let r = raw.post(format!("{}{path}", t.addr)).body("{}").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = raw.post(format!("{}/zoom/webhook/999999", t.addr)).body("{}").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    t.assert_no_jobs_left().await;
+}
