@@ -53,6 +53,14 @@ class Sink:
             "from": str(msg["From"]),
             "to": str(msg["To"]),
             "body": body.get_content() if body is not None else "",
+            "attachments": [
+                {
+                    "filename": part.get_filename(),
+                    "content_type": part.get_content_type(),
+                    "content": part.get_content() if part.get_content_maintype() == "text" else "",
+                }
+                for part in msg.iter_attachments()
+            ],
             "authenticated": bool(getattr(session, "authenticated", False)),
         }
         path = os.path.join(self.out_dir, f"{self.count:05d}.json")

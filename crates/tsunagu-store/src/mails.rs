@@ -16,6 +16,8 @@ pub struct NewMail<'a> {
     pub to_address: &'a str,
     pub subject: &'a str,
     pub body_text: &'a str,
+    /// An iCalendar entry to attach (`""`: none).
+    pub calendar: &'a str,
 }
 
 #[derive(Debug, Clone)]
@@ -33,9 +35,11 @@ pub struct Mail {
     pub last_error: Option<String>,
     pub created_at: i64,
     pub sent_at: Option<i64>,
+    /// An iCalendar entry to attach (`""`: none).
+    pub calendar: String,
 }
 
-const COLUMNS: &str = "id, account_id, idempotency_key, message_id, to_address, subject, body_text, status, transport, last_error, created_at, sent_at";
+const COLUMNS: &str = "id, account_id, idempotency_key, message_id, to_address, subject, body_text, status, transport, last_error, created_at, sent_at, calendar";
 
 fn from_row(r: &AnyRow) -> Mail {
     Mail {
@@ -51,14 +55,16 @@ fn from_row(r: &AnyRow) -> Mail {
         last_error: r.get(9),
         created_at: r.get(10),
         sent_at: r.get(11),
+        calendar: r.get(12),
     }
 }
 
 /// Returns the new mail's id, or `None` when a mail for this cause already exists.
 pub async fn insert(c: &mut AnyConnection, m: &NewMail<'_>, now: i64) -> Result<Option<i64>> {
     let row = sqlx::query(
-        "INSERT INTO mails (account_id, idempotency_key, message_id, to_address, subject, body_text, status, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7)
+        "INSERT INTO mails (account_id, idempotency_key, message_id, to_address, subject, body_text, status, created_at,
+             calendar)
+         VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8)
          ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
     )
     .bind(m.account_id.map(|a| a.0))
@@ -68,6 +74,7 @@ pub async fn insert(c: &mut AnyConnection, m: &NewMail<'_>, now: i64) -> Result<
     .bind(m.subject)
     .bind(m.body_text)
     .bind(now)
+    .bind(m.calendar)
     .fetch_optional(c)
     .await?;
     Ok(row.map(|r| r.get(0)))

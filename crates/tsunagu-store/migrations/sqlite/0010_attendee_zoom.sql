@@ -44,3 +44,6 @@ CREATE TABLE mail_templates (
 
 -- 同伴者入力設定: which fields companions are asked for, as JSON ('' = the defaults)
 ALTER TABLE events ADD COLUMN companion_fields TEXT NOT NULL DEFAULT '';
+
+-- an iCalendar entry sent with the mail as an attachment ('' = none)
+ALTER TABLE mails ADD COLUMN calendar TEXT NOT NULL DEFAULT '';

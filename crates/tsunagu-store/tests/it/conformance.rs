@@ -246,6 +246,7 @@ async fn mails_are_idempotent_and_scoped(store: Store) {
         to_address: "p@example.com",
         subject: "イベント参加URLのお知らせ",
         body_text: "本文です",
+        calendar: "",
     };
     let id = mails::insert(&mut c, &m, 10).await.unwrap().unwrap();
     assert_eq!(mails::insert(&mut c, &m, 11).await.unwrap(), None, "same cause, no second mail");
@@ -614,6 +615,7 @@ async fn retention_purges_only_what_is_done(store: Store) {
             to_address: "p@example.com",
             subject: "件名",
             body_text: "本文",
+            calendar: "",
         };
         let id = mails::insert(&mut c, &m, at).await.unwrap().unwrap();
         match status {
@@ -648,6 +650,7 @@ async fn mails_are_paged_newest_first(store: Store) {
                 to_address: "p@example.com",
                 subject: "件名",
                 body_text: "本文",
+                calendar: "",
             };
             let id = mails::insert(&mut c, &m, *t).await.unwrap().unwrap();
             if acc == a.id {

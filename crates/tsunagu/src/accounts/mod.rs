@@ -186,7 +186,14 @@ async fn mail_account(
     cause: &str,
 ) -> Result<(), AccountError> {
     let (subject, body) = template.render(ctx).map_err(|e| AccountError::Internal(e.to_string()))?;
-    let mail = OutgoingMail { account_id: Some(account.id), cause, to: &account.email, subject: &subject, body: &body };
+    let mail = OutgoingMail {
+        account_id: Some(account.id),
+        cause,
+        to: &account.email,
+        subject: &subject,
+        body: &body,
+        calendar: None,
+    };
     mail::enqueue(tx, app, &mail).await?;
     Ok(())
 }

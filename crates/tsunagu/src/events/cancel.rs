@@ -198,8 +198,17 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
         ..JoinContext::default()
     };
     let mut tx = app.store.begin().await?;
-    mails::queue(&mut tx, app, &account, mails::CANCELLED, &ctx, &person.email, &format!("event-cancel:{}", person.id))
-        .await?;
+    mails::queue(
+        &mut tx,
+        app,
+        &account,
+        mails::CANCELLED,
+        &ctx,
+        &person.email,
+        &format!("event-cancel:{}", person.id),
+        None,
+    )
+    .await?;
     tx.commit().await.map_err(StoreError::from)?;
     crate::jobs::wake(app);
     Ok(Outcome::Done)

@@ -235,8 +235,8 @@ impl JoinContext {
 
 /// Queue one event mail to `to` on the caller's transaction, as the account has the kind: not
 /// at all when ［配信ステータス］ is 配信しない, with the organizer's copy when ［管理者向けメール］
-/// is 配信する. `cause` names the mail (one mail per cause, however often this runs). Returns
-/// whether the person's mail was queued now.
+/// is 配信する. `cause` names the mail (one mail per cause, however often this runs);
+/// `calendar` is attached to the person's mail. Returns whether the person's mail was queued now.
 pub async fn queue(
     c: &mut AnyConnection,
     app: &crate::app::App,
@@ -245,6 +245,7 @@ pub async fn queue(
     ctx: &JoinContext,
     to: &str,
     cause: &str,
+    calendar: Option<&str>,
 ) -> Result<bool, crate::jobs::JobError> {
     let t = effective(c, organizer.id, k).await?;
     if !t.enabled || to.trim().is_empty() {
@@ -266,6 +267,7 @@ pub async fn queue(
             to: to.trim(),
             subject: &subject,
             body: &text,
+            calendar,
         },
     )
     .await?;
@@ -279,6 +281,7 @@ pub async fn queue(
                 to: &organizer.email,
                 subject: &format!("{COPY_PREFIX}{subject}（{} 様）", ctx.name),
                 body: &text,
+                calendar: None,
             },
         )
         .await?;

@@ -8,6 +8,7 @@ pub mod cancel;
 pub mod companions;
 pub mod console;
 pub mod form;
+pub mod ics;
 pub mod mails;
 pub mod moved;
 pub mod public;

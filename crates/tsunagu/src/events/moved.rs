@@ -79,7 +79,10 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
             ..JoinContext::default()
         };
         let cause = format!("event-moved:{}:{}:{}", person.id, p.starts_at, p.changed_at);
-        queued += usize::from(mails::queue(&mut tx, app, &account, mails::MOVED, &ctx, &person.email, &cause).await?);
+        // The same entry as the join mail's, a later version of it.
+        let ics = super::ics::for_person(app, &event, zoom.as_ref(), person.id, &person.join_url, p.changed_at / 1000);
+        let made = mails::queue(&mut tx, app, &account, mails::MOVED, &ctx, &person.email, &cause, Some(&ics)).await?;
+        queued += usize::from(made);
     }
     tx.commit().await.map_err(StoreError::from)?;
     crate::jobs::wake(app);

@@ -128,7 +128,8 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
     if let Some(kind) = kind {
         // The cause names the meeting too: people registered again in a new meeting get a new mail.
         let cause = format!("event-join:{}:{}", person.id, zoom.as_ref().and_then(|z| z.zoom_id).unwrap_or(0));
-        mails::queue(&mut tx, app, &account, kind, &ctx, &person.email, &cause).await?;
+        let ics = super::ics::for_person(app, &event, zoom.as_ref(), person.id, &ctx.join_url, 0);
+        mails::queue(&mut tx, app, &account, kind, &ctx, &person.email, &cause, Some(&ics)).await?;
     }
     tx.commit().await.map_err(StoreError::from)?;
     crate::jobs::wake(app);
@@ -284,7 +285,7 @@ pub async fn run_received(app: &App, job: &ClaimedJob) -> Result<Outcome, JobErr
         ..JoinContext::default()
     };
     let mut tx = app.store.begin().await?;
-    mails::queue(&mut tx, app, &account, mails::RECEIVED, &ctx, &rep.email, &format!("event-received:{}", a.id))
+    mails::queue(&mut tx, app, &account, mails::RECEIVED, &ctx, &rep.email, &format!("event-received:{}", a.id), None)
         .await?;
     tx.commit().await.map_err(StoreError::from)?;
     crate::jobs::wake(app);

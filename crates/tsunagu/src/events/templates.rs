@@ -141,6 +141,7 @@ pub async fn submit(
                     to: &auth.account.email,
                     subject: &format!("【テスト送信】{}", rendered.0),
                     body: &rendered.1,
+                    calendar: None,
                 },
             )
             .await?;

@@ -62,6 +62,8 @@ pub struct OutgoingMail<'a> {
     pub to: &'a str,
     pub subject: &'a str,
     pub body: &'a str,
+    /// An iCalendar entry to attach (`None`: none).
+    pub calendar: Option<&'a str>,
 }
 
 /// Store the mail and enqueue its delivery on the caller's connection or transaction.
@@ -76,6 +78,7 @@ pub async fn enqueue(c: &mut AnyConnection, app: &App, m: &OutgoingMail<'_>) -> 
         to_address: m.to,
         subject: m.subject,
         body_text: m.body,
+        calendar: m.calendar.unwrap_or(""),
     };
     let Some(id) = mails::insert(c, &new, app.now()).await? else {
         return Ok(None);

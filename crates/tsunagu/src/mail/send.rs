@@ -47,14 +47,27 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
                     return Err(JobError::Permanent(msg));
                 }
             };
-            let message = Message::builder()
+            let builder = Message::builder()
                 .from(from.clone())
                 .to(to)
                 .subject(mail.subject.clone())
-                .message_id(Some(mail.message_id.clone()))
-                .header(ContentType::TEXT_PLAIN)
-                .body(mail.body_text.clone())
-                .map_err(|e| JobError::Permanent(format!("cannot build mail {id}: {e}")))?;
+                .message_id(Some(mail.message_id.clone()));
+            let built = if mail.calendar.is_empty() {
+                builder.header(ContentType::TEXT_PLAIN).body(mail.body_text.clone())
+            } else {
+                // The text, and the calendar entry as an attachment (a calendar app offers to add it).
+                let calendar = ContentType::parse("text/calendar; charset=utf-8; method=PUBLISH")
+                    .map_err(|e| JobError::Permanent(format!("calendar content type: {e}")))?;
+                builder.multipart(
+                    lettre::message::MultiPart::mixed()
+                        .singlepart(lettre::message::SinglePart::plain(mail.body_text.clone()))
+                        .singlepart(
+                            lettre::message::Attachment::new("event.ics".to_string())
+                                .body(mail.calendar.clone(), calendar),
+                        ),
+                )
+            };
+            let message = built.map_err(|e| JobError::Permanent(format!("cannot build mail {id}: {e}")))?;
             drop(c);
             // lettre bounds connecting but not every read: a server that stops answering
             // must not hold a worker (whose lease the heartbeat keeps alive) for ever.

@@ -125,6 +125,7 @@ pub async fn receive(
                 to: &o.email,
                 subject: &format!("Zoom で{kind}が{}されました", if deleted { "削除" } else { "変更" }),
                 body: &body,
+                calendar: None,
             },
         )
         .await?;

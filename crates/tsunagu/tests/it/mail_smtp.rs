@@ -94,6 +94,7 @@ async fn japanese_mail_arrives_once_over_smtp_with_auth() {
             to: "yamada@example.com",
             subject: "x",
             body: "y",
+            calendar: None,
         },
     )
     .await

@@ -65,6 +65,7 @@ async fn mail(t: &TestApp, account: AccountId, key: &str, status: &str) {
         to_address: "student@example.com",
         subject: key,
         body_text: "本文",
+        calendar: "",
     };
     let id = mails::insert(&mut c, &m, t.app.now()).await.unwrap().unwrap();
     match status {
