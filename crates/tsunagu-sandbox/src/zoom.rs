@@ -155,6 +155,8 @@ pub(crate) struct Inner {
     pub join_base: String,
     /// Webhook subscriptions: Zoom account id → (endpoint URL, secret token).
     pub webhooks: HashMap<String, (String, String)>,
+    /// Every `/v2` request answers 503 (an outage).
+    pub down: bool,
 }
 
 impl Default for Inner {
@@ -178,6 +180,7 @@ impl Default for Inner {
             recording: true,
             join_base: "https://zoom.us".into(),
             webhooks: HashMap::new(),
+            down: false,
         }
     }
 }
@@ -393,6 +396,11 @@ impl ZoomSandbox {
     /// The organizer deleted the meeting or webinar in Zoom's own screens.
     pub fn delete_on_zoom_side(&self, event_id: i64) {
         self.lock().api.events.remove(&event_id);
+    }
+
+    /// An outage: while down, every API request answers 503 without being processed.
+    pub fn set_down(&self, down: bool) {
+        self.lock().down = down;
     }
 
     /// An event subscription of an account's app (NOTES §8): Zoom posts `meeting.*` and

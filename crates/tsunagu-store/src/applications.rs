@@ -480,3 +480,18 @@ pub async fn by_id(c: &mut AnyConnection, application_id: i64) -> Result<Option<
         None => Ok(None),
     }
 }
+
+/// How far the event's completed people are: (live people, registered at Zoom, mailed).
+pub async fn progress(c: &mut AnyConnection, event_id: i64) -> Result<(i64, i64, i64)> {
+    let r = sqlx::query(
+        "SELECT COUNT(*),
+                COALESCE(SUM(CASE WHEN p.zoom_state = 'registered' THEN 1 ELSE 0 END), 0),
+                COALESCE(SUM(CASE WHEN p.mailed_at IS NOT NULL THEN 1 ELSE 0 END), 0)
+         FROM attendees p JOIN applications a ON a.id = p.application_id
+         WHERE p.event_id = $1 AND a.status = 'completed' AND p.cancelled_at IS NULL",
+    )
+    .bind(event_id)
+    .fetch_one(c)
+    .await?;
+    Ok((r.get(0), r.get(1), r.get(2)))
+}

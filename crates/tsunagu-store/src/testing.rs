@@ -71,3 +71,10 @@ pub fn pg_admin_url() -> Option<String> {
         }
     }
 }
+
+/// Tests only: make every queued job of `kind` due now (as if the time it waits for had come).
+pub async fn make_due(c: &mut sqlx::AnyConnection, kind: &str) -> crate::Result<u64> {
+    let r =
+        sqlx::query("UPDATE jobs SET run_at = 0 WHERE kind = $1 AND state = 'queued'").bind(kind).execute(c).await?;
+    Ok(r.rows_affected())
+}

@@ -398,6 +398,10 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if sb.lock().down {
+        // Down: Zoom's edge answers 503 with no body, before anything is processed.
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "").into_response();
+    }
     let request_body = String::from_utf8_lossy(&body).into_owned();
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or("").to_string();

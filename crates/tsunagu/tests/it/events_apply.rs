@@ -636,3 +636,80 @@ async fn companion_fields_follow_the_settings() {
     let form = p.get(&format!("/e/{key}/apply")).await.text;
     assert!(form.contains("name=\"email_1\""), "email asked again while registration is on");
 }
+
+/// An email that has spent Zoom's 3 adds of the day waits for the reset (00:00 UTC) without
+/// spending its job's attempts, the event page says why, and it is registered and mailed once
+/// the day turns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_daily_allowance_waits_for_zooms_reset() {
+    let sb = sandbox();
+    let (base, _task) = tsunagu_sandbox::serve(sb.router()).await.unwrap();
+    let api = format!("{base}/v2");
+    let t = TestApp::spawn_with(|c| {
+        c.zoom.api_base_url = api.clone();
+        c.zoom.oauth_base_url = base.clone();
+    })
+    .await;
+    let org = t.signup("daily@example.com", "主催").await;
+    let basic = [
+        ("auth_method", "s2s"),
+        ("zoom_account_id", ACC),
+        ("client_id", "apply-cid"),
+        ("client_secret", "apply-secret"),
+    ];
+    assert_eq!(org.submit("/settings/basic", "/settings/basic", &basic).await.status, 303);
+    let id = create(&org, &event_form("上限の確認", "10", "0")).await;
+    let zoom_page = format!("/events/{id}/zoom");
+    let settings = [
+        ("use", "on"),
+        ("kind", "meeting"),
+        ("start", "2027-01-20T19:00"),
+        ("duration", "60"),
+        ("m_registration", "on"),
+    ];
+    assert_eq!(org.submit(&zoom_page, &zoom_page, &settings).await.status, 303);
+    t.run_jobs().await;
+    // The email's 3 adds of today are spent (e.g. on other events).
+    let account = t_account(&t, "daily@example.com").await;
+    {
+        let mut c = t.app.store.conn().await.unwrap();
+        let day = t.app.now().div_euclid(86_400_000);
+        for _ in 0..3 {
+            let key = format!("zoom:{}:add:busy@example.com", account.0);
+            tsunagu_store::rate::charge_daily(&mut c, &key, day, 3).await.unwrap();
+        }
+    }
+    let key = public_key(&org, id).await;
+    let p = t.client();
+    let form = p.get(&format!("/e/{key}/apply")).await.text;
+    let f = people_form(&hidden(&form, "ticket"), &hidden(&form, "submit_key"), "busy@example.com", &[]);
+    assert_eq!(post(&p, &key, &f).await.status, 303);
+    for _ in 0..3 {
+        t.run_jobs().await;
+    }
+    let meeting = sb.events()[0].id;
+    assert!(sb.registrants(meeting).is_empty(), "not sent to Zoom: the allowance is spent");
+    assert_eq!(sb.add_calls_for("busy@example.com"), 0);
+    let jobs = {
+        let mut c = t.app.store.read().await.unwrap();
+        tsunagu_store::jobs::list_by_state(&mut c, "queued", 50).await.unwrap()
+    };
+    let job = jobs.iter().find(|j| j.kind == "events.register").expect("the job waits");
+    let midnight = (t.app.now().div_euclid(86_400_000) + 1) * 86_400_000;
+    assert_eq!(job.attempts, 0, "waiting spends no attempt");
+    assert!(job.run_at >= midnight && job.run_at <= midnight + 120_000, "waits for 00:00 UTC: {}", job.run_at);
+    let page = org.get(&format!("/events/{id}")).await.text;
+    assert!(page.contains("同じメールアドレスの Zoom 登録は1日3回までです"), "the page says why");
+    // The day turns.
+    t.clock.advance(midnight + 61_000 - t.app.now());
+    sb.reset_daily();
+    t.run_jobs().await;
+    t.run_jobs().await;
+    assert_eq!(sb.registrants(meeting).len(), 1);
+    let mails = {
+        let mut c = t.app.store.read().await.unwrap();
+        tsunagu_store::mails::list_for_account(&mut c, account, 50).await.unwrap()
+    };
+    assert_eq!(mails.iter().filter(|m| m.to_address == "busy@example.com").count(), 1);
+    assert!(org.get(&format!("/events/{id}")).await.text.contains("登録済み"));
+}

@@ -280,6 +280,16 @@ impl Client {
         Self::page(r.body(body).send().await.unwrap()).await
     }
 
+    /// GET that reports a failed connection (a killed process) as `None`.
+    pub async fn try_get(&self, path: &str) -> Option<Page> {
+        Some(Self::page(self.http.get(format!("{}{path}", self.base)).send().await.ok()?).await)
+    }
+
+    /// POST that reports a failed connection or a lost answer as `None`.
+    pub async fn try_post_form(&self, path: &str, form: &[(&str, &str)]) -> Option<Page> {
+        Some(Self::page(self.http.post(format!("{}{path}", self.base)).form(form).send().await.ok()?).await)
+    }
+
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Page {
         Self::page(self.http.post(format!("{}{path}", self.base)).form(form).send().await.unwrap()).await
     }

@@ -5,6 +5,7 @@ mod browser;
 mod browser_manual;
 mod events;
 mod events_apply;
+mod events_faults;
 mod events_zoom;
 mod helpers;
 mod job_faults;
