@@ -9,8 +9,8 @@ use tsunagu_core::AccountId;
 use crate::Result;
 
 /// Complete an application that waits (`applied` or `awaiting_payment`): the one transition
-/// from waiting to `completed`, whatever completed it (a bank transfer confirmed, a payment).
-/// A ¥0 application is stored `completed` at once by `events::apply`. Returns the people to register
+/// to `completed`, whatever completed it (a ¥0 ticket at once, a bank transfer confirmed, a
+/// payment). Returns the people to register
 /// and mail (not cancelled), or `None` when the application was not waiting (already
 /// completed, cancelled, or not found), so a repeated call does nothing.
 pub async fn complete(c: &mut AnyConnection, application_id: i64, now: i64) -> Result<Option<Vec<i64>>> {

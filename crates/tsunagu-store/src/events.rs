@@ -326,15 +326,16 @@ pub struct NewApplication<'a> {
     /// event with registration).
     pub unique_emails: bool,
     /// The status of a priced application: `applied` (completes when paid) or
-    /// `awaiting_payment` (a bank transfer). A ¥0 ticket's application is stored `completed`
+    /// `awaiting_payment` (a bank transfer). A ¥0 ticket's application is stored `applied`
     /// whatever this says, decided on the price read under the ticket's row lock.
     pub status: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
-    /// A new application; `completed` when its ticket is ¥0 (stored completed at once).
-    Created { id: i64, completed: bool },
+    /// A new application; `free` when its ticket is ¥0 (stored `applied`, for the caller to
+    /// complete at once through `applications::complete`, in the same transaction).
+    Created { id: i64, free: bool },
     /// This form was sent before: the application it made.
     Again { id: i64 },
     /// Not enough seats left for this many people.
@@ -406,9 +407,9 @@ pub async fn apply(c: &mut AnyConnection, a: &NewApplication<'_>, now: i64) -> R
     };
     let price: i64 = ticket.get(0);
     let status = match (price, a.status) {
-        (0, _) => "completed",
-        (_, "completed") => "awaiting_payment",
-        (_, s) => s,
+        (0, _) => "applied",
+        (_, "awaiting_payment") => "awaiting_payment",
+        _ => "applied",
     };
     // DO NOTHING: the same form committed meanwhile by another request (on PostgreSQL this
     // one waited for it) is found below instead of failing the transaction. (When that request
@@ -427,7 +428,7 @@ pub async fn apply(c: &mut AnyConnection, a: &NewApplication<'_>, now: i64) -> R
     .bind(a.access_key)
     .bind(a.submit_key)
     .bind(now)
-    .bind((status == "completed").then_some(now))
+    .bind(None::<i64>)
     .fetch_optional(&mut *c)
     .await
     .map_err(|e| crate::conflict(e, "application access key"))?;
@@ -461,7 +462,7 @@ pub async fn apply(c: &mut AnyConnection, a: &NewApplication<'_>, now: i64) -> R
             return Ok(Applied::EmailTaken { email: p.email.to_string() });
         }
     }
-    Ok(Applied::Created { id, completed: status == "completed" })
+    Ok(Applied::Created { id, free: price == 0 })
 }
 
 async fn application_by_submit_key(c: &mut AnyConnection, event_id: i64, submit_key: &str) -> Result<Option<i64>> {

@@ -736,7 +736,12 @@ async fn events_hold_seats_exactly_and_stay_scoped(store: Store) {
             };
             let mut tx = store.begin().await.unwrap();
             let r = events::apply(&mut tx, &app, 2).await.unwrap();
-            if matches!(r, Applied::Created { .. }) {
+            if let Applied::Created { id: made, free } = r {
+                assert!(free, "a ¥0 ticket");
+                // The one transition to completed, in the applying transaction.
+                let people = tsunagu_store::applications::complete(&mut tx, made, 2).await.unwrap().unwrap();
+                assert_eq!(people.len(), 1);
+                assert!(tsunagu_store::applications::complete(&mut tx, made, 2).await.unwrap().is_none(), "once");
                 tx.commit().await.unwrap();
             } else {
                 tx.rollback().await.unwrap();

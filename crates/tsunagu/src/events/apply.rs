@@ -353,17 +353,16 @@ pub async fn submit(
     let mut tx = app.store.begin().await?;
     let applied = store::apply(&mut tx, &new, now).await?;
     let problem = match applied {
-        Applied::Created { id, completed } => {
-            if completed {
-                let ids = apps::start_people(&mut tx, id).await?;
-                super::register::queue(&mut tx, &app, &ids).await?;
+        Applied::Created { id, free } => {
+            if free {
+                super::register::complete(&mut tx, &app, id).await?;
             } else {
                 apps::set_payment_method(&mut tx, id, "bank_transfer").await?;
                 super::register::queue_received(&mut tx, &app, id).await?;
             }
             tx.commit().await.map_err(StoreError::from)?;
             crate::jobs::wake(&app);
-            tracing::info!(event_id = e.id, application_id = id, people = people.len(), completed, "application made");
+            tracing::info!(event_id = e.id, application_id = id, people = people.len(), free, "application made");
             return Ok(Redirect::to(&format!("/a/{access_key}")).into_response());
         }
         Applied::Again { id } => {

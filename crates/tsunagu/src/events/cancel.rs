@@ -198,17 +198,9 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
         ..JoinContext::default()
     };
     let mut tx = app.store.begin().await?;
-    mails::queue(
-        &mut tx,
-        app,
-        &account,
-        mails::CANCELLED,
-        &ctx,
-        &person.email,
-        &format!("event-cancel:{}", person.id),
-        None,
-    )
-    .await?;
+    let cause = format!("event-cancel:{}", person.id);
+    let to = mails::Delivery { to: &person.email, cause: &cause, calendar: None };
+    mails::queue(&mut tx, app, &account, mails::CANCELLED, &ctx, to).await?;
     tx.commit().await.map_err(StoreError::from)?;
     crate::jobs::wake(app);
     Ok(Outcome::Done)

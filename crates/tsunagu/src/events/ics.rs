@@ -72,6 +72,34 @@ pub fn calendar(e: &Entry<'_>) -> String {
     out
 }
 
+/// The entry for one person: the Zoom meeting's time when Zoom is used (its 開催日時 and
+/// 所要時間), else the event's.
+pub fn for_person(
+    app: &crate::app::App,
+    event: &tsunagu_store::events::Event,
+    zoom: Option<&tsunagu_store::events::ZoomSettings>,
+    person_id: i64,
+    join_url: &str,
+    sequence: i64,
+) -> String {
+    let (start, end) = match zoom.filter(|z| z.enabled) {
+        Some(z) => (z.starts_at, z.starts_at + z.duration_minutes * 60_000),
+        None => (event.starts_at, event.ends_at),
+    };
+    let domain = app.config.mail.from.rsplit('@').next().unwrap_or("tsunagu.invalid").trim_end_matches('>').to_string();
+    let description = if join_url.is_empty() { String::new() } else { format!("参加URL: {join_url}") };
+    calendar(&Entry {
+        uid: &format!("tsunagu-event-{}-person-{person_id}@{domain}", event.id),
+        start_ms: start,
+        end_ms: end,
+        title: &event.title,
+        url: join_url,
+        description: &description,
+        sequence,
+        now_ms: app.now(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,32 +128,4 @@ mod tests {
         let unfolded = ics.replace("\r\n ", "");
         assert!(unfolded.contains(&format!("URL:{long}\r\n")), "unfolds to the whole URL");
     }
-}
-
-/// The entry for one person: the Zoom meeting's time when Zoom is used (its 開催日時 and
-/// 所要時間), else the event's.
-pub fn for_person(
-    app: &crate::app::App,
-    event: &tsunagu_store::events::Event,
-    zoom: Option<&tsunagu_store::events::ZoomSettings>,
-    person_id: i64,
-    join_url: &str,
-    sequence: i64,
-) -> String {
-    let (start, end) = match zoom.filter(|z| z.enabled) {
-        Some(z) => (z.starts_at, z.starts_at + z.duration_minutes * 60_000),
-        None => (event.starts_at, event.ends_at),
-    };
-    let domain = app.config.mail.from.rsplit('@').next().unwrap_or("tsunagu.invalid").trim_end_matches('>').to_string();
-    let description = if join_url.is_empty() { String::new() } else { format!("参加URL: {join_url}") };
-    calendar(&Entry {
-        uid: &format!("tsunagu-event-{}-person-{person_id}@{domain}", event.id),
-        start_ms: start,
-        end_ms: end,
-        title: &event.title,
-        url: join_url,
-        description: &description,
-        sequence,
-        now_ms: app.now(),
-    })
 }

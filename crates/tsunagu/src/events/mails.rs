@@ -233,6 +233,13 @@ impl JoinContext {
     }
 }
 
+/// Where one event mail goes: the person, the cause that names it, and its calendar entry.
+pub struct Delivery<'a> {
+    pub to: &'a str,
+    pub cause: &'a str,
+    pub calendar: Option<&'a str>,
+}
+
 /// Queue one event mail to `to` on the caller's transaction, as the account has the kind: not
 /// at all when ［配信ステータス］ is 配信しない, with the organizer's copy when ［管理者向けメール］
 /// is 配信する. `cause` names the mail (one mail per cause, however often this runs);
@@ -243,10 +250,9 @@ pub async fn queue(
     organizer: &tsunagu_store::accounts::Account,
     k: Kind,
     ctx: &JoinContext,
-    to: &str,
-    cause: &str,
-    calendar: Option<&str>,
+    d: Delivery<'_>,
 ) -> Result<bool, crate::jobs::JobError> {
+    let Delivery { to, cause, calendar } = d;
     let t = effective(c, organizer.id, k).await?;
     if !t.enabled || to.trim().is_empty() {
         return Ok(false);

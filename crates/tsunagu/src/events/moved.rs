@@ -81,7 +81,8 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
         let cause = format!("event-moved:{}:{}:{}", person.id, p.starts_at, p.changed_at);
         // The same entry as the join mail's, a later version of it.
         let ics = super::ics::for_person(app, &event, zoom.as_ref(), person.id, &person.join_url, p.changed_at / 1000);
-        let made = mails::queue(&mut tx, app, &account, mails::MOVED, &ctx, &person.email, &cause, Some(&ics)).await?;
+        let to = mails::Delivery { to: &person.email, cause: &cause, calendar: Some(&ics) };
+        let made = mails::queue(&mut tx, app, &account, mails::MOVED, &ctx, to).await?;
         queued += usize::from(made);
     }
     tx.commit().await.map_err(StoreError::from)?;

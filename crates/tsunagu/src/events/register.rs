@@ -22,6 +22,20 @@ use crate::jobs::{JobError, Outcome};
 /// The job kind.
 pub const REGISTER: &str = "events.register";
 
+/// Complete an application that waits (a ¥0 one just made, a bank transfer confirmed, later a
+/// payment): the one transition to completed, with each person's registration and mail queued
+/// in the caller's transaction (wake the workers after commit). Returns whether it completed
+/// now (false: it was not waiting).
+pub async fn complete(c: &mut AnyConnection, app: &App, application_id: i64) -> Result<bool, StoreError> {
+    match people::complete(c, application_id, app.now()).await? {
+        Some(ids) => {
+            queue(c, app, &ids).await?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
 /// Queue the job for each person, on the caller's transaction (wake the workers after commit).
 pub async fn queue(c: &mut AnyConnection, app: &App, people: &[i64]) -> Result<(), StoreError> {
     for id in people {
@@ -129,7 +143,8 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
         // The cause names the meeting too: people registered again in a new meeting get a new mail.
         let cause = format!("event-join:{}:{}", person.id, zoom.as_ref().and_then(|z| z.zoom_id).unwrap_or(0));
         let ics = super::ics::for_person(app, &event, zoom.as_ref(), person.id, &ctx.join_url, 0);
-        mails::queue(&mut tx, app, &account, kind, &ctx, &person.email, &cause, Some(&ics)).await?;
+        let to = mails::Delivery { to: &person.email, cause: &cause, calendar: Some(&ics) };
+        mails::queue(&mut tx, app, &account, kind, &ctx, to).await?;
     }
     tx.commit().await.map_err(StoreError::from)?;
     crate::jobs::wake(app);
@@ -285,8 +300,9 @@ pub async fn run_received(app: &App, job: &ClaimedJob) -> Result<Outcome, JobErr
         ..JoinContext::default()
     };
     let mut tx = app.store.begin().await?;
-    mails::queue(&mut tx, app, &account, mails::RECEIVED, &ctx, &rep.email, &format!("event-received:{}", a.id), None)
-        .await?;
+    let cause = format!("event-received:{}", a.id);
+    let to = mails::Delivery { to: &rep.email, cause: &cause, calendar: None };
+    mails::queue(&mut tx, app, &account, mails::RECEIVED, &ctx, to).await?;
     tx.commit().await.map_err(StoreError::from)?;
     crate::jobs::wake(app);
     Ok(Outcome::Done)

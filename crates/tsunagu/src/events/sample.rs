@@ -91,10 +91,9 @@ pub async fn ensure(app: &App, account: AccountId, tz: &str) -> anyhow::Result<(
             unique_emails: true,
             status,
         };
-        if let store::Applied::Created { id: application, completed } = store::apply(&mut tx, &new, now).await? {
-            if completed {
-                let ids = apps::start_people(&mut tx, application).await?;
-                super::register::queue(&mut tx, app, &ids).await?;
+        if let store::Applied::Created { id: application, free } = store::apply(&mut tx, &new, now).await? {
+            if free {
+                super::register::complete(&mut tx, app, application).await?;
             } else {
                 apps::set_payment_method(&mut tx, application, "bank_transfer").await?;
             }

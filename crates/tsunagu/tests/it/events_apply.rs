@@ -713,3 +713,42 @@ async fn a_spent_daily_allowance_waits_for_zooms_reset() {
     assert_eq!(mails.iter().filter(|m| m.to_address == "busy@example.com").count(), 1);
     assert!(org.get(&format!("/events/{id}")).await.text.contains("登録済み"));
 }
+
+/// Seats and the application period: too many people for the seats left, and an event that
+/// stopped taking applications, are refused with what to do and what was typed kept; a form
+/// without its CSRF token is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seats_and_the_period_refuse_with_the_input_kept() {
+    let t = TestApp::spawn().await;
+    let org = t.signup("seats@example.com", "主催").await;
+    let id = create(&org, &event_form("2席だけの会", "2", "0")).await;
+    let key = public_key(&org, id).await;
+    let p = t.client();
+    let form = p.get(&format!("/e/{key}/apply")).await.text;
+    let first = people_form(&hidden(&form, "ticket"), &hidden(&form, "submit_key"), "one@example.com", &[]);
+    assert_eq!(post(&p, &key, &first).await.status, 303);
+    let form = p.get(&format!("/e/{key}/apply")).await.text;
+    let two = people_form(
+        &hidden(&form, "ticket"),
+        &hidden(&form, "submit_key"),
+        "two@example.com",
+        &[("同伴 者", "three@example.com")],
+    );
+    let r = post(&p, &key, &two).await;
+    assert_eq!(r.status, 422);
+    assert!(r.text.contains("残りの席は 1 席です。同伴者の人数を減らして"), "{}", r.text);
+    assert!(r.text.contains("two@example.com") && r.text.contains("three@example.com"), "kept");
+    // Without the form's CSRF token: refused.
+    let fields: Vec<(&str, &str)> = two.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(p.post_form(&format!("/e/{key}/apply"), &fields).await.status, 403);
+    // The organizer closes applications (受付終了): the form says so and keeps the input.
+    let mut closed = event_form("2席だけの会", "2", "0");
+    closed[8] = ("state", "closed");
+    let ids = crate::events_zoom::ticket_ids(&org, id).await;
+    closed[9] = ("ticket_id_0", &ids[0]);
+    closed[13] = ("ticket_id_1", &ids[1]);
+    assert_eq!(org.submit(&format!("/events/{id}/edit"), &format!("/events/{id}/edit"), &closed).await.status, 303);
+    let r = post(&p, &key, &two).await;
+    assert_eq!(r.status, 422);
+    assert!(r.text.contains("申込受付は終了しました") && r.text.contains("two@example.com"), "{}", r.text);
+}
