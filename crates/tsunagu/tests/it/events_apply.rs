@@ -752,3 +752,141 @@ async fn seats_and_the_period_refuse_with_the_input_kept() {
     assert_eq!(r.status, 422);
     assert!(r.text.contains("申込受付は終了しました") && r.text.contains("two@example.com"), "{}", r.text);
 }
+
+/// Who sends what: with ［Zoomから送信］ Zoom mails the join URL and Tsunagu only tells the
+/// representative the application is received; with 参加者登録利用 off nobody is registered and
+/// everyone gets the meeting's shared URL from Tsunagu.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zoom_sends_or_everyone_gets_the_shared_url() {
+    let sb = sandbox();
+    let (base, _task) = tsunagu_sandbox::serve(sb.router()).await.unwrap();
+    let api = format!("{base}/v2");
+    let t = TestApp::spawn_with(|c| {
+        c.zoom.api_base_url = api.clone();
+        c.zoom.oauth_base_url = base.clone();
+    })
+    .await;
+    let org = t.signup("senders@example.com", "主催").await;
+    let basic = [
+        ("auth_method", "s2s"),
+        ("zoom_account_id", ACC),
+        ("client_id", "apply-cid"),
+        ("client_secret", "apply-secret"),
+    ];
+    assert_eq!(org.submit("/settings/basic", "/settings/basic", &basic).await.status, 303);
+    let mut ids = Vec::new();
+    for (title, settings) in [
+        ("Zoom から送る会", vec![("m_registration", "on"), ("m_url_sender", "zoom")]),
+        ("共通URLの会", vec![("m_registration", "off")]),
+    ] {
+        let id = create(&org, &event_form(title, "10", "0")).await;
+        let page = format!("/events/{id}/zoom");
+        let mut form = vec![("use", "on"), ("kind", "meeting"), ("start", "2027-01-20T19:00"), ("duration", "60")];
+        form.extend(settings);
+        assert_eq!(org.submit(&page, &page, &form).await.status, 303);
+        ids.push(id);
+    }
+    t.run_jobs().await;
+    let p = t.client();
+    for (n, id) in ids.iter().enumerate() {
+        let key = public_key(&org, *id).await;
+        let form = p.get(&format!("/e/{key}/apply")).await.text;
+        let f = people_form(
+            &hidden(&form, "ticket"),
+            &hidden(&form, "submit_key"),
+            &format!("rep{n}@example.com"),
+            &[("同伴 者", &format!("comp{n}@example.com"))],
+        );
+        assert_eq!(post(&p, &key, &f).await.status, 303);
+    }
+    t.run_jobs().await;
+    t.run_jobs().await;
+    let account = t_account(&t, "senders@example.com").await;
+    let mails = {
+        let mut c = t.app.store.read().await.unwrap();
+        tsunagu_store::mails::list_for_account(&mut c, account, 100).await.unwrap()
+    };
+    let events = sb.events();
+    let zoom_sends = events.iter().find(|e| e.topic == "Zoom から送る会").unwrap();
+    let shared = events.iter().find(|e| e.topic == "共通URLの会").unwrap();
+    // Zoom sends: both registered (Zoom's confirmation mail on), the representative told the
+    // application is received, the companion not mailed by Tsunagu.
+    assert_eq!(zoom_sends.settings["registrants_confirmation_email"].as_bool(), Some(true));
+    assert_eq!(sb.registrants(zoom_sends.id).len(), 2);
+    let rep: Vec<_> = mails.iter().filter(|m| m.to_address == "rep0@example.com").collect();
+    assert_eq!(rep.len(), 1);
+    assert!(rep[0].body_text.contains("参加URLは Zoom からメールでお送りします"), "{}", rep[0].body_text);
+    assert!(!mails.iter().any(|m| m.to_address == "comp0@example.com"));
+    // No registration: nobody registered; both mailed the shared URL, not called personal.
+    assert!(sb.registrants(shared.id).is_empty());
+    let shared_url = {
+        let page = org.get(&format!("/events/{}", ids[1])).await.text;
+        let at =
+            page.find("参加URL</dt><dd class=\"breakable\">").unwrap() + "参加URL</dt><dd class=\"breakable\">".len();
+        page[at..].split('<').next().unwrap().replace("&amp;", "&")
+    };
+    for who in ["rep1@example.com", "comp1@example.com"] {
+        let m: Vec<_> = mails.iter().filter(|m| m.to_address == who).collect();
+        assert_eq!(m.len(), 1, "{who}");
+        assert!(m[0].body_text.contains(&shared_url) && !m[0].body_text.contains("様専用"), "{}", m[0].body_text);
+    }
+    t.assert_no_jobs_left().await;
+}
+
+/// The host's 100 creates and updates a day are spent: the Zoom job waits for 00:00 UTC without
+/// spending attempts, and ［Zoom設定］ says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_host_allowance_waits_and_says_why() {
+    let sb = sandbox();
+    let (base, _task) = tsunagu_sandbox::serve(sb.router()).await.unwrap();
+    let api = format!("{base}/v2");
+    let t = TestApp::spawn_with(|c| {
+        c.zoom.api_base_url = api.clone();
+        c.zoom.oauth_base_url = base.clone();
+    })
+    .await;
+    let org = t.signup("host-limit@example.com", "主催").await;
+    let basic = [
+        ("auth_method", "s2s"),
+        ("zoom_account_id", ACC),
+        ("client_id", "apply-cid"),
+        ("client_secret", "apply-secret"),
+    ];
+    assert_eq!(org.submit("/settings/basic", "/settings/basic", &basic).await.status, 303);
+    let account = t_account(&t, "host-limit@example.com").await;
+    {
+        let mut c = t.app.store.conn().await.unwrap();
+        let day = t.app.now().div_euclid(86_400_000);
+        for _ in 0..100 {
+            tsunagu_store::rate::charge_daily(&mut c, &format!("zoom:{}:host:me", account.0), day, 100).await.unwrap();
+        }
+    }
+    let id = create(&org, &event_form("上限の日", "10", "0")).await;
+    let page = format!("/events/{id}/zoom");
+    let form = [
+        ("use", "on"),
+        ("kind", "meeting"),
+        ("start", "2027-01-20T19:00"),
+        ("duration", "60"),
+        ("m_registration", "on"),
+    ];
+    assert_eq!(org.submit(&page, &page, &form).await.status, 303);
+    t.run_jobs().await;
+    assert!(sb.events().is_empty(), "nothing sent: the allowance is spent");
+    let text = org.get(&page).await.text;
+    assert!(text.contains("作成中") && text.contains("1日あたりの利用上限"), "{text}");
+    let job = {
+        let mut c = t.app.store.read().await.unwrap();
+        tsunagu_store::jobs::list_by_state(&mut c, "queued", 50)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|j| j.kind == "events.zoom")
+    }
+    .expect("the job waits");
+    assert_eq!(job.attempts, 0);
+    t.clock.advance((t.app.now().div_euclid(86_400_000) + 1) * 86_400_000 + 61_000 - t.app.now());
+    t.run_jobs().await;
+    assert_eq!(sb.events().len(), 1);
+    assert!(org.get(&page).await.text.contains("作成済み"));
+}
