@@ -71,3 +71,14 @@ pub async fn put(c: &mut AnyConnection, account: AccountId, t: &SavedTemplate, n
     .await?;
     Ok(())
 }
+
+/// Forget the account's own version of `kind` (its default applies again). Returns whether
+/// there was one.
+pub async fn reset(c: &mut AnyConnection, account: AccountId, kind: &str) -> Result<bool> {
+    let r = sqlx::query("DELETE FROM mail_templates WHERE account_id = $1 AND kind = $2")
+        .bind(account.0)
+        .bind(kind)
+        .execute(c)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}

@@ -1,7 +1,8 @@
 //! 自動配信メール (manual 000, 自動配信メールの編集 ①–⑧): the event mails listed with ［編集］,
 //! and each one's editor: ［配信ステータス］, ［管理者向けメール］, 件名 and 本文, the variables
-//! listed beside it, a preview with sample values and ［テスト送信］ to the organizer. Saving
-//! checks the template (`mail::template::validate`) and says the line and the reason.
+//! listed beside it, a preview with sample values, ［テスト送信］ to the organizer, and
+//! ［既定の文面に戻す］. Saving checks the template (`mail::template::validate`) and says the line
+//! and the reason.
 
 use askama::Template;
 use axum::extract::{Form, Path, State};
@@ -119,6 +120,17 @@ pub async fn submit(
         subject: get("subject").trim().to_string(),
         body: get("body").replace("\r\n", "\n"),
     };
+    if get("action") == "reset" {
+        let mut c = app.store.conn().await?;
+        mail_templates::reset(&mut c, auth.account.id, kind.code).await?;
+        tracing::info!(account_id = %auth.account.id, kind = kind.code, "mail template reset to the default");
+        return Ok(flash_redirect(
+            &app,
+            &format!("/mail-templates/{}", kind.code),
+            "success",
+            "既定の文面に戻しました。",
+        ));
+    }
     let sample = JoinContext::sample();
     if let Err(e) = crate::mail::template::validate(&draft.subject, &draft.body, &sample) {
         let msg = format!("{}の {} 行目: {}", e.field, e.line, e.reason);

@@ -102,19 +102,7 @@ async fn participants_apply_and_each_person_is_registered_and_mailed_once(db: Db
         return;
     };
     let org = t.signup("apply-organizer@example.com", "主催 花子").await;
-    let r = org
-        .submit(
-            "/settings/basic",
-            "/settings/basic",
-            &[
-                ("auth_method", "s2s"),
-                ("zoom_account_id", ACC),
-                ("client_id", "apply-cid"),
-                ("client_secret", "apply-secret"),
-            ],
-        )
-        .await;
-    assert_eq!(r.status, 303);
+    org.connect_zoom(ACC, "apply-cid", "apply-secret").await;
     let id = create(&org, &event_form("Zoom 入門セミナー", "30", "3000")).await;
     let zoom_page = format!("/events/{id}/zoom");
     let r = org
@@ -511,6 +499,14 @@ async fn organizers_edit_the_automatic_mails() {
     let r = org.submit(edit, edit, &save).await;
     assert_eq!((r.status, r.location.as_deref()), (303, Some("/mail-templates")));
     assert!(org.get("/mail-templates").await.text.contains("編集完了"));
+    assert!(org.get("/mail-templates").await.text.contains("編集済み"));
+    // ［既定の文面に戻す］ and back: the default again, then the edit saved once more.
+    let r = org.submit(edit, edit, &[("action", "reset")]).await;
+    assert_eq!(r.status, 303);
+    let page = org.get(edit).await.text;
+    assert!(page.contains("既定の文面に戻しました") && page.contains(r#"value="イベント参加URLのお知らせ""#));
+    assert!(!org.get("/mail-templates").await.text.contains("編集済み"));
+    assert_eq!(org.submit(edit, edit, &save).await.status, 303);
     // The companions' mail is not sent at all.
     let companion = "/mail-templates/join_companion";
     let page = org.get(companion).await.text;
@@ -644,20 +640,9 @@ async fn companion_fields_follow_the_settings() {
 async fn a_spent_daily_allowance_waits_for_zooms_reset() {
     let sb = sandbox();
     let (base, _task) = tsunagu_sandbox::serve(sb.router()).await.unwrap();
-    let api = format!("{base}/v2");
-    let t = TestApp::spawn_with(|c| {
-        c.zoom.api_base_url = api.clone();
-        c.zoom.oauth_base_url = base.clone();
-    })
-    .await;
+    let t = TestApp::spawn_with_zoom(&base).await;
     let org = t.signup("daily@example.com", "主催").await;
-    let basic = [
-        ("auth_method", "s2s"),
-        ("zoom_account_id", ACC),
-        ("client_id", "apply-cid"),
-        ("client_secret", "apply-secret"),
-    ];
-    assert_eq!(org.submit("/settings/basic", "/settings/basic", &basic).await.status, 303);
+    org.connect_zoom(ACC, "apply-cid", "apply-secret").await;
     let id = create(&org, &event_form("上限の確認", "10", "0")).await;
     let zoom_page = format!("/events/{id}/zoom");
     let settings = [
@@ -760,20 +745,9 @@ async fn seats_and_the_period_refuse_with_the_input_kept() {
 async fn zoom_sends_or_everyone_gets_the_shared_url() {
     let sb = sandbox();
     let (base, _task) = tsunagu_sandbox::serve(sb.router()).await.unwrap();
-    let api = format!("{base}/v2");
-    let t = TestApp::spawn_with(|c| {
-        c.zoom.api_base_url = api.clone();
-        c.zoom.oauth_base_url = base.clone();
-    })
-    .await;
+    let t = TestApp::spawn_with_zoom(&base).await;
     let org = t.signup("senders@example.com", "主催").await;
-    let basic = [
-        ("auth_method", "s2s"),
-        ("zoom_account_id", ACC),
-        ("client_id", "apply-cid"),
-        ("client_secret", "apply-secret"),
-    ];
-    assert_eq!(org.submit("/settings/basic", "/settings/basic", &basic).await.status, 303);
+    org.connect_zoom(ACC, "apply-cid", "apply-secret").await;
     let mut ids = Vec::new();
     for (title, settings) in [
         ("Zoom から送る会", vec![("m_registration", "on"), ("m_url_sender", "zoom")]),
@@ -839,20 +813,9 @@ async fn zoom_sends_or_everyone_gets_the_shared_url() {
 async fn a_spent_host_allowance_waits_and_says_why() {
     let sb = sandbox();
     let (base, _task) = tsunagu_sandbox::serve(sb.router()).await.unwrap();
-    let api = format!("{base}/v2");
-    let t = TestApp::spawn_with(|c| {
-        c.zoom.api_base_url = api.clone();
-        c.zoom.oauth_base_url = base.clone();
-    })
-    .await;
+    let t = TestApp::spawn_with_zoom(&base).await;
     let org = t.signup("host-limit@example.com", "主催").await;
-    let basic = [
-        ("auth_method", "s2s"),
-        ("zoom_account_id", ACC),
-        ("client_id", "apply-cid"),
-        ("client_secret", "apply-secret"),
-    ];
-    assert_eq!(org.submit("/settings/basic", "/settings/basic", &basic).await.status, 303);
+    org.connect_zoom(ACC, "apply-cid", "apply-secret").await;
     let account = t_account(&t, "host-limit@example.com").await;
     {
         let mut c = t.app.store.conn().await.unwrap();

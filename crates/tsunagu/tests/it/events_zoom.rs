@@ -37,15 +37,7 @@ fn sandbox() -> ZoomSandbox {
 }
 
 async fn connect(c: &Client, acc: &str, cid: &str) {
-    let secret = format!("{cid}-secret");
-    let r = c
-        .submit(
-            "/settings/basic",
-            "/settings/basic",
-            &[("auth_method", "s2s"), ("zoom_account_id", acc), ("client_id", cid), ("client_secret", &secret)],
-        )
-        .await;
-    assert_eq!(r.status, 303, "{}", r.text);
+    c.connect_zoom(acc, cid, &format!("{cid}-secret")).await;
 }
 
 fn meeting_form<'a>() -> Vec<(&'a str, &'a str)> {
@@ -84,12 +76,7 @@ async fn save(c: &Client, id: i64, form: &[(&str, &str)]) -> crate::helpers::Pag
 async fn zoom_settings_create_move_replace_and_delete_the_meeting() {
     let sb = sandbox();
     let (base, _task) = tsunagu_sandbox::serve(sb.router()).await.unwrap();
-    let api = format!("{base}/v2");
-    let t = TestApp::spawn_with(|c| {
-        c.zoom.api_base_url = api.clone();
-        c.zoom.oauth_base_url = base.clone();
-    })
-    .await;
+    let t = TestApp::spawn_with_zoom(&base).await;
     let c = t.signup("zoom-organizer@example.com", "主催 花子").await;
     connect(&c, ACC, "events-cid").await;
     let id = create(&c, &event_form("Zoom 入門セミナー", "30", "3000")).await;
@@ -290,12 +277,7 @@ async fn zoom_settings_create_move_replace_and_delete_the_meeting() {
 async fn changes_made_in_zoom_reach_the_event_page() {
     let sb = sandbox();
     let (base, _task) = tsunagu_sandbox::serve(sb.router()).await.unwrap();
-    let api = format!("{base}/v2");
-    let t = TestApp::spawn_with(|c| {
-        c.zoom.api_base_url = api.clone();
-        c.zoom.oauth_base_url = base.clone();
-    })
-    .await;
+    let t = TestApp::spawn_with_zoom(&base).await;
     let c = t.signup("hooks@example.com", "主催").await;
     connect(&c, ACC, "events-cid").await;
     let r = c

@@ -95,6 +95,15 @@ impl TestApp {
         Self::spawn_with(|_| {}).await
     }
 
+    /// The app pointed at a Zoom sandbox served at `zoom_base`.
+    pub async fn spawn_with_zoom(zoom_base: &str) -> TestApp {
+        Self::spawn_with(|c| {
+            c.zoom.api_base_url = format!("{zoom_base}/v2");
+            c.zoom.oauth_base_url = zoom_base.to_string();
+        })
+        .await
+    }
+
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         let dir = TempDir::new("tsunagu-app");
         let url = database_url(Db::Sqlite, dir.path()).await.unwrap();
@@ -300,6 +309,18 @@ impl Client {
         let mut fields = vec![("csrf_token", token.as_str())];
         fields.extend_from_slice(form);
         self.post_form(action, &fields).await
+    }
+
+    /// 基本設定 through the console: the organizer's Server-to-Server app.
+    pub async fn connect_zoom(&self, account_id: &str, client_id: &str, client_secret: &str) {
+        let form = [
+            ("auth_method", "s2s"),
+            ("zoom_account_id", account_id),
+            ("client_id", client_id),
+            ("client_secret", client_secret),
+        ];
+        let r = self.submit("/settings/basic", "/settings/basic", &form).await;
+        assert_eq!(r.status, 303, "{}", r.text);
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Page {
