@@ -264,6 +264,43 @@ pub async fn public(c: &mut AnyConnection, public_key: &str) -> Result<Option<Ev
     }
 }
 
+/// What the public application form needs, read in two statements.
+#[derive(Debug, Clone)]
+pub struct PublicForm {
+    pub event: Event,
+    /// The organizer's account's time zone.
+    pub time_zone: String,
+    /// ［Zoom設定］'s options as JSON, when the event uses Zoom.
+    pub zoom_options: Option<String>,
+    /// The Zoom hosts' emails (lowercase), when the event uses Zoom.
+    pub host_emails: Vec<String>,
+    /// 同伴者入力設定 as JSON.
+    pub companion_fields: String,
+}
+
+/// A published or closed event by its public key, with what its application form needs.
+pub async fn public_form(c: &mut AnyConnection, public_key: &str) -> Result<Option<PublicForm>> {
+    let columns = EVENT_COLUMNS.split(',').map(|c| format!("e.{}", c.trim())).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT {columns}, a.time_zone, z.options, z.host_emails, e.companion_fields
+         FROM events e JOIN accounts a ON a.id = e.account_id
+         LEFT JOIN event_zoom z ON z.event_id = e.id AND z.enabled = 1
+         WHERE e.public_key = $1 AND e.state <> 'draft'"
+    );
+    let Some(r) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(public_key).fetch_optional(&mut *c).await? else {
+        return Ok(None);
+    };
+    let event = with_tickets(c, event_row(&r)?).await?;
+    let hosts: Option<String> = r.get(17);
+    Ok(Some(PublicForm {
+        event,
+        time_zone: r.get(15),
+        zoom_options: r.get(16),
+        host_emails: hosts.unwrap_or_default().split_whitespace().map(str::to_string).collect(),
+        companion_fields: r.get::<Option<String>, _>(18).unwrap_or_default(),
+    }))
+}
+
 /// One line of 申込状況サマリー: the event and its applications counted by status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
@@ -354,10 +391,12 @@ pub enum Applied {
 /// in the caller's transaction (roll it back on anything but `Created`). The event and the
 /// ticket must belong together (checked here); whether the event takes applications now is
 /// the caller's rule.
+///
+/// The same form sent again is found where it first makes a difference (the seats, the
+/// ticket's places, then the application's unique submit key) rather than by a lookup first:
+/// each statement here is a round trip to SQLite's writer thread, which every other writer
+/// waits behind.
 pub async fn apply(c: &mut AnyConnection, a: &NewApplication<'_>, now: i64) -> Result<Applied> {
-    if let Some(id) = application_by_submit_key(c, a.event_id, a.submit_key).await? {
-        return Ok(Applied::Again { id });
-    }
     let n = a.people.len() as i64;
     let held = sqlx::query(
         "UPDATE events SET seats_taken = seats_taken + $2, updated_at = $3
@@ -394,6 +433,10 @@ pub async fn apply(c: &mut AnyConnection, a: &NewApplication<'_>, now: i64) -> R
     .fetch_optional(&mut *c)
     .await?;
     let Some(ticket) = ticket else {
+        // The same form may have taken the ticket's last places.
+        if let Some(id) = application_by_submit_key(c, a.event_id, a.submit_key).await? {
+            return Ok(Applied::Again { id });
+        }
         let left: Option<Option<i64>> =
             sqlx::query_scalar("SELECT limit_count - taken FROM ticket_types WHERE id = $1 AND event_id = $2")
                 .bind(a.ticket_type_id)
@@ -437,30 +480,37 @@ pub async fn apply(c: &mut AnyConnection, a: &NewApplication<'_>, now: i64) -> R
         return id.map(|id| Applied::Again { id }).ok_or(StoreError::Conflict("application submit key"));
     };
     let id: i64 = inserted.get(0);
-    for (i, p) in a.people.iter().enumerate() {
-        // No key for a person without an email (a companion not asked for one).
-        let key = (a.unique_emails && !p.email.trim().is_empty()).then(|| p.email.trim().to_lowercase());
-        let r = sqlx::query(
-            "INSERT INTO attendees (application_id, event_id, position, name_kanji, name_kana, email, phone, company,
-                 email_key, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (event_id, email_key) DO NOTHING",
-        )
-        .bind(id)
-        .bind(a.event_id)
-        .bind(i as i64)
-        .bind(p.name_kanji)
-        .bind(p.name_kana)
-        .bind(p.email)
-        .bind(p.phone)
-        .bind(p.company)
-        .bind(key)
-        .bind(now)
-        .execute(&mut *c)
-        .await?;
-        if r.rows_affected() == 0 {
-            return Ok(Applied::EmailTaken { email: p.email.to_string() });
+    // Everyone in one statement. A person without an email gets no key (a companion not asked
+    // for one), so those never clash.
+    let mut sql = String::from(
+        "INSERT INTO attendees (application_id, event_id, position, name_kanji, name_kana, email, phone, company,
+             email_key, created_at) VALUES ",
+    );
+    for i in 0..a.people.len() {
+        // $1 application, $2 event, $3 now, then 7 per person.
+        let b = i * 7 + 4;
+        if i > 0 {
+            sql.push_str(", ");
         }
+        sql.push_str(&format!(
+            "($1, $2, ${b}, ${}, ${}, ${}, ${}, ${}, ${}, $3)",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5,
+            b + 6
+        ));
+    }
+    sql.push_str(" ON CONFLICT (event_id, email_key) DO NOTHING RETURNING position");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(a.event_id).bind(now);
+    for (i, p) in a.people.iter().enumerate() {
+        let key = (a.unique_emails && !p.email.trim().is_empty()).then(|| p.email.trim().to_lowercase());
+        q = q.bind(i as i64).bind(p.name_kanji).bind(p.name_kana).bind(p.email).bind(p.phone).bind(p.company).bind(key);
+    }
+    let stored: Vec<i64> = q.fetch_all(&mut *c).await?.iter().map(|r| r.get(0)).collect();
+    if let Some(p) = (0..a.people.len()).find(|i| !stored.contains(&(*i as i64))) {
+        return Ok(Applied::EmailTaken { email: a.people[p].email.to_string() });
     }
     Ok(Applied::Created { id, free: price == 0 })
 }

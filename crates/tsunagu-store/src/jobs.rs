@@ -60,6 +60,38 @@ pub async fn enqueue(c: &mut AnyConnection, job: &NewJob<'_>, now: i64) -> Resul
     insert(c, job, now, "VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $6)").await
 }
 
+/// Enqueue several jobs in one statement (one round trip to the writer), each as [`enqueue`]
+/// would: a job whose dedupe key is already queued is skipped. Returns how many were queued.
+pub async fn enqueue_all(c: &mut AnyConnection, batch: &[NewJob<'_>], now: i64) -> Result<u64> {
+    let mut queued = 0;
+    // 500 rows of 5 parameters each stay far below either database's limit on parameters.
+    for chunk in batch.chunks(500) {
+        let mut sql = String::from(
+            "INSERT INTO jobs (kind, payload, dedupe_key, state, attempts, max_attempts, run_at, created_at, updated_at)
+             VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 5 + 2;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("(${b}, ${}, ${}, 'queued', 0, ${}, ${}, $1, $1)", b + 1, b + 2, b + 3, b + 4));
+        }
+        sql.push_str(" ON CONFLICT (dedupe_key) WHERE state = 'queued' DO NOTHING");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+        for job in chunk {
+            q = q
+                .bind(job.kind)
+                .bind(job.payload.to_string())
+                .bind(job.dedupe_key)
+                .bind(job.max_attempts.max(1))
+                .bind(job.run_at);
+        }
+        queued += q.execute(&mut *c).await?.rows_affected();
+    }
+    Ok(queued)
+}
+
 /// Enqueue `job` unless a job with its dedupe key is queued or running (recurring jobs).
 /// Returns the new job's id, if one was queued.
 pub async fn ensure(c: &mut AnyConnection, job: &NewJob<'_>, now: i64) -> Result<Option<i64>> {

@@ -12,6 +12,7 @@ conformance!(
     sessions_expire_and_scope,
     throttle_counters,
     job_lifecycle,
+    jobs_enqueued_together_keep_their_keys,
     job_leases_come_back,
     job_concurrent_claims_are_disjoint,
     enqueue_is_transactional,
@@ -165,6 +166,24 @@ async fn job_lifecycle(store: Store) {
     assert!(jobs::complete(&mut c, newest, "w4").await.unwrap());
     let next = jobs::enqueue(&mut c, &job(&p, None, 100), 800).await.unwrap().unwrap();
     assert!(next > newest, "{next} after {newest}");
+}
+
+async fn jobs_enqueued_together_keep_their_keys(store: Store) {
+    let p = serde_json::json!({"n": 1});
+    let mut c = store.conn().await.unwrap();
+    jobs::enqueue(&mut c, &job(&p, Some("held"), 100), 50).await.unwrap().unwrap();
+    let keys: Vec<String> = (0..1200).map(|i| format!("k{i}")).collect();
+    let mut batch: Vec<NewJob> = keys.iter().map(|k| job(&p, Some(k), 100)).collect();
+    // A key already queued, the same key twice in one batch, and jobs without a key.
+    batch.push(job(&p, Some("held"), 100));
+    batch.push(job(&p, Some("k7"), 100));
+    batch.push(job(&p, None, 100));
+    batch.push(job(&p, None, 100));
+    assert_eq!(jobs::enqueue_all(&mut c, &batch, 50).await.unwrap(), 1202, "1,200 keys and 2 without");
+    assert_eq!(jobs::enqueue_all(&mut c, &[], 50).await.unwrap(), 0);
+    let claimed = jobs::claim(&mut c, store.backend(), "w1", 2000, 100, 1_000).await.unwrap();
+    assert_eq!(claimed.len(), 1203);
+    assert!(claimed.iter().all(|j| j.kind == "test.kind" && j.payload == p && j.max_attempts == 3));
 }
 
 async fn job_leases_come_back(store: Store) {
@@ -853,6 +872,63 @@ async fn events_hold_seats_exactly_and_stay_scoped(store: Store) {
     assert_eq!(events::delete(&mut c, b.id, copy).await.unwrap(), Deleted::NotFound);
     assert_eq!(events::delete(&mut c, a.id, copy).await.unwrap(), Deleted::Yes);
     assert!(events::get(&mut c, a.id, copy).await.unwrap().is_none());
+
+    // The same form sent again after it took a ticket's last place is that application, not
+    // 売り切れ; one person's taken email refuses the whole application, naming that email.
+    let one = [NewTicket { name: "残り1枚", price_yen: 500, limit_count: Some(1) }];
+    let id5 = events::create(&mut c, a.id, "pub-key-5", &input(10), &one, 7).await.unwrap();
+    let t5 = events::get(&mut c, a.id, id5).await.unwrap().unwrap().tickets[0].id;
+    drop(c);
+    let apply5 = |key: &'static str, emails: &'static [&'static str]| {
+        let store = store.clone();
+        async move {
+            let people: Vec<NewPerson> = emails
+                .iter()
+                .map(|e| NewPerson { name_kanji: "名前", name_kana: "", email: e, phone: "", company: "" })
+                .collect();
+            let access = format!("access5-{key}");
+            let new = NewApplication {
+                event_id: id5,
+                ticket_type_id: t5,
+                submit_key: key,
+                access_key: &access,
+                people: &people,
+                unique_emails: true,
+                status: "awaiting_payment",
+            };
+            let mut tx = store.begin().await.unwrap();
+            let r = events::apply(&mut tx, &new, 8).await.unwrap();
+            if matches!(r, Applied::Created { .. }) {
+                tx.commit().await.unwrap();
+            } else {
+                tx.rollback().await.unwrap();
+            }
+            r
+        }
+    };
+    let Applied::Created { id: last, .. } = apply5("g1", &["last@example.com"]).await else { panic!("the last place") };
+    assert_eq!(apply5("g1", &["last@example.com"]).await, Applied::Again { id: last });
+    assert_eq!(apply5("g2", &["new@example.com"]).await, Applied::TicketFull { left: 0 });
+    let mut c = store.conn().await.unwrap();
+    let one_more = [NewTicket { name: "残り1枚", price_yen: 500, limit_count: Some(3) }];
+    let edit = [events::TicketEdit { id: Some(t5), ticket: one_more[0].clone() }];
+    assert!(matches!(events::update(&mut c, a.id, id5, &input(10), &edit, 9).await.unwrap(), Some(Ok(_))));
+    drop(c);
+    assert_eq!(
+        apply5("g3", &["first@example.com", "LAST@example.com"]).await,
+        Applied::EmailTaken { email: "LAST@example.com".into() },
+        "the companion's email is the taken one"
+    );
+    let mut c = store.conn().await.unwrap();
+    let e5 = events::get(&mut c, a.id, id5).await.unwrap().unwrap();
+    assert_eq!((e5.seats_taken, e5.tickets[0].taken), (1, 1), "refused applications hold nothing");
+
+    // The public form's one read: the event, the organizer's time zone, 同伴者入力設定, and no
+    // Zoom while the event does not use it.
+    let f = events::public_form(&mut c, "pub-key-5").await.unwrap().expect("published");
+    assert_eq!((f.event.id, f.time_zone.as_str(), f.zoom_options, f.host_emails.len()), (id5, "Asia/Tokyo", None, 0));
+    assert_eq!(f.event.tickets.len(), 1);
+    assert!(events::public_form(&mut c, "pub-key-3").await.unwrap().is_none(), "a deleted draft");
 }
 
 async fn zoom_settings_keep_the_newest_save(store: Store) {

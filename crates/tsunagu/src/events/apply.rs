@@ -109,18 +109,13 @@ struct Loaded {
 }
 
 async fn load(app: &SharedApp, key: &str) -> Result<Loaded, AppError> {
-    let mut c = app.store.read().await?;
-    let e = store::public(&mut c, key).await?.ok_or(AppError::NotFound)?;
-    let tz = tsunagu_store::accounts::get(&mut c, e.account_id)
-        .await?
-        .map(|a| a.time_zone)
-        .unwrap_or_else(|| "Asia/Tokyo".into());
-    let zoom = store::zoom_settings_for_job(&mut c, e.id).await?.filter(|z| z.enabled);
-    let registration = zoom.as_ref().is_some_and(|z| super::zoom::Options::parse(&z.options).registration);
-    let hosts = if zoom.is_some() { store::host_emails(&mut c, e.id).await? } else { Vec::new() };
-    let fields =
-        super::companions::Fields::parse(&store::companion_fields_public(&mut c, e.id).await?).effective(registration);
-    Ok(Loaded { event: e, tz, registration, hosts, fields })
+    let f = {
+        let mut c = app.store.read().await?;
+        store::public_form(&mut c, key).await?.ok_or(AppError::NotFound)?
+    };
+    let registration = f.zoom_options.as_deref().is_some_and(|o| super::zoom::Options::parse(o).registration);
+    let fields = super::companions::Fields::parse(&f.companion_fields).effective(registration);
+    Ok(Loaded { event: f.event, tz: f.time_zone, registration, hosts: f.host_emails, fields })
 }
 
 fn page(ctx: &RequestContext, l: &Loaded, form: ApplyForm, problems: Vec<String>, now: i64) -> ApplyPage {

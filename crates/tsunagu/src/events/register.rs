@@ -38,10 +38,9 @@ pub async fn complete(c: &mut AnyConnection, app: &App, application_id: i64) -> 
 
 /// Queue the job for each person, on the caller's transaction (wake the workers after commit).
 pub async fn queue(c: &mut AnyConnection, app: &App, people: &[i64]) -> Result<(), StoreError> {
-    for id in people {
-        let payload = serde_json::json!({ "person_id": id });
-        crate::jobs::enqueue(c, app, REGISTER, &payload, Some(&format!("{REGISTER}:{id}")), 0).await?;
-    }
+    let items: Vec<_> =
+        people.iter().map(|id| (serde_json::json!({ "person_id": id }), Some(format!("{REGISTER}:{id}")))).collect();
+    crate::jobs::enqueue_all(c, app, REGISTER, &items).await?;
     Ok(())
 }
 

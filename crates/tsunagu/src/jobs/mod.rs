@@ -164,6 +164,28 @@ pub async fn enqueue(
     jobs::enqueue(c, &job, now).await
 }
 
+/// Enqueue one job of `kind` per `(payload, dedupe key)`, due now, in one statement on the
+/// caller's transaction (wake the workers after commit).
+pub async fn enqueue_all(
+    c: &mut AnyConnection,
+    app: &App,
+    kind: &str,
+    items: &[(serde_json::Value, Option<String>)],
+) -> Result<u64, StoreError> {
+    let now = app.now();
+    let batch: Vec<jobs::NewJob<'_>> = items
+        .iter()
+        .map(|(payload, key)| jobs::NewJob {
+            kind,
+            payload,
+            dedupe_key: key.as_deref(),
+            run_at: now,
+            max_attempts: app.config.jobs.max_attempts,
+        })
+        .collect();
+    jobs::enqueue_all(c, &batch, now).await
+}
+
 /// Delay before attempt `attempts + 1`: base·2^(attempts-1), at most an hour, with jitter.
 pub fn backoff_ms(base_seconds: u64, attempts: i64) -> i64 {
     let exp = (attempts.clamp(1, 20) - 1) as u32;
