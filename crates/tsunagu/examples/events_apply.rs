@@ -5,7 +5,8 @@
 //! - registrant adds per second at Zoom, over the middle 80 % of them, as a ratio of the Pro
 //!   plan's Light limit (30/s), and the sandbox's 429s (goal: ratio ≥ 0.9, no 429);
 //! - the time from the first application until the last join mail is queued;
-//! - the application POST's p50/p99 while the burst runs (goal: p99 < 50 ms);
+//! - the application form page's and the application POST's p50/p99 while the burst runs
+//!   (goal: p99 < 50 ms), and how much CPU the hypervisor took meanwhile (steal);
 //! - the process's peak RSS (app, sandbox and clients together).
 //!
 //! `cargo run --release -p tsunagu --example events_apply` (N: `BENCH_APPLICATIONS`, 1000;
@@ -198,6 +199,7 @@ async fn main() -> anyhow::Result<()> {
             // Each participant has their own cookies, carried by hand over one shared pool of
             // connections: a client of its own per participant would load the system's root
             // certificates each time, which took 40 % of this machine's CPU from the server.
+            let t = Instant::now();
             let r = c.get(format!("{base}/e/{key}/apply")).send().await.unwrap();
             let cookies = r
                 .headers()
@@ -207,6 +209,7 @@ async fn main() -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
                 .join("; ");
             let html = r.text().await.unwrap();
+            let page_ms = t.elapsed().as_secs_f64() * 1000.0;
             let (token, submit, ticket) =
                 (field(&html, "csrf_token"), field(&html, "submit_key"), field(&html, "ticket"));
             let (rep, comp) = (format!("rep{i}@example.com"), format!("comp{i}@example.com"));
@@ -226,12 +229,14 @@ async fn main() -> anyhow::Result<()> {
             let r = c.post(format!("{base}/e/{key}/apply")).header("cookie", cookies).form(&form).send().await.unwrap();
             let ms = t.elapsed().as_secs_f64() * 1000.0;
             assert_eq!(r.status(), 303, "application {i}");
-            ms
+            (page_ms, ms)
         }));
     }
-    let mut latencies = Vec::new();
+    let (mut pages, mut latencies) = (Vec::new(), Vec::new());
     for t in tasks {
-        latencies.push(t.await?);
+        let (page, post) = t.await?;
+        pages.push(page);
+        latencies.push(post);
     }
     let applied = started.elapsed();
     let cpu_after = cpu_ticks();
@@ -250,9 +255,15 @@ async fn main() -> anyhow::Result<()> {
     let (lo, hi) = (seen.len() / 10, seen.len() * 9 / 10);
     let rate = (hi - lo) as f64 / (seen[hi] - seen[lo]);
     latencies.sort_by(f64::total_cmp);
+    pages.sort_by(f64::total_cmp);
     let stats = sb.stats();
     println!("applications: {n} (each with one companion: {} people)", n * 2);
     println!("all applications answered after {:.1} s", applied.as_secs_f64());
+    println!(
+        "application form page (GET): p50 {:.1} ms, p99 {:.1} ms",
+        percentile(&pages, 0.5),
+        percentile(&pages, 0.99)
+    );
     println!(
         "application POST: p50 {:.1} ms, p99 {:.1} ms (during the burst, {clients} clients at once, {:.0} applications/s)",
         percentile(&latencies, 0.5),
