@@ -11,6 +11,7 @@
 
 pub mod accounts;
 pub mod applications;
+pub mod courses;
 mod db;
 pub mod diagnostics;
 pub mod events;

@@ -74,6 +74,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0010_attendee_zoom.sql"),
         postgres: include_str!("../migrations/postgres/0010_attendee_zoom.sql"),
     },
+    Migration {
+        version: 11,
+        name: "courses",
+        sqlite: include_str!("../migrations/sqlite/0011_courses.sql"),
+        postgres: include_str!("../migrations/postgres/0011_courses.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

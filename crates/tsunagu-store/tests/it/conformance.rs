@@ -29,6 +29,7 @@ conformance!(
     events_hold_seats_exactly_and_stay_scoped,
     zoom_settings_keep_the_newest_save,
     events_racing_requests_keep_their_answers,
+    course_subscriptions_are_claimed_once_and_steps_handled_once,
 );
 
 async fn account(store: &Store, email: &str) -> accounts::Account {
@@ -1090,4 +1091,83 @@ async fn events_racing_requests_keep_their_answers(store: Store) {
     let mut c = store.conn().await.unwrap();
     let e = events::get(&mut c, a.id, id).await.unwrap().expect("the event is kept");
     assert_eq!(e.seats_taken, 2);
+}
+
+async fn course_subscriptions_are_claimed_once_and_steps_handled_once(store: Store) {
+    use tsunagu_store::courses;
+    let a = account(&store, "instructor@example.com").await;
+    let mut c = store.conn().await.unwrap();
+    let course =
+        courses::create_course(&mut c, a.id, "course-key", "はじめてのLINE講座", "Asia/Tokyo", 1).await.unwrap();
+    assert!(courses::create_course(&mut c, a.id, "course-key", "x", "Asia/Tokyo", 1).await.is_err(), "key taken");
+    let step = |body, timing, position| courses::NewStep {
+        kind: "text",
+        body,
+        media_id: None,
+        timing,
+        position,
+        valid_from: 0,
+    };
+    let first = courses::add_step(&mut c, course, &step("ようこそ", None, 1), 2).await.unwrap();
+    let second = courses::add_step(&mut c, course, &step("1日目", Some((1, 540)), 1), 2).await.unwrap();
+    let steps = courses::steps(&mut c, course).await.unwrap();
+    assert_eq!(
+        steps.iter().map(|s| (s.id, s.timing)).collect::<Vec<_>>(),
+        vec![(first, None), (second, Some((1, 540)))]
+    );
+    // 300 students started at 1,000; 20 more are due later, 5 are not friends yet.
+    // (SQLite has one writer: the connection is given back before the transaction begins.)
+    drop(c);
+    let mut tx = store.begin().await.unwrap();
+    for i in 0..325 {
+        let student = courses::create_student(&mut tx, Some(&format!("s{i}@example.com")), None, "", 3).await.unwrap();
+        let sub = courses::subscribe(&mut tx, course, student, 4).await.unwrap();
+        assert_eq!(courses::subscribe(&mut tx, course, student, 5).await.unwrap(), sub, "starting again");
+        if i < 320 {
+            let due = if i < 300 { 1_000 } else { 50_000 };
+            let reply = (i == 0).then_some(("reply-token", 3_000));
+            assert!(courses::start(&mut tx, sub, &format!("U{i}"), 1_000, Some(due), reply).await.unwrap());
+            assert!(!courses::start(&mut tx, sub, &format!("U{i}"), 9_000, Some(9_000), None).await.unwrap(), "once");
+        }
+    }
+    tx.commit().await.unwrap();
+
+    // Two dispatchers claim in batches at once: each due subscription exactly once.
+    let claim = |worker: &'static str| {
+        let store = store.clone();
+        async move {
+            let mut got = Vec::new();
+            loop {
+                let mut tx = store.begin().await.unwrap();
+                let batch = courses::claim_due(&mut tx, store.backend(), worker, 40, 2_000, 60_000).await.unwrap();
+                tx.commit().await.unwrap();
+                if batch.is_empty() {
+                    return got;
+                }
+                got.extend(batch);
+            }
+        }
+    };
+    let (one, two) = tokio::join!(claim("w1"), claim("w2"));
+    let ids: HashSet<i64> = one.iter().chain(&two).map(|d| d.id).collect();
+    assert_eq!((one.len() + two.len(), ids.len()), (300, 300), "disjoint and complete");
+    let with_token: Vec<_> = one.iter().chain(&two).filter(|d| d.reply_token.is_some()).collect();
+    assert_eq!(with_token.len(), 1, "the fresh reply token comes with its subscription");
+    assert!(one.iter().chain(&two).all(|d| d.started_at == 1_000 && d.line_user_id.starts_with('U')));
+
+    // Handled once: recording a step again keeps the first record.
+    let mut c = store.conn().await.unwrap();
+    let d = &one.first().or(two.first()).unwrap().clone();
+    let worker = if one.iter().any(|x| x.id == d.id) { "w1" } else { "w2" };
+    assert_eq!(courses::record_handled(&mut c, d.id, &[first], "sent", None, 2_001).await.unwrap(), 1);
+    assert_eq!(courses::record_handled(&mut c, d.id, &[first, second], "skipped", None, 2_002).await.unwrap(), 1);
+    assert_eq!(courses::handled(&mut c, &[d.id]).await.unwrap().len(), 2);
+    assert!(!courses::release(&mut c, d.id, "someone-else", Some(3_000), 2_003).await.unwrap(), "not the holder");
+    assert!(courses::release(&mut c, d.id, worker, Some(90_000), 2_003).await.unwrap());
+    // Leases: nothing is claimable until they run out; then the 299 unreleased come back, and
+    // at 50,000 the 20 later ones too (the released one is due at 90,000).
+    assert!(courses::claim_due(&mut c, store.backend(), "w3", 1000, 2_004, 60_000).await.unwrap().is_empty());
+    let back = courses::claim_due(&mut c, store.backend(), "w3", 1000, 62_001, 60_000).await.unwrap();
+    assert_eq!(back.len(), 299 + 20);
+    assert!(back.iter().all(|b| b.id != d.id && b.reply_token.is_none()));
 }

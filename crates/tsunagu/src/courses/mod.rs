@@ -7,6 +7,12 @@
 //! - [`fanout`]: how the steps due for many students become LINE requests (reply when free,
 //!   chunks of 5 messages, multicast for crowds sharing the same chunk).
 //!
+//! - Storage (`tsunagu_store::courses`, migration 0011): courses, steps (with the range of
+//!   subscription starts each applies to, for edits meant for new students only), students,
+//!   subscriptions with their next delivery and a dispatcher's lease, handled steps, and LINE
+//!   requests with their retry keys. Claims are disjoint across processes (tested on both
+//!   backends).
+//!
 //! The dispatcher, planned on top (ARCHITECTURE "Step delivery"): each subscription row keeps
 //! the instant of its next delivery (`next_at`) and each handled step has a delivery row
 //! (unique per subscription and step, so a step is recorded sent or skipped at most once). The
