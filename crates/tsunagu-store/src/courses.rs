@@ -300,3 +300,147 @@ pub async fn release(
     .await?;
     Ok(r.rows_affected() == 1)
 }
+
+/// What the dispatcher needs of a course: its time zone and its Messaging API channel.
+pub async fn course_for_dispatch(c: &mut AnyConnection, course_id: i64) -> Result<Option<(String, Option<String>)>> {
+    let row = sqlx::query("SELECT time_zone, line_channel_id FROM courses WHERE id = $1")
+        .bind(course_id)
+        .fetch_optional(c)
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// Link the course to its Messaging API channel (LINEステップ配信設定).
+pub async fn set_channel(c: &mut AnyConnection, course_id: i64, channel_id: Option<&str>, now: i64) -> Result<()> {
+    sqlx::query("UPDATE courses SET line_channel_id = $2, updated_at = $3 WHERE id = $1")
+        .bind(course_id)
+        .bind(channel_id)
+        .bind(now)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// A request to LINE as stored before it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendRow {
+    pub id: i64,
+    pub channel_id: String,
+    /// `reply`, `push` or `multicast`.
+    pub method: String,
+    pub retry_key: Option<String>,
+    /// JSON: `{"to": [...], "reply_token"?: "...", "steps": [...]}`.
+    pub body: String,
+    pub attempts: i64,
+    pub created_at: i64,
+}
+
+/// Store a request before it is sent, held by its writer until `lease_until`.
+pub async fn insert_send(
+    c: &mut AnyConnection,
+    channel_id: &str,
+    method: &str,
+    retry_key: Option<&str>,
+    body: &str,
+    lease_until: i64,
+    now: i64,
+) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO line_sends (channel_id, method, retry_key, body, state, lease_until, created_at)
+         VALUES ($1, $2, $3, $4, 'pending', $5, $6) RETURNING id",
+    )
+    .bind(channel_id)
+    .bind(method)
+    .bind(retry_key)
+    .bind(body)
+    .bind(lease_until)
+    .bind(now)
+    .fetch_one(c)
+    .await?)
+}
+
+/// Count an attempt before making it (a reply, which has no retry key, is tried once).
+pub async fn count_attempt(c: &mut AnyConnection, send_id: i64) -> Result<()> {
+    sqlx::query("UPDATE line_sends SET attempts = attempts + 1 WHERE id = $1").bind(send_id).execute(c).await?;
+    Ok(())
+}
+
+/// Settle a pending request as `sent` or `failed` (with a Japanese reason), and its steps with
+/// it. Returns whether it was pending.
+pub async fn settle_send(c: &mut AnyConnection, send_id: i64, state: &str, reason: &str, now: i64) -> Result<bool> {
+    let r =
+        sqlx::query("UPDATE line_sends SET state = $2, reason = $3, sent_at = $4 WHERE id = $1 AND state = 'pending'")
+            .bind(send_id)
+            .bind(state)
+            .bind(reason)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+    sqlx::query("UPDATE step_deliveries SET outcome = $2, at = $3 WHERE send_id = $1 AND outcome = 'sending'")
+        .bind(send_id)
+        .bind(state)
+        .bind(now)
+        .execute(c)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Claim up to `limit` pending requests whose writer's lease ran out (it crashed, or the
+/// request failed in a way worth retrying), oldest first, until `now + lease_ms`.
+pub async fn claim_stale_sends(
+    c: &mut AnyConnection,
+    backend: Backend,
+    limit: i64,
+    now: i64,
+    lease_ms: i64,
+) -> Result<Vec<SendRow>> {
+    let lock = match backend {
+        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE line_sends SET lease_until = $1
+         WHERE id IN (
+             SELECT id FROM line_sends WHERE state = 'pending' AND lease_until < $2 ORDER BY lease_until, id LIMIT $3 {lock})
+         RETURNING id, channel_id, method, retry_key, body, attempts, created_at"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now + lease_ms).bind(now).bind(limit).fetch_all(c).await?;
+    let mut sends: Vec<SendRow> = rows
+        .iter()
+        .map(|r| SendRow {
+            id: r.get(0),
+            channel_id: r.get(1),
+            method: r.get(2),
+            retry_key: r.get(3),
+            body: r.get(4),
+            attempts: r.get(5),
+            created_at: r.get(6),
+        })
+        .collect();
+    sends.sort_by_key(|s| s.id);
+    Ok(sends)
+}
+
+/// Hand a pending request back for a later attempt at `at` (a retryable failure).
+pub async fn retry_send_at(c: &mut AnyConnection, send_id: i64, at: i64) -> Result<()> {
+    sqlx::query("UPDATE line_sends SET lease_until = $2 WHERE id = $1 AND state = 'pending'")
+        .bind(send_id)
+        .bind(at)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+/// The earliest instant anything of the dispatcher's falls due: an active subscription's next
+/// delivery, or a pending request's lease. `None` when nothing waits.
+pub async fn next_due(c: &mut AnyConnection) -> Result<Option<i64>> {
+    let subs: Option<i64> = sqlx::query_scalar("SELECT MIN(next_at) FROM course_subscriptions WHERE state = 'active'")
+        .fetch_one(&mut *c)
+        .await?;
+    let sends: Option<i64> =
+        sqlx::query_scalar("SELECT MIN(lease_until) FROM line_sends WHERE state = 'pending'").fetch_one(c).await?;
+    Ok(match (subs, sends) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
+}

@@ -94,6 +94,8 @@ CREATE TABLE line_sends (
     body TEXT NOT NULL,
     -- pending, sent or failed
     state TEXT NOT NULL,
+    -- a pending request is another dispatcher's to send (again) once this has passed
+    lease_until BIGINT NOT NULL,
     attempts BIGINT NOT NULL DEFAULT 0,
     -- Japanese, for the delivery log
     reason TEXT NOT NULL DEFAULT '',
@@ -101,7 +103,7 @@ CREATE TABLE line_sends (
     created_at BIGINT NOT NULL,
     sent_at BIGINT
 );
-CREATE INDEX line_sends_pending ON line_sends (channel_id, id) WHERE state = 'pending';
+CREATE INDEX line_sends_pending ON line_sends (lease_until) WHERE state = 'pending';
 
 -- A step handled for a subscription: at most once.
 CREATE TABLE step_deliveries (

@@ -1170,4 +1170,32 @@ async fn course_subscriptions_are_claimed_once_and_steps_handled_once(store: Sto
     let back = courses::claim_due(&mut c, store.backend(), "w3", 1000, 62_001, 60_000).await.unwrap();
     assert_eq!(back.len(), 299 + 20);
     assert!(back.iter().all(|b| b.id != d.id && b.reply_token.is_none()));
+
+    // Requests: stored before they are sent; a pending one comes back once its lease passed,
+    // to one claimer; settling one settles its steps.
+    let first_send = courses::insert_send(&mut c, "ch", "push", Some("key-1"), "{}", 70_000, 62_002).await.unwrap();
+    let second = courses::insert_send(&mut c, "ch", "multicast", Some("key-2"), "{}", 80_000, 62_002).await.unwrap();
+    assert!(courses::insert_send(&mut c, "ch", "push", Some("key-1"), "{}", 1, 1).await.is_err(), "one row per key");
+    assert!(courses::insert_send(&mut c, "ch", "reply", None, "{}", 1, 1).await.is_ok(), "replies have no key");
+    let sub = back[0].id;
+    courses::record_handled(&mut c, sub, &[first], "sending", Some(first_send), 62_002).await.unwrap();
+    let reply_send: i64 =
+        sqlx::query_scalar("SELECT id FROM line_sends WHERE method = 'reply'").fetch_one(&mut *c).await.unwrap();
+    assert!(courses::settle_send(&mut c, reply_send, "sent", "", 62_003).await.unwrap());
+    // The claimed subscriptions are still due at 1,000 until their holder releases them.
+    assert_eq!(courses::next_due(&mut c).await.unwrap(), Some(1_000));
+    assert!(courses::claim_stale_sends(&mut c, store.backend(), 10, 69_999, 5_000).await.unwrap().is_empty());
+    let stale = courses::claim_stale_sends(&mut c, store.backend(), 10, 75_000, 5_000).await.unwrap();
+    assert_eq!(stale.iter().map(|s| s.id).collect::<Vec<_>>(), vec![first_send]);
+    assert!(courses::claim_stale_sends(&mut c, store.backend(), 10, 79_999, 5_000).await.unwrap().is_empty(), "leased");
+    assert!(courses::settle_send(&mut c, first_send, "sent", "", 76_000).await.unwrap());
+    assert!(!courses::settle_send(&mut c, first_send, "failed", "x", 76_001).await.unwrap(), "settled once");
+    let outcome: String = sqlx::query_scalar("SELECT outcome FROM step_deliveries WHERE send_id = $1")
+        .bind(first_send)
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+    assert_eq!(outcome, "sent");
+    let got = courses::claim_stale_sends(&mut c, store.backend(), 10, 90_000, 5_000).await.unwrap();
+    assert_eq!(got.iter().map(|s| s.id).collect::<Vec<_>>(), vec![second]);
 }

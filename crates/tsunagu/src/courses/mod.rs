@@ -13,13 +13,19 @@
 //!   requests with their retry keys. Claims are disjoint across processes (tested on both
 //!   backends).
 //!
-//! The dispatcher, planned on top (ARCHITECTURE "Step delivery"): each subscription row keeps
-//! the instant of its next delivery (`next_at`) and each handled step has a delivery row
-//! (unique per subscription and step, so a step is recorded sent or skipped at most once). The
-//! dispatcher claims due subscriptions in batches (`FOR UPDATE SKIP LOCKED` on PostgreSQL),
-//! computes [`schedule::due`] for each, plans [`fanout::requests`], and writes each request with
-//! its retry key and its delivery rows before sending it; a retry sends the same key, and LINE's
-//! 409 means it was sent.
+//! - [`dispatch`]: the job `courses.dispatch`. It claims due subscriptions in batches, stores
+//!   each request with its retry key and its steps as `sending` (with each subscription's next
+//!   instant) in one transaction, then sends; a request left pending (a dead process, a failure
+//!   worth retrying) is sent again after its lease with the same key, and LINE's 409 settles it.
+//!   It queues its own next run for the earliest instant anything falls due.
+//!
+//! Not built yet (issue 13 stays open): the console's screens (courses, steps, 公式LINE連携,
+//! LINEステップ配信設定, テスト配信, the delivery log, quota), the student side (course page,
+//! sign-up, LINE Login with the friend prompt, follow/unfollow starting, pausing and resuming
+//! subscriptions), the monthly-quota pause, the plan gate, the demo course, and the benchmarks.
 
+pub mod dispatch;
 pub mod fanout;
 pub mod schedule;
+
+pub use dispatch::job_kinds;

@@ -3,6 +3,7 @@
 mod accounts_web;
 mod browser;
 mod browser_manual;
+mod courses;
 mod events;
 mod events_apply;
 mod events_faults;

@@ -1,0 +1,408 @@
+//! The step-delivery dispatcher (job `courses.dispatch`): claims due subscriptions in batches,
+//! works out what each is due ([`schedule::due`]), plans the requests ([`fanout::requests`]),
+//! stores each request with its retry key and its steps as `sending` in one transaction with
+//! the subscriptions' next instants, and only then sends them.
+//!
+//! - A subscription is handled by one dispatcher at a time (a lease on its row; `SKIP LOCKED`
+//!   on PostgreSQL), and a step is recorded at most once per subscription.
+//! - A request left pending (the process died, or LINE answered 5xx, a timeout or a rate-limit
+//!   429) is sent again after its lease with the same retry key; LINE's 409 means it was sent.
+//! - A reply has no retry key (LINE refuses one there): it is attempted once. If that attempt
+//!   fails, its steps go by push when the reply certainly did not go out; if the process died
+//!   during the attempt, whether it went out is unknown, and it is recorded failed rather than
+//!   risk a second copy.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use tsunagu_line::message::Message;
+use tsunagu_line::{LineError, RetryKey};
+use tsunagu_store::courses::{self as store, DueSubscription, StepRow};
+
+use super::{fanout, schedule};
+use crate::app::App;
+use crate::jobs::{JobError, Outcome};
+
+/// Subscriptions claimed per round.
+pub const BATCH: i64 = 500;
+/// How long a dispatcher holds what it claimed (subscriptions and the requests it stored).
+pub const LEASE_MS: i64 = 120_000;
+/// When a retryable failure is tried again.
+const RETRY_MS: i64 = 5_000;
+
+/// What a stored request carries: who, which steps, and the reply token for a reply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Body {
+    to: Vec<String>,
+    steps: Vec<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reply_token: Option<String>,
+    /// The subscriptions of `to`, in the same order (for a push fallback of a reply).
+    subscriptions: Vec<i64>,
+}
+
+fn schedule_step(s: &StepRow) -> schedule::Step {
+    let timing = match s.timing {
+        None => schedule::Timing::Immediate,
+        Some((day, minute)) => schedule::Timing::At { day: day.max(0) as u32, minute: minute.clamp(0, 1439) as u32 },
+    };
+    schedule::Step { id: s.id, timing, order: s.position as i32 }
+}
+
+/// The steps a subscription that started at `started_at` receives.
+fn steps_for(steps: &[StepRow], started_at: i64) -> Vec<schedule::Step> {
+    steps
+        .iter()
+        .filter(|s| s.valid_from <= started_at && s.valid_until.is_none_or(|u| started_at < u))
+        .map(schedule_step)
+        .collect()
+}
+
+/// One run: resend what was left pending, then dispatch due subscriptions until none is due
+/// (at most 20 batches), then queue the next run for when something next falls due.
+pub async fn run(app: &App, worker: &str) -> Result<Outcome, JobError> {
+    resend_stale(app).await?;
+    for _ in 0..20 {
+        let now = app.now();
+        let claimed = {
+            let mut tx = app.store.begin().await?;
+            let claimed = store::claim_due(&mut tx, app.store.backend(), worker, BATCH, now, LEASE_MS).await?;
+            tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
+            claimed
+        };
+        if claimed.is_empty() {
+            break;
+        }
+        let sends = plan(app, worker, &claimed, now).await?;
+        send_all(app, sends).await?;
+    }
+    let next = {
+        let mut c = app.store.read().await?;
+        store::next_due(&mut c).await?
+    };
+    if let Some(at) = next {
+        // Not sooner than a second from now: what is due now but held by another dispatcher
+        // is that dispatcher's to finish.
+        queue_at(app, at.max(app.now() + 1_000)).await?;
+    }
+    Ok(Outcome::Done)
+}
+
+/// Queue a dispatch run now (after a subscription starts).
+pub async fn queue(app: &App) -> Result<(), tsunagu_store::StoreError> {
+    queue_at(app, app.now()).await
+}
+
+/// Queue a dispatch run at `at`. Runs are keyed by their instant, so a run wanted sooner is
+/// not swallowed by one queued for later; runs at the same instant are one.
+async fn queue_at(app: &App, at: i64) -> Result<(), tsunagu_store::StoreError> {
+    let mut c = app.store.conn().await?;
+    let key = format!("{DISPATCH}@{at}");
+    crate::jobs::enqueue(&mut c, app, DISPATCH, &serde_json::json!({}), Some(&key), at - app.now()).await?;
+    drop(c);
+    crate::jobs::wake(app);
+    Ok(())
+}
+
+pub const DISPATCH: &str = "courses.dispatch";
+
+/// Store what the claimed subscriptions are due, with their requests, and release them.
+/// Returns the requests to send now, in order.
+async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) -> Result<Vec<store::SendRow>, JobError> {
+    let (courses, handled) = {
+        let mut c = app.store.read().await?;
+        let mut courses: HashMap<i64, (String, Option<String>, Vec<StepRow>)> = HashMap::new();
+        for id in claimed.iter().map(|d| d.course_id).collect::<HashSet<_>>() {
+            if let Some((tz, channel)) = store::course_for_dispatch(&mut c, id).await? {
+                courses.insert(id, (tz, channel, store::steps(&mut c, id).await?));
+            }
+        }
+        let ids: Vec<i64> = claimed.iter().map(|d| d.id).collect();
+        let mut handled: HashSet<(i64, i64)> = HashSet::new();
+        for chunk in ids.chunks(500) {
+            handled.extend(store::handled(&mut c, chunk).await?);
+        }
+        (courses, handled)
+    };
+    let mut tx = app.store.begin().await?;
+    let mut sends = Vec::new();
+    // Per channel: who is due what.
+    let mut by_channel: HashMap<String, (Vec<fanout::Recipient>, HashMap<String, i64>)> = HashMap::new();
+    for d in claimed {
+        let Some((tz, channel, steps)) = courses.get(&d.course_id) else {
+            store::release(&mut tx, d.id, worker, None, now).await?;
+            continue;
+        };
+        let zone = jiff::tz::TimeZone::get(tz).unwrap_or(jiff::tz::TimeZone::UTC);
+        let mine = steps_for(steps, d.started_at);
+        let is_handled = |step: i64| handled.contains(&(d.id, step));
+        let due = schedule::due(&mine, d.started_at, &zone, &is_handled, d.resumed_at, now);
+        if !due.skip.is_empty() {
+            store::record_handled(&mut tx, d.id, &due.skip, "skipped", None, now).await?;
+        }
+        match channel {
+            Some(channel) if !due.send.is_empty() && !d.line_user_id.is_empty() => {
+                let (recipients, subs) = by_channel.entry(channel.clone()).or_default();
+                recipients.push(fanout::Recipient {
+                    user_id: d.line_user_id.clone(),
+                    steps: due.send.clone(),
+                    reply_token: d.reply_token.clone(),
+                });
+                subs.insert(d.line_user_id.clone(), d.id);
+                store::release(&mut tx, d.id, worker, due.next_at, now).await?;
+            }
+            // No channel linked (yet): the steps wait, and are looked at again in a while.
+            None if !due.send.is_empty() => {
+                store::release(&mut tx, d.id, worker, Some(now + LEASE_MS), now).await?;
+            }
+            _ => {
+                store::release(&mut tx, d.id, worker, due.next_at, now).await?;
+            }
+        }
+    }
+    for (channel, (recipients, subs)) in by_channel {
+        for request in fanout::requests(&recipients) {
+            let (method, to, token) = match &request {
+                fanout::Request::Reply { token, user_id, .. } => ("reply", vec![user_id.clone()], Some(token.clone())),
+                fanout::Request::Push { user_id, .. } => ("push", vec![user_id.clone()], None),
+                fanout::Request::Multicast { user_ids, .. } => ("multicast", user_ids.clone(), None),
+            };
+            let subscriptions: Vec<i64> = to.iter().filter_map(|u| subs.get(u).copied()).collect();
+            let body = Body { to, steps: request.steps().to_vec(), reply_token: token, subscriptions };
+            let key = (method != "reply").then(|| RetryKey::new(now).key);
+            let json = serde_json::to_string(&body).map_err(|e| JobError::Permanent(e.to_string()))?;
+            let id = store::insert_send(&mut tx, &channel, method, key.as_deref(), &json, now + LEASE_MS, now).await?;
+            for sub in &body.subscriptions {
+                store::record_handled(&mut tx, *sub, &body.steps, "sending", Some(id), now).await?;
+            }
+            sends.push(store::SendRow {
+                id,
+                channel_id: channel.clone(),
+                method: method.into(),
+                retry_key: key,
+                body: json,
+                attempts: 0,
+                created_at: now,
+            });
+        }
+    }
+    tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
+    Ok(sends)
+}
+
+/// Resend requests whose lease ran out.
+async fn resend_stale(app: &App) -> Result<(), JobError> {
+    loop {
+        let stale = {
+            let mut tx = app.store.begin().await?;
+            let s = store::claim_stale_sends(&mut tx, app.store.backend(), 200, app.now(), LEASE_MS).await?;
+            tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
+            s
+        };
+        if stale.is_empty() {
+            return Ok(());
+        }
+        send_all(app, stale).await?;
+    }
+}
+
+/// Send stored requests in order. A retryable failure leaves the request pending for another
+/// attempt with the same retry key in [`RETRY_MS`], which the run after this one makes (it is
+/// queued for the earliest pending lease), spending no job attempt.
+async fn send_all(app: &App, sends: Vec<store::SendRow>) -> Result<(), JobError> {
+    let mut channels: HashMap<String, Option<tsunagu_line::Channel>> = HashMap::new();
+    let mut messages: HashMap<i64, Option<Message>> = HashMap::new();
+    for s in sends {
+        if !channels.contains_key(&s.channel_id) {
+            let known =
+                crate::line::known_channel(app, &s.channel_id).await.map_err(|e| JobError::Retry(e.to_string()))?;
+            let ch = known.map(|k| tsunagu_line::Channel {
+                id: s.channel_id.clone(),
+                secret: k.secret,
+                token_kind: Default::default(),
+            });
+            channels.insert(s.channel_id.clone(), ch);
+        }
+        let now = app.now();
+        let Some(ch) = channels[&s.channel_id].clone() else {
+            settle(app, s.id, "failed", "公式LINEの連携が解除されたため送信できませんでした。", now).await?;
+            continue;
+        };
+        let body: Body = serde_json::from_str(&s.body).map_err(|e| JobError::Permanent(e.to_string()))?;
+        let mut objects = Vec::new();
+        for step in &body.steps {
+            if !messages.contains_key(step) {
+                messages.insert(*step, message(app, *step).await?);
+            }
+            if let Some(m) = &messages[step] {
+                objects.push(m.clone());
+            }
+        }
+        if objects.is_empty() {
+            settle(app, s.id, "failed", "メッセージが削除されたため送信しませんでした。", now).await?;
+            continue;
+        }
+        let key = s.retry_key.clone().map(|key| RetryKey { key, created_at_ms: s.created_at });
+        let result = match (s.method.as_str(), &key) {
+            ("reply", _) => {
+                if s.attempts > 0 {
+                    // The process died during the one attempt: it may have gone out.
+                    let why = "返信の送信中に処理が中断されたため、届いたかどうか確認できませんでした。";
+                    settle(app, s.id, "failed", why, now).await?;
+                    continue;
+                }
+                let mut c = app.store.conn().await?;
+                store::count_attempt(&mut c, s.id).await?;
+                drop(c);
+                let token = body.reply_token.clone().unwrap_or_default();
+                match app.line.reply(&ch, &token, &objects).await {
+                    Ok(sent) => Ok(sent),
+                    // Refused, so nothing went out (the token had lapsed, or a rate limit):
+                    // the same steps go by push instead. A 5xx or a timeout leaves it unknown.
+                    Err(LineError::BadRequest { .. }) | Err(LineError::RateLimited) => {
+                        fallback_to_push(app, &s, &body, now).await?;
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            ("multicast", Some(key)) => app.line.multicast(&ch, &body.to, &objects, key).await,
+            (_, Some(key)) => app.line.push(&ch, &body.to[0], &objects, key).await,
+            (_, None) => {
+                settle(app, s.id, "failed", "送信の記録が壊れているため送信しませんでした。", now).await?;
+                continue;
+            }
+        };
+        match result {
+            Ok(_) => settle(app, s.id, "sent", "", app.now()).await?,
+            Err(e) if retryable(&e) => {
+                tracing::warn!(send_id = s.id, method = %s.method, error = %e, "LINE send will be retried");
+                let mut c = app.store.conn().await?;
+                store::retry_send_at(&mut c, s.id, app.now() + RETRY_MS).await?;
+            }
+            Err(e) => settle(app, s.id, "failed", &reason_ja(&e), app.now()).await?,
+        }
+    }
+    Ok(())
+}
+
+/// A reply LINE refused goes by push, as a new request stored before it is sent.
+async fn fallback_to_push(app: &App, s: &store::SendRow, body: &Body, now: i64) -> Result<(), JobError> {
+    let push = Body {
+        to: body.to.clone(),
+        steps: body.steps.clone(),
+        reply_token: None,
+        subscriptions: body.subscriptions.clone(),
+    };
+    let json = serde_json::to_string(&push).map_err(|e| JobError::Permanent(e.to_string()))?;
+    let key = RetryKey::new(now).key;
+    let mut tx = app.store.begin().await?;
+    store::settle_send(&mut tx, s.id, "failed", "返信の期限が切れていたため、プッシュで送り直しました。", now).await?;
+    // The new request is due at once: any dispatcher's resend picks it up.
+    let id = store::insert_send(&mut tx, &s.channel_id, "push", Some(&key), &json, now, now).await?;
+    for sub in &push.subscriptions {
+        sqlx::query(
+            "UPDATE step_deliveries SET outcome = 'sending', send_id = $3 WHERE subscription_id = $1 AND send_id = $2",
+        )
+        .bind(*sub)
+        .bind(s.id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(tsunagu_store::StoreError::from)?;
+    }
+    tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
+    Ok(())
+}
+
+async fn settle(app: &App, id: i64, state: &str, reason: &str, now: i64) -> Result<(), JobError> {
+    let mut c = app.store.conn().await?;
+    store::settle_send(&mut c, id, state, reason, now).await?;
+    Ok(())
+}
+
+fn retryable(e: &LineError) -> bool {
+    matches!(
+        e,
+        LineError::Server { .. }
+            | LineError::Timeout
+            | LineError::RateLimited
+            | LineError::InvalidToken
+            | LineError::LimitsUnavailable { .. }
+    )
+}
+
+/// Why a request failed for good, for the delivery log.
+fn reason_ja(e: &LineError) -> String {
+    match e {
+        LineError::MonthlyLimit => "今月の送信数の上限に達したため送信できませんでした。".into(),
+        LineError::RetryKeyExpired => "24時間以上送信できなかったため、二重送信を避けて送信を中止しました。".into(),
+        LineError::Forbidden { .. } => "この公式LINEのプランではこの送信方法を利用できません。".into(),
+        LineError::BadChannelCredentials => "チャネルIDまたはチャネルシークレットが正しくありません。".into(),
+        LineError::Message(m) => format!("メッセージが LINE の規則に合いません（{m:?}）。"),
+        other => format!("LINE が送信を受け付けませんでした（{other}）。"),
+    }
+}
+
+/// The LINE message for a step, or `None` when it no longer exists.
+async fn message(app: &App, step_id: i64) -> Result<Option<Message>, JobError> {
+    let mut c = app.store.read().await?;
+    let row: Option<(String, String, Option<i64>)> =
+        sqlx::query_as("SELECT kind, body, media_id FROM course_steps WHERE id = $1")
+            .bind(step_id)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(tsunagu_store::StoreError::from)?;
+    let Some((kind, body, media)) = row else { return Ok(None) };
+    if kind == "text" {
+        return Ok(Some(Message::text(body)));
+    }
+    let Some(media) = media else { return Ok(None) };
+    let Some(m) = tsunagu_store::media::by_id(&mut c, media).await? else { return Ok(None) };
+    let url = |name: &str| crate::media::store::url(&app.config, name);
+    Ok(Some(match kind.as_str() {
+        "image" => Message::Image { original_content_url: url(&m.file_name), preview_image_url: url(&m.preview_name) },
+        "video" => Message::Video {
+            original_content_url: url(&m.file_name),
+            preview_image_url: url(&m.preview_name),
+            tracking_id: None,
+        },
+        "audio" => Message::Audio { original_content_url: url(&m.file_name), duration: m.duration_ms.unwrap_or(0) },
+        _ => return Ok(None),
+    }))
+}
+
+/// The courses feature's job kinds: the dispatcher, which queues its own next run for when
+/// something next falls due.
+pub fn job_kinds() -> Vec<crate::jobs::JobKind> {
+    vec![crate::jobs::JobKind::new(DISPATCH, std::time::Duration::from_secs(600), |app, worker, _job| async move {
+        run(&app, &worker).await
+    })]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: i64, valid_from: i64, valid_until: Option<i64>) -> StepRow {
+        StepRow {
+            id,
+            course_id: 1,
+            kind: "text".into(),
+            body: String::new(),
+            media_id: None,
+            timing: None,
+            position: 1,
+            valid_from,
+            valid_until,
+        }
+    }
+
+    #[test]
+    fn a_step_reaches_the_subscriptions_started_in_its_range() {
+        let rows = [row(1, 0, None), row(2, 0, Some(100)), row(3, 100, None)];
+        let ids = |start| steps_for(&rows, start).iter().map(|s| s.id).collect::<Vec<_>>();
+        assert_eq!(ids(50), vec![1, 2], "the old version for those who started before the edit");
+        assert_eq!(ids(100), vec![1, 3], "the new version from the edit on");
+    }
+}

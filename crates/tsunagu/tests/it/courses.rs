@@ -1,0 +1,240 @@
+//! Step delivery against the LINE sandbox: a course's steps reach each student exactly once, in
+//! 通目 order, at their timings in the course's time zone (the injected clock moves through two
+//! days); a crowd due together goes by multicast, a fresh reply token carries the first
+//! messages for free, and running the dispatcher again sends nothing twice.
+
+use tsunagu_sandbox::line::{LineChannelSpec, LineFaults, LineSandbox, SimUser};
+use tsunagu_store::courses::{self, NewStep};
+
+use crate::helpers::TestApp;
+
+const CHANNEL: &str = "2000000077";
+const SECRET: &str = "0c570fa6dd201bb328f1c1eac23a96d7";
+const H: i64 = 3_600_000;
+
+/// The next 15:00 in Tokyo after `now`.
+fn next_three_pm_tokyo(now: i64) -> i64 {
+    let tz = jiff::tz::TimeZone::get("Asia/Tokyo").unwrap();
+    let z = jiff::Timestamp::from_millisecond(now).unwrap().to_zoned(tz.clone());
+    let mut day = z.date();
+    if z.time() >= jiff::civil::time(15, 0, 0, 0) {
+        day = day.tomorrow().unwrap();
+    }
+    day.at(15, 0, 0, 0).to_zoned(tz).unwrap().timestamp().as_millisecond()
+}
+
+fn texts(sb: &LineSandbox, user: &str) -> Vec<(String, &'static str)> {
+    sb.received_by(user)
+        .into_iter()
+        .map(|r| (r.message["text"].as_str().unwrap_or_default().to_string(), r.via))
+        .collect()
+}
+
+/// The sandbox with the instructor's channel, and the app with that channel saved.
+async fn setup() -> (LineSandbox, TestApp, tsunagu_core::AccountId) {
+    let sb = LineSandbox::new();
+    sb.add_channel(LineChannelSpec {
+        channel_id: CHANNEL.into(),
+        channel_secret: SECRET.into(),
+        bot_user_id: format!("U{}", "c".repeat(32)),
+        basic_id: "@steps".into(),
+        display_name: "ステップ講座".into(),
+        monthly_quota: None,
+        login: None,
+    });
+    let (line_base, task) = tsunagu_sandbox::serve(sb.router()).await.unwrap();
+    std::mem::forget(task);
+    let t = TestApp::spawn_with(|c| {
+        c.line.api_base_url = line_base.clone();
+        c.line.access_base_url = line_base.clone();
+    })
+    .await;
+    t.signup("steps-teacher@example.com", "講師").await;
+    let account = {
+        let mut c = t.app.store.read().await.unwrap();
+        let e = tsunagu_core::Email::parse("steps-teacher@example.com").unwrap();
+        tsunagu_store::accounts::credentials_by_email(&mut c, &e).await.unwrap().unwrap().account.id
+    };
+    tsunagu::line::save_channel(&t.app, account, CHANNEL, SECRET, "Ubot").await.unwrap();
+    (sb, t, account)
+}
+
+/// A friend of the channel who started `course` at `start` (due then).
+async fn student(t: &TestApp, sb: &LineSandbox, course: i64, start: i64, reply: bool) -> String {
+    let user = sb.new_user_id();
+    sb.add_user(SimUser { user_id: user.clone(), display_name: "受講生".into() });
+    sb.set_friend(CHANNEL, &user);
+    let mut c = t.app.store.conn().await.unwrap();
+    let student = courses::create_student(&mut c, None, None, "", 1).await.unwrap();
+    let sub = courses::subscribe(&mut c, course, student, 1).await.unwrap();
+    let token = sb.reply_token_for(CHANNEL, &user);
+    let reply = reply.then_some((token.as_str(), start + 50_000));
+    assert!(courses::start(&mut c, sub, &user, start, Some(start), reply).await.unwrap());
+    user
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_reach_each_student_once_in_order_at_their_times() {
+    let (sb, t, account) = setup().await;
+
+    // Four steps, added out of order: two 購読開始直後 (通目 2 and 1), day 0 at 20:00, day 1
+    // at 09:00.
+    let start = next_three_pm_tokyo(t.app.now());
+    let mut c = t.app.store.conn().await.unwrap();
+    let course = courses::create_course(&mut c, account, "steps-course", "LINE講座", "Asia/Tokyo", 1).await.unwrap();
+    courses::set_channel(&mut c, course, Some(CHANNEL), 1).await.unwrap();
+    let step = |body, timing, position| NewStep { kind: "text", body, media_id: None, timing, position, valid_from: 0 };
+    courses::add_step(&mut c, course, &step("資料をお送りします", None, 2), 1).await.unwrap();
+    courses::add_step(&mut c, course, &step("2日目の朝です", Some((1, 9 * 60)), 1), 1).await.unwrap();
+    courses::add_step(&mut c, course, &step("ようこそ", None, 1), 1).await.unwrap();
+    courses::add_step(&mut c, course, &step("今夜の課題です", Some((0, 20 * 60)), 1), 1).await.unwrap();
+    drop(c);
+
+    // 13 students become friends at 15:00; the first one's follow event left a reply token.
+    let mut users = Vec::new();
+    for i in 0..13 {
+        users.push(student(&t, &sb, course, start, i == 0).await);
+    }
+    t.clock.advance(start - t.app.now());
+    tsunagu::courses::dispatch::queue(&t.app).await.unwrap();
+    t.run_jobs().await;
+
+    let welcome = |via: &'static str| vec![("ようこそ".to_string(), via), ("資料をお送りします".to_string(), via)];
+    assert_eq!(texts(&sb, &users[0]), welcome("reply"), "the reply token carries the first messages");
+    for u in &users[1..] {
+        assert_eq!(texts(&sb, u), welcome("multicast"), "the other twelve by one multicast");
+    }
+    assert_eq!(sb.usage(CHANNEL), 12, "quota: twelve recipients, the reply is free");
+
+    // Nothing more before 20:00, however often the dispatcher runs.
+    t.clock.advance(4 * H);
+    tsunagu::courses::dispatch::queue(&t.app).await.unwrap();
+    t.run_jobs().await;
+    assert_eq!(texts(&sb, &users[5]).len(), 2);
+
+    // 20:00, then the next morning at 09:00 (the queued runs come due with the clock).
+    t.clock.advance(H + 60_000);
+    t.run_jobs().await;
+    for u in &users {
+        assert_eq!(texts(&sb, u).len(), 3, "the evening step");
+        assert_eq!(texts(&sb, u)[2].0, "今夜の課題です");
+    }
+    t.clock.advance(13 * H);
+    t.run_jobs().await;
+    let mut last = texts(&sb, &users[7]);
+    assert_eq!(last.len(), 4);
+    assert_eq!(last.pop().unwrap(), ("2日目の朝です".to_string(), "multicast"));
+    // Two days on: nothing is sent again.
+    t.clock.advance(48 * H);
+    tsunagu::courses::dispatch::queue(&t.app).await.unwrap();
+    t.run_jobs().await;
+    assert!(users.iter().all(|u| texts(&sb, u).len() == 4));
+    assert_eq!(sb.usage(CHANNEL), 12 + 13 + 13);
+    t.assert_no_jobs_left().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_sends_are_retried_with_their_keys_and_arrive_once() {
+    let (sb, t, account) = setup().await;
+    let now = t.app.now();
+    let mut c = t.app.store.conn().await.unwrap();
+    let step = |body| NewStep { kind: "text", body, media_id: None, timing: None, position: 1, valid_from: 0 };
+    // Two courses on the channel: 6 students (by push) and 30 (by multicast).
+    let mut made = Vec::new();
+    for (key, n) in [("few", 6), ("many", 30)] {
+        let course = courses::create_course(&mut c, account, key, key, "Asia/Tokyo", 1).await.unwrap();
+        courses::set_channel(&mut c, course, Some(CHANNEL), 1).await.unwrap();
+        courses::add_step(&mut c, course, &step("ようこそ"), 1).await.unwrap();
+        made.push((course, n));
+    }
+    drop(c);
+    let mut users = Vec::new();
+    for (course, n) in made {
+        for _ in 0..n {
+            users.push(student(&t, &sb, course, now, false).await);
+        }
+    }
+    // Half the message requests fail with a 500, half of those after LINE delivered.
+    sb.set_faults(LineFaults { rate_500: 0.5, seed: 7, ..Default::default() });
+    tsunagu::courses::dispatch::queue(&t.app).await.unwrap();
+    for _ in 0..40 {
+        t.run_jobs().await;
+        if users.iter().all(|u| !sb.received_by(u).is_empty()) && t.jobs_of("courses.dispatch").await == 0 {
+            break;
+        }
+        t.clock.advance(6_000);
+    }
+    let stats = sb.stats();
+    assert!(stats.injected_500_after > 0 && stats.duplicates_409 > 0, "the case that matters happened: {stats:?}");
+    for u in &users {
+        assert_eq!(sb.received_by(u).len(), 1, "{u} got the step once");
+    }
+    let mut c = t.app.store.read().await.unwrap();
+    let outcomes: Vec<String> =
+        sqlx::query_scalar("SELECT outcome FROM step_deliveries").fetch_all(&mut *c).await.unwrap();
+    assert_eq!(outcomes.len(), 36);
+    assert!(outcomes.iter().all(|o| o == "sent"), "{outcomes:?}");
+    drop(c);
+    t.assert_no_jobs_left().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_left_pending_by_a_dead_process_is_sent_again_with_its_key_once() {
+    let (sb, t, account) = setup().await;
+    let now = t.app.now();
+    let mut c = t.app.store.conn().await.unwrap();
+    let course = courses::create_course(&mut c, account, "crash", "講座", "Asia/Tokyo", 1).await.unwrap();
+    courses::set_channel(&mut c, course, Some(CHANNEL), 1).await.unwrap();
+    let step = courses::add_step(
+        &mut c,
+        course,
+        &NewStep { kind: "text", body: "ようこそ", media_id: None, timing: None, position: 1, valid_from: 0 },
+        1,
+    )
+    .await
+    .unwrap();
+    drop(c);
+    let (pushed, stored) = (student(&t, &sb, course, now, false).await, student(&t, &sb, course, now, false).await);
+    // What a dispatcher leaves when it dies: both requests stored with their keys and the steps
+    // as sending; LINE had accepted the first (its answer was lost), not the second.
+    let mut sends = Vec::new();
+    for user in [&pushed, &stored] {
+        let key = tsunagu_line::RetryKey::new(now);
+        let mut c = t.app.store.conn().await.unwrap();
+        let sub: i64 = sqlx::query_scalar("SELECT id FROM course_subscriptions WHERE line_user_id = $1")
+            .bind(user.as_str())
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        let body = serde_json::json!({"to": [user], "steps": [step], "subscriptions": [sub]}).to_string();
+        let id =
+            courses::insert_send(&mut c, CHANNEL, "push", Some(&key.key), &body, now + 120_000, now).await.unwrap();
+        courses::record_handled(&mut c, sub, &[step], "sending", Some(id), now).await.unwrap();
+        sqlx::query("UPDATE course_subscriptions SET next_at = NULL WHERE id = $1")
+            .bind(sub)
+            .execute(&mut *c)
+            .await
+            .unwrap();
+        sends.push(key);
+    }
+    let client = tsunagu_line::LineClient::new(tsunagu_line::LineConfig::new(&t.app.config.line.api_base_url));
+    let ch = tsunagu_line::Channel { id: CHANNEL.into(), secret: SECRET.into(), token_kind: Default::default() };
+    let text = tsunagu_line::message::Message::text("ようこそ");
+    client.push(&ch, &pushed, &[text], &sends[0]).await.unwrap();
+
+    // Nothing is resent while the dead process's lease lasts; after it, each once.
+    tsunagu::courses::dispatch::queue(&t.app).await.unwrap();
+    t.run_jobs().await;
+    assert!(sb.received_by(&stored).is_empty(), "the lease holds");
+    t.clock.advance(121_000);
+    t.run_jobs().await;
+    assert_eq!(sb.received_by(&pushed).len(), 1, "LINE's 409: not sent twice");
+    assert_eq!(sb.received_by(&stored).len(), 1, "not lost");
+    assert_eq!(sb.stats().duplicates_409, 1);
+    let mut c = t.app.store.read().await.unwrap();
+    let outcomes: Vec<String> =
+        sqlx::query_scalar("SELECT outcome FROM step_deliveries").fetch_all(&mut *c).await.unwrap();
+    assert_eq!(outcomes, vec!["sent", "sent"]);
+    drop(c);
+    t.assert_no_jobs_left().await;
+}
