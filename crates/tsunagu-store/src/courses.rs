@@ -444,3 +444,94 @@ pub async fn next_due(c: &mut AnyConnection) -> Result<Option<i64>> {
         (a, b) => a.or(b),
     })
 }
+
+/// The channel's friend list moved (`changes`, at most one per user, as
+/// [`crate::line::set_friends`] applies them): the subscriptions of those LINE users to the
+/// channel's courses follow, in the caller's transaction. A follow starts a subscription that
+/// waited for it (day 0 is the follow's time) or resumes a blocked one (what fell due while
+/// blocked is skipped); an unfollow pauses an active one. Returns how many became due now (the
+/// caller queues a dispatch run after commit).
+pub async fn follow_friend_changes(
+    c: &mut AnyConnection,
+    channel_id: &str,
+    changes: &[crate::line::FriendChange],
+    now: i64,
+) -> Result<u64> {
+    if changes.is_empty() {
+        return Ok(0);
+    }
+    let has_courses: Option<i64> = sqlx::query_scalar("SELECT 1 FROM courses WHERE line_channel_id = $1 LIMIT 1")
+        .bind(channel_id)
+        .fetch_optional(&mut *c)
+        .await?;
+    if has_courses.is_none() {
+        return Ok(0);
+    }
+    let mut due = 0;
+    // Each statement also reads the friend list as it now stands, so a change older than what
+    // was applied there (which `set_friends` ignored) changes nothing here either.
+    for ch in changes {
+        let r = match ch.status {
+            crate::line::FriendStatus::Following => sqlx::query(
+                "UPDATE course_subscriptions SET
+                         started_at = CASE WHEN state = 'waiting_friend' THEN $3 ELSE started_at END,
+                         resumed_at = CASE WHEN state = 'blocked' THEN $4 ELSE resumed_at END,
+                         state = 'active', next_at = $4, updated_at = $4
+                     WHERE line_user_id = $1 AND state IN ('waiting_friend', 'blocked')
+                         AND course_id IN (SELECT id FROM courses WHERE line_channel_id = $2)
+                         AND EXISTS (SELECT 1 FROM line_friends
+                             WHERE channel_id = $2 AND user_id = $1 AND status = 'following')",
+            )
+            .bind(&ch.user_id)
+            .bind(channel_id)
+            .bind(ch.event_ts)
+            .bind(now)
+            .execute(&mut *c)
+            .await?
+            .rows_affected(),
+            crate::line::FriendStatus::Blocked => {
+                sqlx::query(
+                    "UPDATE course_subscriptions SET state = 'blocked', updated_at = $3
+                     WHERE line_user_id = $1 AND state = 'active'
+                         AND course_id IN (SELECT id FROM courses WHERE line_channel_id = $2)
+                         AND EXISTS (SELECT 1 FROM line_friends
+                             WHERE channel_id = $2 AND user_id = $1 AND status = 'blocked')",
+                )
+                .bind(&ch.user_id)
+                .bind(channel_id)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
+                0
+            }
+        };
+        due += r;
+    }
+    Ok(due)
+}
+
+/// Link the student's LINE user to their subscription (LINE Login on the course). If that user
+/// is already a friend of the course's channel (the follow arrived first), the subscription
+/// starts now; otherwise it starts with the follow. Returns whether it became due now.
+pub async fn link_line_user(c: &mut AnyConnection, subscription_id: i64, line_user_id: &str, now: i64) -> Result<bool> {
+    sqlx::query(
+        "UPDATE course_subscriptions SET line_user_id = $2, updated_at = $3 WHERE id = $1 AND state = 'waiting_friend'",
+    )
+    .bind(subscription_id)
+    .bind(line_user_id)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    let r = sqlx::query(
+        "UPDATE course_subscriptions SET state = 'active', started_at = $3, next_at = $3, updated_at = $3
+         WHERE id = $1 AND state = 'waiting_friend' AND line_user_id = $2 AND EXISTS (
+             SELECT 1 FROM courses co JOIN line_friends f ON f.channel_id = co.line_channel_id
+             WHERE co.id = course_subscriptions.course_id AND f.user_id = $2 AND f.status = 'following')",
+    )
+    .bind(subscription_id)
+    .bind(line_user_id)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}

@@ -20,6 +20,7 @@ CREATE TABLE courses (
     updated_at BIGINT NOT NULL
 );
 CREATE INDEX courses_account ON courses (account_id, id);
+CREATE INDEX courses_line_channel ON courses (line_channel_id);
 
 CREATE TABLE course_steps (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -80,7 +81,7 @@ CREATE TABLE course_subscriptions (
     UNIQUE (course_id, student_id)
 );
 CREATE INDEX course_subscriptions_due ON course_subscriptions (next_at) WHERE state = 'active';
-CREATE INDEX course_subscriptions_line ON course_subscriptions (course_id, line_user_id);
+CREATE INDEX course_subscriptions_line ON course_subscriptions (line_user_id, course_id);
 
 -- One request to LINE: written with its retry key before it is sent; a retry sends the same key.
 CREATE TABLE line_sends (

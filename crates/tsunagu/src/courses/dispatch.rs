@@ -93,6 +93,14 @@ pub async fn queue(app: &App) -> Result<(), tsunagu_store::StoreError> {
     queue_at(app, app.now()).await
 }
 
+/// Queue a dispatch run now on the caller's transaction (wake the workers after commit).
+/// Returns whether a run was queued (one due at this instant may be queued already).
+pub async fn queue_in(c: &mut tsunagu_store::AnyConnection, app: &App) -> Result<bool, tsunagu_store::StoreError> {
+    let now = app.now();
+    let key = format!("{DISPATCH}@{now}");
+    Ok(crate::jobs::enqueue(c, app, DISPATCH, &serde_json::json!({}), Some(&key), 0).await?.is_some())
+}
+
 /// Queue a dispatch run at `at`. Runs are keyed by their instant, so a run wanted sooner is
 /// not swallowed by one queued for later; runs at the same instant are one.
 async fn queue_at(app: &App, at: i64) -> Result<(), tsunagu_store::StoreError> {

@@ -53,7 +53,14 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
                 event_ts: e.event_ts,
             }));
         store::set_friends(&mut tx, &channel_id, &changes, now).await?;
+        let due = tsunagu_store::courses::follow_friend_changes(&mut tx, &channel_id, &changes, now).await?;
+        if due > 0 {
+            crate::courses::dispatch::queue_in(&mut tx, app).await?;
+        }
         tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
+        if due > 0 {
+            crate::jobs::wake(app);
+        }
         // One line per batch, written after the commit (not per event under the write lock).
         app.metrics.add("line_events_applied", applied);
         tracing::info!(channel_id, events = applied, follows, unfollows, "line events handled");

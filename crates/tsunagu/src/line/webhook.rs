@@ -187,8 +187,11 @@ async fn store_batch(
     let now = app.now();
     let mut tx = app.store.begin().await?;
     match store_and_apply(&mut tx, batch, now).await {
-        Ok((answers, applied, waiting)) => {
-            let queued = queue_jobs(&mut tx, app, &waiting).await?;
+        Ok(Stored { answers, applied, waiting, due }) => {
+            let mut queued = queue_jobs(&mut tx, app, &waiting).await?;
+            if due > 0 {
+                queued |= crate::courses::dispatch::queue_in(&mut tx, app).await?;
+            }
             tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
             app.metrics.add("line_events_applied", applied as u64);
             return Ok((answers, queued));
@@ -235,14 +238,13 @@ async fn queue_jobs(tx: &mut tsunagu_store::AnyConnection, app: &SharedApp, chan
     Ok(queued)
 }
 
-/// The whole batch: each request's count of new events, how many were applied, and the
-/// channels whose new events were stored unapplied (they have events waiting for the job); or
-/// the first error (the caller rolls back).
+/// The whole batch ([`Stored`]), or the first error (the caller rolls back).
 async fn store_and_apply<'b>(
     tx: &mut tsunagu_store::AnyConnection,
     batch: &'b [(String, CallbackRequest)],
     now: i64,
-) -> Result<(Vec<Result<usize, Refused>>, usize, Vec<&'b str>), tsunagu_store::StoreError> {
+) -> Result<Stored<'b>, tsunagu_store::StoreError> {
+    let mut due = 0;
     let mut answers = Vec::with_capacity(batch.len());
     // Per channel: whether its events are applied here, and its new events in arrival order.
     let mut by_channel: Vec<(&str, bool, Vec<super::events::Facts<'_>>)> = Vec::new();
@@ -272,8 +274,21 @@ async fn store_and_apply<'b>(
         applied += facts.len();
         let (changes, _, _) = super::events::friend_changes(facts.into_iter());
         store::set_friends(tx, channel_id, &changes, now).await?;
+        due += tsunagu_store::courses::follow_friend_changes(tx, channel_id, &changes, now).await?;
     }
-    Ok((answers, applied, waiting))
+    Ok(Stored { answers, applied, waiting, due })
+}
+
+/// What [`store_and_apply`] did.
+struct Stored<'b> {
+    /// Each request's count of new events.
+    answers: Vec<Result<usize, Refused>>,
+    /// Events applied.
+    applied: usize,
+    /// Channels whose new events were stored unapplied (they have events waiting for the job).
+    waiting: Vec<&'b str>,
+    /// Course subscriptions that became due (a follow started or resumed them).
+    due: u64,
 }
 
 /// Store a request's events (stored as handled when `handled`: the caller applies them in the

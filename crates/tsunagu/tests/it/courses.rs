@@ -56,7 +56,19 @@ async fn setup() -> (LineSandbox, TestApp, tsunagu_core::AccountId) {
         tsunagu_store::accounts::credentials_by_email(&mut c, &e).await.unwrap().unwrap().account.id
     };
     tsunagu::line::save_channel(&t.app, account, CHANNEL, SECRET, "Ubot").await.unwrap();
+    // The channel's webhook points at the app, so the sandbox's follows and blocks reach it.
+    let client = tsunagu_line::LineClient::new(tsunagu_line::LineConfig::new(&line_base));
+    let ch = tsunagu_line::Channel { id: CHANNEL.into(), secret: SECRET.into(), token_kind: Default::default() };
+    client.set_webhook_endpoint(&ch, &format!("{}/line/webhook/{CHANNEL}", t.addr)).await.unwrap();
     (sb, t, account)
+}
+
+/// `days` after the Tokyo date of `now`, at 10:00 there.
+fn tokyo_day_at_ten(now: i64, days: i64) -> i64 {
+    let tz = jiff::tz::TimeZone::get("Asia/Tokyo").unwrap();
+    let date = jiff::Timestamp::from_millisecond(now).unwrap().to_zoned(tz.clone()).date();
+    let day = date.checked_add(jiff::Span::new().days(days)).unwrap();
+    day.at(10, 0, 0, 0).to_zoned(tz).unwrap().timestamp().as_millisecond()
 }
 
 /// A friend of the channel who started `course` at `start` (due then).
@@ -237,4 +249,80 @@ async fn a_request_left_pending_by_a_dead_process_is_sent_again_with_its_key_onc
     assert_eq!(outcomes, vec!["sent", "sent"]);
     drop(c);
     t.assert_no_jobs_left().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_follow_starts_in_either_order_and_a_block_skips_what_fell_due() {
+    let (sb, t, account) = setup().await;
+    let mut c = t.app.store.conn().await.unwrap();
+    let course = courses::create_course(&mut c, account, "follow", "講座", "Asia/Tokyo", 1).await.unwrap();
+    courses::set_channel(&mut c, course, Some(CHANNEL), 1).await.unwrap();
+    for (body, timing) in
+        [("ようこそ", None), ("2日目", Some((1, 540))), ("3日目", Some((2, 540))), ("4日目", Some((3, 540)))]
+    {
+        let step = NewStep { kind: "text", body, media_id: None, timing, position: 1, valid_from: 0 };
+        courses::add_step(&mut c, course, &step, 1).await.unwrap();
+    }
+    let mut subs = Vec::new();
+    for _ in 0..2 {
+        let s = courses::create_student(&mut c, None, None, "", 1).await.unwrap();
+        subs.push(courses::subscribe(&mut c, course, s, 1).await.unwrap());
+    }
+    let (later, first) = (subs[0], subs[1]);
+    drop(c);
+    let got =
+        |u: &str| sb.received_by(u).iter().map(|r| r.message["text"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+
+    // Logged in with LINE first, then the follow: the follow starts it.
+    let a = sb.new_user_id();
+    sb.add_user(SimUser { user_id: a.clone(), display_name: "受講生A".into() });
+    let mut c = t.app.store.conn().await.unwrap();
+    assert!(!courses::link_line_user(&mut c, later, &a, t.app.now()).await.unwrap(), "not a friend yet");
+    drop(c);
+    t.run_jobs().await;
+    assert!(got(&a).is_empty());
+    assert_eq!(sb.follow(CHANNEL, &a).await.unwrap(), 200);
+    t.run_jobs().await;
+    assert_eq!(got(&a), vec!["ようこそ"]);
+
+    // The follow first, then LINE Login: the link starts it.
+    let b = sb.new_user_id();
+    sb.add_user(SimUser { user_id: b.clone(), display_name: "受講生B".into() });
+    assert_eq!(sb.follow(CHANNEL, &b).await.unwrap(), 200);
+    t.run_jobs().await;
+    let mut c = t.app.store.conn().await.unwrap();
+    assert!(courses::link_line_user(&mut c, first, &b, t.app.now()).await.unwrap(), "a friend already");
+    drop(c);
+    tsunagu::courses::dispatch::queue(&t.app).await.unwrap();
+    t.run_jobs().await;
+    assert_eq!(got(&b), vec!["ようこそ"]);
+
+    // A blocks; days 2 and 3 fall due meanwhile; A unblocks on day 3 at 10:00.
+    assert_eq!(sb.block(CHANNEL, &a).await.unwrap(), 200);
+    t.run_jobs().await;
+    let now = t.app.now();
+    t.clock.advance(tokyo_day_at_ten(now, 2) - now);
+    t.run_jobs().await;
+    assert_eq!(got(&b), vec!["ようこそ", "2日目", "3日目"], "B goes on");
+    assert_eq!(got(&a), vec!["ようこそ"], "nothing while blocked");
+    assert_eq!(sb.follow(CHANNEL, &a).await.unwrap(), 200);
+    t.run_jobs().await;
+    assert_eq!(got(&a), vec!["ようこそ"], "what fell due while blocked is not sent late");
+    let mut c = t.app.store.read().await.unwrap();
+    let skipped: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM step_deliveries WHERE subscription_id = $1 AND outcome = 'skipped'")
+            .bind(later)
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+    assert_eq!(skipped, 2, "and it is logged as skipped");
+    drop(c);
+    // The next step goes out at its time, once.
+    t.clock.advance(24 * H);
+    t.run_jobs().await;
+    assert_eq!(got(&a), vec!["ようこそ", "4日目"]);
+    assert_eq!(got(&b), vec!["ようこそ", "2日目", "3日目", "4日目"]);
+    t.clock.advance(48 * H);
+    t.run_jobs().await;
+    assert_eq!(got(&a).len() + got(&b).len(), 6, "nothing twice");
 }
