@@ -47,7 +47,8 @@ pub struct LineChannelSpec {
 pub struct LoginChannelSpec {
     pub channel_id: String,
     pub channel_secret: String,
-    pub redirect_uri: String,
+    /// The callback URLs registered in LINE Developers (a request's must be one of them).
+    pub redirect_uris: Vec<String>,
 }
 
 /// A simulated LINE user.
@@ -243,6 +244,13 @@ impl LineSandbox {
             forbidden: Default::default(),
         };
         self.lock().channels.insert(spec.channel_id.clone(), state);
+    }
+
+    /// The LINE Developers console's 「Webhook の利用」 switch (on for a new channel here).
+    pub fn set_webhook_active(&self, channel_id: &str, on: bool) {
+        if let Some(c) = self.lock().channels.get_mut(channel_id) {
+            c.webhook_active = on;
+        }
     }
 
     pub fn add_user(&self, user: SimUser) {

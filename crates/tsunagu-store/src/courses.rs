@@ -82,12 +82,12 @@ pub async fn add_step(c: &mut AnyConnection, course_id: i64, s: &NewStep<'_>, no
     .await?)
 }
 
-/// Every step of the course, also those that ended (the dispatcher filters by each
+/// Every step of the course not deleted, also those that ended (the dispatcher filters by each
 /// subscription's start), in id order.
 pub async fn steps(c: &mut AnyConnection, course_id: i64) -> Result<Vec<StepRow>> {
     let rows = sqlx::query(
         "SELECT id, course_id, kind, body, media_id, timing_day, timing_minute, position, valid_from, valid_until
-         FROM course_steps WHERE course_id = $1 ORDER BY id",
+         FROM course_steps WHERE course_id = $1 AND deleted_at IS NULL ORDER BY id",
     )
     .bind(course_id)
     .fetch_all(c)
@@ -534,4 +534,590 @@ pub async fn link_line_user(c: &mut AnyConnection, subscription_id: i64, line_us
     .execute(c)
     .await?;
     Ok(r.rows_affected() == 1)
+}
+
+/// A course as the console shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Course {
+    pub id: i64,
+    pub account_id: AccountId,
+    pub public_key: String,
+    pub title: String,
+    pub description: String,
+    /// `draft` or `published`.
+    pub state: String,
+    pub time_zone: String,
+    /// The Messaging API channel that delivers its steps (LINEステップ配信設定).
+    pub line_channel_id: Option<String>,
+    /// The LINE Login channel its students sign in with (公式LINE連携): LINE-linked when set.
+    pub line_login_id: Option<i64>,
+    pub created_at: i64,
+}
+
+macro_rules! course_columns {
+    () => {
+        "id, account_id, public_key, title, description, state, time_zone, line_channel_id, line_login_id, created_at"
+    };
+}
+
+fn course_of(r: &sqlx::any::AnyRow) -> Course {
+    Course {
+        id: r.get(0),
+        account_id: AccountId(r.get(1)),
+        public_key: r.get(2),
+        title: r.get(3),
+        description: r.get(4),
+        state: r.get(5),
+        time_zone: r.get(6),
+        line_channel_id: r.get(7),
+        line_login_id: r.get(8),
+        created_at: r.get(9),
+    }
+}
+
+/// One of the account's courses.
+pub async fn course(c: &mut AnyConnection, account: AccountId, id: i64) -> Result<Option<Course>> {
+    let row = sqlx::query(concat!("SELECT ", course_columns!(), " FROM courses WHERE id = $1 AND account_id = $2"))
+        .bind(id)
+        .bind(account.0)
+        .fetch_optional(c)
+        .await?;
+    Ok(row.as_ref().map(course_of))
+}
+
+/// A course by its public key (the course page), whoever holds it.
+pub async fn course_by_key(c: &mut AnyConnection, key: &str) -> Result<Option<Course>> {
+    let row = sqlx::query(concat!("SELECT ", course_columns!(), " FROM courses WHERE public_key = $1"))
+        .bind(key)
+        .fetch_optional(c)
+        .await?;
+    Ok(row.as_ref().map(course_of))
+}
+
+/// A course in the console's list, with its messages and students counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CourseSummary {
+    pub course: Course,
+    /// Step messages in use (not ended, not deleted).
+    pub steps: i64,
+    /// Subscriptions in any state.
+    pub students: i64,
+}
+
+/// The account's courses, newest first.
+pub async fn courses_of(c: &mut AnyConnection, account: AccountId) -> Result<Vec<CourseSummary>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        course_columns!(),
+        ",
+             (SELECT COUNT(*) FROM course_steps s WHERE s.course_id = courses.id
+                  AND s.valid_until IS NULL AND s.deleted_at IS NULL),
+             (SELECT COUNT(*) FROM course_subscriptions u WHERE u.course_id = courses.id)
+         FROM courses WHERE account_id = $1 ORDER BY id DESC"
+    ))
+    .bind(account.0)
+    .fetch_all(c)
+    .await?;
+    Ok(rows.iter().map(|r| CourseSummary { course: course_of(r), steps: r.get(10), students: r.get(11) }).collect())
+}
+
+/// Save a course's title, description and state (`draft`/`published`); `false` when it is not
+/// the account's.
+pub async fn update_course(
+    c: &mut AnyConnection,
+    account: AccountId,
+    id: i64,
+    title: &str,
+    description: &str,
+    state: &str,
+    now: i64,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE courses SET title = $3, description = $4, state = $5, updated_at = $6 WHERE id = $1 AND account_id = $2",
+    )
+    .bind(id)
+    .bind(account.0)
+    .bind(title)
+    .bind(description)
+    .bind(state)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Write the course's description at creation (the title and zone are [`create_course`]'s).
+pub async fn set_description(c: &mut AnyConnection, id: i64, description: &str) -> Result<()> {
+    sqlx::query("UPDATE courses SET description = $2 WHERE id = $1").bind(id).bind(description).execute(c).await?;
+    Ok(())
+}
+
+/// What deleting a course did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CourseDeleted {
+    Yes,
+    NotFound,
+    /// Students have started it: their history would go with it. Nothing was changed.
+    HasStudents(i64),
+}
+
+/// Delete one of the account's courses that no student has started.
+pub async fn delete_course(c: &mut AnyConnection, account: AccountId, id: i64) -> Result<CourseDeleted> {
+    let n: Option<i64> = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM course_subscriptions u WHERE u.course_id = courses.id) FROM courses
+         WHERE id = $1 AND account_id = $2",
+    )
+    .bind(id)
+    .bind(account.0)
+    .fetch_optional(&mut *c)
+    .await?;
+    match n {
+        None => Ok(CourseDeleted::NotFound),
+        Some(n) if n > 0 => Ok(CourseDeleted::HasStudents(n)),
+        Some(_) => {
+            // The condition is repeated: a student starting meanwhile keeps the course.
+            let r = sqlx::query(
+                "DELETE FROM courses WHERE id = $1 AND account_id = $2
+                 AND NOT EXISTS (SELECT 1 FROM course_subscriptions u WHERE u.course_id = courses.id)",
+            )
+            .bind(id)
+            .bind(account.0)
+            .execute(c)
+            .await?;
+            Ok(if r.rows_affected() == 1 { CourseDeleted::Yes } else { CourseDeleted::HasStudents(1) })
+        }
+    }
+}
+
+/// A course's student as the console lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StudentRow {
+    pub subscription_id: i64,
+    pub student_id: i64,
+    pub display_name: String,
+    pub email: Option<String>,
+    /// `waiting_friend`, `active`, `blocked` or `paused`.
+    pub state: String,
+    pub line_user_id: Option<String>,
+    /// When the student pressed ［受講を開始する］.
+    pub applied_at: i64,
+    /// When the subscription started (became a friend).
+    pub started_at: Option<i64>,
+    pub next_at: Option<i64>,
+}
+
+/// The course's students, newest first (the caller checks the course is the account's).
+pub async fn students_of(c: &mut AnyConnection, course_id: i64) -> Result<Vec<StudentRow>> {
+    let rows = sqlx::query(
+        "SELECT u.id, s.id, s.display_name, s.email, u.state, u.line_user_id, u.created_at, u.started_at, u.next_at
+         FROM course_subscriptions u JOIN students s ON s.id = u.student_id
+         WHERE u.course_id = $1 ORDER BY u.id DESC",
+    )
+    .bind(course_id)
+    .fetch_all(c)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| StudentRow {
+            subscription_id: r.get(0),
+            student_id: r.get(1),
+            display_name: r.get(2),
+            email: r.get(3),
+            state: r.get(4),
+            line_user_id: r.get(5),
+            applied_at: r.get(6),
+            started_at: r.get(7),
+            next_at: r.get(8),
+        })
+        .collect())
+}
+
+/// The earliest next delivery among the course's active subscriptions.
+pub async fn course_next_due(c: &mut AnyConnection, course_id: i64) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT MIN(next_at) FROM course_subscriptions WHERE course_id = $1 AND state = 'active'")
+        .bind(course_id)
+        .fetch_one(c)
+        .await?)
+}
+
+/// One step of the course, if it is in use (not ended, not deleted).
+pub async fn current_step(c: &mut AnyConnection, course_id: i64, step_id: i64) -> Result<Option<StepRow>> {
+    Ok(current_steps(c, course_id).await?.into_iter().find(|s| s.id == step_id))
+}
+
+/// The steps a student who subscribes now receives (not ended, not deleted), in id order.
+pub async fn current_steps(c: &mut AnyConnection, course_id: i64) -> Result<Vec<StepRow>> {
+    Ok(steps(c, course_id).await?.into_iter().filter(|s| s.valid_until.is_none()).collect())
+}
+
+/// Students already in the sequence whom a change of the step reaches: started, not yet
+/// handed the step, and started while the step applies.
+pub async fn affected_by(c: &mut AnyConnection, step: &StepRow) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM course_subscriptions u
+         WHERE u.course_id = $1 AND u.started_at IS NOT NULL AND u.started_at >= $2
+           AND NOT EXISTS (SELECT 1 FROM step_deliveries d WHERE d.subscription_id = u.id AND d.step_id = $3)",
+    )
+    .bind(step.course_id)
+    .bind(step.valid_from)
+    .bind(step.id)
+    .fetch_one(c)
+    .await?)
+}
+
+/// Students already in the sequence (a new step reaches each one who has not finished…
+/// the dispatcher decides what is due).
+pub async fn started_count(c: &mut AnyConnection, course_id: i64) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM course_subscriptions WHERE course_id = $1 AND started_at IS NOT NULL")
+        .bind(course_id)
+        .fetch_one(c)
+        .await?)
+}
+
+/// Whether a request carrying the step is written and not yet settled (送信中).
+pub async fn step_in_flight(c: &mut AnyConnection, step_id: i64) -> Result<bool> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM step_deliveries WHERE step_id = $1 AND outcome = 'sending'")
+        .bind(step_id)
+        .fetch_one(c)
+        .await?;
+    Ok(n > 0)
+}
+
+/// Who a change of the course's steps applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applies {
+    /// Also the future deliveries of students already in the sequence.
+    Everyone,
+    /// Students who start from now on; those already in keep the step as it was.
+    NewOnly,
+}
+
+/// Change a step. `Everyone`: the row changes in place. `NewOnly`: the row ends at `now` and a
+/// new one starts there. Active subscriptions are due again at `now`, so the dispatcher
+/// re-plans them with the change. Returns the step's id from now on (`None`: not in use).
+pub async fn update_step(
+    c: &mut AnyConnection,
+    course_id: i64,
+    step_id: i64,
+    s: &NewStep<'_>,
+    applies: Applies,
+    now: i64,
+) -> Result<Option<i64>> {
+    let id = match applies {
+        Applies::Everyone => {
+            let r = sqlx::query(
+                "UPDATE course_steps SET kind = $3, body = $4, media_id = $5, timing_day = $6, timing_minute = $7,
+                     position = $8, updated_at = $9
+                 WHERE id = $1 AND course_id = $2 AND valid_until IS NULL AND deleted_at IS NULL",
+            )
+            .bind(step_id)
+            .bind(course_id)
+            .bind(s.kind)
+            .bind(s.body)
+            .bind(s.media_id)
+            .bind(s.timing.map(|t| t.0))
+            .bind(s.timing.map(|t| t.1))
+            .bind(s.position)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+            if r.rows_affected() != 1 {
+                return Ok(None);
+            }
+            step_id
+        }
+        Applies::NewOnly => {
+            let r = sqlx::query(
+                "UPDATE course_steps SET valid_until = $3, updated_at = $3
+                 WHERE id = $1 AND course_id = $2 AND valid_until IS NULL AND deleted_at IS NULL",
+            )
+            .bind(step_id)
+            .bind(course_id)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+            if r.rows_affected() != 1 {
+                return Ok(None);
+            }
+            add_step(&mut *c, course_id, &NewStep { valid_from: now, ..s.clone() }, now).await?
+        }
+    };
+    replan(c, course_id, now).await?;
+    Ok(Some(id))
+}
+
+/// Active subscriptions of the course fall due at `now` (or earlier, as they were), so the
+/// dispatcher plans them again with the course's steps as they are now.
+pub async fn replan(c: &mut AnyConnection, course_id: i64, now: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE course_subscriptions SET next_at = $2
+         WHERE course_id = $1 AND state = 'active' AND (next_at IS NULL OR next_at > $2)",
+    )
+    .bind(course_id)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// What deleting a step did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StepDeleted {
+    Yes,
+    NotFound,
+    /// A request carrying it is being sent: deleting now could not stop it.
+    Sending,
+}
+
+/// Delete a step: nothing more of it is sent; the delivery log keeps what was (its kind and
+/// text; it lets go of its media file, which the library may then delete).
+pub async fn delete_step(c: &mut AnyConnection, course_id: i64, step_id: i64, now: i64) -> Result<StepDeleted> {
+    let r = sqlx::query(
+        "UPDATE course_steps SET deleted_at = $3, media_id = NULL, updated_at = $3
+         WHERE id = $1 AND course_id = $2 AND deleted_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM step_deliveries d WHERE d.step_id = $1 AND d.outcome = 'sending')",
+    )
+    .bind(step_id)
+    .bind(course_id)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    if r.rows_affected() == 1 {
+        return Ok(StepDeleted::Yes);
+    }
+    Ok(if current_step(c, course_id, step_id).await?.is_some() { StepDeleted::Sending } else { StepDeleted::NotFound })
+}
+
+/// Steps in use (not deleted) that show a media file: the media library keeps it.
+pub async fn steps_using_media(c: &mut AnyConnection, media_id: i64) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM course_steps WHERE media_id = $1 AND deleted_at IS NULL")
+        .bind(media_id)
+        .fetch_one(c)
+        .await?)
+}
+
+/// A lesson of a course.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lesson {
+    pub id: i64,
+    pub course_id: i64,
+    pub position: i64,
+    pub title: String,
+    pub body: String,
+    pub media_id: Option<i64>,
+}
+
+/// The course's lessons in order.
+pub async fn lessons(c: &mut AnyConnection, course_id: i64) -> Result<Vec<Lesson>> {
+    let rows = sqlx::query(
+        "SELECT id, course_id, position, title, body, media_id FROM course_lessons WHERE course_id = $1
+         ORDER BY position, id",
+    )
+    .bind(course_id)
+    .fetch_all(c)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Lesson {
+            id: r.get(0),
+            course_id: r.get(1),
+            position: r.get(2),
+            title: r.get(3),
+            body: r.get(4),
+            media_id: r.get(5),
+        })
+        .collect())
+}
+
+/// Add a lesson at the end (the caller checks the course is the account's).
+pub async fn add_lesson(
+    c: &mut AnyConnection,
+    course_id: i64,
+    title: &str,
+    body: &str,
+    media_id: Option<i64>,
+    now: i64,
+) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO course_lessons (course_id, position, title, body, media_id, created_at, updated_at)
+         VALUES ($1, (SELECT COALESCE(MAX(position), 0) + 1 FROM course_lessons WHERE course_id = $1), $2, $3, $4, $5, $5)
+         RETURNING id",
+    )
+    .bind(course_id)
+    .bind(title)
+    .bind(body)
+    .bind(media_id)
+    .bind(now)
+    .fetch_one(c)
+    .await?)
+}
+
+/// Change a lesson of the course.
+pub async fn update_lesson(
+    c: &mut AnyConnection,
+    course_id: i64,
+    id: i64,
+    title: &str,
+    body: &str,
+    media_id: Option<i64>,
+    now: i64,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE course_lessons SET title = $3, body = $4, media_id = $5, updated_at = $6 WHERE id = $1 AND course_id = $2",
+    )
+    .bind(id)
+    .bind(course_id)
+    .bind(title)
+    .bind(body)
+    .bind(media_id)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Remove a lesson of the course.
+pub async fn delete_lesson(c: &mut AnyConnection, course_id: i64, id: i64) -> Result<bool> {
+    let r = sqlx::query("DELETE FROM course_lessons WHERE id = $1 AND course_id = $2")
+        .bind(id)
+        .bind(course_id)
+        .execute(c)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Lessons that show a media file: the media library keeps it.
+pub async fn lessons_using_media(c: &mut AnyConnection, media_id: i64) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM course_lessons WHERE media_id = $1")
+        .bind(media_id)
+        .fetch_one(c)
+        .await?)
+}
+
+/// Store a テスト配信 push from the course, due at once (any dispatcher sends it, with its key).
+pub async fn insert_test_send(
+    c: &mut AnyConnection,
+    course_id: i64,
+    channel_id: &str,
+    retry_key: &str,
+    body: &str,
+    now: i64,
+) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO line_sends (channel_id, method, retry_key, body, state, lease_until, test, course_id, created_at)
+         VALUES ($1, 'push', $2, $3, 'pending', $4, 1, $5, $4) RETURNING id",
+    )
+    .bind(channel_id)
+    .bind(retry_key)
+    .bind(body)
+    .bind(now)
+    .bind(course_id)
+    .fetch_one(c)
+    .await?)
+}
+
+/// A request in the delivery log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub send_id: i64,
+    /// reply, push or multicast.
+    pub method: String,
+    /// pending, sent or failed.
+    pub state: String,
+    pub reason: String,
+    pub test: bool,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+    /// The request's JSON body (who, which steps).
+    pub body: String,
+}
+
+/// The course's テスト配信, newest first (at most `limit`).
+pub async fn test_sends(c: &mut AnyConnection, course_id: i64, limit: i64) -> Result<Vec<LogEntry>> {
+    let rows = sqlx::query(
+        "SELECT id, method, state, reason, test, created_at, sent_at, body FROM line_sends
+         WHERE course_id = $1 AND test = 1 ORDER BY id DESC LIMIT $2",
+    )
+    .bind(course_id)
+    .bind(limit)
+    .fetch_all(c)
+    .await?;
+    Ok(rows.iter().map(log_entry).collect())
+}
+
+fn log_entry(r: &sqlx::any::AnyRow) -> LogEntry {
+    let test: i64 = r.get(4);
+    LogEntry {
+        send_id: r.get(0),
+        method: r.get(1),
+        state: r.get(2),
+        reason: r.get(3),
+        test: test != 0,
+        created_at: r.get(5),
+        sent_at: r.get(6),
+        body: r.get(7),
+    }
+}
+
+/// One step handled for one student, for the delivery log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRow {
+    pub subscription_id: i64,
+    pub student_name: String,
+    pub step_id: i64,
+    pub step_kind: String,
+    pub step_body: String,
+    pub step_position: i64,
+    pub step_timing: Option<(i64, i64)>,
+    /// sending, sent, skipped or failed.
+    pub outcome: String,
+    pub at: i64,
+    /// How it went (reply, push, multicast) and why it failed, when a request carried it.
+    pub method: Option<String>,
+    pub reason: String,
+}
+
+/// The course's deliveries, newest first (at most `limit`); `subscription`: one student's.
+pub async fn deliveries(
+    c: &mut AnyConnection,
+    course_id: i64,
+    subscription: Option<i64>,
+    limit: i64,
+) -> Result<Vec<DeliveryRow>> {
+    let rows = sqlx::query(
+        "SELECT d.subscription_id, s.display_name, d.step_id, st.kind, st.body, st.position, st.timing_day,
+                st.timing_minute, d.outcome, d.at, ls.method, COALESCE(ls.reason, '')
+         FROM step_deliveries d
+         JOIN course_subscriptions u ON u.id = d.subscription_id
+         JOIN students s ON s.id = u.student_id
+         JOIN course_steps st ON st.id = d.step_id
+         LEFT JOIN line_sends ls ON ls.id = d.send_id
+         WHERE u.course_id = $1 AND ($2 = 0 OR d.subscription_id = $2)
+         ORDER BY d.at DESC, d.subscription_id, st.position LIMIT $3",
+    )
+    .bind(course_id)
+    .bind(subscription.unwrap_or(0))
+    .bind(limit)
+    .fetch_all(c)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let day: Option<i64> = r.get(6);
+            let minute: Option<i64> = r.get(7);
+            DeliveryRow {
+                subscription_id: r.get(0),
+                student_name: r.get(1),
+                step_id: r.get(2),
+                step_kind: r.get(3),
+                step_body: r.get(4),
+                step_position: r.get(5),
+                step_timing: day.zip(minute),
+                outcome: r.get(8),
+                at: r.get(9),
+                method: r.get(10),
+                reason: r.get(11),
+            }
+        })
+        .collect())
 }

@@ -370,3 +370,314 @@ fn friend_row(r: &sqlx::any::AnyRow) -> Friend {
         followed_at: r.get(2),
     }
 }
+
+/// What LINE said about a channel's bot when LINEステップ配信設定 was saved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BotProfile {
+    pub name: String,
+    pub picture_url: Option<String>,
+    pub basic_id: String,
+}
+
+/// Record the bot's profile on the account's channel (no row changes for another account's).
+pub async fn set_bot_profile(
+    c: &mut AnyConnection,
+    account: AccountId,
+    channel_id: &str,
+    bot: &BotProfile,
+    now: i64,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE line_channels SET bot_name = $3, bot_picture_url = $4, bot_basic_id = $5, updated_at = $6
+         WHERE channel_id = $1 AND account_id = $2",
+    )
+    .bind(channel_id)
+    .bind(account.0)
+    .bind(&bot.name)
+    .bind(&bot.picture_url)
+    .bind(&bot.basic_id)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// The bot's profile as last recorded, when the channel is the account's.
+pub async fn bot_profile(c: &mut AnyConnection, account: AccountId, channel_id: &str) -> Result<Option<BotProfile>> {
+    let row = sqlx::query(
+        "SELECT bot_name, bot_picture_url, bot_basic_id FROM line_channels WHERE channel_id = $1 AND account_id = $2",
+    )
+    .bind(channel_id)
+    .bind(account.0)
+    .fetch_optional(c)
+    .await?;
+    Ok(row.map(|r| BotProfile { name: r.get(0), picture_url: r.get(1), basic_id: r.get(2) }))
+}
+
+/// A LINE Login channel (公式LINE連携) and the courses it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginChannel {
+    pub id: i64,
+    pub account_id: AccountId,
+    pub channel_id: String,
+    pub courses: Vec<(i64, String)>,
+}
+
+/// Register or update the account's LINE Login channel and the courses it serves; `id` is the
+/// row being edited (`None` for 新規公式 LINE 登録). `None` back: the channel id is another
+/// row's (this account's or another's), or `id` is not the account's; nothing was changed.
+/// Courses not the account's are ignored; a course moves here from any other login channel.
+pub async fn put_login_channel(
+    c: &mut AnyConnection,
+    account: AccountId,
+    id: Option<i64>,
+    channel_id: &str,
+    courses: &[i64],
+    now: i64,
+) -> Result<Option<i64>> {
+    let id = match id {
+        Some(id) => {
+            let r = sqlx::query(
+                "UPDATE line_login_channels SET channel_id = $3, updated_at = $4 WHERE id = $1 AND account_id = $2
+                 AND NOT EXISTS (SELECT 1 FROM line_login_channels o WHERE o.channel_id = $3 AND o.id <> $1)",
+            )
+            .bind(id)
+            .bind(account.0)
+            .bind(channel_id)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+            if r.rows_affected() != 1 {
+                return Ok(None);
+            }
+            id
+        }
+        None => {
+            let row: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO line_login_channels (account_id, channel_id, created_at, updated_at) VALUES ($1, $2, $3, $3)
+                 ON CONFLICT (channel_id) DO NOTHING RETURNING id",
+            )
+            .bind(account.0)
+            .bind(channel_id)
+            .bind(now)
+            .fetch_optional(&mut *c)
+            .await?;
+            match row {
+                Some(id) => id,
+                None => return Ok(None),
+            }
+        }
+    };
+    sqlx::query(
+        "UPDATE courses SET line_login_id = NULL, updated_at = $3 WHERE line_login_id = $1 AND account_id = $2",
+    )
+    .bind(id)
+    .bind(account.0)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    for course in courses {
+        sqlx::query("UPDATE courses SET line_login_id = $1, updated_at = $4 WHERE id = $2 AND account_id = $3")
+            .bind(id)
+            .bind(course)
+            .bind(account.0)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(Some(id))
+}
+
+/// The account's LINE Login channels with their courses, in registration order.
+pub async fn login_channels(c: &mut AnyConnection, account: AccountId) -> Result<Vec<LoginChannel>> {
+    let rows = sqlx::query(
+        "SELECT l.id, l.channel_id, co.id, co.title FROM line_login_channels l
+         LEFT JOIN courses co ON co.line_login_id = l.id
+         WHERE l.account_id = $1 ORDER BY l.id, co.id",
+    )
+    .bind(account.0)
+    .fetch_all(c)
+    .await?;
+    let mut out: Vec<LoginChannel> = Vec::new();
+    for r in &rows {
+        let id: i64 = r.get(0);
+        if out.last().is_none_or(|l| l.id != id) {
+            out.push(LoginChannel { id, account_id: account, channel_id: r.get(1), courses: Vec::new() });
+        }
+        let course: Option<i64> = r.get(2);
+        if let (Some(course), Some(l)) = (course, out.last_mut()) {
+            l.courses.push((course, r.get(3)));
+        }
+    }
+    Ok(out)
+}
+
+/// One of the account's LINE Login channels.
+pub async fn login_channel(c: &mut AnyConnection, account: AccountId, id: i64) -> Result<Option<LoginChannel>> {
+    Ok(login_channels(c, account).await?.into_iter().find(|l| l.id == id))
+}
+
+/// A LINE Login channel by its LINE channel id (the callback's), whoever holds it.
+pub async fn login_channel_by_channel_id(c: &mut AnyConnection, channel_id: &str) -> Result<Option<(i64, AccountId)>> {
+    let row = sqlx::query("SELECT id, account_id FROM line_login_channels WHERE channel_id = $1")
+        .bind(channel_id)
+        .fetch_optional(c)
+        .await?;
+    Ok(row.map(|r| (r.get(0), AccountId(r.get(1)))))
+}
+
+/// Remove the account's LINE Login channel; its courses are no longer LINE-linked. Returns its
+/// channel id (for the caller to drop the sealed secret), `None` when not the account's.
+pub async fn delete_login_channel(c: &mut AnyConnection, account: AccountId, id: i64) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar("DELETE FROM line_login_channels WHERE id = $1 AND account_id = $2 RETURNING channel_id")
+        .bind(id)
+        .bind(account.0)
+        .fetch_optional(c)
+        .await?)
+}
+
+/// A LINE account registered as テスト配信先.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestRecipient {
+    pub id: i64,
+    pub channel_id: String,
+    pub line_user_id: String,
+    pub display_name: String,
+}
+
+/// Register (or rename) a test recipient of the account's channel.
+pub async fn put_test_recipient(
+    c: &mut AnyConnection,
+    account: AccountId,
+    channel_id: &str,
+    line_user_id: &str,
+    display_name: &str,
+    now: i64,
+) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO line_test_recipients (account_id, channel_id, line_user_id, display_name, created_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (account_id, channel_id, line_user_id) DO UPDATE SET display_name = $4
+         RETURNING id",
+    )
+    .bind(account.0)
+    .bind(channel_id)
+    .bind(line_user_id)
+    .bind(display_name)
+    .bind(now)
+    .fetch_one(c)
+    .await?)
+}
+
+/// The account's test recipients on a channel, in registration order.
+pub async fn test_recipients(
+    c: &mut AnyConnection,
+    account: AccountId,
+    channel_id: &str,
+) -> Result<Vec<TestRecipient>> {
+    let rows = sqlx::query(
+        "SELECT id, channel_id, line_user_id, display_name FROM line_test_recipients
+         WHERE account_id = $1 AND channel_id = $2 ORDER BY id",
+    )
+    .bind(account.0)
+    .bind(channel_id)
+    .fetch_all(c)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| TestRecipient { id: r.get(0), channel_id: r.get(1), line_user_id: r.get(2), display_name: r.get(3) })
+        .collect())
+}
+
+/// Remove one of the account's test recipients.
+pub async fn delete_test_recipient(c: &mut AnyConnection, account: AccountId, id: i64) -> Result<bool> {
+    let r = sqlx::query("DELETE FROM line_test_recipients WHERE id = $1 AND account_id = $2")
+        .bind(id)
+        .bind(account.0)
+        .execute(c)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// A LINE Login under way (see migration 0012).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginAttempt {
+    pub state: String,
+    pub purpose: String,
+    pub account_id: AccountId,
+    pub course_id: i64,
+    pub student_id: Option<i64>,
+    pub browser_hash: String,
+    pub nonce: String,
+    pub key_id: String,
+    pub sealed_verifier: String,
+    pub redirect_uri: String,
+    pub expires_at: i64,
+}
+
+/// Store a login under way; attempts that expired before `now` go (a bounded number).
+pub async fn put_login_attempt(c: &mut AnyConnection, a: &LoginAttempt, now: i64) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM line_login_attempts WHERE state IN
+             (SELECT state FROM line_login_attempts WHERE expires_at < $1 ORDER BY expires_at LIMIT 100)",
+    )
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    sqlx::query(
+        "INSERT INTO line_login_attempts (state, purpose, account_id, course_id, student_id, browser_hash, nonce,
+             key_id, sealed_verifier, redirect_uri, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&a.state)
+    .bind(&a.purpose)
+    .bind(a.account_id.0)
+    .bind(a.course_id)
+    .bind(a.student_id)
+    .bind(&a.browser_hash)
+    .bind(&a.nonce)
+    .bind(&a.key_id)
+    .bind(&a.sealed_verifier)
+    .bind(&a.redirect_uri)
+    .bind(a.expires_at)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// Take the login for `state` (once: a second callback with the same state finds nothing).
+pub async fn take_login_attempt(c: &mut AnyConnection, state: &str) -> Result<Option<LoginAttempt>> {
+    let row = sqlx::query(
+        "DELETE FROM line_login_attempts WHERE state = $1
+         RETURNING state, purpose, account_id, course_id, student_id, browser_hash, nonce, key_id, sealed_verifier,
+             redirect_uri, expires_at",
+    )
+    .bind(state)
+    .fetch_optional(c)
+    .await?;
+    Ok(row.map(|r| LoginAttempt {
+        state: r.get(0),
+        purpose: r.get(1),
+        account_id: AccountId(r.get(2)),
+        course_id: r.get(3),
+        student_id: r.get(4),
+        browser_hash: r.get(5),
+        nonce: r.get(6),
+        key_id: r.get(7),
+        sealed_verifier: r.get(8),
+        redirect_uri: r.get(9),
+        expires_at: r.get(10),
+    }))
+}
+
+/// A course's LINE Login channel id (when it is LINE-linked) and its Messaging API channel.
+pub async fn course_login(c: &mut AnyConnection, course_id: i64) -> Result<Option<(String, Option<String>)>> {
+    let row = sqlx::query(
+        "SELECT l.channel_id, co.line_channel_id FROM courses co JOIN line_login_channels l ON l.id = co.line_login_id
+         WHERE co.id = $1",
+    )
+    .bind(course_id)
+    .fetch_optional(c)
+    .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}

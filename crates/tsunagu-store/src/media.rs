@@ -158,9 +158,12 @@ pub enum Deleted {
     Processing,
     /// Not one of the account's files (or deleted already).
     NotFound,
+    /// Step messages or lessons show it (how many): they would lose their file.
+    InUse(i64),
 }
 
-/// Removes one of the account's files unless it is 処理中 (a conversion settling at the same
+/// Removes one of the account's files unless it is 処理中 or a step message or lesson shows it
+/// (a deleted step lets go of its file). Of 処理中: a conversion settling at the same
 /// moment either comes first, and the row is deleted as 完了/失敗, or finds no row and removes
 /// what it stored). A conversion job of the file that ended for good goes with it, in the
 /// same transaction: nothing is left for an administrator to retry, and its dedupe key
@@ -168,7 +171,9 @@ pub enum Deleted {
 pub async fn delete(c: &mut AnyConnection, account: AccountId, id: i64) -> Result<Deleted> {
     let mut tx = sqlx::Connection::begin(&mut *c).await?;
     let row = sqlx::query(concat!(
-        "DELETE FROM media_files WHERE id = $1 AND account_id = $2 AND status <> 'processing' RETURNING ",
+        "DELETE FROM media_files WHERE id = $1 AND account_id = $2 AND status <> 'processing'
+           AND NOT EXISTS (SELECT 1 FROM course_steps s WHERE s.media_id = media_files.id)
+           AND NOT EXISTS (SELECT 1 FROM course_lessons l WHERE l.media_id = media_files.id) RETURNING ",
         columns!()
     ))
     .bind(id)
@@ -186,7 +191,17 @@ pub async fn delete(c: &mut AnyConnection, account: AccountId, id: i64) -> Resul
     }
     drop(tx);
     Ok(match get(c, account, id).await? {
-        Some(_) => Deleted::Processing,
+        Some(m) if m.status == MediaStatus::Processing => Deleted::Processing,
+        Some(_) => {
+            let users: i64 = sqlx::query_scalar(
+                "SELECT (SELECT COUNT(*) FROM course_steps WHERE media_id = $1)
+                      + (SELECT COUNT(*) FROM course_lessons WHERE media_id = $1)",
+            )
+            .bind(id)
+            .fetch_one(&mut *c)
+            .await?;
+            Deleted::InUse(users)
+        }
         None => Deleted::NotFound,
     })
 }

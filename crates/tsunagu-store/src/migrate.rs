@@ -80,6 +80,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0011_courses.sql"),
         postgres: include_str!("../migrations/postgres/0011_courses.sql"),
     },
+    Migration {
+        version: 12,
+        name: "course_console",
+        sqlite: include_str!("../migrations/sqlite/0012_course_console.sql"),
+        postgres: include_str!("../migrations/postgres/0012_course_console.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

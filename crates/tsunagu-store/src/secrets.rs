@@ -156,3 +156,13 @@ pub async fn get_zoom(c: &mut AnyConnection, account: AccountId) -> Result<Optio
         updated_at: r.get(3),
     }))
 }
+
+/// Remove the account's secret sealed for `purpose` (nothing when there is none).
+pub async fn delete(c: &mut AnyConnection, account: AccountId, purpose: &str) -> Result<()> {
+    sqlx::query("DELETE FROM encrypted_secrets WHERE account_id = $1 AND purpose = $2")
+        .bind(account.0)
+        .bind(purpose)
+        .execute(c)
+        .await?;
+    Ok(())
+}

@@ -251,7 +251,7 @@ fn demo_line_sandbox(public_url: &str) -> tsunagu_sandbox::line::LineSandbox {
         login: Some(LoginChannelSpec {
             channel_id: DEMO_LINE_LOGIN.0.into(),
             channel_secret: DEMO_LINE_LOGIN.1.into(),
-            redirect_uri: format!("{}/line/callback", public_url.trim_end_matches('/')),
+            redirect_uris: vec![format!("{}/line/callback", public_url.trim_end_matches('/'))],
         }),
     });
     for (id, name) in DEMO_STUDENTS {

@@ -45,7 +45,7 @@ impl Line {
             login: Some(LoginChannelSpec {
                 channel_id: LOGIN.into(),
                 channel_secret: LOGIN_SECRET.into(),
-                redirect_uri: REDIRECT.into(),
+                redirect_uris: vec![REDIRECT.into()],
             }),
         });
         let (base, _detached) = if detached {

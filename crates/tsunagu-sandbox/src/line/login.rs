@@ -55,7 +55,7 @@ pub(crate) async fn consent_page(State(sb): State<LineSandbox>, Query(q): Query<
             .into_response();
     };
     if q.response_type != "code"
-        || q.redirect_uri != login.redirect_uri
+        || !login.redirect_uris.contains(&q.redirect_uri)
         || q.state.is_empty()
         || !q.scope.contains("openid")
     {
@@ -138,7 +138,7 @@ pub(crate) async fn consent_submit(State(sb): State<LineSandbox>, body: String) 
         let Some((oa, login)) = g.login_channel(&f.client_id) else {
             return (StatusCode::BAD_REQUEST, "unknown client_id").into_response();
         };
-        if login.redirect_uri != f.redirect_uri || g.user(&f.user_id).is_none() && f.decision == "allow" {
+        if !login.redirect_uris.contains(&f.redirect_uri) || g.user(&f.user_id).is_none() && f.decision == "allow" {
             return (StatusCode::BAD_REQUEST, "bad request").into_response();
         }
         let sep = if f.redirect_uri.contains('?') { '&' } else { '?' };

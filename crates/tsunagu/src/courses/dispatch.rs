@@ -41,7 +41,18 @@ struct Body {
     subscriptions: Vec<i64>,
 }
 
-fn schedule_step(s: &StepRow) -> schedule::Step {
+/// The stored body of a push of `steps` to one LINE user outside any subscription (テスト配信).
+pub(crate) fn push_body(to: &str, steps: &[i64]) -> String {
+    let body = Body { to: vec![to.to_string()], steps: steps.to_vec(), reply_token: None, subscriptions: Vec::new() };
+    serde_json::to_string(&body).expect("a body always serialises")
+}
+
+/// Who a stored request went to and which steps it carried.
+pub(crate) fn body_parts(json: &str) -> Option<(Vec<String>, Vec<i64>)> {
+    serde_json::from_str::<Body>(json).ok().map(|b| (b.to, b.steps))
+}
+
+pub(crate) fn schedule_step(s: &StepRow) -> schedule::Step {
     let timing = match s.timing {
         None => schedule::Timing::Immediate,
         Some((day, minute)) => schedule::Timing::At { day: day.max(0) as u32, minute: minute.clamp(0, 1439) as u32 },

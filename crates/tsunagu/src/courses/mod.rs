@@ -24,8 +24,34 @@
 //! sign-up, LINE Login with the friend prompt, follow/unfollow starting, pausing and resuming
 //! subscriptions), the monthly-quota pause, the plan gate, the demo course, and the benchmarks.
 
+pub mod console;
 pub mod dispatch;
 pub mod fanout;
+pub mod messages;
 pub mod schedule;
+pub mod test_send;
 
 pub use dispatch::job_kinds;
+
+/// The console's course pages.
+pub fn routes() -> axum::Router<crate::app::SharedApp> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/courses", get(console::list))
+        .route("/courses/new", get(console::new_form).post(console::create))
+        .route("/courses/{id}", get(console::show))
+        .route("/courses/{id}/edit", get(console::edit_form).post(console::update))
+        .route("/courses/{id}/delete", post(console::delete))
+        .route("/courses/{id}/lessons", post(console::add_lesson))
+        .route("/courses/{id}/lessons/{lesson}", post(console::update_lesson))
+        .route("/courses/{id}/lessons/{lesson}/delete", post(console::delete_lesson))
+        .route("/courses/{id}/line", get(messages::show).post(messages::save_channel))
+        .route("/courses/{id}/line/preview", get(messages::preview))
+        .route("/courses/{id}/line/messages/new", get(messages::new_form).post(messages::create))
+        .route("/courses/{id}/line/messages/{step}/edit", get(messages::edit_form).post(messages::update))
+        .route("/courses/{id}/line/messages/{step}/delete", post(messages::delete))
+        .route("/courses/{id}/line/test-recipients", get(test_send::recipients))
+        .route("/courses/{id}/line/test-recipients/login", get(test_send::start_login))
+        .route("/courses/{id}/line/test-recipients/{recipient}/delete", post(test_send::delete_recipient))
+        .route("/courses/{id}/line/test", get(test_send::choose).post(test_send::send))
+}

@@ -5,6 +5,8 @@
 pub mod check;
 pub mod events;
 pub mod jobs;
+pub mod link;
+pub mod login;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -262,9 +264,16 @@ pub fn channels(app: &App) -> &ChannelCache {
     &app.features.get::<LineState>().channels
 }
 
-/// LINE's webhooks for instructors' channels.
+/// LINE's webhooks for instructors' channels, and 設定 > 公式LINE連携.
 pub fn routes() -> axum::Router<crate::app::SharedApp> {
-    axum::Router::new().route("/line/webhook/{channel_id}", axum::routing::post(webhook::receive))
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/line/webhook/{channel_id}", post(webhook::receive))
+        .route("/line/callback", get(login::callback))
+        .route("/settings/line", get(link::list))
+        .route("/settings/line/new", get(link::new_form).post(link::create))
+        .route("/settings/line/{id}", get(link::edit_form).post(link::update))
+        .route("/settings/line/{id}/delete", post(link::delete))
 }
 
 #[cfg(test)]

@@ -165,6 +165,14 @@ pub async fn delete(State(app): State<SharedApp>, auth: Auth, Path(id): Path<Str
             "error",
             "変換中のファイルは削除できません。状態が「完了」か「失敗」になってから削除してください。",
         ),
+        store::Deleted::InUse(n) => flash_redirect(
+            &app,
+            PAGE,
+            "error",
+            &format!(
+                "このファイルは {n} 件のステップ配信メッセージまたはレッスンで使われているため削除できません。先にそのメッセージ（LINEステップ配信設定）やレッスンから外してください。"
+            ),
+        ),
         store::Deleted::NotFound => {
             flash_redirect(&app, PAGE, "info", "このファイルはすでに削除されたか、存在しません。")
         }

@@ -209,7 +209,7 @@ pub async fn context(State(app): State<SharedApp>, mut req: Request, next: Next)
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     // Unless the handler set its own (media files opened in the browser's own viewer).
     h.entry("content-security-policy").or_insert(HeaderValue::from_static(
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; form-action 'self'; frame-ancestors 'none'",
+        "default-src 'self'; img-src 'self' data: https:; style-src 'self'; form-action 'self'; frame-ancestors 'none'",
     ));
     let route =
         resp.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "(unmatched)".into());

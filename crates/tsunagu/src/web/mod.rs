@@ -22,15 +22,13 @@ use crate::app::SharedApp;
 pub fn router(app: SharedApp, features: Router<SharedApp>) -> Router {
     Router::new()
         .route("/home", get(console::home))
-        // Places the manuals name that are not built yet (「準備中」).
-        .route("/courses", get(console::courses))
-        .route("/settings/line", get(console::line_link))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/assets/style.css", get(ops::style))
         .route("/assets/media.js", get(ops::media_script))
         .route("/assets/confirm.js", get(ops::confirm_script))
+        .route("/assets/copy.js", get(ops::copy_script))
         .route("/assets/zoom-settings.js", get(ops::zoom_settings_script))
         .route("/assets/apply.js", get(ops::apply_script))
         .merge(features)

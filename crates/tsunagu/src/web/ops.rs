@@ -46,6 +46,13 @@ pub async fn media_script() -> impl IntoResponse {
 }
 
 /// Asks before a form with `data-confirm` is sent.
+pub async fn copy_script() -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/javascript; charset=utf-8"), (CACHE_CONTROL, "public, max-age=3600")],
+        include_str!("../../assets/copy.js"),
+    )
+}
+
 pub async fn confirm_script() -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "text/javascript; charset=utf-8"), (CACHE_CONTROL, "public, max-age=3600")],

@@ -4,6 +4,7 @@ mod accounts_web;
 mod browser;
 mod browser_manual;
 mod courses;
+mod courses_console;
 mod events;
 mod events_apply;
 mod events_faults;
