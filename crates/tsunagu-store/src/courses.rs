@@ -112,18 +112,21 @@ pub async fn steps(c: &mut AnyConnection, course_id: i64) -> Result<Vec<StepRow>
         .collect())
 }
 
-/// A new student (email already lowercased by the caller; `None` for LINE-only sign-in).
+/// A new student of the instructor's account (email already lowercased by the caller; `None`
+/// for LINE-only sign-in). An email is unique within the account.
 pub async fn create_student(
     c: &mut AnyConnection,
+    account: AccountId,
     email: Option<&str>,
     password_hash: Option<&str>,
     display_name: &str,
     now: i64,
 ) -> Result<i64> {
     sqlx::query_scalar(
-        "INSERT INTO students (email, password_hash, display_name, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $4) RETURNING id",
+        "INSERT INTO students (account_id, email, password_hash, display_name, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
     )
+    .bind(account.0)
     .bind(email)
     .bind(password_hash)
     .bind(display_name)

@@ -1,5 +1,5 @@
 //! Embedded, numbered migrations, one tree per backend. Applied in a transaction each;
-//! concurrent starters on PostgreSQL serialise on an advisory lock.
+//! concurrent starters on PostgreSQL serialise on an advisory lock (taken in each one).
 
 use sqlx::{Executor, Row};
 
@@ -95,39 +95,96 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
 )";
 
 pub(crate) async fn run(store: &Store) -> Result<Vec<i64>> {
-    let mut tx = store.begin().await?;
-    if store.backend() == Backend::Postgres {
-        // Any constant works; it only has to be the same for every Tsunagu process.
-        tx.execute("SELECT pg_advisory_xact_lock(7311041)").await?;
+    run_up_to(store, i64::MAX).await
+}
+
+/// SQLite migrations that rebuild a table others refer to. SQLite cannot alter a constraint in
+/// place; its documented procedure (create, copy, drop, rename) needs foreign keys off, or the
+/// drop cascades to the rows that refer to the old table. Such a migration runs with foreign
+/// keys off on the one writer connection, and commits only if `PRAGMA foreign_key_check`
+/// finds nothing.
+const SQLITE_REBUILDS: &[i64] = &[12];
+
+/// Apply the migrations not applied yet, up to `last` (tests of an upgrade stop earlier), each
+/// in its own transaction.
+pub(crate) async fn run_up_to(store: &Store, last: i64) -> Result<Vec<i64>> {
+    let mut conn = store.conn().await?;
+    let mut done = Vec::new();
+    loop {
+        // Which migration comes next, as far as can be seen before the lock; read again under
+        // it, since another process may have applied it meanwhile.
+        let next = next_pending(&mut conn, last).await?;
+        let Some(next) = next else { return Ok(done) };
+        let rebuild = store.backend() == Backend::Sqlite && SQLITE_REBUILDS.contains(&next.version);
+        if rebuild {
+            conn.execute("PRAGMA foreign_keys = OFF").await?;
+        }
+        let applied = apply_next(store, &mut conn, last, rebuild).await;
+        if rebuild {
+            // Foreign keys are set when a connection opens: a connection that could not have
+            // them back is not returned to the pool.
+            if conn.execute("PRAGMA foreign_keys = ON").await.is_err() {
+                conn.close_on_drop();
+            }
+        }
+        match applied? {
+            Some(version) => done.push(version),
+            None => return Ok(done),
+        }
     }
-    tx.execute(CREATE_TABLE).await?;
+}
+
+async fn next_pending(conn: &mut sqlx::AnyConnection, last: i64) -> Result<Option<&'static Migration>> {
+    conn.execute(CREATE_TABLE).await?;
     let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut *conn)
         .await?
         .iter()
         .map(|r| r.get::<i64, _>(0))
         .collect();
-    let mut done = Vec::new();
-    for m in MIGRATIONS {
-        if applied.contains(&m.version) {
-            continue;
-        }
-        let sql = match store.backend() {
-            Backend::Sqlite => m.sqlite,
-            Backend::Postgres => m.postgres,
-        };
-        tx.execute(sql).await.map_err(|source| StoreError::Migration { version: m.version, source })?;
-        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-            .bind(m.version)
-            .bind(m.name)
-            .bind(now_millis())
-            .execute(&mut *tx)
-            .await?;
-        tracing::info!(version = m.version, name = m.name, "applied migration");
-        done.push(m.version);
+    Ok(MIGRATIONS.iter().find(|m| m.version <= last && !applied.contains(&m.version)))
+}
+
+/// Apply the first migration not applied yet (`None`: none is left).
+async fn apply_next(store: &Store, conn: &mut sqlx::AnyConnection, last: i64, rebuild: bool) -> Result<Option<i64>> {
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    if store.backend() == Backend::Postgres {
+        // Any constant works; it only has to be the same for every Tsunagu process.
+        tx.execute("SELECT pg_advisory_xact_lock(7311041)").await?;
     }
+    let Some(m) = next_pending(&mut tx, last).await? else {
+        tx.commit().await?;
+        return Ok(None);
+    };
+    if rebuild && !SQLITE_REBUILDS.contains(&m.version) {
+        // Another process moved ahead: this one is applied with foreign keys on, next round.
+        drop(tx);
+        return Box::pin(apply_next(store, conn, last, false)).await;
+    }
+    let sql = match store.backend() {
+        Backend::Sqlite => m.sqlite,
+        Backend::Postgres => m.postgres,
+    };
+    tx.execute(sql).await.map_err(|source| StoreError::Migration { version: m.version, source })?;
+    if rebuild {
+        let broken = sqlx::query("PRAGMA foreign_key_check").fetch_all(&mut *tx).await?;
+        if !broken.is_empty() {
+            return Err(StoreError::Corrupt(format!(
+                "migration {} would leave {} rows referring to missing rows; nothing was changed",
+                m.version,
+                broken.len()
+            )));
+        }
+    }
+    sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+        .bind(m.version)
+        .bind(m.name)
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
-    Ok(done)
+    tracing::info!(version = m.version, name = m.name, "applied migration");
+    Ok(Some(m.version))
 }
 
 pub(crate) async fn is_current(store: &Store) -> Result<bool> {

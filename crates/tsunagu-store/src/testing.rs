@@ -78,3 +78,9 @@ pub async fn make_due(c: &mut sqlx::AnyConnection, kind: &str) -> crate::Result<
         sqlx::query("UPDATE jobs SET run_at = 0 WHERE kind = $1 AND state = 'queued'").bind(kind).execute(c).await?;
     Ok(r.rows_affected())
 }
+
+/// Apply the migrations up to `last` only: the database as an older release left it, for a
+/// test of the upgrade that follows.
+pub async fn migrate_up_to(store: &crate::Store, last: i64) -> crate::Result<Vec<i64>> {
+    crate::migrate::run_up_to(store, last).await
+}

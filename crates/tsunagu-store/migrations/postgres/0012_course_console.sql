@@ -1,7 +1,7 @@
 -- The course console (issue 13): what LINEステップ配信設定 learned about a channel's bot, the
 -- instructor's LINE Login channels (公式LINE連携; secrets sealed in encrypted_secrets) and the
 -- courses each serves, LINE accounts registered as テスト配信先, a course's lessons, and step
--- messages deleted from the console (kept for the delivery log).
+-- messages deleted from the console (kept for the delivery log); students scoped to an account.
 
 ALTER TABLE line_channels ADD COLUMN bot_name TEXT NOT NULL DEFAULT '';
 ALTER TABLE line_channels ADD COLUMN bot_picture_url TEXT;
@@ -46,6 +46,15 @@ CREATE INDEX course_lessons_course ON course_lessons (course_id, position);
 -- set when the instructor deletes the message: nothing more is sent, the log keeps it
 ALTER TABLE course_steps ADD COLUMN deleted_at BIGINT;
 CREATE INDEX course_steps_media ON course_steps (media_id);
+
+-- Students belong to the instructor's account (ARCHITECTURE "Who logs in where"): one email
+-- may study with two instructors, as two students. A student's account is that of the first
+-- course they started.
+ALTER TABLE students ADD COLUMN account_id BIGINT REFERENCES accounts(id) ON DELETE CASCADE;
+UPDATE students SET account_id = (SELECT co.account_id FROM course_subscriptions u JOIN courses co ON co.id = u.course_id
+    WHERE u.student_id = students.id ORDER BY u.id LIMIT 1);
+ALTER TABLE students DROP CONSTRAINT students_email_key;
+ALTER TABLE students ADD CONSTRAINT students_account_email_key UNIQUE (account_id, email);
 
 -- A LINE Login under way: made when the browser leaves for LINE, taken (once) when LINE sends
 -- it back to /line/callback. The PKCE verifier is sealed under the app's keys.

@@ -1,7 +1,7 @@
 -- The course console (issue 13): what LINEステップ配信設定 learned about a channel's bot, the
 -- instructor's LINE Login channels (公式LINE連携; secrets sealed in encrypted_secrets) and the
 -- courses each serves, LINE accounts registered as テスト配信先, a course's lessons, and step
--- messages deleted from the console (kept for the delivery log).
+-- messages deleted from the console (kept for the delivery log); students scoped to an account.
 
 ALTER TABLE line_channels ADD COLUMN bot_name TEXT NOT NULL DEFAULT '';
 ALTER TABLE line_channels ADD COLUMN bot_picture_url TEXT;
@@ -46,6 +46,34 @@ CREATE INDEX course_lessons_course ON course_lessons (course_id, position);
 -- set when the instructor deletes the message: nothing more is sent, the log keeps it
 ALTER TABLE course_steps ADD COLUMN deleted_at BIGINT;
 CREATE INDEX course_steps_media ON course_steps (media_id);
+
+-- Students belong to the instructor's account (ARCHITECTURE "Who logs in where"): one email
+-- may study with two instructors, as two students. SQLite cannot change a table's UNIQUE
+-- constraint in place, so the table is rebuilt as SQLite documents it: this migration runs
+-- with foreign keys off and is checked with foreign_key_check before it commits
+-- (migrate.rs, SQLITE_REBUILDS). A student's account is that of the first course they started.
+CREATE TABLE students_v12 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- lowercase; NULL for a student who signed in with LINE only
+    email TEXT,
+    password_hash TEXT,
+    display_name TEXT NOT NULL DEFAULT '',
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    -- the instructor's account the student signed up with
+    account_id BIGINT REFERENCES accounts(id) ON DELETE CASCADE,
+    UNIQUE (account_id, email)
+);
+INSERT INTO students_v12 (id, email, password_hash, display_name, created_at, updated_at, account_id)
+SELECT s.id, s.email, s.password_hash, s.display_name, s.created_at, s.updated_at,
+    (SELECT co.account_id FROM course_subscriptions u JOIN courses co ON co.id = u.course_id
+     WHERE u.student_id = s.id ORDER BY u.id LIMIT 1)
+FROM students s;
+-- Ids are never reused (migration 0004): the new table continues the old one's sequence.
+DELETE FROM sqlite_sequence WHERE name = 'students_v12';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'students_v12', seq FROM sqlite_sequence WHERE name = 'students';
+DROP TABLE students;
+ALTER TABLE students_v12 RENAME TO students;
 
 -- A LINE Login under way: made when the browser leaves for LINE, taken (once) when LINE sends
 -- it back to /line/callback. The PKCE verifier is sealed under the app's keys.

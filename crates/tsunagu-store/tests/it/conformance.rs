@@ -1120,7 +1120,8 @@ async fn course_subscriptions_are_claimed_once_and_steps_handled_once(store: Sto
     drop(c);
     let mut tx = store.begin().await.unwrap();
     for i in 0..325 {
-        let student = courses::create_student(&mut tx, Some(&format!("s{i}@example.com")), None, "", 3).await.unwrap();
+        let student =
+            courses::create_student(&mut tx, a.id, Some(&format!("s{i}@example.com")), None, "", 3).await.unwrap();
         let sub = courses::subscribe(&mut tx, course, student, 4).await.unwrap();
         assert_eq!(courses::subscribe(&mut tx, course, student, 5).await.unwrap(), sub, "starting again");
         if i < 320 {

@@ -77,7 +77,12 @@ async fn student(t: &TestApp, sb: &LineSandbox, course: i64, start: i64, reply: 
     sb.add_user(SimUser { user_id: user.clone(), display_name: "受講生".into() });
     sb.set_friend(CHANNEL, &user);
     let mut c = t.app.store.conn().await.unwrap();
-    let student = courses::create_student(&mut c, None, None, "", 1).await.unwrap();
+    let account: i64 = sqlx::query_scalar("SELECT account_id FROM courses WHERE id = $1")
+        .bind(course)
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+    let student = courses::create_student(&mut c, tsunagu_core::AccountId(account), None, None, "", 1).await.unwrap();
     let sub = courses::subscribe(&mut c, course, student, 1).await.unwrap();
     let token = sb.reply_token_for(CHANNEL, &user);
     let reply = reply.then_some((token.as_str(), start + 50_000));
@@ -265,7 +270,7 @@ async fn the_follow_starts_in_either_order_and_a_block_skips_what_fell_due() {
     }
     let mut subs = Vec::new();
     for _ in 0..2 {
-        let s = courses::create_student(&mut c, None, None, "", 1).await.unwrap();
+        let s = courses::create_student(&mut c, account, None, None, "", 1).await.unwrap();
         subs.push(courses::subscribe(&mut c, course, s, 1).await.unwrap());
     }
     let (later, first) = (subs[0], subs[1]);

@@ -257,7 +257,7 @@ async fn the_course_console_by_the_manual(db: Db) {
     {
         let mut c = t.app.store.conn().await.unwrap();
         let student =
-            courses::create_student(&mut c, Some("hanako@example.com"), None, "受講生 花子", 1).await.unwrap();
+            courses::create_student(&mut c, account, Some("hanako@example.com"), None, "受講生 花子", 1).await.unwrap();
         let sub = courses::subscribe(&mut c, id, student, 1).await.unwrap();
         courses::start(&mut c, sub, &student_user, t.app.now(), Some(t.app.now()), None).await.unwrap();
     }
