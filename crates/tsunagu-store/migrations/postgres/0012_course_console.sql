@@ -77,3 +77,22 @@ CREATE INDEX line_login_attempts_expiry ON line_login_attempts (expires_at);
 
 -- the course a テスト配信 was sent from (student deliveries name theirs through step_deliveries)
 ALTER TABLE line_sends ADD COLUMN course_id BIGINT REFERENCES courses(id) ON DELETE SET NULL;
+
+-- A student's session on the public host (the console's sessions are accounts' only).
+CREATE TABLE student_sessions (
+    token_hash TEXT PRIMARY KEY,
+    student_id BIGINT NOT NULL REFERENCES students(id) ON DELETE CASCADE,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX student_sessions_student ON student_sessions (student_id);
+
+-- A student's LINE user on a LINE Login channel: one LINE user is one student per channel.
+CREATE TABLE student_line_links (
+    student_id BIGINT NOT NULL REFERENCES students(id) ON DELETE CASCADE,
+    login_channel_id TEXT NOT NULL,
+    line_user_id TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (student_id, login_channel_id),
+    UNIQUE (login_channel_id, line_user_id)
+);

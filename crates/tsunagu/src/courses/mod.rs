@@ -29,11 +29,12 @@ pub mod dispatch;
 pub mod fanout;
 pub mod messages;
 pub mod schedule;
+pub mod student;
 pub mod test_send;
 
 pub use dispatch::job_kinds;
 
-/// The console's course pages.
+/// The console's course pages, and the students' (`/c/…`, public host).
 pub fn routes() -> axum::Router<crate::app::SharedApp> {
     use axum::routing::{get, post};
     axum::Router::new()
@@ -54,4 +55,11 @@ pub fn routes() -> axum::Router<crate::app::SharedApp> {
         .route("/courses/{id}/line/test-recipients/login", get(test_send::start_login))
         .route("/courses/{id}/line/test-recipients/{recipient}/delete", post(test_send::delete_recipient))
         .route("/courses/{id}/line/test", get(test_send::choose).post(test_send::send))
+        .route("/c/{key}", get(student::page))
+        .route("/c/{key}/start", post(student::start))
+        .route("/c/{key}/signup", get(student::signup_form).post(student::signup))
+        .route("/c/{key}/login", get(student::login_form).post(student::login_submit))
+        .route("/c/{key}/logout", post(student::logout))
+        .route("/c/{key}/line", get(student::prompt))
+        .route("/c/{key}/line/login", get(student::line_login))
 }

@@ -26,6 +26,7 @@ const AAD: &str = "line.login_verifier";
 pub const NOT_LINKED: &str = "このコースは公式LINEと連携していません。設定 > 公式LINE連携で、このコースを LINE ログインチャネルと連携してください。";
 pub const EXPIRED: &str = "LINE ログインの有効期限が切れたか、別のブラウザで開かれました。もう一度「LINE ログインページへ移動」からやり直してください。";
 const CANCELLED_TEST: &str = "LINE ログインがキャンセルされたため、テスト配信先は登録されていません。";
+const CANCELLED_STUDENT: &str = "LINE ログインがキャンセルされました。講座のメッセージを LINE で受け取るには、もう一度「LINEで友だち追加する」を押してください。";
 const WRONG_SECRET: &str = "LINE ログインチャネルのチャネルシークレットが正しくない可能性があります。設定 > 公式LINE連携で、チャネル IDとチャネルシークレットを確認して登録し直してください。";
 const UNVERIFIED: &str = "LINE から受け取ったログイン情報を確認できませんでした。もう一度「LINE ログインページへ移動」からやり直してください。";
 const UNREACHABLE: &str =
@@ -36,12 +37,15 @@ const UNREACHABLE: &str =
 pub enum Purpose {
     /// An instructor registers a LINE account as テスト配信先 of the course's channel.
     Test,
+    /// A student starts a LINE-linked course (or logs in with LINE).
+    Student,
 }
 
 impl Purpose {
     fn code(self) -> &'static str {
         match self {
             Purpose::Test => "test",
+            Purpose::Student => "student",
         }
     }
 }
@@ -53,6 +57,19 @@ pub async fn begin(
     purpose: Purpose,
     account: AccountId,
     course_id: i64,
+    base_url: &str,
+    bot_prompt: Option<BotPrompt>,
+) -> Result<Result<(String, axum::http::HeaderValue), &'static str>, AppError> {
+    begin_for(app, purpose, account, course_id, None, base_url, bot_prompt).await
+}
+
+/// [`begin`] on behalf of a logged-in student (`None`: a student who signs in with LINE).
+pub async fn begin_for(
+    app: &App,
+    purpose: Purpose,
+    account: AccountId,
+    course_id: i64,
+    student_id: Option<i64>,
     base_url: &str,
     bot_prompt: Option<BotPrompt>,
 ) -> Result<Result<(String, axum::http::HeaderValue), &'static str>, AppError> {
@@ -74,7 +91,7 @@ pub async fn begin(
             purpose: purpose.code().into(),
             account_id: account,
             course_id,
-            student_id: None,
+            student_id,
             browser_hash: sha256_hex(&browser),
             nonce: nonce.clone(),
             key_id,
@@ -108,9 +125,11 @@ fn browser_cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 /// A login that completed: who logged in on LINE.
-struct LineUser {
-    user_id: String,
-    name: String,
+pub struct LineUser {
+    pub user_id: String,
+    pub name: String,
+    /// LINE's friendship API: a friend of the Login channel's linked official account now.
+    pub friend: bool,
 }
 
 /// `GET /line/callback`: LINE sends the browser back here after its login page.
@@ -136,11 +155,22 @@ pub async fn callback(
         tracing::info!("LINE login callback with an unknown, expired or foreign state");
         return Err(AppError::BadRequest(EXPIRED.into()));
     };
+    let friendship_changed = match &parsed {
+        Callback::Code { friendship_status_changed, .. } => *friendship_status_changed,
+        Callback::Error { .. } => None,
+    };
     let back = match attempt.purpose.as_str() {
         "test" => format!("/courses/{}/line/test-recipients", attempt.course_id),
+        "student" => {
+            let mut c = app.store.read().await?;
+            match tsunagu_store::courses::course(&mut c, attempt.account_id, attempt.course_id).await? {
+                Some(course) => format!("/c/{}/line", course.public_key),
+                None => return Err(AppError::NotFound),
+            }
+        }
         _ => return Err(AppError::BadRequest(EXPIRED.into())),
     };
-    let user = match complete(&app, &attempt, parsed, now).await? {
+    let user = match complete(&app, &attempt, parsed).await? {
         Ok(u) => u,
         Err(why) => return Ok(flash_redirect(&app, &back, "error", why)),
     };
@@ -165,6 +195,7 @@ pub async fn callback(
             tracing::info!(account_id = %attempt.account_id, course_id = attempt.course_id, "LINE test recipient registered");
             Ok(flash_redirect(&app, &back, "success", "正常に連携されました"))
         }
+        "student" => crate::courses::student::line_linked(&app, &attempt, &user, friendship_changed).await,
         _ => Ok(Redirect::to("/").into_response()),
     }
 }
@@ -175,13 +206,13 @@ async fn complete(
     app: &App,
     attempt: &store::LoginAttempt,
     parsed: Callback,
-    now: i64,
 ) -> Result<Result<LineUser, &'static str>, AppError> {
     let code = match parsed {
         Callback::Code { code, .. } => code,
         Callback::Error { error, .. } => {
             tracing::info!(error = %error, "LINE login did not complete");
-            return Ok(Err(if error.eq_ignore_ascii_case("ACCESS_DENIED") { CANCELLED_TEST } else { UNVERIFIED }));
+            let cancelled = if attempt.purpose == "test" { CANCELLED_TEST } else { CANCELLED_STUDENT };
+            return Ok(Err(if error.eq_ignore_ascii_case("ACCESS_DENIED") { cancelled } else { UNVERIFIED }));
         }
     };
     let (login_id, secret) = {
@@ -211,8 +242,28 @@ async fn complete(
             }
         };
     let Some(id_token) = tokens.id_token else { return Ok(Err(UNVERIFIED)) };
-    match line_login::verify_id_token(&id_token, &ch, &attempt.nonce, now / 1000) {
-        Ok(claims) => Ok(Ok(LineUser { user_id: claims.sub, name: claims.name.unwrap_or_default() })),
+    // The token's expiry is on LINE's clock, the real one: the app's clock may be moved (tests,
+    // the demo), and a token LINE issued a second ago is not expired for that.
+    let real_now_s = jiff::Timestamp::now().as_second();
+    match line_login::verify_id_token(&id_token, &ch, &attempt.nonce, real_now_s) {
+        Ok(claims) => {
+            // Whether they are a friend now (a failure here is not fatal: the follow webhook,
+            // when it comes, starts what waits for it).
+            let friend = match line_login::friendship(
+                app.line.http(),
+                &app.config.line.api_base_url,
+                &tokens.access_token,
+            )
+            .await
+            {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(error = %e, "LINE friendship status not read");
+                    false
+                }
+            };
+            Ok(Ok(LineUser { user_id: claims.sub, name: claims.name.unwrap_or_default(), friend }))
+        }
         Err(e) => {
             tracing::warn!(error = ?e, "LINE login ID token refused");
             Ok(Err(UNVERIFIED))

@@ -5,6 +5,7 @@ mod browser;
 mod browser_manual;
 mod courses;
 mod courses_console;
+mod courses_students;
 mod events;
 mod events_apply;
 mod events_faults;
