@@ -448,10 +448,14 @@ pub async fn next_due(c: &mut AnyConnection) -> Result<Option<i64>> {
     })
 }
 
+/// How long after a follow arrives its reply token is tried (LINE: use it within a minute).
+pub const REPLY_WINDOW_MS: i64 = 50_000;
+
 /// The channel's friend list moved (`changes`, at most one per user, as
 /// [`crate::line::set_friends`] applies them): the subscriptions of those LINE users to the
 /// channel's courses follow, in the caller's transaction. A follow starts a subscription that
-/// waited for it (day 0 is the follow's time) or resumes a blocked one (what fell due while
+/// waited for it (day 0 is the follow's time; its reply token, if any, is kept for the first
+/// messages) or resumes a blocked one (what fell due while
 /// blocked is skipped); an unfollow pauses an active one. Returns how many became due now (the
 /// caller queues a dispatch run after commit).
 pub async fn follow_friend_changes(
@@ -479,6 +483,8 @@ pub async fn follow_friend_changes(
                 "UPDATE course_subscriptions SET
                          started_at = CASE WHEN state = 'waiting_friend' THEN $3 ELSE started_at END,
                          resumed_at = CASE WHEN state = 'blocked' THEN $4 ELSE resumed_at END,
+                         reply_token = CASE WHEN state = 'waiting_friend' THEN $5 ELSE reply_token END,
+                         reply_until = CASE WHEN state = 'waiting_friend' THEN $6 ELSE reply_until END,
                          state = 'active', next_at = $4, updated_at = $4
                      WHERE line_user_id = $1 AND state IN ('waiting_friend', 'blocked')
                          AND course_id IN (SELECT id FROM courses WHERE line_channel_id = $2)
@@ -489,6 +495,8 @@ pub async fn follow_friend_changes(
             .bind(channel_id)
             .bind(ch.event_ts)
             .bind(now)
+            .bind(ch.reply_token.as_deref())
+            .bind(ch.reply_token.as_ref().map(|_| now + REPLY_WINDOW_MS))
             .execute(&mut *c)
             .await?
             .rows_affected(),
@@ -515,7 +523,9 @@ pub async fn follow_friend_changes(
 
 /// Link the student's LINE user to their subscription (LINE Login on the course). If that user
 /// is already a friend of the course's channel (the follow arrived first), the subscription
-/// starts now; otherwise it starts with the follow. Returns whether it became due now.
+/// starts now, with the follow's reply token while it is kept with the friend (the follow
+/// arrived less than [`REPLY_WINDOW_MS`] ago: the add-friend screen of the same login);
+/// otherwise it starts with the follow. Returns whether it became due now.
 pub async fn link_line_user(c: &mut AnyConnection, subscription_id: i64, line_user_id: &str, now: i64) -> Result<bool> {
     sqlx::query(
         "UPDATE course_subscriptions SET line_user_id = $2, updated_at = $3 WHERE id = $1 AND state = 'waiting_friend'",
@@ -526,7 +536,12 @@ pub async fn link_line_user(c: &mut AnyConnection, subscription_id: i64, line_us
     .execute(&mut *c)
     .await?;
     let r = sqlx::query(
-        "UPDATE course_subscriptions SET state = 'active', started_at = $3, next_at = $3, updated_at = $3
+        "UPDATE course_subscriptions SET state = 'active', started_at = $3, next_at = $3,
+             reply_token = (SELECT f.follow_reply_token FROM courses co JOIN line_friends f ON f.channel_id = co.line_channel_id
+                 WHERE co.id = course_subscriptions.course_id AND f.user_id = $2 AND f.follow_reply_until >= $3),
+             reply_until = (SELECT f.follow_reply_until FROM courses co JOIN line_friends f ON f.channel_id = co.line_channel_id
+                 WHERE co.id = course_subscriptions.course_id AND f.user_id = $2 AND f.follow_reply_until >= $3),
+             updated_at = $3
          WHERE id = $1 AND state = 'waiting_friend' AND line_user_id = $2 AND EXISTS (
              SELECT 1 FROM courses co JOIN line_friends f ON f.channel_id = co.line_channel_id
              WHERE co.id = course_subscriptions.course_id AND f.user_id = $2 AND f.status = 'following')",

@@ -252,29 +252,41 @@ pub struct FriendChange {
     pub event_ts: i64,
     /// The newest follow in the batch, if any (kept as `followed_at`).
     pub followed_at: Option<i64>,
+    /// The reply token of the follow that is `status`, when it came with the webhook just now
+    /// (worth a try for about a minute: LINE NOTES §2).
+    pub reply_token: Option<String>,
 }
 
 /// Apply friend changes (at most one per user) in one statement, with [`set_friend`]'s rule:
-/// a change older than what was last applied to that friend changes nothing.
+/// a change older than what was last applied to that friend changes nothing. A follow's reply
+/// token is kept with the friend until [`crate::courses::REPLY_WINDOW_MS`] from `now`.
 pub async fn set_friends(c: &mut AnyConnection, channel_id: &str, changes: &[FriendChange], now: i64) -> Result<()> {
     for chunk in changes.chunks(500) {
         let mut values = Vec::with_capacity(chunk.len());
         for i in 0..chunk.len() {
-            let b = 3 + i * 4;
-            values.push(format!("($1, ${}, ${}, ${}, ${}, $2)", b, b + 1, b + 2, b + 3));
+            let b = 4 + i * 5;
+            values.push(format!("($1, ${}, ${}, ${}, ${}, $2, ${}, $3)", b, b + 1, b + 2, b + 3, b + 4));
         }
         let sql = format!(
-            "INSERT INTO line_friends (channel_id, user_id, status, followed_at, status_event_ts, updated_at)
+            "INSERT INTO line_friends (channel_id, user_id, status, followed_at, status_event_ts, updated_at,
+                 follow_reply_token, follow_reply_until)
              VALUES {}
              ON CONFLICT (channel_id, user_id) DO UPDATE SET status = excluded.status,
                  followed_at = COALESCE(excluded.followed_at, line_friends.followed_at),
-                 status_event_ts = excluded.status_event_ts, updated_at = excluded.updated_at
+                 status_event_ts = excluded.status_event_ts, updated_at = excluded.updated_at,
+                 follow_reply_token = excluded.follow_reply_token, follow_reply_until = excluded.follow_reply_until
              WHERE line_friends.status_event_ts <= excluded.status_event_ts",
             values.join(", ")
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(channel_id).bind(now);
+        let until = now + crate::courses::REPLY_WINDOW_MS;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(channel_id).bind(now).bind(until);
         for ch in chunk {
-            q = q.bind(ch.user_id.as_str()).bind(ch.status.code()).bind(ch.followed_at).bind(ch.event_ts);
+            q = q
+                .bind(ch.user_id.as_str())
+                .bind(ch.status.code())
+                .bind(ch.followed_at)
+                .bind(ch.event_ts)
+                .bind(ch.reply_token.as_deref());
         }
         q.execute(&mut *c).await?;
     }

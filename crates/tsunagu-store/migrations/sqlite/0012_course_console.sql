@@ -115,3 +115,9 @@ CREATE TABLE student_line_links (
     PRIMARY KEY (student_id, login_channel_id),
     UNIQUE (login_channel_id, line_user_id)
 );
+
+-- A follow's reply token, kept with the friend for about a minute: a student whose follow
+-- (the add-friend screen of LINE Login) arrived before the login came back gets the first
+-- messages by reply, which is free.
+ALTER TABLE line_friends ADD COLUMN follow_reply_token TEXT;
+ALTER TABLE line_friends ADD COLUMN follow_reply_until BIGINT;

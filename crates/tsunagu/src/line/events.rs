@@ -46,12 +46,9 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
             );
         }
         let applied = marked.len() as u64;
-        let (changes, follows, unfollows) =
-            friend_changes(events.iter().filter(|e| marked.contains(&e.id)).map(|e| Facts {
-                event_type: &e.event_type,
-                user_id: e.user_id.as_deref(),
-                event_ts: e.event_ts,
-            }));
+        let (changes, follows, unfollows) = friend_changes(events.iter().filter(|e| marked.contains(&e.id)).map(|e| {
+            Facts { event_type: &e.event_type, user_id: e.user_id.as_deref(), event_ts: e.event_ts, reply_token: None }
+        }));
         store::set_friends(&mut tx, &channel_id, &changes, now).await?;
         let due = tsunagu_store::courses::follow_friend_changes(&mut tx, &channel_id, &changes, now).await?;
         if due > 0 {
@@ -76,6 +73,9 @@ pub(crate) struct Facts<'a> {
     pub event_type: &'a str,
     pub user_id: Option<&'a str>,
     pub event_ts: i64,
+    /// A follow's reply token, when the event is handled as it arrives (not later by a job,
+    /// when it would most likely have lapsed).
+    pub reply_token: Option<&'a str>,
 }
 
 /// Each user's newest follow or unfollow among `events` (event time decides; between events of
@@ -101,10 +101,12 @@ pub(crate) fn friend_changes<'a>(events: impl Iterator<Item = Facts<'a>>) -> (Ve
             status,
             event_ts: e.event_ts,
             followed_at: None,
+            reply_token: None,
         });
         if e.event_ts >= entry.event_ts {
             entry.status = status;
             entry.event_ts = e.event_ts;
+            entry.reply_token = e.reply_token.filter(|_| status == FriendStatus::Following).map(str::to_string);
         }
         if status == FriendStatus::Following {
             entry.followed_at = Some(entry.followed_at.map_or(e.event_ts, |t| t.max(e.event_ts)));

@@ -324,7 +324,8 @@ async fn store_request<'r>(
             handled,
         };
         if store::insert_event(c, channel_id, &e, now).await? {
-            new.push(super::events::Facts { event_type, user_id, event_ts: e.event_ts });
+            let reply_token = raw.get("replyToken").and_then(serde_json::Value::as_str);
+            new.push(super::events::Facts { event_type, user_id, event_ts: e.event_ts, reply_token });
         }
     }
     Ok(new)

@@ -179,11 +179,15 @@ async fn students_start_a_line_course_in_either_order(db: Db) {
     assert!(page.contains("公式LINEと友だちになりました") && page.contains("受講中"), "{page}");
     w.t.run_jobs().await;
     assert_eq!(w.texts(&hanako), vec!["ようこそ", "はじめに"], "the 購読開始直後 messages, in 通目 order");
+    let via = |u: &str| w.sb.received_by(u).iter().map(|r| r.via).collect::<Vec<_>>();
+    assert_eq!(via(&hanako), vec!["reply", "reply"], "the add-friend screen's follow carried them for free");
 
     // 2. A follow first (added from LINE itself), then the login.
     let taro = w.user("佐藤 太郎");
     assert_eq!(w.sb.follow(CHANNEL, &taro).await.unwrap(), 200);
     w.t.run_jobs().await;
+    // A minute later: the follow's reply token has lapsed.
+    w.t.clock.advance(61_000);
     let browser2 = sign_up(&w, "佐藤 太郎", "taro@example.com").await;
     let r = w.line_login(&browser2, &taro, false).await;
     assert_eq!(r.status, 303);
@@ -191,6 +195,7 @@ async fn students_start_a_line_course_in_either_order(db: Db) {
     assert!(page.contains("受講中") && page.contains("メッセージが LINE に届きます"), "{page}");
     w.t.run_jobs().await;
     assert_eq!(w.texts(&taro), vec!["ようこそ", "はじめに"]);
+    assert_eq!(via(&taro), vec!["push", "push"], "no reply token is tried once it lapsed");
 
     // 3. The prompt declined: told what it means; the follow later starts it.
     let ichiro = w.user("鈴木 一郎");
@@ -204,6 +209,7 @@ async fn students_start_a_line_course_in_either_order(db: Db) {
     assert_eq!(w.sb.follow(CHANNEL, &ichiro).await.unwrap(), 200);
     w.t.run_jobs().await;
     assert_eq!(w.texts(&ichiro), vec!["ようこそ", "はじめに"], "the follow started it");
+    assert_eq!(via(&ichiro), vec!["reply", "reply"], "by the follow's reply token");
 
     // Day 1 at 09:00 in Tokyo: the 時刻指定 message, once each.
     let now = w.t.app.now();
