@@ -246,6 +246,13 @@ impl LineSandbox {
         self.lock().channels.insert(spec.channel_id.clone(), state);
     }
 
+    /// The official account's monthly message limit, as a plan change at LINE sets it.
+    pub fn set_monthly_quota(&self, channel_id: &str, quota: Option<i64>) {
+        if let Some(c) = self.lock().channels.get_mut(channel_id) {
+            c.spec.monthly_quota = quota;
+        }
+    }
+
     /// The LINE Developers console's 「Webhook の利用」 switch (on for a new channel here).
     pub fn set_webhook_active(&self, channel_id: &str, on: bool) {
         if let Some(c) = self.lock().channels.get_mut(channel_id) {

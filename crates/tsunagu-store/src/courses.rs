@@ -1139,3 +1139,95 @@ pub async fn deliveries(
         })
         .collect())
 }
+
+/// LINE refused a request because the channel's monthly limit is reached, so nothing of it was
+/// sent: the request fails with `reason`, its steps go back to waiting (sent after the pause,
+/// in order, once), and the channel's active subscriptions pause until `until`. Returns
+/// whether the channel was not paused before (the caller tells the instructor then).
+pub async fn pause_for_quota(
+    c: &mut AnyConnection,
+    channel_id: &str,
+    send_id: i64,
+    reason: &str,
+    until: i64,
+    now: i64,
+) -> Result<bool> {
+    sqlx::query("UPDATE line_sends SET state = 'failed', reason = $2, sent_at = $3 WHERE id = $1 AND state = 'pending'")
+        .bind(send_id)
+        .bind(reason)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+    sqlx::query("DELETE FROM step_deliveries WHERE send_id = $1 AND outcome = 'sending'")
+        .bind(send_id)
+        .execute(&mut *c)
+        .await?;
+    sqlx::query(
+        "UPDATE course_subscriptions SET state = 'paused', next_at = $2, updated_at = $3
+         WHERE state = 'active' AND course_id IN (SELECT id FROM courses WHERE line_channel_id = $1)",
+    )
+    .bind(channel_id)
+    .bind(until)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    let r = sqlx::query(
+        "UPDATE line_channels SET quota_paused_until = $2, updated_at = $3
+         WHERE channel_id = $1 AND (quota_paused_until IS NULL OR quota_paused_until < $3)",
+    )
+    .bind(channel_id)
+    .bind(until)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Resume a channel paused for its quota: its paused subscriptions are due now. Returns how
+/// many resumed.
+pub async fn resume_after_quota(c: &mut AnyConnection, channel_id: &str, now: i64) -> Result<u64> {
+    sqlx::query("UPDATE line_channels SET quota_paused_until = NULL, updated_at = $2 WHERE channel_id = $1")
+        .bind(channel_id)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+    let r = sqlx::query(
+        "UPDATE course_subscriptions SET state = 'active', next_at = $2, updated_at = $2
+         WHERE state = 'paused' AND course_id IN (SELECT id FROM courses WHERE line_channel_id = $1)",
+    )
+    .bind(channel_id)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// Until when the channel's deliveries are paused for its quota, if they are.
+pub async fn quota_paused_until(c: &mut AnyConnection, channel_id: &str) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT quota_paused_until FROM line_channels WHERE channel_id = $1")
+        .bind(channel_id)
+        .fetch_optional(c)
+        .await?
+        .flatten())
+}
+
+/// Up to `limit` active subscriptions to the channel's courses (id, course, start), and how
+/// many there are in all: what a forecast of the month's deliveries reads.
+pub async fn active_on_channel(c: &mut AnyConnection, channel_id: &str, limit: i64) -> Result<(Vec<(i64, i64, i64)>, i64)> {
+    let total: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM course_subscriptions WHERE state = 'active' AND started_at IS NOT NULL
+             AND course_id IN (SELECT id FROM courses WHERE line_channel_id = $1)",
+    )
+    .bind(channel_id)
+    .fetch_one(&mut *c)
+    .await?;
+    let rows = sqlx::query(
+        "SELECT id, course_id, started_at FROM course_subscriptions WHERE state = 'active' AND started_at IS NOT NULL
+             AND course_id IN (SELECT id FROM courses WHERE line_channel_id = $1) ORDER BY id LIMIT $2",
+    )
+    .bind(channel_id)
+    .bind(limit)
+    .fetch_all(c)
+    .await?;
+    Ok((rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect(), total))
+}

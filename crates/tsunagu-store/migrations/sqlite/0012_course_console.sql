@@ -121,3 +121,7 @@ CREATE TABLE student_line_links (
 -- messages by reply, which is free.
 ALTER TABLE line_friends ADD COLUMN follow_reply_token TEXT;
 ALTER TABLE line_friends ADD COLUMN follow_reply_until BIGINT;
+
+-- LINE answered that the channel's monthly limit is reached: its deliveries pause until this
+-- instant (the next month in Japan), or until the instructor resumes them.
+ALTER TABLE line_channels ADD COLUMN quota_paused_until BIGINT;

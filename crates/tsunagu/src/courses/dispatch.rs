@@ -61,7 +61,7 @@ pub(crate) fn schedule_step(s: &StepRow) -> schedule::Step {
 }
 
 /// The steps a subscription that started at `started_at` receives.
-fn steps_for(steps: &[StepRow], started_at: i64) -> Vec<schedule::Step> {
+pub(crate) fn steps_for(steps: &[StepRow], started_at: i64) -> Vec<schedule::Step> {
     steps
         .iter()
         .filter(|s| s.valid_from <= started_at && s.valid_until.is_none_or(|u| started_at < u))
@@ -294,6 +294,11 @@ async fn send_all(app: &App, sends: Vec<store::SendRow>) -> Result<(), JobError>
         };
         match result {
             Ok(_) => settle(app, s.id, "sent", "", app.now()).await?,
+            // Nothing was sent: the steps wait, and the channel pauses (see `quota`).
+            Err(LineError::MonthlyLimit) => {
+                tracing::warn!(send_id = s.id, channel_id = %s.channel_id, "LINE monthly limit");
+                super::quota::pause(app, &s.channel_id, s.id).await?;
+            }
             Err(e) if retryable(&e) => {
                 tracing::warn!(send_id = s.id, method = %s.method, error = %e, "LINE send will be retried");
                 let mut c = app.store.conn().await?;
@@ -392,11 +397,16 @@ async fn message(app: &App, step_id: i64) -> Result<Option<Message>, JobError> {
 }
 
 /// The courses feature's job kinds: the dispatcher, which queues its own next run for when
-/// something next falls due.
+/// something next falls due, and the resumption after a monthly-limit pause.
 pub fn job_kinds() -> Vec<crate::jobs::JobKind> {
-    vec![crate::jobs::JobKind::new(DISPATCH, std::time::Duration::from_secs(600), |app, worker, _job| async move {
-        run(&app, &worker).await
-    })]
+    vec![
+        crate::jobs::JobKind::new(DISPATCH, std::time::Duration::from_secs(600), |app, worker, _job| async move {
+            run(&app, &worker).await
+        }),
+        crate::jobs::JobKind::new(super::quota::RESUME, std::time::Duration::from_secs(60), |app, _worker, job| async move {
+            super::quota::run(&app, &job).await
+        }),
+    ]
 }
 
 #[cfg(test)]

@@ -82,6 +82,56 @@ struct LinePage {
     steps: Vec<StepLine>,
     next_due: Option<String>,
     problems: Vec<String>,
+    month: Option<MonthView>,
+    /// Paused for LINE's monthly limit until then.
+    paused_until: Option<String>,
+}
+
+/// The channel's month as the page shows it.
+struct MonthView {
+    quota: String,
+    used: i64,
+    forecast: i64,
+    over: bool,
+    /// LINE could not be asked (its message).
+    unavailable: Option<String>,
+}
+
+/// How long the page waits for LINE's quota and consumption.
+const MONTH_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+async fn month_of(app: &SharedApp, auth: &Auth, channel_id: &str) -> Result<MonthView, AppError> {
+    let known = crate::line::known_channel(app, channel_id).await.map_err(AppError::Internal)?;
+    let Some(known) = known.filter(|k| k.account == auth.account.id) else {
+        return Ok(MonthView { quota: "—".into(), used: 0, forecast: 0, over: false, unavailable: None });
+    };
+    let ch = Channel { id: channel_id.to_string(), secret: known.secret, token_kind: Default::default() };
+    let asked = tokio::time::timeout(MONTH_WAIT, async { (app.line.quota(&ch).await, app.line.consumption(&ch).await) }).await;
+    let (quota, used) = match asked {
+        Ok((Ok(q), Ok(used))) => (q, used),
+        Ok((Err(e), _)) | Ok((_, Err(e))) => {
+            return Ok(MonthView { quota: "—".into(), used: 0, forecast: 0, over: false, unavailable: Some(e.message_ja().to_string()) });
+        }
+        Err(_) => {
+            return Ok(MonthView {
+                quota: "—".into(),
+                used: 0,
+                forecast: 0,
+                over: false,
+                unavailable: Some("LINE からの応答がありませんでした。".into()),
+            });
+        }
+    };
+    let planned = super::log::planned_this_month(app, channel_id, app.now()).await?;
+    let limit = quota.value.filter(|_| quota.kind == "limited");
+    let m = super::log::Month { quota: limit, used, planned };
+    Ok(MonthView {
+        quota: limit.map(|q| format!("{q} 通")).unwrap_or_else(|| "上限なし".into()),
+        used,
+        forecast: m.forecast(),
+        over: m.over(),
+        unavailable: None,
+    })
 }
 
 async fn step_lines(app: &SharedApp, auth: &Auth, course: &Course) -> Result<Vec<StepLine>, AppError> {
@@ -120,13 +170,20 @@ async fn line_page_of(
     problems: Vec<String>,
 ) -> Result<LinePage, AppError> {
     let steps = step_lines(app, auth, &course).await?;
-    let (bot, next_due) = {
+    let (bot, next_due, paused_until) = {
         let mut c = app.store.read().await?;
-        let bot = match &course.line_channel_id {
-            Some(ch) => tsunagu_store::line::bot_profile(&mut c, auth.account.id, ch).await?,
-            None => None,
+        let (bot, paused) = match &course.line_channel_id {
+            Some(ch) => (
+                tsunagu_store::line::bot_profile(&mut c, auth.account.id, ch).await?,
+                store::quota_paused_until(&mut c, ch).await?,
+            ),
+            None => (None, None),
         };
-        (bot, store::course_next_due(&mut c, course.id).await?)
+        (bot, store::course_next_due(&mut c, course.id).await?, paused)
+    };
+    let month = match (&course.line_channel_id, plan_refusal(auth)) {
+        (Some(ch), None) => Some(month_of(app, auth, ch).await?),
+        _ => None,
     };
     Ok(LinePage {
         chrome: Chrome::console(auth, NAV, "LINEステップ配信設定"),
@@ -138,6 +195,8 @@ async fn line_page_of(
         steps,
         next_due: next_due.map(|t| format_local(t, &course.time_zone)),
         problems,
+        month,
+        paused_until: paused_until.map(|t| format_local(t, &course.time_zone)),
         title: course.title,
     })
 }
@@ -787,4 +846,17 @@ pub async fn preview(State(app): State<SharedApp>, auth: Auth, Path(id): Path<i6
 /// A step in a few words (a text's start, or its kind).
 pub fn summary(s: &StepRow) -> String {
     if s.kind == "text" { excerpt(&s.body, 30) } else { kind_ja(&s.kind).to_string() }
+}
+
+/// ［配信を再開する］ after a monthly-limit pause (the LINE plan was raised): what waited goes
+/// out in order; if the limit still holds, LINE refuses again and the pause comes back.
+pub async fn resume(State(app): State<SharedApp>, auth: Auth, Path(id): Path<i64>) -> Result<Response, AppError> {
+    let course = owned(&app, &auth, id).await?;
+    if let Some(r) = plan_gate(&app, &auth, id) {
+        return Ok(r);
+    }
+    let Some(channel) = course.line_channel_id else { return Err(AppError::NotFound) };
+    let n = super::quota::resume(&app, &channel).await?;
+    tracing::info!(account_id = %auth.account.id, course_id = id, resumed = n, "deliveries resumed by the instructor");
+    Ok(flash_redirect(&app, &line_page(id), "success", "配信を再開しました。一時停止中に配信予定だったメッセージから順にお届けします。"))
 }

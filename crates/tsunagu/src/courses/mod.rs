@@ -27,7 +27,9 @@
 pub mod console;
 pub mod dispatch;
 pub mod fanout;
+pub mod log;
 pub mod messages;
+pub mod quota;
 pub mod schedule;
 pub mod student;
 pub mod test_send;
@@ -48,6 +50,8 @@ pub fn routes() -> axum::Router<crate::app::SharedApp> {
         .route("/courses/{id}/lessons/{lesson}/delete", post(console::delete_lesson))
         .route("/courses/{id}/line", get(messages::show).post(messages::save_channel))
         .route("/courses/{id}/line/preview", get(messages::preview))
+        .route("/courses/{id}/line/log", get(log::show))
+        .route("/courses/{id}/line/resume", post(messages::resume))
         .route("/courses/{id}/line/messages/new", get(messages::new_form).post(messages::create))
         .route("/courses/{id}/line/messages/{step}/edit", get(messages::edit_form).post(messages::update))
         .route("/courses/{id}/line/messages/{step}/delete", post(messages::delete))

@@ -331,3 +331,74 @@ async fn the_follow_starts_in_either_order_and_a_block_skips_what_fell_due() {
     t.run_jobs().await;
     assert_eq!(got(&a).len() + got(&b).len(), 6, "nothing twice");
 }
+
+/// LINE's monthly limit: the refused requests were not sent, so their steps wait; the channel
+/// pauses, the instructor gets a mail and sees the pause on the console, and ［配信を再開する］
+/// (after the plan at LINE was raised) delivers what waited, each message once. The job planned
+/// for the next month finds nothing left to resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monthly_limit_pauses_the_channel_and_nothing_is_lost_or_doubled() {
+    let (sb, t, account) = setup().await;
+    sb.set_monthly_quota(CHANNEL, Some(3));
+    let mut c = t.app.store.conn().await.unwrap();
+    let course = courses::create_course(&mut c, account, "quota", "上限の講座", "Asia/Tokyo", 1).await.unwrap();
+    courses::set_channel(&mut c, course, Some(CHANNEL), 1).await.unwrap();
+    courses::update_course(&mut c, account, course, "上限の講座", "", "published", 1).await.unwrap();
+    let step = NewStep { kind: "text", body: "ようこそ", media_id: None, timing: None, position: 1, valid_from: 0 };
+    courses::add_step(&mut c, course, &step, 1).await.unwrap();
+    drop(c);
+    let now = t.app.now();
+    let mut users = Vec::new();
+    for _ in 0..5 {
+        users.push(student(&t, &sb, course, now, false).await);
+    }
+    tsunagu::courses::dispatch::queue(&t.app).await.unwrap();
+    t.run_jobs().await;
+    let got = |u: &str| texts(&sb, u).len();
+    assert_eq!(users.iter().map(|u| got(u)).sum::<usize>(), 3, "three within the limit");
+    let (paused, mails): (i64, i64) = {
+        let mut c = t.app.store.conn().await.unwrap();
+        let p = sqlx::query_scalar("SELECT COUNT(*) FROM course_subscriptions WHERE state = 'paused'")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        let m = sqlx::query_scalar("SELECT COUNT(*) FROM mails WHERE subject LIKE '%送信上限%' AND to_address = 'steps-teacher@example.com'")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        (p, m)
+    };
+    assert_eq!(paused, 5, "the channel's deliveries pause");
+    assert_eq!(mails, 1, "the instructor is told once");
+    // Running again sends nothing while paused.
+    tsunagu::courses::dispatch::queue(&t.app).await.unwrap();
+    t.run_jobs().await;
+    assert_eq!(users.iter().map(|u| got(u)).sum::<usize>(), 3);
+
+    // The console says so, and resumes on request once LINE allows more.
+    let teacher = t.client();
+    teacher.login("steps-teacher@example.com", crate::helpers::PASSWORD).await;
+    tsunagu_store::accounts::set_plan(&mut t.app.store.conn().await.unwrap(), account, tsunagu_core::Plan::Business, 1)
+        .await
+        .unwrap();
+    let page = teacher.get(&format!("/courses/{course}/line")).await.text;
+    assert!(page.contains("送信数の上限に達したため、ステップ配信を一時停止しています"), "{page}");
+    assert!(page.contains("上限") && page.contains("3 通"), "the month's figures: {page}");
+    sb.set_monthly_quota(CHANNEL, Some(1000));
+    let r = teacher.submit(&format!("/courses/{course}/line"), &format!("/courses/{course}/line/resume"), &[]).await;
+    assert_eq!(r.status, 303);
+    t.run_jobs().await;
+    for u in &users {
+        assert_eq!(got(u), 1, "each student gets the message once");
+    }
+    // The log shows the refused requests with their reason.
+    let log = teacher.get(&format!("/courses/{course}/line/log")).await.text;
+    assert!(log.contains("送信済み"), "{log}");
+    // The planned resumption comes and changes nothing.
+    let until = tsunagu::courses::quota::next_month_start(t.app.now());
+    t.clock.advance(until - t.app.now() + 1);
+    t.run_jobs().await;
+    for u in &users {
+        assert_eq!(got(u), 1);
+    }
+}
