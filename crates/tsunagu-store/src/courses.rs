@@ -1152,12 +1152,14 @@ pub async fn pause_for_quota(
     until: i64,
     now: i64,
 ) -> Result<bool> {
-    sqlx::query("UPDATE line_sends SET state = 'failed', reason = $2, sent_at = $3 WHERE id = $1 AND state = 'pending'")
-        .bind(send_id)
-        .bind(reason)
-        .bind(now)
-        .execute(&mut *c)
-        .await?;
+    sqlx::query(
+        "UPDATE line_sends SET state = 'failed', reason = $2, sent_at = $3 WHERE id = $1 AND state = 'pending'",
+    )
+    .bind(send_id)
+    .bind(reason)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
     sqlx::query("DELETE FROM step_deliveries WHERE send_id = $1 AND outcome = 'sending'")
         .bind(send_id)
         .execute(&mut *c)
@@ -1213,7 +1215,11 @@ pub async fn quota_paused_until(c: &mut AnyConnection, channel_id: &str) -> Resu
 
 /// Up to `limit` active subscriptions to the channel's courses (id, course, start), and how
 /// many there are in all: what a forecast of the month's deliveries reads.
-pub async fn active_on_channel(c: &mut AnyConnection, channel_id: &str, limit: i64) -> Result<(Vec<(i64, i64, i64)>, i64)> {
+pub async fn active_on_channel(
+    c: &mut AnyConnection,
+    channel_id: &str,
+    limit: i64,
+) -> Result<(Vec<(i64, i64, i64)>, i64)> {
     let total: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM course_subscriptions WHERE state = 'active' AND started_at IS NOT NULL
              AND course_id IN (SELECT id FROM courses WHERE line_channel_id = $1)",
@@ -1230,4 +1236,20 @@ pub async fn active_on_channel(c: &mut AnyConnection, channel_id: &str, limit: i
     .fetch_all(c)
     .await?;
     Ok((rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect(), total))
+}
+
+/// The account that holds a course, and its plan.
+pub async fn course_account_plan(
+    c: &mut AnyConnection,
+    course_id: i64,
+) -> Result<Option<(AccountId, Option<tsunagu_core::Plan>)>> {
+    let row =
+        sqlx::query("SELECT a.id, a.plan FROM courses co JOIN accounts a ON a.id = co.account_id WHERE co.id = $1")
+            .bind(course_id)
+            .fetch_optional(c)
+            .await?;
+    Ok(row.map(|r| {
+        let plan: String = r.get(1);
+        (AccountId(r.get(0)), tsunagu_core::Plan::from_code(&plan))
+    }))
 }

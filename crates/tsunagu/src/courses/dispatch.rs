@@ -27,6 +27,8 @@ use crate::jobs::{JobError, Outcome};
 pub const BATCH: i64 = 500;
 /// How long a dispatcher holds what it claimed (subscriptions and the requests it stored).
 pub const LEASE_MS: i64 = 120_000;
+/// How often the courses of an account whose plan has no LINE are looked at again.
+const PLAN_RECHECK_MS: i64 = 3_600_000;
 /// When a retryable failure is tried again.
 const RETRY_MS: i64 = 5_000;
 
@@ -128,10 +130,18 @@ pub const DISPATCH: &str = "courses.dispatch";
 /// Store what the claimed subscriptions are due, with their requests, and release them.
 /// Returns the requests to send now, in order.
 async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) -> Result<Vec<store::SendRow>, JobError> {
+    // Courses of accounts whose plan no longer has LINE (see `PLAN_RECHECK_MS`).
+    let mut stopped: HashMap<i64, tsunagu_core::AccountId> = HashMap::new();
     let (courses, handled) = {
         let mut c = app.store.read().await?;
         let mut courses: HashMap<i64, (String, Option<String>, Vec<StepRow>)> = HashMap::new();
         for id in claimed.iter().map(|d| d.course_id).collect::<HashSet<_>>() {
+            if let Some((account, plan)) = store::course_account_plan(&mut c, id).await?
+                && !plan.is_some_and(|p| p.allows(tsunagu_core::Feature::LineLink))
+            {
+                stopped.insert(id, account);
+                continue;
+            }
             if let Some((tz, channel)) = store::course_for_dispatch(&mut c, id).await? {
                 courses.insert(id, (tz, channel, store::steps(&mut c, id).await?));
             }
@@ -148,6 +158,10 @@ async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) ->
     // Per channel: who is due what.
     let mut by_channel: HashMap<String, (Vec<fanout::Recipient>, HashMap<String, i64>)> = HashMap::new();
     for d in claimed {
+        if stopped.contains_key(&d.course_id) {
+            store::release(&mut tx, d.id, worker, Some(now + PLAN_RECHECK_MS), now).await?;
+            continue;
+        }
         let Some((tz, channel, steps)) = courses.get(&d.course_id) else {
             store::release(&mut tx, d.id, worker, None, now).await?;
             continue;
@@ -205,8 +219,46 @@ async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) ->
             });
         }
     }
+    for account in stopped.values().collect::<HashSet<_>>() {
+        tell_plan_stopped(app, &mut tx, *account, now).await?;
+    }
     tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
     Ok(sends)
+}
+
+/// The instructor's plan no longer has LINE: deliveries stop (looked at again every
+/// [`PLAN_RECHECK_MS`], so they go on once the plan has LINE again), and the instructor is told
+/// by mail, once a month at most.
+async fn tell_plan_stopped(
+    app: &App,
+    c: &mut tsunagu_store::AnyConnection,
+    account: tsunagu_core::AccountId,
+    now: i64,
+) -> Result<(), JobError> {
+    let Some(a) = tsunagu_store::accounts::get(c, account).await? else { return Ok(()) };
+    let tz = jiff::tz::TimeZone::get("Asia/Tokyo").unwrap_or(jiff::tz::TimeZone::UTC);
+    let month = jiff::Timestamp::from_millisecond(now).unwrap_or_default().to_zoned(tz).strftime("%Y-%m").to_string();
+    let body = format!(
+        "{} 様\n\nご契約のプラン（{}プラン）では公式LINE連携とステップ配信をご利用いただけないため、受講生への LINE のステップ配信を止めています。\n\n\
+         ビジネスプランまたはスペシャルプランに変更すると、配信を再開します（止めていた間に配信予定だったメッセージから順にお届けします）。\n\nTsunagu",
+        a.display_name,
+        a.plan.label()
+    );
+    crate::mail::enqueue(
+        c,
+        app,
+        &crate::mail::OutgoingMail {
+            account_id: Some(a.id),
+            cause: &format!("line-plan-stopped:{}:{month}", a.id),
+            to: &a.email,
+            subject: "【Tsunagu】ご契約のプランでは LINE のステップ配信をご利用いただけないため、配信を止めています",
+            body: &body,
+            calendar: None,
+        },
+    )
+    .await?;
+    tracing::warn!(account_id = %a.id, "LINE deliveries stopped: the plan has no LINE");
+    Ok(())
 }
 
 /// Resend requests whose lease ran out.
@@ -403,9 +455,11 @@ pub fn job_kinds() -> Vec<crate::jobs::JobKind> {
         crate::jobs::JobKind::new(DISPATCH, std::time::Duration::from_secs(600), |app, worker, _job| async move {
             run(&app, &worker).await
         }),
-        crate::jobs::JobKind::new(super::quota::RESUME, std::time::Duration::from_secs(60), |app, _worker, job| async move {
-            super::quota::run(&app, &job).await
-        }),
+        crate::jobs::JobKind::new(
+            super::quota::RESUME,
+            std::time::Duration::from_secs(60),
+            |app, _worker, job| async move { super::quota::run(&app, &job).await },
+        ),
     ]
 }
 

@@ -96,7 +96,11 @@ pub async fn show(
                 r.at,
                 Line {
                     at: format_local(r.at, tz),
-                    student: if r.student_name.is_empty() { "（名前なし）".into() } else { r.student_name.clone() },
+                    student: if r.student_name.is_empty() {
+                        "（名前なし）".into()
+                    } else {
+                        r.student_name.clone()
+                    },
                     subscription: r.subscription_id,
                     message: format!("{}・{}通目", timing_ja(r.step_timing), r.step_position),
                     outcome: outcome_ja(&r.outcome),
@@ -151,7 +155,8 @@ pub async fn show(
             }
         })
         .collect();
-    let student = f.student.and_then(|sid| rows.iter().find(|r| r.subscription_id == sid)).map(|r| r.student_name.clone());
+    let student =
+        f.student.and_then(|sid| rows.iter().find(|r| r.subscription_id == sid)).map(|r| r.student_name.clone());
     let page = LogPage {
         chrome: Chrome::console(&auth, NAV, "配信ログ"),
         id,

@@ -106,11 +106,18 @@ async fn month_of(app: &SharedApp, auth: &Auth, channel_id: &str) -> Result<Mont
         return Ok(MonthView { quota: "—".into(), used: 0, forecast: 0, over: false, unavailable: None });
     };
     let ch = Channel { id: channel_id.to_string(), secret: known.secret, token_kind: Default::default() };
-    let asked = tokio::time::timeout(MONTH_WAIT, async { (app.line.quota(&ch).await, app.line.consumption(&ch).await) }).await;
+    let asked =
+        tokio::time::timeout(MONTH_WAIT, async { (app.line.quota(&ch).await, app.line.consumption(&ch).await) }).await;
     let (quota, used) = match asked {
         Ok((Ok(q), Ok(used))) => (q, used),
         Ok((Err(e), _)) | Ok((_, Err(e))) => {
-            return Ok(MonthView { quota: "—".into(), used: 0, forecast: 0, over: false, unavailable: Some(e.message_ja().to_string()) });
+            return Ok(MonthView {
+                quota: "—".into(),
+                used: 0,
+                forecast: 0,
+                over: false,
+                unavailable: Some(e.message_ja().to_string()),
+            });
         }
         Err(_) => {
             return Ok(MonthView {
@@ -858,5 +865,10 @@ pub async fn resume(State(app): State<SharedApp>, auth: Auth, Path(id): Path<i64
     let Some(channel) = course.line_channel_id else { return Err(AppError::NotFound) };
     let n = super::quota::resume(&app, &channel).await?;
     tracing::info!(account_id = %auth.account.id, course_id = id, resumed = n, "deliveries resumed by the instructor");
-    Ok(flash_redirect(&app, &line_page(id), "success", "配信を再開しました。一時停止中に配信予定だったメッセージから順にお届けします。"))
+    Ok(flash_redirect(
+        &app,
+        &line_page(id),
+        "success",
+        "配信を再開しました。一時停止中に配信予定だったメッセージから順にお届けします。",
+    ))
 }

@@ -12,8 +12,7 @@ use crate::jobs::{JobError, Outcome};
 /// The job that resumes a paused channel.
 pub const RESUME: &str = "courses.resume_quota";
 
-const REASON: &str =
-    "今月の送信数の上限に達したため送信できませんでした。配信を一時停止し、再開後にこのメッセージから順にお届けします。";
+const REASON: &str = "今月の送信数の上限に達したため送信できませんでした。配信を一時停止し、再開後にこのメッセージから順にお届けします。";
 
 /// The first instant of the month after `now` in Japan (LINE's monthly count is Japan's).
 pub fn next_month_start(now: i64) -> i64 {

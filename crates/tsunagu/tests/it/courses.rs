@@ -55,6 +55,10 @@ async fn setup() -> (LineSandbox, TestApp, tsunagu_core::AccountId) {
         let e = tsunagu_core::Email::parse("steps-teacher@example.com").unwrap();
         tsunagu_store::accounts::credentials_by_email(&mut c, &e).await.unwrap().unwrap().account.id
     };
+    // LINE is for the ビジネス and スペシャル plans.
+    tsunagu_store::accounts::set_plan(&mut t.app.store.conn().await.unwrap(), account, tsunagu_core::Plan::Business, 1)
+        .await
+        .unwrap();
     tsunagu::line::save_channel(&t.app, account, CHANNEL, SECRET, "Ubot").await.unwrap();
     // The channel's webhook points at the app, so the sandbox's follows and blocks reach it.
     let client = tsunagu_line::LineClient::new(tsunagu_line::LineConfig::new(&line_base));
@@ -362,10 +366,12 @@ async fn a_monthly_limit_pauses_the_channel_and_nothing_is_lost_or_doubled() {
             .fetch_one(&mut *c)
             .await
             .unwrap();
-        let m = sqlx::query_scalar("SELECT COUNT(*) FROM mails WHERE subject LIKE '%送信上限%' AND to_address = 'steps-teacher@example.com'")
-            .fetch_one(&mut *c)
-            .await
-            .unwrap();
+        let m = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM mails WHERE subject LIKE '%送信上限%' AND to_address = 'steps-teacher@example.com'",
+        )
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
         (p, m)
     };
     assert_eq!(paused, 5, "the channel's deliveries pause");
@@ -378,9 +384,6 @@ async fn a_monthly_limit_pauses_the_channel_and_nothing_is_lost_or_doubled() {
     // The console says so, and resumes on request once LINE allows more.
     let teacher = t.client();
     teacher.login("steps-teacher@example.com", crate::helpers::PASSWORD).await;
-    tsunagu_store::accounts::set_plan(&mut t.app.store.conn().await.unwrap(), account, tsunagu_core::Plan::Business, 1)
-        .await
-        .unwrap();
     let page = teacher.get(&format!("/courses/{course}/line")).await.text;
     assert!(page.contains("送信数の上限に達したため、ステップ配信を一時停止しています"), "{page}");
     assert!(page.contains("上限") && page.contains("3 通"), "the month's figures: {page}");
@@ -401,4 +404,34 @@ async fn a_monthly_limit_pauses_the_channel_and_nothing_is_lost_or_doubled() {
     for u in &users {
         assert_eq!(got(u), 1);
     }
+}
+
+/// An account that moves down to a plan without LINE: its deliveries stop and the instructor
+/// is told; back on ビジネス, they go on (what waited first), each message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_without_line_stops_the_deliveries_until_it_has_line_again() {
+    let (sb, t, account) = setup().await;
+    let mut c = t.app.store.conn().await.unwrap();
+    let course = courses::create_course(&mut c, account, "plan", "プランの講座", "Asia/Tokyo", 1).await.unwrap();
+    courses::set_channel(&mut c, course, Some(CHANNEL), 1).await.unwrap();
+    let step = NewStep { kind: "text", body: "ようこそ", media_id: None, timing: None, position: 1, valid_from: 0 };
+    courses::add_step(&mut c, course, &step, 1).await.unwrap();
+    tsunagu_store::accounts::set_plan(&mut c, account, tsunagu_core::Plan::Standard, 2).await.unwrap();
+    drop(c);
+    let user = student(&t, &sb, course, t.app.now(), false).await;
+    tsunagu::courses::dispatch::queue(&t.app).await.unwrap();
+    t.run_jobs().await;
+    assert!(texts(&sb, &user).is_empty(), "nothing goes out on a plan without LINE");
+    let mails: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM mails WHERE subject LIKE '%ステップ配信をご利用いただけない%'")
+            .fetch_one(&mut *t.app.store.conn().await.unwrap())
+            .await
+            .unwrap();
+    assert_eq!(mails, 1, "the instructor is told");
+    tsunagu_store::accounts::set_plan(&mut t.app.store.conn().await.unwrap(), account, tsunagu_core::Plan::Business, 3)
+        .await
+        .unwrap();
+    t.clock.advance(H + 1);
+    t.run_jobs().await;
+    assert_eq!(texts(&sb, &user), vec![("ようこそ".to_string(), "push")]);
 }
