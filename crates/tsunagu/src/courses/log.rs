@@ -129,7 +129,7 @@ pub async fn show(
             },
         ));
     }
-    lines.sort_by(|a, b| b.0.cmp(&a.0));
+    lines.sort_by_key(|l| std::cmp::Reverse(l.0));
     let mut per: HashMap<i64, (usize, usize, usize)> = HashMap::new();
     for r in &rows {
         let e = per.entry(r.step_id).or_default();
