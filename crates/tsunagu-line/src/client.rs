@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tsunagu_core::rate::{BoxFuture, BudgetError, Pacer, Rate, RateBudget, Window};
 
 use crate::error::{LineError, classify};
-use crate::message::{Message, validate_all};
+use crate::message::{Message, validate_all_with};
 
 /// LINE remembers a retry key for 24 hours (NOTES §2.1); we stop retrying an hour before.
 pub const RETRY_KEY_LIFETIME_MS: i64 = 23 * 3_600_000;
@@ -107,6 +107,8 @@ pub struct LineConfig {
     pub limits: Limits,
     /// Added to each window so that requests whose travel time varies still arrive in time.
     pub limit_margin_ms: u64,
+    /// Send `http://` media URLs too (development and sandboxes: LINE itself refuses them).
+    pub allow_http_media: bool,
 }
 
 impl LineConfig {
@@ -118,6 +120,7 @@ impl LineConfig {
             backoff_base: Duration::from_millis(250),
             limits: Limits::default(),
             limit_margin_ms: 50,
+            allow_http_media: false,
         }
     }
 }
@@ -548,7 +551,7 @@ impl LineClient {
     /// `POST /v2/bot/message/reply` (free of quota; no retry key: LINE refuses one here). A
     /// reply token is single-use, so a failed reply is not repeated: fall back to push.
     pub async fn reply(&self, ch: &Channel, reply_token: &str, messages: &[Message]) -> Result<Sent, LineError> {
-        validate_all(messages).map_err(LineError::Message)?;
+        validate_all_with(messages, self.cfg.allow_http_media).map_err(LineError::Message)?;
         let body = serde_json::json!({"replyToken": reply_token, "messages": messages});
         let a = self.execute(ch, Endpoint::Reply, Method::POST, "/v2/bot/message/reply", Some(body), None).await?;
         Self::sent(a)
@@ -556,7 +559,7 @@ impl LineClient {
 
     /// `POST /v2/bot/message/push` to one user.
     pub async fn push(&self, ch: &Channel, to: &str, messages: &[Message], key: &RetryKey) -> Result<Sent, LineError> {
-        validate_all(messages).map_err(LineError::Message)?;
+        validate_all_with(messages, self.cfg.allow_http_media).map_err(LineError::Message)?;
         let body = serde_json::json!({"to": to, "messages": messages});
         let a = self.execute(ch, Endpoint::Push, Method::POST, "/v2/bot/message/push", Some(body), Some(key)).await?;
         Self::sent(a)
@@ -570,7 +573,7 @@ impl LineClient {
         messages: &[Message],
         key: &RetryKey,
     ) -> Result<Sent, LineError> {
-        validate_all(messages).map_err(LineError::Message)?;
+        validate_all_with(messages, self.cfg.allow_http_media).map_err(LineError::Message)?;
         if to.is_empty() || to.len() > MULTICAST_MAX {
             return Err(LineError::BadRequest {
                 message: format!("multicast takes 1 to {MULTICAST_MAX} recipients, not {}", to.len()),

@@ -141,6 +141,9 @@ pub(crate) struct Inner {
     pub token_requests: u64,
     /// What the last button on the page did (shown at the top of the page).
     pub notice: Option<String>,
+    /// Added to the wall clock when a delivery is recorded: a test that moves the app's clock
+    /// moves this one with it, so the chat view shows the simulated times.
+    pub clock_offset_ms: i64,
 }
 
 impl Default for Inner {
@@ -158,6 +161,7 @@ impl Default for Inner {
             rng: 0x5DEE_CE66_D1CE_4E5B ^ u64::from(std::process::id()),
             stats: LineStats::default(),
             exchanges: VecDeque::new(),
+            clock_offset_ms: 0,
             recording: true,
             limits,
             stateless_ttl: Duration::from_secs(900),
@@ -244,6 +248,11 @@ impl LineSandbox {
             forbidden: Default::default(),
         };
         self.lock().channels.insert(spec.channel_id.clone(), state);
+    }
+
+    /// Move the clock that delivery records (and the chat view) read, with the app's.
+    pub fn advance_clock(&self, ms: i64) {
+        self.lock().clock_offset_ms += ms;
     }
 
     /// The official account's monthly message limit, as a plan change at LINE sets it.

@@ -1253,3 +1253,17 @@ pub async fn course_account_plan(
         (AccountId(r.get(0)), tsunagu_core::Plan::from_code(&plan))
     }))
 }
+
+/// Bring the next delivery of the course's active students forward to `now`, the rest of each
+/// schedule with it (the start moves back by as much). For the demo: nobody waits a day.
+pub async fn bring_next_forward(c: &mut AnyConnection, course_id: i64, now: i64) -> Result<u64> {
+    let r = sqlx::query(
+        "UPDATE course_subscriptions SET started_at = started_at - (next_at - $2), next_at = $2, updated_at = $2
+         WHERE course_id = $1 AND state = 'active' AND next_at > $2 AND started_at IS NOT NULL",
+    )
+    .bind(course_id)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected())
+}

@@ -64,6 +64,8 @@ pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &P
         config.line.api_base_url = line_base.clone();
         config.line.data_api_base_url = line_base.clone();
         config.line.access_base_url = line_base.clone();
+        // The sandbox takes the demo's http:// media URLs (LINE itself would not).
+        config.media.allow_http = true;
         Some(line_base)
     } else {
         None
@@ -113,8 +115,19 @@ pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &P
             crate::events::sample::ensure(&app, o.id, &o.time_zone).await?;
         }
     }
+    let mut sample_course = None;
     if line_sandbox.is_some() {
         connect_demo_instructor_to_line(&app).await?;
+        let instructor = {
+            let mut c = app.store.read().await?;
+            accounts::credentials_by_email(&mut c, &Email::parse(DEMO_ORGANIZER.0)?).await?.map(|c| c.account)
+        };
+        if let Some(i) = instructor {
+            let key =
+                crate::courses::sample::ensure(&app, i.id, (DEMO_LINE.0, DEMO_LINE_NAME, DEMO_LINE.3), DEMO_LINE_LOGIN)
+                    .await?;
+            sample_course = Some(format!("{}/c/{key}", app.config.http.public_url.trim_end_matches('/')));
+        }
     }
     let server = startup::Server::bind(app.clone()).await?;
     let addr = server.local_addr();
@@ -148,6 +161,12 @@ pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &P
         println!(
             "                          デモ講師の公式LINE（{}）は接続済みです / the demo instructor's official account is connected",
             DEMO_LINE.3
+        );
+    }
+    if let Some(course) = &sample_course {
+        println!(
+            "  コース / Course:         サンプル「{}」: {course} （受講生として開くと、LINE ログインと友だち追加を試せます / open it as a student）",
+            crate::courses::sample::TITLE
         );
     }
     println!("  メディア / Media:        {}", media_line(&app.config));
@@ -229,6 +248,8 @@ async fn connect_demo_organizer_to_zoom(app: &crate::app::App) -> anyhow::Result
 /// channel secret, bot user ID, basic ID and name.
 pub const DEMO_LINE: (&str, &str, &str, &str) =
     ("2000000001", "demo-line-channel-secret", "U0000000000000000000000000000de01", "@tsunagu-demo");
+/// The demo official account's name.
+pub const DEMO_LINE_NAME: &str = "つなぐデモ講座";
 /// Its LINE Login channel (same provider): channel ID and secret.
 pub const DEMO_LINE_LOGIN: (&str, &str) = ("1600000001", "demo-line-login-secret");
 /// Simulated students, friends of nobody until they add the account on the sandbox's page.
@@ -246,7 +267,7 @@ fn demo_line_sandbox(public_url: &str) -> tsunagu_sandbox::line::LineSandbox {
         channel_secret: DEMO_LINE.1.into(),
         bot_user_id: DEMO_LINE.2.into(),
         basic_id: DEMO_LINE.3.into(),
-        display_name: "つなぐデモ講座".into(),
+        display_name: DEMO_LINE_NAME.into(),
         monthly_quota: Some(200),
         login: Some(LoginChannelSpec {
             channel_id: DEMO_LINE_LOGIN.0.into(),

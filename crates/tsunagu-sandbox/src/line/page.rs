@@ -67,7 +67,15 @@ pub(crate) async fn chat(State(sb): State<LineSandbox>, Path(user_id): Path<Stri
             ),
             other => format!("<p>（{}）</p>", esc(other)),
         };
-        body.push_str(&format!("<li><strong>{}</strong> {}</li>", esc(&from), content));
+        let tokyo = jiff::tz::TimeZone::get("Asia/Tokyo").unwrap_or(jiff::tz::TimeZone::UTC);
+        let at = jiff::Timestamp::from_millisecond(r.at_ms)
+            .map(|t| t.to_zoned(tokyo).strftime("%-m月%-d日 %H:%M").to_string());
+        body.push_str(&format!(
+            "<li><strong>{}</strong> <time>{}</time> {}</li>",
+            esc(&from),
+            esc(&at.unwrap_or_default()),
+            content
+        ));
     }
     body.push_str("</ol>");
     Html(wrap(&format!("{name} のトーク"), &body))

@@ -85,6 +85,8 @@ struct LinePage {
     month: Option<MonthView>,
     /// Paused for LINE's monthly limit until then.
     paused_until: Option<String>,
+    /// `tsunagu demo`: its button that brings the next delivery forward.
+    demo: bool,
 }
 
 /// The channel's month as the page shows it.
@@ -204,6 +206,7 @@ async fn line_page_of(
         problems,
         month,
         paused_until: paused_until.map(|t| format_local(t, &course.time_zone)),
+        demo: super::sample::is_demo(),
         title: course.title,
     })
 }
@@ -870,5 +873,28 @@ pub async fn resume(State(app): State<SharedApp>, auth: Auth, Path(id): Path<i64
         &line_page(id),
         "success",
         "配信を再開しました。一時停止中に配信予定だったメッセージから順にお届けします。",
+    ))
+}
+
+/// 「次の配信を今すぐ送る（デモ）」: the demo's way to not wait a day. Each active student's next
+/// delivery comes forward to now, the rest of their schedule with it.
+pub async fn due_now(State(app): State<SharedApp>, auth: Auth, Path(id): Path<i64>) -> Result<Response, AppError> {
+    owned(&app, &auth, id).await?;
+    if !super::sample::is_demo() {
+        return Err(AppError::NotFound);
+    }
+    let now = app.now();
+    let mut tx = app.store.begin().await?;
+    let n = store::bring_next_forward(&mut tx, id, now).await?;
+    super::dispatch::queue_in(&mut tx, &app).await?;
+    tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
+    crate::jobs::wake(&app);
+    Ok(flash_redirect(
+        &app,
+        &line_page(id),
+        "success",
+        &format!(
+            "{n} 人の受講生の次のメッセージを、いま配信しています。LINE サンドボックスのトーク画面で確認できます。"
+        ),
     ))
 }

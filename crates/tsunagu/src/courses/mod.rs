@@ -30,6 +30,7 @@ pub mod fanout;
 pub mod log;
 pub mod messages;
 pub mod quota;
+pub mod sample;
 pub mod schedule;
 pub mod student;
 pub mod test_send;
@@ -52,6 +53,7 @@ pub fn routes() -> axum::Router<crate::app::SharedApp> {
         .route("/courses/{id}/line/preview", get(messages::preview))
         .route("/courses/{id}/line/log", get(log::show))
         .route("/courses/{id}/line/resume", post(messages::resume))
+        .route("/courses/{id}/line/due-now", post(messages::due_now))
         .route("/courses/{id}/line/messages/new", get(messages::new_form).post(messages::create))
         .route("/courses/{id}/line/messages/{step}/edit", get(messages::edit_form).post(messages::update))
         .route("/courses/{id}/line/messages/{step}/delete", post(messages::delete))

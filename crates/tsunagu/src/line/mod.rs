@@ -231,7 +231,11 @@ async fn read_channel(app: &App, channel_id: &str) -> anyhow::Result<Option<Know
 
 /// A Messaging API client for one-off use (a CLI check): its limits are its own.
 pub fn bare_client(config: &crate::config::Config) -> tsunagu_line::LineClient {
-    tsunagu_line::LineClient::new(tsunagu_line::LineConfig::new(&config.line.api_base_url))
+    let mut cfg = tsunagu_line::LineConfig::new(&config.line.api_base_url);
+    // With `media.allow_http` (development, tests, the demo's sandbox) media URLs are http://;
+    // LINE itself refuses them, which `serve` says at start.
+    cfg.allow_http_media = config.media.allow_http;
+    tsunagu_line::LineClient::new(cfg)
 }
 
 /// The process's Messaging API client: on PostgreSQL its per-channel limits are shared with

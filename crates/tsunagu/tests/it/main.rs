@@ -2,6 +2,7 @@
 
 mod accounts_web;
 mod browser;
+mod browser_line;
 mod browser_manual;
 mod courses;
 mod courses_console;
@@ -14,6 +15,7 @@ mod helpers;
 mod job_faults;
 mod jobs;
 mod limits;
+mod line_contract;
 mod line_intake;
 mod line_webhook;
 mod mail_smtp;

@@ -326,7 +326,7 @@ impl Browser {
             const input = l.querySelector('input, textarea, select');
             if (!input) return null;
             input.scrollIntoView({block: 'center'});
-            if (input.type === 'datetime-local' || input.tagName === 'SELECT') {
+            if (input.type === 'datetime-local' || input.type === 'time' || input.tagName === 'SELECT') {
                 input.value = value;
                 input.dispatchEvent(new Event('change', {bubbles: true}));
                 return 'set';
