@@ -1254,11 +1254,14 @@ pub async fn course_account_plan(
     }))
 }
 
-/// Bring the next delivery of the course's active students forward to `now`, the rest of each
-/// schedule with it (the start moves back by as much). For the demo: nobody waits a day.
+/// Bring the next delivery of the course's active students forward, for the demo (nobody waits
+/// a day): each start moves back by as many whole days as it takes for the next step to be due
+/// by `now` (時刻指定 is a day and a time of day, so only whole days keep it at its time); a
+/// step that has come due is sent at once, the rest of the schedule keeps its spacing.
 pub async fn bring_next_forward(c: &mut AnyConnection, course_id: i64, now: i64) -> Result<u64> {
     let r = sqlx::query(
-        "UPDATE course_subscriptions SET started_at = started_at - (next_at - $2), next_at = $2, updated_at = $2
+        "UPDATE course_subscriptions SET started_at = started_at - ((next_at - $2 + 86399999) / 86400000) * 86400000,
+             next_at = $2, updated_at = $2
          WHERE course_id = $1 AND state = 'active' AND next_at > $2 AND started_at IS NOT NULL",
     )
     .bind(course_id)
