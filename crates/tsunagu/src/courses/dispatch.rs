@@ -25,8 +25,13 @@ use crate::jobs::{JobError, Outcome};
 
 /// Subscriptions claimed per round.
 pub const BATCH: i64 = 500;
-/// How long a dispatcher holds what it claimed (subscriptions and the requests it stored).
-pub const LEASE_MS: i64 = 120_000;
+/// How long a dispatcher holds what it claimed (subscriptions and the requests it stored): twice
+/// the job lease (`jobs.lease_seconds`, 60 s by default), at least 10 s. A request resent by
+/// another dispatcher while the first is still at it carries the same retry key, so a lease too
+/// short costs a 409 from LINE, never a second message.
+pub fn lease_ms(app: &App) -> i64 {
+    (app.config.jobs.lease_seconds as i64 * 2_000).max(10_000)
+}
 /// How often the courses of an account whose plan has no LINE are looked at again.
 const PLAN_RECHECK_MS: i64 = 3_600_000;
 /// When a retryable failure is tried again.
@@ -79,7 +84,7 @@ pub async fn run(app: &App, worker: &str) -> Result<Outcome, JobError> {
         let now = app.now();
         let claimed = {
             let mut tx = app.store.begin().await?;
-            let claimed = store::claim_due(&mut tx, app.store.backend(), worker, BATCH, now, LEASE_MS).await?;
+            let claimed = store::claim_due(&mut tx, app.store.backend(), worker, BATCH, now, lease_ms(app)).await?;
             tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
             claimed
         };
@@ -186,7 +191,7 @@ async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) ->
             }
             // No channel linked (yet): the steps wait, and are looked at again in a while.
             None if !due.send.is_empty() => {
-                store::release(&mut tx, d.id, worker, Some(now + LEASE_MS), now).await?;
+                store::release(&mut tx, d.id, worker, Some(now + lease_ms(app)), now).await?;
             }
             _ => {
                 store::release(&mut tx, d.id, worker, due.next_at, now).await?;
@@ -204,7 +209,8 @@ async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) ->
             let body = Body { to, steps: request.steps().to_vec(), reply_token: token, subscriptions };
             let key = (method != "reply").then(|| RetryKey::new(now).key);
             let json = serde_json::to_string(&body).map_err(|e| JobError::Permanent(e.to_string()))?;
-            let id = store::insert_send(&mut tx, &channel, method, key.as_deref(), &json, now + LEASE_MS, now).await?;
+            let id =
+                store::insert_send(&mut tx, &channel, method, key.as_deref(), &json, now + lease_ms(app), now).await?;
             for sub in &body.subscriptions {
                 store::record_handled(&mut tx, *sub, &body.steps, "sending", Some(id), now).await?;
             }
@@ -266,7 +272,7 @@ async fn resend_stale(app: &App) -> Result<(), JobError> {
     loop {
         let stale = {
             let mut tx = app.store.begin().await?;
-            let s = store::claim_stale_sends(&mut tx, app.store.backend(), 200, app.now(), LEASE_MS).await?;
+            let s = store::claim_stale_sends(&mut tx, app.store.backend(), 200, app.now(), lease_ms(app)).await?;
             tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
             s
         };

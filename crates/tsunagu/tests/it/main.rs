@@ -6,6 +6,7 @@ mod browser_line;
 mod browser_manual;
 mod courses;
 mod courses_console;
+mod courses_faults;
 mod courses_students;
 mod events;
 mod events_apply;
