@@ -1270,3 +1270,58 @@ pub async fn bring_next_forward(c: &mut AnyConnection, course_id: i64, now: i64)
     .await?;
     Ok(r.rows_affected())
 }
+
+/// [`record_handled`] for many subscriptions at once (the same steps, outcome and request), in
+/// statements of at most 1,000 rows.
+pub async fn record_handled_many(
+    c: &mut AnyConnection,
+    subscriptions: &[i64],
+    steps: &[i64],
+    outcome: &str,
+    send_id: Option<i64>,
+    now: i64,
+) -> Result<u64> {
+    let pairs: Vec<(i64, i64)> = subscriptions.iter().flat_map(|s| steps.iter().map(move |t| (*s, *t))).collect();
+    let mut n = 0;
+    for chunk in pairs.chunks(1_000) {
+        let values: Vec<String> =
+            (0..chunk.len()).map(|i| format!("(${}, ${}, $1, $2, $3)", 4 + 2 * i, 5 + 2 * i)).collect();
+        let sql = format!(
+            "INSERT INTO step_deliveries (subscription_id, step_id, outcome, send_id, at) VALUES {}
+             ON CONFLICT (subscription_id, step_id) DO NOTHING",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(outcome).bind(send_id).bind(now);
+        for (s, t) in chunk {
+            q = q.bind(*s).bind(*t);
+        }
+        n += q.execute(&mut *c).await?.rows_affected();
+    }
+    Ok(n)
+}
+
+/// [`release`] for many subscriptions held by `worker` with the same next delivery.
+pub async fn release_many(
+    c: &mut AnyConnection,
+    subscriptions: &[i64],
+    worker: &str,
+    next_at: Option<i64>,
+    now: i64,
+) -> Result<u64> {
+    let mut n = 0;
+    for chunk in subscriptions.chunks(1_000) {
+        let ids: Vec<String> = (0..chunk.len()).map(|i| format!("${}", 4 + i)).collect();
+        let sql = format!(
+            "UPDATE course_subscriptions SET next_at = $1, locked_by = NULL, lease_until = NULL, reply_token = NULL,
+                 reply_until = NULL, updated_at = $3
+             WHERE locked_by = $2 AND id IN ({})",
+            ids.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(next_at).bind(worker).bind(now);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        n += q.execute(&mut *c).await?.rows_affected();
+    }
+    Ok(n)
+}

@@ -162,13 +162,15 @@ async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) ->
     let mut sends = Vec::new();
     // Per channel: who is due what.
     let mut by_channel: HashMap<String, (Vec<fanout::Recipient>, HashMap<String, i64>)> = HashMap::new();
+    // Subscriptions to release, by their next delivery (released together below).
+    let mut releases: HashMap<Option<i64>, Vec<i64>> = HashMap::new();
     for d in claimed {
         if stopped.contains_key(&d.course_id) {
-            store::release(&mut tx, d.id, worker, Some(now + PLAN_RECHECK_MS), now).await?;
+            releases.entry(Some(now + PLAN_RECHECK_MS)).or_default().push(d.id);
             continue;
         }
         let Some((tz, channel, steps)) = courses.get(&d.course_id) else {
-            store::release(&mut tx, d.id, worker, None, now).await?;
+            releases.entry(None).or_default().push(d.id);
             continue;
         };
         let zone = jiff::tz::TimeZone::get(tz).unwrap_or(jiff::tz::TimeZone::UTC);
@@ -187,16 +189,19 @@ async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) ->
                     reply_token: d.reply_token.clone(),
                 });
                 subs.insert(d.line_user_id.clone(), d.id);
-                store::release(&mut tx, d.id, worker, due.next_at, now).await?;
+                releases.entry(due.next_at).or_default().push(d.id);
             }
             // No channel linked (yet): the steps wait, and are looked at again in a while.
             None if !due.send.is_empty() => {
-                store::release(&mut tx, d.id, worker, Some(now + lease_ms(app)), now).await?;
+                releases.entry(Some(now + lease_ms(app))).or_default().push(d.id);
             }
             _ => {
-                store::release(&mut tx, d.id, worker, due.next_at, now).await?;
+                releases.entry(due.next_at).or_default().push(d.id);
             }
         }
+    }
+    for (next_at, ids) in &releases {
+        store::release_many(&mut tx, ids, worker, *next_at, now).await?;
     }
     for (channel, (recipients, subs)) in by_channel {
         for request in fanout::requests(&recipients) {
@@ -211,9 +216,7 @@ async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) ->
             let json = serde_json::to_string(&body).map_err(|e| JobError::Permanent(e.to_string()))?;
             let id =
                 store::insert_send(&mut tx, &channel, method, key.as_deref(), &json, now + lease_ms(app), now).await?;
-            for sub in &body.subscriptions {
-                store::record_handled(&mut tx, *sub, &body.steps, "sending", Some(id), now).await?;
-            }
+            store::record_handled_many(&mut tx, &body.subscriptions, &body.steps, "sending", Some(id), now).await?;
             sends.push(store::SendRow {
                 id,
                 channel_id: channel.clone(),

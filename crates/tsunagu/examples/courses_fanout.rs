@@ -1,0 +1,224 @@
+//! Step-delivery benchmarks (a program, not a test), against the LINE sandbox on its own thread:
+//!
+//! 1. 100,000 students due at one instant for the same step: the time until LINE (the sandbox)
+//!    has accepted every message, as a ratio of LINE's own floor (multicast 200 requests/s × 500
+//!    recipients ⇒ 1 s), with duplicates, 429s and peak RSS (the process's, sandbox included).
+//! 2. 10,000 students each due a message of their own (their own course): per-student pushes,
+//!    as a ratio of LINE's 2,000 requests/s.
+//! 3. Quota spent per student for a 5-step sequence (2 「購読開始直後」, 3 due together on day 1),
+//!    with and without the follow's reply token, against one message per step.
+//!
+//!   cargo run --release -p tsunagu --example courses_fanout
+//!
+//! Sizes: TSUNAGU_BENCH_MULTICAST (default 100000), TSUNAGU_BENCH_PUSHES (default 10000).
+//! The dispatcher runs as the `courses.dispatch` job would, in this process, on SQLite.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tsunagu::clock::OffsetClock;
+use tsunagu::config::Config;
+use tsunagu::startup::build_app;
+use tsunagu_sandbox::line::{LineChannelSpec, LineSandbox};
+use tsunagu_store::courses::{self, NewStep};
+
+const CHANNEL: &str = "2000000999";
+const SECRET: &str = "bench-fanout-secret";
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn peak_rss_mib() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+struct World {
+    app: tsunagu::app::SharedApp,
+    clock: Arc<OffsetClock>,
+    sb: LineSandbox,
+    account: tsunagu_core::AccountId,
+    _dir: tsunagu_store::testing::TempDir,
+    _sandbox: tsunagu_sandbox::Detached,
+}
+
+async fn world() -> anyhow::Result<World> {
+    let sb = LineSandbox::new();
+    sb.add_channel(LineChannelSpec {
+        channel_id: CHANNEL.into(),
+        channel_secret: SECRET.into(),
+        bot_user_id: format!("U{}", "9".repeat(32)),
+        basic_id: "@bench".into(),
+        display_name: "ベンチ講座".into(),
+        monthly_quota: None,
+        login: None,
+    });
+    sb.set_recording(false);
+    let detached = tsunagu_sandbox::Detached::serve(sb.router())?;
+    let dir = tsunagu_store::testing::TempDir::new("tsunagu-fanout-bench");
+    let mut cfg = Config::default();
+    cfg.data.dir = dir.path().to_path_buf();
+    cfg.database.url = format!("sqlite://{}/bench.db", dir.path().display());
+    cfg.http.listen = "127.0.0.1:0".into();
+    cfg.jobs.enabled = false;
+    cfg.log.level = "warn".into();
+    cfg.line.api_base_url = detached.base.clone();
+    let clock = Arc::new(OffsetClock::default());
+    let app = build_app(cfg, clock.clone()).await?;
+    let input = tsunagu::accounts::SignupInput {
+        email: "teacher@example.com",
+        name: "講師",
+        password: "benchmark-password",
+        password_confirm: "benchmark-password",
+        plan: tsunagu_core::Plan::Business,
+        role: tsunagu_core::Role::Member,
+    };
+    let account = tsunagu::accounts::sign_up(&app, &input).await.map_err(|e| anyhow::anyhow!("{e}"))?.id;
+    tsunagu::line::save_channel(&app, account, CHANNEL, SECRET, "Ubot").await?;
+    Ok(World { app, clock, sb, account, _dir: dir, _sandbox: detached })
+}
+
+fn user(i: usize, salt: u64) -> String {
+    format!("U{:032x}", (salt << 32) + i as u64)
+}
+
+/// `n` friends who started `course` at `now` (due then); their LINE user ids.
+async fn students(w: &World, course: impl Fn(usize) -> i64, n: usize, salt: u64) -> anyhow::Result<Vec<String>> {
+    let now = w.app.now();
+    let mut users = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(5_000) {
+        let mut tx = w.app.store.begin().await?;
+        for &i in chunk {
+            let u = user(i, salt);
+            let student = courses::create_student(&mut tx, w.account, None, None, "", now).await?;
+            let sub = courses::subscribe(&mut tx, course(i), student, now).await?;
+            courses::start(&mut tx, sub, &u, now, Some(now), None).await?;
+            w.sb.set_friend(CHANNEL, &u);
+            users.push(u);
+        }
+        tx.commit().await?;
+    }
+    Ok(users)
+}
+
+/// A step: its text, its timing (`None`: 購読開始直後; else day and minute) and its 通目.
+type StepSpec<'a> = (&'a str, Option<(i64, i64)>, i64);
+
+async fn new_course(w: &World, steps: &[StepSpec<'_>]) -> anyhow::Result<i64> {
+    let mut tx = w.app.store.begin().await?;
+    let key = tsunagu::crypto::random_token(12);
+    let id = courses::create_course(&mut tx, w.account, &key, "ベンチ", "Asia/Tokyo", 1).await?;
+    courses::set_channel(&mut tx, id, Some(CHANNEL), 1).await?;
+    for (body, timing, position) in steps {
+        let s = NewStep { kind: "text", body, media_id: None, timing: *timing, position: *position, valid_from: 0 };
+        courses::add_step(&mut tx, id, &s, 1).await?;
+    }
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Run the dispatcher until nothing is due now; seconds taken.
+async fn dispatch(w: &World) -> anyhow::Result<f64> {
+    let t0 = Instant::now();
+    loop {
+        tsunagu::courses::dispatch::run(&w.app, "bench").await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let mut c = w.app.store.read().await?;
+        let next = courses::next_due(&mut c).await?;
+        if next.is_none_or(|n| n > w.app.now()) {
+            return Ok(t0.elapsed().as_secs_f64());
+        }
+    }
+}
+
+fn duplicates(sb: &LineSandbox, users: &[String], per_user: usize) -> usize {
+    let mut got: HashMap<String, usize> = HashMap::new();
+    for r in sb.received() {
+        *got.entry(r.user_id).or_default() += 1;
+    }
+    users.iter().map(|u| got.get(u).copied().unwrap_or(0).saturating_sub(per_user)).sum::<usize>()
+        + users.iter().filter(|u| got.get(*u).copied().unwrap_or(0) < per_user).count()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let multicast_n = env_num("TSUNAGU_BENCH_MULTICAST", 100_000);
+    let push_n = env_num("TSUNAGU_BENCH_PUSHES", 10_000);
+    let w = world().await?;
+
+    // 1. One step, everyone due at once.
+    let course = new_course(&w, &[("ようこそ", None, 1)]).await?;
+    let t0 = Instant::now();
+    let users = students(&w, |_| course, multicast_n, 1).await?;
+    eprintln!("{multicast_n} students made in {:.1} s", t0.elapsed().as_secs_f64());
+    let secs = dispatch(&w).await?;
+    let stats = w.sb.stats();
+    let floor = (multicast_n as f64 / 500.0).ceil() / 200.0;
+    println!(
+        "multicast: {multicast_n} students, {:.2} s until all accepted (LINE's floor {floor:.2} s, ratio {:.2}); missing or duplicated {}, 429s {}, requests {}, peak RSS {:.0} MiB",
+        secs,
+        secs / floor,
+        duplicates(&w.sb, &users, 1),
+        stats.rate_429,
+        stats.requests,
+        peak_rss_mib()
+    );
+
+    // 2. Each student a message of their own: one course each.
+    let mut own = Vec::with_capacity(push_n);
+    for i in 0..push_n {
+        own.push(new_course(&w, &[(&format!("あなた専用のメッセージ {i}"), None, 1)]).await?);
+    }
+    let before = w.sb.stats().requests;
+    let users2 = students(&w, |i| own[i], push_n, 2).await?;
+    let secs = dispatch(&w).await?;
+    let stats = w.sb.stats();
+    let floor = push_n as f64 / 2000.0;
+    println!(
+        "pushes: {push_n} students, {:.2} s until all accepted (LINE's floor {floor:.2} s at 2,000 requests/s, ratio {:.2}); missing or duplicated {}, 429s {}, requests {}, peak RSS {:.0} MiB",
+        secs,
+        secs / floor,
+        duplicates(&w.sb, &users2, 1),
+        stats.rate_429,
+        stats.requests - before,
+        peak_rss_mib()
+    );
+
+    // 3. Quota per student: 2 at the start, 3 together on day 1 at 09:00.
+    let seq = new_course(
+        &w,
+        &[("1", None, 1), ("2", None, 2), ("3", Some((1, 540)), 1), ("4", Some((1, 540)), 2), ("5", Some((1, 540)), 3)],
+    )
+    .await?;
+    for (label, reply, salt) in [("with the follow's reply token", true, 3u64), ("without it", false, 4)] {
+        let used_before = w.sb.usage(CHANNEL);
+        let n = 100;
+        let now = w.app.now();
+        let mut tx = w.app.store.begin().await?;
+        for i in 0..n {
+            let u = user(i, salt);
+            w.sb.set_friend(CHANNEL, &u);
+            let token = w.sb.reply_token_for(CHANNEL, &u);
+            let student = courses::create_student(&mut tx, w.account, None, None, "", now).await?;
+            let sub = courses::subscribe(&mut tx, seq, student, now).await?;
+            let r = reply.then(|| (token.as_str(), now + 50_000));
+            courses::start(&mut tx, sub, &u, now, Some(now), r).await?;
+        }
+        tx.commit().await?;
+        dispatch(&w).await?;
+        w.clock.advance(2 * 86_400_000);
+        dispatch(&w).await?;
+        let used = w.sb.usage(CHANNEL) - used_before;
+        println!(
+            "quota ({label}): {:.2} messages per student for 5 steps (one message per step: 5.00)",
+            used as f64 / n as f64
+        );
+    }
+    Ok(())
+}
