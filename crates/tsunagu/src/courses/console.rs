@@ -241,6 +241,7 @@ pub async fn delete(State(app): State<SharedApp>, auth: Auth, Path(id): Path<i64
 }
 
 struct StudentLine {
+    subscription: i64,
     name: String,
     email: String,
     applied: String,
@@ -283,6 +284,7 @@ pub async fn show(State(app): State<SharedApp>, auth: Auth, Path(id): Path<i64>)
     let students = students
         .into_iter()
         .map(|s| StudentLine {
+            subscription: s.subscription_id,
             name: if s.display_name.is_empty() { "（名前未設定）".into() } else { s.display_name.clone() },
             email: s.email.clone().unwrap_or_default(),
             applied: format_local(s.applied_at, tz),
