@@ -208,7 +208,7 @@ pub async fn claim_due(
         Backend::Sqlite => "",
     };
     let sql = format!(
-        "UPDATE course_subscriptions SET locked_by = $1, lease_until = $2
+        "UPDATE course_subscriptions SET locked_by = $1, lease_until = $2, replanned = 0
          WHERE id IN (
              SELECT id FROM course_subscriptions
              WHERE state = 'active' AND next_at <= $3 AND (lease_until IS NULL OR lease_until < $3)
@@ -291,8 +291,8 @@ pub async fn release(
     now: i64,
 ) -> Result<bool> {
     let r = sqlx::query(
-        "UPDATE course_subscriptions SET next_at = $3, locked_by = NULL, lease_until = NULL, reply_token = NULL,
-             reply_until = NULL, updated_at = $4
+        "UPDATE course_subscriptions SET next_at = CASE WHEN replanned = 1 THEN $4 ELSE $3 END, replanned = 0,
+             locked_by = NULL, lease_until = NULL, reply_token = NULL, reply_until = NULL, updated_at = $4
          WHERE id = $1 AND locked_by = $2",
     )
     .bind(subscription_id)
@@ -362,10 +362,15 @@ pub async fn insert_send(
     .await?)
 }
 
-/// Count an attempt before making it (a reply, which has no retry key, is tried once).
-pub async fn count_attempt(c: &mut AnyConnection, send_id: i64) -> Result<()> {
-    sqlx::query("UPDATE line_sends SET attempts = attempts + 1 WHERE id = $1").bind(send_id).execute(c).await?;
-    Ok(())
+/// Take a reply's one attempt before making it (a reply has no retry key: it is tried once).
+/// `false`: the request is settled, or a dispatcher took its attempt already (it may have gone
+/// out), so this one must not send it.
+pub async fn take_reply_attempt(c: &mut AnyConnection, send_id: i64) -> Result<bool> {
+    let r = sqlx::query("UPDATE line_sends SET attempts = 1 WHERE id = $1 AND state = 'pending' AND attempts = 0")
+        .bind(send_id)
+        .execute(c)
+        .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 /// Settle a pending request as `sent` or `failed` (with a Japanese reason), and its steps with
@@ -503,7 +508,7 @@ pub async fn follow_friend_changes(
             crate::line::FriendStatus::Blocked => {
                 sqlx::query(
                     "UPDATE course_subscriptions SET state = 'blocked', updated_at = $3
-                     WHERE line_user_id = $1 AND state = 'active'
+                     WHERE line_user_id = $1 AND state IN ('active', 'paused')
                          AND course_id IN (SELECT id FROM courses WHERE line_channel_id = $2)
                          AND EXISTS (SELECT 1 FROM line_friends
                              WHERE channel_id = $2 AND user_id = $1 AND status = 'blocked')",
@@ -867,9 +872,12 @@ pub async fn update_step(
 /// Active subscriptions of the course fall due at `now` (or earlier, as they were), so the
 /// dispatcher plans them again with the course's steps as they are now.
 pub async fn replan(c: &mut AnyConnection, course_id: i64, now: i64) -> Result<()> {
+    // `replanned` reaches the subscriptions a dispatcher holds now: it planned them with the
+    // steps as they were, and its release makes them due again instead of keeping that plan.
     sqlx::query(
-        "UPDATE course_subscriptions SET next_at = $2
-         WHERE course_id = $1 AND state = 'active' AND (next_at IS NULL OR next_at > $2)",
+        "UPDATE course_subscriptions SET replanned = 1,
+             next_at = CASE WHEN next_at IS NULL OR next_at > $2 THEN $2 ELSE next_at END
+         WHERE course_id = $1 AND state = 'active'",
     )
     .bind(course_id)
     .bind(now)
@@ -1261,7 +1269,7 @@ pub async fn course_account_plan(
 pub async fn bring_next_forward(c: &mut AnyConnection, course_id: i64, now: i64) -> Result<u64> {
     let r = sqlx::query(
         "UPDATE course_subscriptions SET started_at = started_at - ((next_at - $2 + 86399999) / 86400000) * 86400000,
-             next_at = $2, updated_at = $2
+             next_at = $2, replanned = 1, updated_at = $2
          WHERE course_id = $1 AND state = 'active' AND next_at > $2 AND started_at IS NOT NULL",
     )
     .bind(course_id)
@@ -1300,7 +1308,8 @@ pub async fn record_handled_many(
     Ok(n)
 }
 
-/// [`release`] for many subscriptions held by `worker` with the same next delivery.
+/// [`release`] for many subscriptions held by `worker` with the same next delivery; one whose
+/// course's steps changed while it was held ([`replan`]) is due again at `now` instead.
 pub async fn release_many(
     c: &mut AnyConnection,
     subscriptions: &[i64],
@@ -1312,8 +1321,8 @@ pub async fn release_many(
     for chunk in subscriptions.chunks(1_000) {
         let ids: Vec<String> = (0..chunk.len()).map(|i| format!("${}", 4 + i)).collect();
         let sql = format!(
-            "UPDATE course_subscriptions SET next_at = $1, locked_by = NULL, lease_until = NULL, reply_token = NULL,
-                 reply_until = NULL, updated_at = $3
+            "UPDATE course_subscriptions SET next_at = CASE WHEN replanned = 1 THEN $3 ELSE $1 END, replanned = 0,
+                 locked_by = NULL, lease_until = NULL, reply_token = NULL, reply_until = NULL, updated_at = $3
              WHERE locked_by = $2 AND id IN ({})",
             ids.join(", ")
         );

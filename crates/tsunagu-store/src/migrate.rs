@@ -111,9 +111,10 @@ pub(crate) async fn run_up_to(store: &Store, last: i64) -> Result<Vec<i64>> {
     let mut conn = store.conn().await?;
     let mut done = Vec::new();
     loop {
-        // Which migration comes next, as far as can be seen before the lock; read again under
-        // it, since another process may have applied it meanwhile.
-        let next = next_pending(&mut conn, last).await?;
+        // Which migration comes next, as far as can be seen before the lock (none of the table
+        // yet: the first); read again under it, since another process may have applied it.
+        let next =
+            next_pending(&mut conn, last).await.unwrap_or_else(|_| MIGRATIONS.iter().find(|m| m.version <= last));
         let Some(next) = next else { return Ok(done) };
         let rebuild = store.backend() == Backend::Sqlite && SQLITE_REBUILDS.contains(&next.version);
         if rebuild {
@@ -128,14 +129,21 @@ pub(crate) async fn run_up_to(store: &Store, last: i64) -> Result<Vec<i64>> {
             }
         }
         match applied? {
-            Some(version) => done.push(version),
-            None => return Ok(done),
+            Applied::Version(version) => done.push(version),
+            Applied::Again => {}
+            Applied::Nothing => return Ok(done),
         }
     }
 }
 
+enum Applied {
+    Version(i64),
+    /// Another process moved ahead: look again (with foreign keys as the next one needs).
+    Again,
+    Nothing,
+}
+
 async fn next_pending(conn: &mut sqlx::AnyConnection, last: i64) -> Result<Option<&'static Migration>> {
-    conn.execute(CREATE_TABLE).await?;
     let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
         .fetch_all(&mut *conn)
         .await?
@@ -145,21 +153,22 @@ async fn next_pending(conn: &mut sqlx::AnyConnection, last: i64) -> Result<Optio
     Ok(MIGRATIONS.iter().find(|m| m.version <= last && !applied.contains(&m.version)))
 }
 
-/// Apply the first migration not applied yet (`None`: none is left).
-async fn apply_next(store: &Store, conn: &mut sqlx::AnyConnection, last: i64, rebuild: bool) -> Result<Option<i64>> {
+/// Apply the first migration not applied yet, under the lock.
+async fn apply_next(store: &Store, conn: &mut sqlx::AnyConnection, last: i64, rebuild: bool) -> Result<Applied> {
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     if store.backend() == Backend::Postgres {
         // Any constant works; it only has to be the same for every Tsunagu process.
         tx.execute("SELECT pg_advisory_xact_lock(7311041)").await?;
     }
+    tx.execute(CREATE_TABLE).await?;
     let Some(m) = next_pending(&mut tx, last).await? else {
         tx.commit().await?;
-        return Ok(None);
+        return Ok(Applied::Nothing);
     };
-    if rebuild && !SQLITE_REBUILDS.contains(&m.version) {
-        // Another process moved ahead: this one is applied with foreign keys on, next round.
+    let wants_rebuild = store.backend() == Backend::Sqlite && SQLITE_REBUILDS.contains(&m.version);
+    if rebuild != wants_rebuild {
         drop(tx);
-        return Box::pin(apply_next(store, conn, last, false)).await;
+        return Ok(Applied::Again);
     }
     let sql = match store.backend() {
         Backend::Sqlite => m.sqlite,
@@ -184,7 +193,7 @@ async fn apply_next(store: &Store, conn: &mut sqlx::AnyConnection, last: i64, re
         .await?;
     tx.commit().await?;
     tracing::info!(version = m.version, name = m.name, "applied migration");
-    Ok(Some(m.version))
+    Ok(Applied::Version(m.version))
 }
 
 pub(crate) async fn is_current(store: &Store) -> Result<bool> {

@@ -125,3 +125,7 @@ ALTER TABLE line_friends ADD COLUMN follow_reply_until BIGINT;
 -- LINE answered that the channel's monthly limit is reached: its deliveries pause until this
 -- instant (the next month in Japan), or until the instructor resumes them.
 ALTER TABLE line_channels ADD COLUMN quota_paused_until BIGINT;
+
+-- The course's steps changed while a dispatcher held the subscription: its release makes the
+-- subscription due again rather than keeping the plan made with the old steps.
+ALTER TABLE course_subscriptions ADD COLUMN replanned BIGINT NOT NULL DEFAULT 0;

@@ -30,6 +30,7 @@ conformance!(
     zoom_settings_keep_the_newest_save,
     events_racing_requests_keep_their_answers,
     course_subscriptions_are_claimed_once_and_steps_handled_once,
+    a_changed_course_makes_held_subscriptions_due_again_and_a_reply_is_tried_once,
 );
 
 async fn account(store: &Store, email: &str) -> accounts::Account {
@@ -1199,4 +1200,53 @@ async fn course_subscriptions_are_claimed_once_and_steps_handled_once(store: Sto
     assert_eq!(outcome, "sent");
     let got = courses::claim_stale_sends(&mut c, store.backend(), 10, 90_000, 5_000).await.unwrap();
     assert_eq!(got.iter().map(|s| s.id).collect::<Vec<_>>(), vec![second]);
+}
+
+/// A step added while a dispatcher holds a subscription (planned with the old steps): its
+/// release makes it due again instead of keeping that plan. A reply (no retry key) is taken for
+/// its one attempt by one dispatcher only.
+async fn a_changed_course_makes_held_subscriptions_due_again_and_a_reply_is_tried_once(store: Store) {
+    use tsunagu_store::courses;
+    let a = account(&store, "replan@example.com").await;
+    let mut tx = store.begin().await.unwrap();
+    let course = courses::create_course(&mut tx, a.id, "replan-key", "講座", "Asia/Tokyo", 1).await.unwrap();
+    let step = courses::NewStep { kind: "text", body: "1", media_id: None, timing: None, position: 1, valid_from: 0 };
+    courses::add_step(&mut tx, course, &step, 1).await.unwrap();
+    let mut subs = Vec::new();
+    for i in 0..2 {
+        let student = courses::create_student(&mut tx, a.id, None, None, "", 1).await.unwrap();
+        let sub = courses::subscribe(&mut tx, course, student, 1).await.unwrap();
+        courses::start(&mut tx, sub, &format!("U{i:032x}"), 10, Some(10), None).await.unwrap();
+        subs.push(sub);
+    }
+    tx.commit().await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    let claimed = courses::claim_due(&mut tx, store.backend(), "w1", 10, 100, 1_000).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    // The instructor adds a step while w1 plans with the old ones (which left nothing to come).
+    let mut c = store.conn().await.unwrap();
+    courses::add_step(&mut c, course, &courses::NewStep { body: "2", position: 2, ..step.clone() }, 150).await.unwrap();
+    courses::replan(&mut c, course, 150).await.unwrap();
+    courses::release_many(&mut c, &[subs[0]], "w1", None, 200).await.unwrap();
+    courses::release(&mut c, subs[1], "w1", None, 200).await.unwrap();
+    let next: Vec<Option<i64>> =
+        sqlx::query_scalar("SELECT next_at FROM course_subscriptions ORDER BY id").fetch_all(&mut *c).await.unwrap();
+    assert_eq!(next, vec![Some(200), Some(200)], "due again, not finished");
+    // A later round plans and releases as it decides.
+    drop(c);
+    let mut tx = store.begin().await.unwrap();
+    let claimed = courses::claim_due(&mut tx, store.backend(), "w2", 10, 300, 1_000).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let mut c = store.conn().await.unwrap();
+    courses::release_many(&mut c, &subs, "w2", None, 300).await.unwrap();
+    let next: Vec<Option<i64>> =
+        sqlx::query_scalar("SELECT next_at FROM course_subscriptions ORDER BY id").fetch_all(&mut *c).await.unwrap();
+    assert_eq!(next, vec![None, None]);
+
+    // A reply's one attempt goes to one dispatcher.
+    let id = courses::insert_send(&mut c, "2000000001", "reply", None, "{}", 1_000, 1).await.unwrap();
+    assert!(courses::take_reply_attempt(&mut c, id).await.unwrap());
+    assert!(!courses::take_reply_attempt(&mut c, id).await.unwrap(), "taken already");
 }

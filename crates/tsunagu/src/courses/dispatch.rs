@@ -26,9 +26,10 @@ use crate::jobs::{JobError, Outcome};
 /// Subscriptions claimed per round.
 pub const BATCH: i64 = 500;
 /// How long a dispatcher holds what it claimed (subscriptions and the requests it stored): twice
-/// the job lease (`jobs.lease_seconds`, 60 s by default), at least 10 s. A request resent by
-/// another dispatcher while the first is still at it carries the same retry key, so a lease too
-/// short costs a 409 from LINE, never a second message.
+/// the job lease (`jobs.lease_seconds`, 60 s by default), at least 10 s. A push or multicast
+/// resent by another dispatcher while the first is still at it carries the same retry key, so
+/// a lease too short costs a 409 from LINE, not a second message; a reply (no retry key) is
+/// attempted by whichever dispatcher takes its one attempt first (`take_reply_attempt`).
 pub fn lease_ms(app: &App) -> i64 {
     (app.config.jobs.lease_seconds as i64 * 2_000).max(10_000)
 }
@@ -292,6 +293,7 @@ async fn resend_stale(app: &App) -> Result<(), JobError> {
 async fn send_all(app: &App, sends: Vec<store::SendRow>) -> Result<(), JobError> {
     let mut channels: HashMap<String, Option<tsunagu_line::Channel>> = HashMap::new();
     let mut messages: HashMap<i64, Option<Message>> = HashMap::new();
+    let mut paused: HashSet<String> = HashSet::new();
     for s in sends {
         if !channels.contains_key(&s.channel_id) {
             let known =
@@ -304,6 +306,12 @@ async fn send_all(app: &App, sends: Vec<store::SendRow>) -> Result<(), JobError>
             channels.insert(s.channel_id.clone(), ch);
         }
         let now = app.now();
+        if paused.contains(&s.channel_id) {
+            // LINE refused this channel's requests for its monthly limit a moment ago: the rest
+            // wait with the pause rather than go out of order around the refused ones.
+            super::quota::pause(app, &s.channel_id, s.id).await?;
+            continue;
+        }
         let Some(ch) = channels[&s.channel_id].clone() else {
             settle(app, s.id, "failed", "公式LINEの連携が解除されたため送信できませんでした。", now).await?;
             continue;
@@ -332,8 +340,12 @@ async fn send_all(app: &App, sends: Vec<store::SendRow>) -> Result<(), JobError>
                     continue;
                 }
                 let mut c = app.store.conn().await?;
-                store::count_attempt(&mut c, s.id).await?;
+                let took = store::take_reply_attempt(&mut c, s.id).await?;
                 drop(c);
+                if !took {
+                    // Another dispatcher took its one attempt since this one read it.
+                    continue;
+                }
                 let token = body.reply_token.clone().unwrap_or_default();
                 match app.line.reply(&ch, &token, &objects).await {
                     Ok(sent) => Ok(sent),
@@ -359,6 +371,7 @@ async fn send_all(app: &App, sends: Vec<store::SendRow>) -> Result<(), JobError>
             Err(LineError::MonthlyLimit) => {
                 tracing::warn!(send_id = s.id, channel_id = %s.channel_id, "LINE monthly limit");
                 super::quota::pause(app, &s.channel_id, s.id).await?;
+                paused.insert(s.channel_id.clone());
             }
             Err(e) if retryable(&e) => {
                 tracing::warn!(send_id = s.id, method = %s.method, error = %e, "LINE send will be retried");
@@ -382,12 +395,18 @@ async fn fallback_to_push(app: &App, s: &store::SendRow, body: &Body, now: i64) 
     let json = serde_json::to_string(&push).map_err(|e| JobError::Permanent(e.to_string()))?;
     let key = RetryKey::new(now).key;
     let mut tx = app.store.begin().await?;
-    store::settle_send(&mut tx, s.id, "failed", "返信の期限が切れていたため、プッシュで送り直しました。", now).await?;
+    if !store::settle_send(&mut tx, s.id, "failed", "返信の期限が切れていたため、プッシュで送り直しました。", now)
+        .await?
+    {
+        // Settled meanwhile by another dispatcher: nothing to send again.
+        return Ok(());
+    }
     // The new request is due at once: any dispatcher's resend picks it up.
     let id = store::insert_send(&mut tx, &s.channel_id, "push", Some(&key), &json, now, now).await?;
     for sub in &push.subscriptions {
         sqlx::query(
-            "UPDATE step_deliveries SET outcome = 'sending', send_id = $3 WHERE subscription_id = $1 AND send_id = $2",
+            "UPDATE step_deliveries SET outcome = 'sending', send_id = $3
+             WHERE subscription_id = $1 AND send_id = $2 AND outcome IN ('sending', 'failed')",
         )
         .bind(*sub)
         .bind(s.id)
@@ -433,7 +452,7 @@ fn reason_ja(e: &LineError) -> String {
 async fn message(app: &App, step_id: i64) -> Result<Option<Message>, JobError> {
     let mut c = app.store.read().await?;
     let row: Option<(String, String, Option<i64>)> =
-        sqlx::query_as("SELECT kind, body, media_id FROM course_steps WHERE id = $1")
+        sqlx::query_as("SELECT kind, body, media_id FROM course_steps WHERE id = $1 AND deleted_at IS NULL")
             .bind(step_id)
             .fetch_optional(&mut *c)
             .await

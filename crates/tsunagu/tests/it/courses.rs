@@ -380,6 +380,9 @@ async fn a_monthly_limit_pauses_the_channel_and_nothing_is_lost_or_doubled() {
     tsunagu::courses::dispatch::queue(&t.app).await.unwrap();
     t.run_jobs().await;
     assert_eq!(users.iter().map(|u| got(u)).sum::<usize>(), 3);
+    // A student who blocks during the pause is not sent to when it ends.
+    let blocker = users.iter().find(|u| got(u) == 0).unwrap().clone();
+    assert_eq!(sb.block(CHANNEL, &blocker).await.unwrap(), 200);
 
     // The console says so, and resumes on request once LINE allows more.
     let teacher = t.client();
@@ -391,9 +394,10 @@ async fn a_monthly_limit_pauses_the_channel_and_nothing_is_lost_or_doubled() {
     let r = teacher.submit(&format!("/courses/{course}/line"), &format!("/courses/{course}/line/resume"), &[]).await;
     assert_eq!(r.status, 303);
     t.run_jobs().await;
-    for u in &users {
+    for u in users.iter().filter(|u| **u != blocker) {
         assert_eq!(got(u), 1, "each student gets the message once");
     }
+    assert_eq!(got(&blocker), 0, "blocked during the pause: nothing sent");
     // The log shows the refused requests with their reason.
     let log = teacher.get(&format!("/courses/{course}/line/log")).await.text;
     assert!(log.contains("送信済み"), "{log}");
@@ -401,9 +405,59 @@ async fn a_monthly_limit_pauses_the_channel_and_nothing_is_lost_or_doubled() {
     let until = tsunagu::courses::quota::next_month_start(t.app.now());
     t.clock.advance(until - t.app.now() + 1);
     t.run_jobs().await;
-    for u in &users {
+    for u in users.iter().filter(|u| **u != blocker) {
         assert_eq!(got(u), 1);
     }
+}
+
+/// A step the instructor deleted after its request was stored (a dispatcher had planned it) is
+/// not sent: the screen told them it would not be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_deleted_after_its_request_was_stored_is_not_sent() {
+    let (sb, t, account) = setup().await;
+    let mut c = t.app.store.conn().await.unwrap();
+    let course = courses::create_course(&mut c, account, "deleted", "講座", "Asia/Tokyo", 1).await.unwrap();
+    courses::set_channel(&mut c, course, Some(CHANNEL), 1).await.unwrap();
+    let s =
+        NewStep {
+            kind: "text", body: "消したメッセージ", media_id: None, timing: None, position: 1, valid_from: 0
+        };
+    let step = courses::add_step(&mut c, course, &s, 1).await.unwrap();
+    drop(c);
+    let now = t.app.now();
+    let user = student(&t, &sb, course, now, false).await;
+    let mut c = t.app.store.conn().await.unwrap();
+    let sub: i64 = sqlx::query_scalar("SELECT id FROM course_subscriptions WHERE line_user_id = $1")
+        .bind(user.as_str())
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+    let key = tsunagu_line::RetryKey::new(now);
+    let body = serde_json::json!({"to": [user], "steps": [step], "subscriptions": [sub]}).to_string();
+    let id = courses::insert_send(&mut c, CHANNEL, "push", Some(&key.key), &body, now, now).await.unwrap();
+    courses::record_handled(&mut c, sub, &[step], "sending", Some(id), now).await.unwrap();
+    sqlx::query("UPDATE course_subscriptions SET next_at = NULL WHERE id = $1")
+        .bind(sub)
+        .execute(&mut *c)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE course_steps SET deleted_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(step)
+        .execute(&mut *c)
+        .await
+        .unwrap();
+    drop(c);
+    t.clock.advance(1_000);
+    tsunagu::courses::dispatch::queue(&t.app).await.unwrap();
+    t.run_jobs().await;
+    assert!(sb.received_by(&user).is_empty(), "not sent");
+    let reason: String = sqlx::query_scalar("SELECT reason FROM line_sends WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut *t.app.store.conn().await.unwrap())
+        .await
+        .unwrap();
+    assert!(reason.contains("削除"), "{reason}");
 }
 
 /// An account that moves down to a plan without LINE: its deliveries stop and the instructor
