@@ -398,6 +398,12 @@ async fn a_monthly_limit_pauses_the_channel_and_nothing_is_lost_or_doubled() {
         assert_eq!(got(u), 1, "each student gets the message once");
     }
     assert_eq!(got(&blocker), 0, "blocked during the pause: nothing sent");
+    let state: String = sqlx::query_scalar("SELECT state FROM course_subscriptions WHERE line_user_id = $1")
+        .bind(blocker.as_str())
+        .fetch_one(&mut *t.app.store.conn().await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(state, "blocked", "the block is kept through the resumption (nothing is pushed to them)");
     // The log shows the refused requests with their reason.
     let log = teacher.get(&format!("/courses/{course}/line/log")).await.text;
     assert!(log.contains("送信済み"), "{log}");
