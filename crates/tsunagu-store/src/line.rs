@@ -657,14 +657,21 @@ pub async fn put_login_attempt(c: &mut AnyConnection, a: &LoginAttempt, now: i64
     Ok(())
 }
 
-/// Take the login for `state` (once: a second callback with the same state finds nothing).
-pub async fn take_login_attempt(c: &mut AnyConnection, state: &str) -> Result<Option<LoginAttempt>> {
+/// Take the login for `state` started by the browser whose cookie hashes to `browser_hash`
+/// (once: a second callback with the same state finds nothing; another browser's callback
+/// finds nothing and leaves the login to its own browser).
+pub async fn take_login_attempt(
+    c: &mut AnyConnection,
+    state: &str,
+    browser_hash: &str,
+) -> Result<Option<LoginAttempt>> {
     let row = sqlx::query(
-        "DELETE FROM line_login_attempts WHERE state = $1
+        "DELETE FROM line_login_attempts WHERE state = $1 AND browser_hash = $2
          RETURNING state, purpose, account_id, course_id, student_id, browser_hash, nonce, key_id, sealed_verifier,
              redirect_uri, expires_at",
     )
     .bind(state)
+    .bind(browser_hash)
     .fetch_optional(c)
     .await?;
     Ok(row.map(|r| LoginAttempt {

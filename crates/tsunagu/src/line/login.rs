@@ -145,13 +145,18 @@ pub async fn callback(
         Callback::Error { state, .. } => state.clone(),
     };
     let Some(state) = state else { return Err(AppError::BadRequest(EXPIRED.into())) };
+    // Only the browser that started the login can take it: a callback from anywhere else
+    // neither completes it nor uses it up.
+    let Some(browser) = browser_cookie(&headers) else {
+        tracing::info!("LINE login callback without this browser's login cookie");
+        return Err(AppError::BadRequest(EXPIRED.into()));
+    };
     let attempt = {
         let mut c = app.store.conn().await?;
-        store::take_login_attempt(&mut c, &state).await?
+        store::take_login_attempt(&mut c, &state, &sha256_hex(&browser)).await?
     };
     let now = app.now();
-    let bound = |a: &store::LoginAttempt| browser_cookie(&headers).is_some_and(|b| sha256_hex(&b) == a.browser_hash);
-    let Some(attempt) = attempt.filter(|a| a.expires_at > now && bound(a)) else {
+    let Some(attempt) = attempt.filter(|a| a.expires_at > now) else {
         tracing::info!("LINE login callback with an unknown, expired or foreign state");
         return Err(AppError::BadRequest(EXPIRED.into()));
     };
