@@ -82,34 +82,109 @@ pub async fn add_step(c: &mut AnyConnection, course_id: i64, s: &NewStep<'_>, no
     .await?)
 }
 
+const STEP_COLUMNS: &str =
+    "id, course_id, kind, body, media_id, timing_day, timing_minute, position, valid_from, valid_until";
+
+fn step_row(r: &sqlx::any::AnyRow) -> StepRow {
+    let day: Option<i64> = r.get(5);
+    let minute: Option<i64> = r.get(6);
+    StepRow {
+        id: r.get(0),
+        course_id: r.get(1),
+        kind: r.get(2),
+        body: r.get(3),
+        media_id: r.get(4),
+        timing: day.zip(minute),
+        position: r.get(7),
+        valid_from: r.get(8),
+        valid_until: r.get(9),
+    }
+}
+
+/// `$first, $first+1, …` for `n` bound values.
+fn placeholders(first: usize, n: usize) -> String {
+    (0..n).map(|i| format!("${}", first + i)).collect::<Vec<_>>().join(", ")
+}
+
 /// Every step of the course not deleted, also those that ended (the dispatcher filters by each
 /// subscription's start), in id order.
 pub async fn steps(c: &mut AnyConnection, course_id: i64) -> Result<Vec<StepRow>> {
-    let rows = sqlx::query(
-        "SELECT id, course_id, kind, body, media_id, timing_day, timing_minute, position, valid_from, valid_until
-         FROM course_steps WHERE course_id = $1 AND deleted_at IS NULL ORDER BY id",
-    )
-    .bind(course_id)
-    .fetch_all(c)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let day: Option<i64> = r.get(5);
-            let minute: Option<i64> = r.get(6);
-            StepRow {
+    let sql =
+        format!("SELECT {STEP_COLUMNS} FROM course_steps WHERE course_id = $1 AND deleted_at IS NULL ORDER BY id");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(course_id).fetch_all(c).await?;
+    Ok(rows.iter().map(step_row).collect())
+}
+
+/// [`steps`] of many courses at once, in id order.
+pub async fn steps_of_courses(c: &mut AnyConnection, course_ids: &[i64]) -> Result<Vec<StepRow>> {
+    let mut out = Vec::new();
+    for chunk in course_ids.chunks(500) {
+        let sql = format!(
+            "SELECT {STEP_COLUMNS} FROM course_steps WHERE course_id IN ({}) AND deleted_at IS NULL ORDER BY id",
+            placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        out.extend(q.fetch_all(&mut *c).await?.iter().map(step_row));
+    }
+    Ok(out)
+}
+
+/// The steps with these ids that are not deleted (a stored request's steps), in id order.
+pub async fn steps_by_id(c: &mut AnyConnection, step_ids: &[i64]) -> Result<Vec<StepRow>> {
+    let mut out = Vec::new();
+    for chunk in step_ids.chunks(500) {
+        let sql = format!(
+            "SELECT {STEP_COLUMNS} FROM course_steps WHERE id IN ({}) AND deleted_at IS NULL ORDER BY id",
+            placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        out.extend(q.fetch_all(&mut *c).await?.iter().map(step_row));
+    }
+    Ok(out)
+}
+
+/// What the dispatcher needs of a course: whose it is, their plan, its time zone and channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispatchCourse {
+    pub id: i64,
+    pub account_id: AccountId,
+    pub plan: Option<tsunagu_core::Plan>,
+    pub time_zone: String,
+    pub line_channel_id: Option<String>,
+}
+
+/// [`DispatchCourse`] of many courses in one query per 500; a course that no longer exists is
+/// left out.
+pub async fn dispatch_courses(c: &mut AnyConnection, course_ids: &[i64]) -> Result<Vec<DispatchCourse>> {
+    let mut out = Vec::new();
+    for chunk in course_ids.chunks(500) {
+        let sql = format!(
+            "SELECT co.id, a.id, a.plan, co.time_zone, co.line_channel_id
+             FROM courses co JOIN accounts a ON a.id = co.account_id WHERE co.id IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        out.extend(q.fetch_all(&mut *c).await?.iter().map(|r| {
+            let plan: String = r.get(2);
+            DispatchCourse {
                 id: r.get(0),
-                course_id: r.get(1),
-                kind: r.get(2),
-                body: r.get(3),
-                media_id: r.get(4),
-                timing: day.zip(minute),
-                position: r.get(7),
-                valid_from: r.get(8),
-                valid_until: r.get(9),
+                account_id: AccountId(r.get(1)),
+                plan: tsunagu_core::Plan::from_code(&plan),
+                time_zone: r.get(3),
+                line_channel_id: r.get(4),
             }
-        })
-        .collect())
+        }));
+    }
+    Ok(out)
 }
 
 /// A new student of the instructor's account (email already lowercased by the caller; `None`
@@ -391,6 +466,32 @@ pub async fn settle_send(c: &mut AnyConnection, send_id: i64, state: &str, reaso
         .execute(c)
         .await?;
     Ok(r.rows_affected() == 1)
+}
+
+/// [`settle_send`] as `sent` for many requests, in one statement each for the requests and
+/// their deliveries per 500; returns how many were still pending.
+pub async fn settle_sent_many(c: &mut AnyConnection, send_ids: &[i64], now: i64) -> Result<u64> {
+    let mut n = 0;
+    for chunk in send_ids.chunks(500) {
+        let list = placeholders(2, chunk.len());
+        let sql = format!(
+            "UPDATE line_sends SET state = 'sent', reason = '', sent_at = $1 WHERE state = 'pending' AND id IN ({list})"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        n += q.execute(&mut *c).await?.rows_affected();
+        let sql = format!(
+            "UPDATE step_deliveries SET outcome = 'sent', at = $1 WHERE outcome = 'sending' AND send_id IN ({list})"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        q.execute(&mut *c).await?;
+    }
+    Ok(n)
 }
 
 /// Claim up to `limit` pending requests whose writer's lease ran out (it crashed, or the
@@ -1244,22 +1345,6 @@ pub async fn active_on_channel(
     .fetch_all(c)
     .await?;
     Ok((rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect(), total))
-}
-
-/// The account that holds a course, and its plan.
-pub async fn course_account_plan(
-    c: &mut AnyConnection,
-    course_id: i64,
-) -> Result<Option<(AccountId, Option<tsunagu_core::Plan>)>> {
-    let row =
-        sqlx::query("SELECT a.id, a.plan FROM courses co JOIN accounts a ON a.id = co.account_id WHERE co.id = $1")
-            .bind(course_id)
-            .fetch_optional(c)
-            .await?;
-    Ok(row.map(|r| {
-        let plan: String = r.get(1);
-        (AccountId(r.get(0)), tsunagu_core::Plan::from_code(&plan))
-    }))
 }
 
 /// Bring the next delivery of the course's active students forward, for the demo (nobody waits

@@ -1,8 +1,10 @@
-//! Step-delivery benchmarks (a program, not a test), against the LINE sandbox on its own thread:
+//! Step-delivery benchmarks (a program, not a test), against the LINE sandbox in a process of its
+//! own (this program started again with `TSUNAGU_BENCH_ROLE=sandbox`), so that the peak RSS is
+//! the app's alone:
 //!
 //! 1. 100,000 students due at one instant for the same step: the time until LINE (the sandbox)
 //!    has accepted every message, as a ratio of LINE's own floor (multicast 200 requests/s × 500
-//!    recipients ⇒ 1 s), with duplicates, 429s and peak RSS (the process's, sandbox included).
+//!    recipients ⇒ 1 s), with duplicates, 429s and the app process's peak RSS.
 //! 2. 10,000 students each due a message of their own (their own course): per-student pushes,
 //!    as a ratio of LINE's 2,000 requests/s.
 //! 3. Quota spent per student for a 5-step sequence (2 「購読開始直後」, 3 due together on day 1),
@@ -14,7 +16,9 @@
 //! The dispatcher runs as the `courses.dispatch` job would, in this process, on SQLite.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tsunagu::clock::OffsetClock;
@@ -31,7 +35,11 @@ fn env_num(name: &str, default: usize) -> usize {
 }
 
 fn peak_rss_mib() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    peak_rss_of("/proc/self/status")
+}
+
+fn peak_rss_of(status: &str) -> f64 {
+    let s = std::fs::read_to_string(status).unwrap_or_default();
     s.lines()
         .find(|l| l.starts_with("VmHWM:"))
         .and_then(|l| l.split_whitespace().nth(1))
@@ -40,16 +48,9 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(0.0)
 }
 
-struct World {
-    app: tsunagu::app::SharedApp,
-    clock: Arc<OffsetClock>,
-    sb: LineSandbox,
-    account: tsunagu_core::AccountId,
-    _dir: tsunagu_store::testing::TempDir,
-    _sandbox: tsunagu_sandbox::Detached,
-}
-
-async fn world() -> anyhow::Result<World> {
+/// The sandbox process's side: serve the LINE sandbox, print its base URL, then answer one
+/// command per line on stdin (see [`Remote`]).
+fn sandbox_main() -> anyhow::Result<()> {
     let sb = LineSandbox::new();
     sb.add_channel(LineChannelSpec {
         channel_id: CHANNEL.into(),
@@ -62,6 +63,113 @@ async fn world() -> anyhow::Result<World> {
     });
     sb.set_recording(false);
     let detached = tsunagu_sandbox::Detached::serve(sb.router())?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", detached.base)?;
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let mut words = line.split(' ');
+        let answer = match words.next().unwrap_or("") {
+            "friends" => {
+                let channel = words.next().unwrap_or("");
+                words.for_each(|u| sb.set_friend(channel, u));
+                "ok".to_string()
+            }
+            "token" => sb.reply_token_for(words.next().unwrap_or(""), words.next().unwrap_or("")),
+            "usage" => sb.usage(words.next().unwrap_or("")).to_string(),
+            "stats" => {
+                let s = sb.stats();
+                format!("{} {}", s.requests, s.rate_429)
+            }
+            "received" => {
+                let mut got: HashMap<String, usize> = HashMap::new();
+                for r in sb.received() {
+                    *got.entry(r.user_id).or_default() += 1;
+                }
+                serde_json::to_string(&got)?
+            }
+            other => anyhow::bail!("unknown command {other:?}"),
+        };
+        writeln!(out, "{answer}")?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// The sandbox process, driven over its stdin and stdout.
+struct Remote {
+    child: Child,
+    io: Mutex<(ChildStdin, BufReader<ChildStdout>)>,
+    base: String,
+}
+
+impl Remote {
+    fn start() -> anyhow::Result<Remote> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .env("TSUNAGU_BENCH_ROLE", "sandbox")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdin = child.stdin.take().expect("piped");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let mut base = String::new();
+        stdout.read_line(&mut base)?;
+        Ok(Remote { child, io: Mutex::new((stdin, stdout)), base: base.trim().to_string() })
+    }
+
+    fn ask(&self, command: &str) -> String {
+        let mut io = self.io.lock().unwrap();
+        writeln!(io.0, "{command}").expect("sandbox process");
+        io.0.flush().expect("sandbox process");
+        let mut answer = String::new();
+        io.1.read_line(&mut answer).expect("sandbox process");
+        answer.trim_end().to_string()
+    }
+
+    fn set_friends(&self, users: &[String]) {
+        self.ask(&format!("friends {CHANNEL} {}", users.join(" ")));
+    }
+
+    fn reply_token_for(&self, user: &str) -> String {
+        self.ask(&format!("token {CHANNEL} {user}"))
+    }
+
+    fn usage(&self) -> i64 {
+        self.ask(&format!("usage {CHANNEL}")).parse().unwrap_or(0)
+    }
+
+    /// Requests and real 429s so far.
+    fn stats(&self) -> (u64, u64) {
+        let a = self.ask("stats");
+        let mut n = a.split(' ').map(|x| x.parse().unwrap_or(0));
+        (n.next().unwrap_or(0), n.next().unwrap_or(0))
+    }
+
+    fn received(&self) -> HashMap<String, usize> {
+        serde_json::from_str(&self.ask("received")).unwrap_or_default()
+    }
+
+    fn peak_rss_mib(&self) -> f64 {
+        peak_rss_of(&format!("/proc/{}/status", self.child.id()))
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct World {
+    app: tsunagu::app::SharedApp,
+    clock: Arc<OffsetClock>,
+    sb: Remote,
+    account: tsunagu_core::AccountId,
+    _dir: tsunagu_store::testing::TempDir,
+}
+
+async fn world() -> anyhow::Result<World> {
+    let sb = Remote::start()?;
     let dir = tsunagu_store::testing::TempDir::new("tsunagu-fanout-bench");
     let mut cfg = Config::default();
     cfg.data.dir = dir.path().to_path_buf();
@@ -69,7 +177,7 @@ async fn world() -> anyhow::Result<World> {
     cfg.http.listen = "127.0.0.1:0".into();
     cfg.jobs.enabled = false;
     cfg.log.level = "warn".into();
-    cfg.line.api_base_url = detached.base.clone();
+    cfg.line.api_base_url = sb.base.clone();
     let clock = Arc::new(OffsetClock::default());
     let app = build_app(cfg, clock.clone()).await?;
     let input = tsunagu::accounts::SignupInput {
@@ -82,7 +190,7 @@ async fn world() -> anyhow::Result<World> {
     };
     let account = tsunagu::accounts::sign_up(&app, &input).await.map_err(|e| anyhow::anyhow!("{e}"))?.id;
     tsunagu::line::save_channel(&app, account, CHANNEL, SECRET, "Ubot").await?;
-    Ok(World { app, clock, sb, account, _dir: dir, _sandbox: detached })
+    Ok(World { app, clock, sb, account, _dir: dir })
 }
 
 fn user(i: usize, salt: u64) -> String {
@@ -100,10 +208,10 @@ async fn students(w: &World, course: impl Fn(usize) -> i64, n: usize, salt: u64)
             let student = courses::create_student(&mut tx, w.account, None, None, "", now).await?;
             let sub = courses::subscribe(&mut tx, course(i), student, now).await?;
             courses::start(&mut tx, sub, &u, now, Some(now), None).await?;
-            w.sb.set_friend(CHANNEL, &u);
             users.push(u);
         }
         tx.commit().await?;
+        w.sb.set_friends(&users[users.len() - chunk.len()..]);
     }
     Ok(users)
 }
@@ -137,17 +245,20 @@ async fn dispatch(w: &World) -> anyhow::Result<f64> {
     }
 }
 
-fn duplicates(sb: &LineSandbox, users: &[String], per_user: usize) -> usize {
-    let mut got: HashMap<String, usize> = HashMap::new();
-    for r in sb.received() {
-        *got.entry(r.user_id).or_default() += 1;
-    }
+fn duplicates(sb: &Remote, users: &[String], per_user: usize) -> usize {
+    let got = sb.received();
     users.iter().map(|u| got.get(u).copied().unwrap_or(0).saturating_sub(per_user)).sum::<usize>()
         + users.iter().filter(|u| got.get(*u).copied().unwrap_or(0) < per_user).count()
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    if std::env::var("TSUNAGU_BENCH_ROLE").as_deref() == Ok("sandbox") {
+        return sandbox_main();
+    }
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench())
+}
+
+async fn bench() -> anyhow::Result<()> {
     let multicast_n = env_num("TSUNAGU_BENCH_MULTICAST", 100_000);
     let push_n = env_num("TSUNAGU_BENCH_PUSHES", 10_000);
     let w = world().await?;
@@ -158,16 +269,17 @@ async fn main() -> anyhow::Result<()> {
     let users = students(&w, |_| course, multicast_n, 1).await?;
     eprintln!("{multicast_n} students made in {:.1} s", t0.elapsed().as_secs_f64());
     let secs = dispatch(&w).await?;
-    let stats = w.sb.stats();
+    let (requests, rate_429) = w.sb.stats();
     let floor = (multicast_n as f64 / 500.0).ceil() / 200.0;
     println!(
-        "multicast: {multicast_n} students, {:.2} s until all accepted (LINE's floor {floor:.2} s, ratio {:.2}); missing or duplicated {}, 429s {}, requests {}, peak RSS {:.0} MiB",
+        "multicast: {multicast_n} students, {:.2} s until all accepted (LINE's floor {floor:.2} s, ratio {:.2}); missing or duplicated {}, 429s {}, requests {}, peak RSS {:.0} MiB (the sandbox process: {:.0} MiB)",
         secs,
         secs / floor,
         duplicates(&w.sb, &users, 1),
-        stats.rate_429,
-        stats.requests,
-        peak_rss_mib()
+        rate_429,
+        requests,
+        peak_rss_mib(),
+        w.sb.peak_rss_mib()
     );
 
     // 2. Each student a message of their own: one course each.
@@ -175,18 +287,18 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..push_n {
         own.push(new_course(&w, &[(&format!("あなた専用のメッセージ {i}"), None, 1)]).await?);
     }
-    let before = w.sb.stats().requests;
+    let (before, before_429) = w.sb.stats();
     let users2 = students(&w, |i| own[i], push_n, 2).await?;
     let secs = dispatch(&w).await?;
-    let stats = w.sb.stats();
+    let (requests, rate_429) = w.sb.stats();
     let floor = push_n as f64 / 2000.0;
     println!(
         "pushes: {push_n} students, {:.2} s until all accepted (LINE's floor {floor:.2} s at 2,000 requests/s, ratio {:.2}); missing or duplicated {}, 429s {}, requests {}, peak RSS {:.0} MiB",
         secs,
         secs / floor,
         duplicates(&w.sb, &users2, 1),
-        stats.rate_429,
-        stats.requests - before,
+        rate_429 - before_429,
+        requests - before,
         peak_rss_mib()
     );
 
@@ -197,14 +309,14 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     for (label, reply, salt) in [("with the follow's reply token", true, 3u64), ("without it", false, 4)] {
-        let used_before = w.sb.usage(CHANNEL);
+        let used_before = w.sb.usage();
         let n = 100;
         let now = w.app.now();
         let mut tx = w.app.store.begin().await?;
         for i in 0..n {
             let u = user(i, salt);
-            w.sb.set_friend(CHANNEL, &u);
-            let token = w.sb.reply_token_for(CHANNEL, &u);
+            w.sb.set_friends(std::slice::from_ref(&u));
+            let token = w.sb.reply_token_for(&u);
             let student = courses::create_student(&mut tx, w.account, None, None, "", now).await?;
             let sub = courses::subscribe(&mut tx, seq, student, now).await?;
             let r = reply.then(|| (token.as_str(), now + 50_000));
@@ -214,7 +326,7 @@ async fn main() -> anyhow::Result<()> {
         dispatch(&w).await?;
         w.clock.advance(2 * 86_400_000);
         dispatch(&w).await?;
-        let used = w.sb.usage(CHANNEL) - used_before;
+        let used = w.sb.usage() - used_before;
         println!(
             "quota ({label}): {:.2} messages per student for 5 steps (one message per step: 5.00)",
             used as f64 / n as f64

@@ -140,16 +140,20 @@ async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) ->
     let mut stopped: HashMap<i64, tsunagu_core::AccountId> = HashMap::new();
     let (courses, handled) = {
         let mut c = app.store.read().await?;
+        let ids: Vec<i64> = claimed.iter().map(|d| d.course_id).collect::<HashSet<_>>().into_iter().collect();
+        // Two queries for the round's courses, however many there are.
         let mut courses: HashMap<i64, (String, Option<String>, Vec<StepRow>)> = HashMap::new();
-        for id in claimed.iter().map(|d| d.course_id).collect::<HashSet<_>>() {
-            if let Some((account, plan)) = store::course_account_plan(&mut c, id).await?
-                && !plan.is_some_and(|p| p.allows(tsunagu_core::Feature::LineLink))
-            {
-                stopped.insert(id, account);
+        for course in store::dispatch_courses(&mut c, &ids).await? {
+            if !course.plan.is_some_and(|p| p.allows(tsunagu_core::Feature::LineLink)) {
+                stopped.insert(course.id, course.account_id);
                 continue;
             }
-            if let Some((tz, channel)) = store::course_for_dispatch(&mut c, id).await? {
-                courses.insert(id, (tz, channel, store::steps(&mut c, id).await?));
+            courses.insert(course.id, (course.time_zone, course.line_channel_id, Vec::new()));
+        }
+        let live: Vec<i64> = courses.keys().copied().collect();
+        for step in store::steps_of_courses(&mut c, &live).await? {
+            if let Some(course) = courses.get_mut(&step.course_id) {
+                course.2.push(step);
             }
         }
         let ids: Vec<i64> = claimed.iter().map(|d| d.id).collect();
@@ -287,14 +291,75 @@ async fn resend_stale(app: &App) -> Result<(), JobError> {
     }
 }
 
-/// Send stored requests in order. A retryable failure leaves the request pending for another
-/// attempt with the same retry key in [`RETRY_MS`], which the run after this one makes (it is
-/// queued for the earliest pending lease), spending no job attempt.
-async fn send_all(app: &App, sends: Vec<store::SendRow>) -> Result<(), JobError> {
-    let mut channels: HashMap<String, Option<tsunagu_line::Channel>> = HashMap::new();
-    let mut messages: HashMap<i64, Option<Message>> = HashMap::new();
-    let mut paused: HashSet<String> = HashSet::new();
+/// Requests in flight at once. Each waits for its channel's rate limit in the LINE client, so
+/// this bounds only how many wait for LINE's answer together.
+const CONCURRENCY: usize = 32;
+
+/// The stored requests in lanes that share no recipient, each lane in the given order. A
+/// recipient's requests are all in one lane, so sending each lane in order keeps every
+/// student's order while different lanes go at once.
+fn lanes(sends: Vec<store::SendRow>) -> Vec<Vec<store::SendRow>> {
+    let mut lanes: Vec<Vec<store::SendRow>> = Vec::new();
+    let mut users: Vec<Vec<String>> = Vec::new();
+    let mut owner: HashMap<String, usize> = HashMap::new();
     for s in sends {
+        let to = serde_json::from_str::<Body>(&s.body).map(|b| b.to).unwrap_or_default();
+        let mut mine: Vec<usize> = to.iter().filter_map(|u| owner.get(u).copied()).collect();
+        mine.sort_unstable();
+        mine.dedup();
+        let lane = match mine.first() {
+            None => {
+                lanes.push(Vec::new());
+                users.push(Vec::new());
+                lanes.len() - 1
+            }
+            Some(&first) => {
+                // The request joins recipients of several lanes: they become one. Requests of
+                // different lanes share no recipient, so putting one lane after another keeps
+                // each recipient's order.
+                for &other in &mine[1..] {
+                    let moved = std::mem::take(&mut lanes[other]);
+                    lanes[first].extend(moved);
+                    for u in std::mem::take(&mut users[other]) {
+                        owner.insert(u.clone(), first);
+                        users[first].push(u);
+                    }
+                }
+                first
+            }
+        };
+        for u in to {
+            if owner.insert(u.clone(), lane).is_none() {
+                users[lane].push(u);
+            }
+        }
+        lanes[lane].push(s);
+    }
+    lanes.retain(|l| !l.is_empty());
+    lanes
+}
+
+/// What every request of one [`send_all`] shares.
+struct Batch {
+    channels: HashMap<String, Option<tsunagu_line::Channel>>,
+    messages: HashMap<i64, Message>,
+    /// Channels LINE refused for their monthly limit during this batch.
+    paused: std::sync::Mutex<HashSet<String>>,
+    /// Requests LINE accepted, settled together at the end.
+    sent: std::sync::Mutex<Vec<i64>>,
+}
+
+/// Send stored requests: a recipient's in the given order, different recipients' at once (see
+/// [`lanes`]). A retryable failure leaves the request pending for another attempt with the
+/// same retry key in [`RETRY_MS`], which the run after this one makes (it is queued for the
+/// earliest pending lease), spending no job attempt. Requests LINE accepted are recorded as
+/// sent after the batch; if the process dies before that, they are sent again with their
+/// retry key and LINE answers 409 (already accepted), which records them as sent.
+async fn send_all(app: &App, sends: Vec<store::SendRow>) -> Result<(), JobError> {
+    use futures_util::StreamExt;
+    let mut channels: HashMap<String, Option<tsunagu_line::Channel>> = HashMap::new();
+    let mut step_ids: HashSet<i64> = HashSet::new();
+    for s in &sends {
         if !channels.contains_key(&s.channel_id) {
             let known =
                 crate::line::known_channel(app, &s.channel_id).await.map_err(|e| JobError::Retry(e.to_string()))?;
@@ -305,81 +370,96 @@ async fn send_all(app: &App, sends: Vec<store::SendRow>) -> Result<(), JobError>
             });
             channels.insert(s.channel_id.clone(), ch);
         }
-        let now = app.now();
-        if paused.contains(&s.channel_id) {
-            // LINE refused this channel's requests for its monthly limit a moment ago: the rest
-            // wait with the pause rather than go out of order around the refused ones.
+        if let Ok(body) = serde_json::from_str::<Body>(&s.body) {
+            step_ids.extend(body.steps);
+        }
+    }
+    let messages = messages(app, &step_ids.into_iter().collect::<Vec<_>>()).await?;
+    let batch = Batch { channels, messages, paused: Default::default(), sent: Default::default() };
+    let results: Vec<Result<(), JobError>> = futures_util::stream::iter(lanes(sends))
+        .map(|lane| {
+            let batch = &batch;
+            async move {
+                for s in lane {
+                    send_one(app, batch, s).await?;
+                }
+                Ok(())
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let sent = std::mem::take(&mut *batch.sent.lock().unwrap_or_else(|p| p.into_inner()));
+    if !sent.is_empty() {
+        let mut tx = app.store.begin().await?;
+        store::settle_sent_many(&mut tx, &sent, app.now()).await?;
+        tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
+    }
+    results.into_iter().collect()
+}
+
+/// Send one stored request and record what LINE answered.
+async fn send_one(app: &App, batch: &Batch, s: store::SendRow) -> Result<(), JobError> {
+    let now = app.now();
+    if batch.paused.lock().unwrap_or_else(|p| p.into_inner()).contains(&s.channel_id) {
+        // LINE refused this channel's requests for its monthly limit a moment ago: the rest
+        // wait with the pause rather than go out of order around the refused ones.
+        return super::quota::pause(app, &s.channel_id, s.id).await;
+    }
+    let Some(ch) = batch.channels.get(&s.channel_id).cloned().flatten() else {
+        return settle(app, s.id, "failed", "公式LINEの連携が解除されたため送信できませんでした。", now).await;
+    };
+    let body: Body = serde_json::from_str(&s.body).map_err(|e| JobError::Permanent(e.to_string()))?;
+    let objects: Vec<Message> = body.steps.iter().filter_map(|step| batch.messages.get(step).cloned()).collect();
+    if objects.is_empty() {
+        return settle(app, s.id, "failed", "メッセージが削除されたため送信しませんでした。", now).await;
+    }
+    let key = s.retry_key.clone().map(|key| RetryKey { key, created_at_ms: s.created_at });
+    let result = match (s.method.as_str(), &key) {
+        ("reply", _) => {
+            if s.attempts > 0 {
+                // The process died during the one attempt: it may have gone out.
+                let why = "返信の送信中に処理が中断されたため、届いたかどうか確認できませんでした。";
+                return settle(app, s.id, "failed", why, now).await;
+            }
+            let mut c = app.store.conn().await?;
+            let took = store::take_reply_attempt(&mut c, s.id).await?;
+            drop(c);
+            if !took {
+                // Another dispatcher took its one attempt since this one read it.
+                return Ok(());
+            }
+            let token = body.reply_token.clone().unwrap_or_default();
+            match app.line.reply(&ch, &token, &objects).await {
+                Ok(sent) => Ok(sent),
+                // Refused, so nothing went out (the token had lapsed, or a rate limit):
+                // the same steps go by push instead. A 5xx or a timeout leaves it unknown.
+                Err(LineError::BadRequest { .. }) | Err(LineError::RateLimited) => {
+                    return fallback_to_push(app, &s, &body, now).await;
+                }
+                Err(e) => Err(e),
+            }
+        }
+        ("multicast", Some(key)) => app.line.multicast(&ch, &body.to, &objects, key).await,
+        (_, Some(key)) => app.line.push(&ch, &body.to[0], &objects, key).await,
+        (_, None) => {
+            return settle(app, s.id, "failed", "送信の記録が壊れているため送信しませんでした。", now).await;
+        }
+    };
+    match result {
+        Ok(_) => batch.sent.lock().unwrap_or_else(|p| p.into_inner()).push(s.id),
+        // Nothing was sent: the steps wait, and the channel pauses (see `quota`).
+        Err(LineError::MonthlyLimit) => {
+            tracing::warn!(send_id = s.id, channel_id = %s.channel_id, "LINE monthly limit");
+            batch.paused.lock().unwrap_or_else(|p| p.into_inner()).insert(s.channel_id.clone());
             super::quota::pause(app, &s.channel_id, s.id).await?;
-            continue;
         }
-        let Some(ch) = channels[&s.channel_id].clone() else {
-            settle(app, s.id, "failed", "公式LINEの連携が解除されたため送信できませんでした。", now).await?;
-            continue;
-        };
-        let body: Body = serde_json::from_str(&s.body).map_err(|e| JobError::Permanent(e.to_string()))?;
-        let mut objects = Vec::new();
-        for step in &body.steps {
-            if !messages.contains_key(step) {
-                messages.insert(*step, message(app, *step).await?);
-            }
-            if let Some(m) = &messages[step] {
-                objects.push(m.clone());
-            }
+        Err(e) if retryable(&e) => {
+            tracing::warn!(send_id = s.id, method = %s.method, error = %e, "LINE send will be retried");
+            let mut c = app.store.conn().await?;
+            store::retry_send_at(&mut c, s.id, app.now() + RETRY_MS).await?;
         }
-        if objects.is_empty() {
-            settle(app, s.id, "failed", "メッセージが削除されたため送信しませんでした。", now).await?;
-            continue;
-        }
-        let key = s.retry_key.clone().map(|key| RetryKey { key, created_at_ms: s.created_at });
-        let result = match (s.method.as_str(), &key) {
-            ("reply", _) => {
-                if s.attempts > 0 {
-                    // The process died during the one attempt: it may have gone out.
-                    let why = "返信の送信中に処理が中断されたため、届いたかどうか確認できませんでした。";
-                    settle(app, s.id, "failed", why, now).await?;
-                    continue;
-                }
-                let mut c = app.store.conn().await?;
-                let took = store::take_reply_attempt(&mut c, s.id).await?;
-                drop(c);
-                if !took {
-                    // Another dispatcher took its one attempt since this one read it.
-                    continue;
-                }
-                let token = body.reply_token.clone().unwrap_or_default();
-                match app.line.reply(&ch, &token, &objects).await {
-                    Ok(sent) => Ok(sent),
-                    // Refused, so nothing went out (the token had lapsed, or a rate limit):
-                    // the same steps go by push instead. A 5xx or a timeout leaves it unknown.
-                    Err(LineError::BadRequest { .. }) | Err(LineError::RateLimited) => {
-                        fallback_to_push(app, &s, &body, now).await?;
-                        continue;
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            ("multicast", Some(key)) => app.line.multicast(&ch, &body.to, &objects, key).await,
-            (_, Some(key)) => app.line.push(&ch, &body.to[0], &objects, key).await,
-            (_, None) => {
-                settle(app, s.id, "failed", "送信の記録が壊れているため送信しませんでした。", now).await?;
-                continue;
-            }
-        };
-        match result {
-            Ok(_) => settle(app, s.id, "sent", "", app.now()).await?,
-            // Nothing was sent: the steps wait, and the channel pauses (see `quota`).
-            Err(LineError::MonthlyLimit) => {
-                tracing::warn!(send_id = s.id, channel_id = %s.channel_id, "LINE monthly limit");
-                super::quota::pause(app, &s.channel_id, s.id).await?;
-                paused.insert(s.channel_id.clone());
-            }
-            Err(e) if retryable(&e) => {
-                tracing::warn!(send_id = s.id, method = %s.method, error = %e, "LINE send will be retried");
-                let mut c = app.store.conn().await?;
-                store::retry_send_at(&mut c, s.id, app.now() + RETRY_MS).await?;
-            }
-            Err(e) => settle(app, s.id, "failed", &reason_ja(&e), app.now()).await?,
-        }
+        Err(e) => settle(app, s.id, "failed", &reason_ja(&e), app.now()).await?,
     }
     Ok(())
 }
@@ -448,32 +528,38 @@ fn reason_ja(e: &LineError) -> String {
     }
 }
 
-/// The LINE message for a step, or `None` when it no longer exists.
-async fn message(app: &App, step_id: i64) -> Result<Option<Message>, JobError> {
+/// The LINE message of each step that still exists and can be sent.
+async fn messages(app: &App, step_ids: &[i64]) -> Result<HashMap<i64, Message>, JobError> {
     let mut c = app.store.read().await?;
-    let row: Option<(String, String, Option<i64>)> =
-        sqlx::query_as("SELECT kind, body, media_id FROM course_steps WHERE id = $1 AND deleted_at IS NULL")
-            .bind(step_id)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(tsunagu_store::StoreError::from)?;
-    let Some((kind, body, media)) = row else { return Ok(None) };
-    if kind == "text" {
-        return Ok(Some(Message::text(body)));
+    let mut out = HashMap::new();
+    let mut media: HashMap<i64, Option<tsunagu_store::media::MediaFile>> = HashMap::new();
+    for step in store::steps_by_id(&mut c, step_ids).await? {
+        if step.kind == "text" {
+            out.insert(step.id, Message::text(step.body));
+            continue;
+        }
+        let Some(id) = step.media_id else { continue };
+        let m = match media.entry(id) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(tsunagu_store::media::by_id(&mut c, id).await?),
+        };
+        let Some(m) = m else { continue };
+        let url = |name: &str| crate::media::store::url(&app.config, name);
+        let message = match step.kind.as_str() {
+            "image" => {
+                Message::Image { original_content_url: url(&m.file_name), preview_image_url: url(&m.preview_name) }
+            }
+            "video" => Message::Video {
+                original_content_url: url(&m.file_name),
+                preview_image_url: url(&m.preview_name),
+                tracking_id: None,
+            },
+            "audio" => Message::Audio { original_content_url: url(&m.file_name), duration: m.duration_ms.unwrap_or(0) },
+            _ => continue,
+        };
+        out.insert(step.id, message);
     }
-    let Some(media) = media else { return Ok(None) };
-    let Some(m) = tsunagu_store::media::by_id(&mut c, media).await? else { return Ok(None) };
-    let url = |name: &str| crate::media::store::url(&app.config, name);
-    Ok(Some(match kind.as_str() {
-        "image" => Message::Image { original_content_url: url(&m.file_name), preview_image_url: url(&m.preview_name) },
-        "video" => Message::Video {
-            original_content_url: url(&m.file_name),
-            preview_image_url: url(&m.preview_name),
-            tracking_id: None,
-        },
-        "audio" => Message::Audio { original_content_url: url(&m.file_name), duration: m.duration_ms.unwrap_or(0) },
-        _ => return Ok(None),
-    }))
+    Ok(out)
 }
 
 /// The courses feature's job kinds: the dispatcher, which queues its own next run for when
@@ -515,5 +601,39 @@ mod tests {
         let ids = |start| steps_for(&rows, start).iter().map(|s| s.id).collect::<Vec<_>>();
         assert_eq!(ids(50), vec![1, 2], "the old version for those who started before the edit");
         assert_eq!(ids(100), vec![1, 3], "the new version from the edit on");
+    }
+
+    fn send(id: i64, to: &[&str]) -> store::SendRow {
+        let body = Body {
+            to: to.iter().map(|u| u.to_string()).collect(),
+            steps: vec![id],
+            reply_token: None,
+            subscriptions: Vec::new(),
+        };
+        store::SendRow {
+            id,
+            channel_id: "c".into(),
+            method: if to.len() > 1 { "multicast" } else { "push" }.into(),
+            retry_key: None,
+            body: serde_json::to_string(&body).unwrap(),
+            attempts: 0,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_recipients_requests_share_a_lane_in_order_and_others_go_apart() {
+        let sends = vec![
+            send(1, &["a"]),
+            send(2, &["b"]),
+            send(3, &["c"]),
+            send(4, &["a"]),
+            // Joins b's and c's lanes: b's and c's requests before it stay before it.
+            send(5, &["b", "c", "d"]),
+            send(6, &["d"]),
+            send(7, &["e"]),
+        ];
+        let lanes: Vec<Vec<i64>> = lanes(sends).iter().map(|l| l.iter().map(|s| s.id).collect()).collect();
+        assert_eq!(lanes, vec![vec![1, 4], vec![2, 3, 5, 6], vec![7]]);
     }
 }
