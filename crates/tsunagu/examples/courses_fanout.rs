@@ -9,6 +9,8 @@
 //!    as a ratio of LINE's 2,000 requests/s.
 //! 3. Quota spent per student for a 5-step sequence (2 「購読開始直後」, 3 due together on day 1),
 //!    with and without the follow's reply token, against one message per step.
+//! 4. The webhook intake's p50/p99 while the dispatcher sends 10,000 pushes at full speed, and
+//!    with the same paced load (~3,000 signed follow events/s) while it is idle, in one run.
 //!
 //!   cargo run --release -p tsunagu --example courses_fanout
 //!
@@ -332,5 +334,106 @@ async fn bench() -> anyhow::Result<()> {
             used as f64 / n as f64
         );
     }
+
+    // 4. The intake while the dispatcher runs.
+    intake_while_dispatching(&w, push_n).await?;
+    Ok(())
+}
+
+/// Paced signed follow events (`clients` connections, each waiting 10 ms between requests, as
+/// `scripts/bench-intake` paces its load) to the app's webhook until `stop`; latencies in ms.
+async fn paced_webhooks(
+    url: String,
+    clients: usize,
+    salt: u64,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Vec<f64>> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, url, next, stop) = (client.clone(), url.clone(), next.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while !stop.is_cancelled() {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let body = serde_json::json!({"destination": "Ubot", "events": [{
+                    "type": "follow", "mode": "active", "timestamp": 1_700_000_000_000_i64 + i as i64,
+                    "source": {"type": "user", "userId": format!("U{:032x}", (salt << 40) + i)},
+                    "webhookEventId": format!("01FAN{salt:02}{i:019}"), "deliveryContext": {"isRedelivery": false},
+                    "replyToken": format!("{:032x}", i), "follow": {"isUnblocked": false}
+                }]})
+                .to_string();
+                let sig = tsunagu_line::signature::sign(SECRET, body.as_bytes());
+                let t = Instant::now();
+                let r = client
+                    .post(&url)
+                    .header("x-line-signature", sig)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("request");
+                assert_eq!(r.status().as_u16(), 200, "event {i}");
+                r.bytes().await.expect("body");
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await?);
+    }
+    all.sort_by(|a, b| a.total_cmp(b));
+    Ok(all)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted.get(((sorted.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(0.0)
+}
+
+async fn intake_while_dispatching(w: &World, n: usize) -> anyhow::Result<()> {
+    let server = tsunagu::startup::Server::bind(w.app.clone()).await?;
+    let url = format!("http://{}/line/webhook/{CHANNEL}", server.local_addr());
+    let stop_server = tokio_util::sync::CancellationToken::new();
+    let s = stop_server.clone();
+    let task = tokio::spawn(async move { server.run(s).await });
+    let clients = 32;
+    let mut own = Vec::with_capacity(n);
+    for i in 0..n {
+        own.push(new_course(w, &[(&format!("受講生ごとのメッセージ {i}"), None, 1)]).await?);
+    }
+    let users = students(w, |i| own[i], n, 5).await?;
+    // Idle: the same load for as long as the dispatch below takes (measured first, then idle).
+    let (before, _) = w.sb.stats();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let load = tokio::spawn(paced_webhooks(url.clone(), clients, 6, stop.clone()));
+    let secs = dispatch(w).await?;
+    stop.cancel();
+    let busy = load.await??;
+    let (after, _) = w.sb.stats();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let load = tokio::spawn(paced_webhooks(url, clients, 7, stop.clone()));
+    tokio::time::sleep(std::time::Duration::from_secs_f64(secs)).await;
+    stop.cancel();
+    let idle = load.await??;
+    for (label, lat) in [("while the dispatcher sends", &busy), ("with the dispatcher idle", &idle)] {
+        println!(
+            "intake ({label}; {clients} clients, 10 ms apart, {secs:.1} s): {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
+            lat.len() as f64 / secs,
+            percentile(lat, 0.5),
+            percentile(lat, 0.99)
+        );
+    }
+    println!(
+        "… meanwhile the dispatcher: {} pushes in {secs:.2} s, missing or duplicated {}",
+        after - before,
+        duplicates(&w.sb, &users, 1)
+    );
+    stop_server.cancel();
+    let _ = task.await;
     Ok(())
 }

@@ -163,3 +163,35 @@ async fn sqlite_claim_uses_the_job_indexes() {
     let claimed = jobs::claim(&mut c, Backend::Sqlite, "w", 8, 1_000, 1_000).await.unwrap();
     assert_eq!(claimed.len(), 8);
 }
+
+/// A follow or block finds the user's subscriptions by their index and checks each one's course
+/// by its key: it does not list the channel's courses, which on a channel with many courses
+/// made SQLite probe the index once per course for every follow, under the intake's write lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_follow_and_block_look_up_the_user_not_the_channels_courses() {
+    use tsunagu_store::courses;
+    let (store, _dir) = crate::harness::sqlite().await;
+    let mut c = store.conn().await.unwrap();
+    for (name, sql) in [("follow", courses::FOLLOWED_SQL), ("block", courses::BLOCKED_SQL)] {
+        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+            .bind("U1")
+            .bind("2000000001")
+            .bind(1i64)
+            .bind(2i64)
+            .bind(None::<String>)
+            .bind(None::<i64>)
+            .fetch_all(&mut *c)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>(3))
+            .collect();
+        let text = plan.join("\n");
+        assert!(
+            plan.iter().any(|l| l.starts_with("SEARCH course_subscriptions") && l.contains("(line_user_id=?)")),
+            "{name}: {text}"
+        );
+        assert!(!plan.iter().any(|l| l.contains("LIST SUBQUERY")), "{name} lists the channel's courses: {text}");
+        assert!(!plan.iter().any(|l| l.starts_with("SCAN")), "{name} scans a table: {text}");
+    }
+}
