@@ -437,6 +437,75 @@ pub async fn insert_send(
     .await?)
 }
 
+/// A request to store with [`insert_sends`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSend {
+    pub channel_id: String,
+    /// `reply`, `push` or `multicast`.
+    pub method: &'static str,
+    pub retry_key: Option<String>,
+    pub body: String,
+}
+
+/// [`insert_send`] for many requests in multi-row statements; their ids, in the given order.
+/// Each statement's rows have distinct bodies (a row's id is found by its body: the order of
+/// `RETURNING` rows is not promised by either database).
+pub async fn insert_sends(c: &mut AnyConnection, sends: &[NewSend], lease_until: i64, now: i64) -> Result<Vec<i64>> {
+    let mut ids = Vec::with_capacity(sends.len());
+    let mut start = 0;
+    while start < sends.len() {
+        // The next statement: up to 100 rows, none with a body seen earlier in it.
+        let mut seen = std::collections::HashSet::new();
+        let mut end = start;
+        while end < sends.len() && end - start < 100 && seen.insert(sends[end].body.as_str()) {
+            end += 1;
+        }
+        let chunk = &sends[start..end];
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${}, ${}, ${}, 'pending', $1, $2)", 3 + 4 * i, 4 + 4 * i, 5 + 4 * i, 6 + 4 * i))
+            .collect();
+        let sql = format!(
+            "INSERT INTO line_sends (channel_id, method, retry_key, body, state, lease_until, created_at) VALUES {}
+             RETURNING id, body",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(lease_until).bind(now);
+        for s in chunk {
+            q = q.bind(s.channel_id.as_str()).bind(s.method).bind(s.retry_key.as_deref()).bind(s.body.as_str());
+        }
+        let by_body: std::collections::HashMap<String, i64> =
+            q.fetch_all(&mut *c).await?.iter().map(|r| (r.get::<String, _>(1), r.get::<i64, _>(0))).collect();
+        for s in chunk {
+            let id = by_body.get(&s.body).copied().ok_or_else(|| sqlx::Error::RowNotFound)?;
+            ids.push(id);
+        }
+        start = end;
+    }
+    Ok(ids)
+}
+
+/// Record steps as `sending` in the request that carries them: `(subscription, step, request)`
+/// rows in multi-row statements. A step already recorded for the subscription is left as it is.
+pub async fn record_sending(c: &mut AnyConnection, rows: &[(i64, i64, i64)], now: i64) -> Result<u64> {
+    let mut n = 0;
+    for chunk in rows.chunks(500) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${}, 'sending', ${}, $1)", 2 + 3 * i, 3 + 3 * i, 4 + 3 * i))
+            .collect();
+        let sql = format!(
+            "INSERT INTO step_deliveries (subscription_id, step_id, outcome, send_id, at) VALUES {}
+             ON CONFLICT (subscription_id, step_id) DO NOTHING",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+        for (sub, step, send) in chunk {
+            q = q.bind(*sub).bind(*step).bind(*send);
+        }
+        n += q.execute(&mut *c).await?.rows_affected();
+    }
+    Ok(n)
+}
+
 /// Take a reply's one attempt before making it (a reply has no retry key: it is tried once).
 /// `false`: the request is settled, or a dispatcher took its attempt already (it may have gone
 /// out), so this one must not send it.

@@ -1,7 +1,7 @@
 //! The step-delivery dispatcher (job `courses.dispatch`): claims due subscriptions in batches,
 //! works out what each is due ([`schedule::due`]), plans the requests ([`fanout::requests`]),
-//! stores each request with its retry key and its steps as `sending` in one transaction with
-//! the subscriptions' next instants, and only then sends them.
+//! stores each request with its retry key and its steps as `sending` (a few requests per
+//! transaction), then the subscriptions' next instants, and only then sends them.
 //!
 //! - A subscription is handled by one dispatcher at a time (a lease on its row; `SKIP LOCKED`
 //!   on PostgreSQL), and a step is recorded at most once per subscription.
@@ -133,6 +133,11 @@ async fn queue_at(app: &App, at: i64) -> Result<(), tsunagu_store::StoreError> {
 
 pub const DISPATCH: &str = "courses.dispatch";
 
+/// Rows of `step_deliveries` a request records.
+fn carried_rows(carried: &(Vec<i64>, Vec<i64>)) -> usize {
+    carried.0.len() * carried.1.len()
+}
+
 /// Store what the claimed subscriptions are due, with their requests, and release them.
 /// Returns the requests to send now, in order.
 async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) -> Result<Vec<store::SendRow>, JobError> {
@@ -163,8 +168,10 @@ async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) ->
         }
         (courses, handled)
     };
-    let mut tx = app.store.begin().await?;
-    let mut sends = Vec::new();
+    // Everything is worked out before the transaction, which then only writes (on SQLite it
+    // holds the one write lock that the webhook intake waits for).
+    let mut skipped: Vec<(i64, Vec<i64>)> = Vec::new();
+    let mut zones: HashMap<&str, jiff::tz::TimeZone> = HashMap::new();
     // Per channel: who is due what.
     let mut by_channel: HashMap<String, (Vec<fanout::Recipient>, HashMap<String, i64>)> = HashMap::new();
     // Subscriptions to release, by their next delivery (released together below).
@@ -178,12 +185,13 @@ async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) ->
             releases.entry(None).or_default().push(d.id);
             continue;
         };
-        let zone = jiff::tz::TimeZone::get(tz).unwrap_or(jiff::tz::TimeZone::UTC);
+        let zone =
+            zones.entry(tz.as_str()).or_insert_with(|| jiff::tz::TimeZone::get(tz).unwrap_or(jiff::tz::TimeZone::UTC));
         let mine = steps_for(steps, d.started_at);
         let is_handled = |step: i64| handled.contains(&(d.id, step));
-        let due = schedule::due(&mine, d.started_at, &zone, &is_handled, d.resumed_at, now);
+        let due = schedule::due(&mine, d.started_at, zone, &is_handled, d.resumed_at, now);
         if !due.skip.is_empty() {
-            store::record_handled(&mut tx, d.id, &due.skip, "skipped", None, now).await?;
+            skipped.push((d.id, due.skip.clone()));
         }
         match channel {
             Some(channel) if !due.send.is_empty() && !d.line_user_id.is_empty() => {
@@ -205,9 +213,10 @@ async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) ->
             }
         }
     }
-    for (next_at, ids) in &releases {
-        store::release_many(&mut tx, ids, worker, *next_at, now).await?;
-    }
+    // Every request of the round, stored in multi-row statements (the round's transaction holds
+    // SQLite's one write lock, which the webhook intake waits for).
+    let mut new_sends = Vec::new();
+    let mut carried: Vec<(Vec<i64>, Vec<i64>)> = Vec::new();
     for (channel, (recipients, subs)) in by_channel {
         for request in fanout::requests(&recipients) {
             let (method, to, token) = match &request {
@@ -217,21 +226,61 @@ async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) ->
             };
             let subscriptions: Vec<i64> = to.iter().filter_map(|u| subs.get(u).copied()).collect();
             let body = Body { to, steps: request.steps().to_vec(), reply_token: token, subscriptions };
-            let key = (method != "reply").then(|| RetryKey::new(now).key);
             let json = serde_json::to_string(&body).map_err(|e| JobError::Permanent(e.to_string()))?;
-            let id =
-                store::insert_send(&mut tx, &channel, method, key.as_deref(), &json, now + lease_ms(app), now).await?;
-            store::record_handled_many(&mut tx, &body.subscriptions, &body.steps, "sending", Some(id), now).await?;
+            new_sends.push(store::NewSend {
+                channel_id: channel.clone(),
+                method,
+                retry_key: (method != "reply").then(|| RetryKey::new(now).key),
+                body: json,
+            });
+            carried.push((body.subscriptions, body.steps));
+        }
+    }
+    // The requests first, with their steps as `sending`, a few at a time: each transaction holds
+    // SQLite's one write lock, which the webhook intake waits for, so none is long. If the
+    // process dies between them, the subscriptions stay held until their lease runs out; the
+    // next claim finds the stored steps handled and plans only the rest, and the stored
+    // requests are sent again by `resend_stale` with their retry keys.
+    let mut sends = Vec::with_capacity(new_sends.len());
+    let mut start = 0;
+    while start < new_sends.len() {
+        let (mut end, mut rows) = (start, 0);
+        while end < new_sends.len()
+            && (end == start || (end - start < 50 && rows + carried_rows(&carried[end]) <= 1_000))
+        {
+            rows += carried_rows(&carried[end]);
+            end += 1;
+        }
+        let mut tx = app.store.begin().await?;
+        let ids = store::insert_sends(&mut tx, &new_sends[start..end], now + lease_ms(app), now).await?;
+        let mut sending = Vec::with_capacity(rows);
+        for (id, (subscriptions, steps)) in ids.iter().zip(&carried[start..end]) {
+            for sub in subscriptions {
+                sending.extend(steps.iter().map(|step| (*sub, *step, *id)));
+            }
+        }
+        store::record_sending(&mut tx, &sending, now).await?;
+        tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
+        for (id, s) in ids.into_iter().zip(&new_sends[start..end]) {
             sends.push(store::SendRow {
                 id,
-                channel_id: channel.clone(),
-                method: method.into(),
-                retry_key: key,
-                body: json,
+                channel_id: s.channel_id.clone(),
+                method: s.method.into(),
+                retry_key: s.retry_key.clone(),
+                body: s.body.clone(),
                 attempts: 0,
                 created_at: now,
             });
         }
+        start = end;
+    }
+    // Then the subscriptions are released to their next delivery.
+    let mut tx = app.store.begin().await?;
+    for (subscription, steps) in &skipped {
+        store::record_handled(&mut tx, *subscription, steps, "skipped", None, now).await?;
+    }
+    for (next_at, ids) in &releases {
+        store::release_many(&mut tx, ids, worker, *next_at, now).await?;
     }
     for account in stopped.values().collect::<HashSet<_>>() {
         tell_plan_stopped(app, &mut tx, *account, now).await?;
