@@ -15,6 +15,8 @@
 //!   cargo run --release -p tsunagu --example courses_fanout
 //!
 //! Sizes: TSUNAGU_BENCH_MULTICAST (default 100000), TSUNAGU_BENCH_PUSHES (default 10000).
+//! With TSUNAGU_BENCH_PEER_URL (the LINE SDK peer's `/callback`, the peer started with
+//! `LINE_CHANNEL_SECRET=bench-fanout-secret`), part 4 puts the same load on the peer too.
 //! The dispatcher runs as the `courses.dispatch` job would, in this process, on SQLite.
 
 use std::collections::HashMap;
@@ -420,7 +422,17 @@ async fn intake_while_dispatching(w: &World, n: usize) -> anyhow::Result<()> {
     tokio::time::sleep(std::time::Duration::from_secs_f64(secs)).await;
     stop.cancel();
     let idle = load.await??;
-    for (label, lat) in [("while the dispatcher sends", &busy), ("with the dispatcher idle", &idle)] {
+    // The LINE SDK peer (`../shared/bench-peers/line-webhook-sdk`, started with this program's
+    // channel secret) under the same load from the same client, when its URL is given.
+    let mut runs = vec![("while the dispatcher sends", busy), ("with the dispatcher idle", idle)];
+    if let Ok(peer) = std::env::var("TSUNAGU_BENCH_PEER_URL") {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let load = tokio::spawn(paced_webhooks(peer, clients, 8, stop.clone()));
+        tokio::time::sleep(std::time::Duration::from_secs_f64(secs)).await;
+        stop.cancel();
+        runs.push(("the LINE SDK peer, same load", load.await??));
+    }
+    for (label, lat) in &runs {
         println!(
             "intake ({label}; {clients} clients, 10 ms apart, {secs:.1} s): {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
             lat.len() as f64 / secs,
