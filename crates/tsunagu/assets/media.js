@@ -1,5 +1,5 @@
 // ステップ配信のメディア: send the chosen file as the request body (streamed by the server to
-// disk), show the answer, and refresh the list while files are 処理中 — the list only, so a
+// disk; upload.js) with its progress, show the answer, and refresh the list while files are 処理中 — the list only, so a
 // file the instructor has chosen meanwhile stays chosen.
 (function () {
   "use strict";
@@ -99,40 +99,28 @@
         status.textContent = "ファイルを選んでください。";
         return;
       }
-      // The server decides from the content; this only spares sending a file that the
-      // manual's limits refuse anyway (a browser reports a refusal mid-upload as a broken
-      // connection, not with the server's message).
-      var MB = 1024 * 1024;
-      var image = /\.(jpe?g|png|gif)$/i.test(file.name);
-      var max = image ? 10 * MB : 200 * MB;
-      if (file.size > max) {
+      var tooLarge = window.tsunaguTooLarge(file);
+      if (tooLarge) {
         status.className = "flash flash-error";
-        status.textContent = "「" + file.name + "」は受け付けられませんでした。" + (image ? "画像" : "動画・音声") +
-          "は " + (max / MB) + "MB までです（このファイルは " + (file.size / MB).toFixed(1) +
-          "MB）。小さくしてからアップロードしてください。";
+        status.textContent = tooLarge;
         return;
       }
       busy = true;
       var button = document.getElementById("media-upload-submit");
+      var bar = document.getElementById("media-upload-progress");
       button.disabled = true;
       status.className = "";
       status.textContent = "「" + file.name + "」をアップロードしています…";
-      fetch("/courses/media/upload", {
-        method: "PUT",
-        headers: {
-          "X-CSRF-Token": form.dataset.csrf,
-          "X-File-Name": encodeURIComponent(file.name),
-          "Content-Type": "application/octet-stream"
-        },
-        body: file,
-        credentials: "same-origin"
-      }).then(function (r) {
-        return r.json().catch(function () {
-          return { ok: false, message: "アップロードできませんでした（HTTP " + r.status + "）。" };
-        });
+      bar.value = 0;
+      bar.hidden = false;
+      window.tsunaguUpload(file, form.dataset.csrf, function (loaded, total) {
+        bar.max = total;
+        bar.value = loaded;
+        status.textContent = "「" + file.name + "」をアップロードしています… " + window.tsunaguProgressText(loaded, total);
       }).then(function (a) {
         status.className = a.ok ? "flash flash-success" : "flash flash-error";
         status.textContent = a.message;
+        bar.hidden = true;
         busy = false;
         button.disabled = false;
         if (a.ok) {
@@ -140,11 +128,6 @@
           if (input.files && input.files[0] === file) { form.reset(); }
           refreshList();
         }
-      }).catch(function () {
-        status.className = "flash flash-error";
-        status.textContent = "通信が途切れました。もう一度お試しください。";
-        busy = false;
-        button.disabled = false;
       });
     });
   }

@@ -264,7 +264,15 @@ struct CoursePage {
     line_linked: bool,
     line_channel: Option<String>,
     lessons: Vec<store::Lesson>,
+    /// The video and audio files a lesson can show (完了 only).
+    lesson_media: Vec<LessonMedia>,
     students: Vec<StudentLine>,
+}
+
+/// A choice of ［動画・音声］ for a lesson.
+struct LessonMedia {
+    id: i64,
+    label: String,
 }
 
 /// The course page's public address.
@@ -273,13 +281,22 @@ pub fn public_url(config: &crate::config::Config, course: &Course) -> String {
 }
 
 pub async fn show(State(app): State<SharedApp>, auth: Auth, Path(id): Path<i64>) -> Result<Html<String>, AppError> {
-    let (course, lessons, students) = {
+    let (course, lessons, students, media) = {
         let mut c = app.store.read().await?;
         let course = store::course(&mut c, auth.account.id, id).await?.ok_or(AppError::NotFound)?;
         let lessons = store::lessons(&mut c, id).await?;
         let students = store::students_of(&mut c, id).await?;
-        (course, lessons, students)
+        let media = tsunagu_store::media::list(&mut c, auth.account.id).await?;
+        (course, lessons, students, media)
     };
+    let lesson_media = media
+        .iter()
+        .filter(|m| m.category != "image" && m.status == tsunagu_store::media::MediaStatus::Ready)
+        .map(|m| LessonMedia {
+            id: m.id,
+            label: format!("{}: {}", if m.category == "video" { "動画" } else { "音声" }, m.original_name),
+        })
+        .collect();
     let tz = &course.time_zone;
     let students = students
         .into_iter()
@@ -308,6 +325,7 @@ pub async fn show(State(app): State<SharedApp>, auth: Auth, Path(id): Path<i64>)
         line_linked: course.line_login_id.is_some(),
         line_channel: course.line_channel_id.clone(),
         lessons,
+        lesson_media,
         students,
         title: course.title,
     };
@@ -321,9 +339,40 @@ pub struct LessonForm {
     title: String,
     #[serde(default)]
     body: String,
+    /// ［動画・音声］: empty for none.
+    #[serde(default)]
+    media_id: String,
 }
 
 impl LessonForm {
+    /// The chosen video or audio file: the account's, and 完了.
+    async fn media(&self, app: &SharedApp, auth: &Auth) -> Result<Result<Option<i64>, String>, AppError> {
+        let raw = self.media_id.trim();
+        if raw.is_empty() {
+            return Ok(Ok(None));
+        }
+        let Ok(id) = raw.parse::<i64>() else {
+            return Ok(Err(
+                "選んだ動画・音声が見つかりません。もう一度選んでください。入力した本文は保存されていません。".into(),
+            ));
+        };
+        let mut c = app.store.read().await?;
+        let found = tsunagu_store::media::get(&mut c, auth.account.id, id).await?;
+        Ok(match found {
+            None => Err("選んだ動画・音声が見つかりません。もう一度選んでください。入力した本文は保存されていません。".into()),
+            Some(m) if m.category == "image" => Err(
+                "レッスンに付けられるのは動画か音声です。画像はステップ配信のメッセージで送れます。入力した本文は保存されていません。"
+                    .into(),
+            ),
+            Some(m) if m.status != tsunagu_store::media::MediaStatus::Ready => Err(format!(
+                "「{}」はまだ使えません（{}）。ステップ配信のメディアで状態が「完了」になってから選んでください。入力した本文は保存されていません。",
+                m.original_name,
+                m.status.label_ja()
+            )),
+            Some(m) => Ok(Some(m.id)),
+        })
+    }
+
     fn problem(&self) -> Option<&'static str> {
         let title = self.title.trim();
         if title.is_empty() {
@@ -349,8 +398,12 @@ pub async fn add_lesson(
     if let Some(m) = form.problem() {
         return Ok(flash_redirect(&app, &to, "error", m));
     }
+    let media = match form.media(&app, &auth).await? {
+        Ok(media) => media,
+        Err(m) => return Ok(flash_redirect(&app, &to, "error", &m)),
+    };
     let mut c = app.store.conn().await?;
-    store::add_lesson(&mut c, id, form.title.trim(), &form.body, None, app.now()).await?;
+    store::add_lesson(&mut c, id, form.title.trim(), &form.body, media, app.now()).await?;
     Ok(flash_redirect(&app, &to, "success", "レッスンを追加しました。"))
 }
 
@@ -365,8 +418,12 @@ pub async fn update_lesson(
     if let Some(m) = form.problem() {
         return Ok(flash_redirect(&app, &to, "error", m));
     }
+    let media = match form.media(&app, &auth).await? {
+        Ok(media) => media,
+        Err(m) => return Ok(flash_redirect(&app, &to, "error", &m)),
+    };
     let mut c = app.store.conn().await?;
-    if !store::update_lesson(&mut c, id, lesson, form.title.trim(), &form.body, None, app.now()).await? {
+    if !store::update_lesson(&mut c, id, lesson, form.title.trim(), &form.body, media, app.now()).await? {
         return Err(AppError::NotFound);
     }
     Ok(flash_redirect(&app, &to, "success", "レッスンを保存しました。"))

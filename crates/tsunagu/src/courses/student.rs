@@ -84,13 +84,21 @@ struct CoursePage {
     key: String,
     title: String,
     description: String,
-    lessons: Vec<store::Lesson>,
+    lessons: Vec<PublicLesson>,
     line_linked: bool,
     student: Option<Student>,
     enrolled: bool,
     line_state: Option<&'static str>,
     /// Waiting to befriend: the prompt is offered again.
     needs_friend: bool,
+}
+
+/// A lesson as a student sees it: its video or audio, when it has one that is 完了.
+struct PublicLesson {
+    title: String,
+    body: String,
+    /// `video` or `audio`, and the file's address on this host.
+    media: Option<(String, String)>,
 }
 
 /// `GET /c/{key}`: the course's page.
@@ -104,7 +112,17 @@ pub async fn page(
     let student = current(&app, &headers, &course).await?;
     let (lessons, enrolment) = {
         let mut c = app.store.read().await?;
-        let lessons = store::lessons(&mut c, course.id).await?;
+        let mut lessons = Vec::new();
+        for l in store::lessons(&mut c, course.id).await? {
+            let media = match l.media_id {
+                Some(id) => tsunagu_store::media::get(&mut c, course.account_id, id)
+                    .await?
+                    .filter(|m| m.category != "image" && m.status == tsunagu_store::media::MediaStatus::Ready)
+                    .map(|m| (m.category, format!("/media/{}", m.file_name))),
+                None => None,
+            };
+            lessons.push(PublicLesson { title: l.title, body: l.body, media });
+        }
         let e = match &student {
             Some(s) => students::enrolment(&mut c, course.id, s.id).await?,
             None => None,

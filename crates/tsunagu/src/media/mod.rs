@@ -90,5 +90,6 @@ pub fn routes() -> axum::Router<crate::app::SharedApp> {
         .route("/media/{name}", get(store::serve).head(store::serve))
         .route("/courses/media", get(web::page))
         .route("/courses/media/upload", put(web::upload).layer(DefaultBodyLimit::disable()))
+        .route("/courses/media/{id}/status", get(web::status))
         .route("/courses/media/{id}/delete", post(web::delete))
 }

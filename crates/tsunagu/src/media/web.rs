@@ -124,11 +124,12 @@ pub async fn upload(State(app): State<SharedApp>, auth: Auth, headers: HeaderMap
     let name = if name.trim().is_empty() { "（名前なし）".to_string() } else { name };
     let reader = tokio_util::io::StreamReader::new(body.into_data_stream().map_err(std::io::Error::other));
     match accept(&app, auth.account.id, &name, reader).await {
-        Ok(_) => answer(
-            StatusCode::OK,
-            true,
-            format!("「{name}」を受け付けました。LINE で送れる形に変換しています。終わると状態が「完了」になります。"),
-        ),
+        Ok(id) => {
+            let message = format!(
+                "「{name}」を受け付けました。LINE で送れる形に変換しています。終わると状態が「完了」になります。"
+            );
+            (StatusCode::OK, Json(json!({"ok": true, "message": message, "id": id}))).into_response()
+        }
         Err(UploadError::Refused(r)) => {
             tracing::info!(account = %auth.account.id, code = r.code(), "media upload refused");
             let status = match r {
@@ -147,6 +148,30 @@ pub async fn upload(State(app): State<SharedApp>, auth: Auth, headers: HeaderMap
             )
         }
     }
+}
+
+/// `GET /courses/media/{id}/status`: one file's state, for a page that uploaded it in place
+/// (the message form): `status` is `processing`, `ready` or `failed`, `label` what a select
+/// shows for it. Another account's file answers 404.
+pub async fn status(State(app): State<SharedApp>, auth: Auth, Path(id): Path<String>) -> Result<Response, AppError> {
+    let id: i64 = id.parse().map_err(|_| AppError::NotFound)?;
+    let m = {
+        let mut c = app.store.read().await?;
+        store::get(&mut c, auth.account.id, id).await?.ok_or(AppError::NotFound)?
+    };
+    let kind = match m.category.as_str() {
+        "image" => "画像",
+        "video" => "動画",
+        _ => "音声",
+    };
+    Ok(Json(json!({
+        "id": m.id,
+        "status": m.status.as_str(),
+        "category": m.category,
+        "label": format!("{kind}: {}（{}）", m.original_name, m.status.label_ja()),
+        "reason": m.reason,
+    }))
+    .into_response())
 }
 
 /// `POST /courses/media/{id}/delete` (the row's ［削除］ button).

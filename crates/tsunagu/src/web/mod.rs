@@ -27,6 +27,8 @@ pub fn router(app: SharedApp, features: Router<SharedApp>) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/assets/style.css", get(ops::style))
         .route("/assets/media.js", get(ops::media_script))
+        .route("/assets/upload.js", get(|| async { ops::script(include_str!("../../assets/upload.js")) }))
+        .route("/assets/message-media.js", get(|| async { ops::script(include_str!("../../assets/message-media.js")) }))
         .route("/assets/confirm.js", get(ops::confirm_script))
         .route("/assets/copy.js", get(ops::copy_script))
         .route("/assets/zoom-settings.js", get(ops::zoom_settings_script))

@@ -38,6 +38,11 @@ pub async fn metrics(State(app): State<SharedApp>, headers: axum::http::HeaderMa
     ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render(&states)).into_response()
 }
 
+/// A script from `assets/`, cached for an hour.
+pub fn script(source: &'static str) -> impl IntoResponse {
+    ([(CONTENT_TYPE, "text/javascript; charset=utf-8"), (CACHE_CONTROL, "public, max-age=3600")], source)
+}
+
 pub async fn media_script() -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "text/javascript; charset=utf-8"), (CACHE_CONTROL, "public, max-age=3600")],

@@ -91,6 +91,9 @@ async fn console_in_a_real_browser_on_desktop_and_phone() {
     b.send_keys("#media-file", &wav.display().to_string()).await;
     b.click("#media-upload-submit").await;
     b.wait_for_text("#media-upload-status", "「第1回の音声.wav」を受け付けました", 20).await;
+    let sent = b.execute("return document.getElementById('media-upload-progress').value", vec![]).await;
+    let size = std::fs::metadata(&wav).unwrap().len();
+    assert_eq!(sent.as_f64(), Some(size as f64), "the progress bar followed the upload to its end");
     // The list shows it 処理中 without a reload, and turns 完了 by itself once converted.
     b.wait_for_text("#media-list", "処理中", 10).await;
     t.run_jobs().await;

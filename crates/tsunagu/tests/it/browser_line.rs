@@ -60,13 +60,12 @@ async fn the_line_manual_in_a_real_browser() {
     sb.set_recording(true);
 
     let console = t.signup(EMAIL, "講師 一郎").await;
-    let account = {
+    {
         let mut c = t.app.store.conn().await.unwrap();
         let e = tsunagu_core::Email::parse(EMAIL).unwrap();
         let id = tsunagu_store::accounts::credentials_by_email(&mut c, &e).await.unwrap().unwrap().account.id;
         tsunagu_store::accounts::set_plan(&mut c, id, tsunagu_core::Plan::Business, 1).await.unwrap();
-        id
-    };
+    }
     let r = console
         .submit(
             "/courses/new",
@@ -75,21 +74,9 @@ async fn the_line_manual_in_a_real_browser() {
         )
         .await;
     assert_eq!(r.status, 303);
-    // A picture in the media library, converted (完了).
-    let picture = {
-        let mut c = t.app.store.conn().await.unwrap();
-        let m = tsunagu_store::media::NewMedia {
-            original_name: "作例.jpg",
-            category: "image",
-            upload_path: "x",
-            file_name: "sample.jpg",
-            preview_name: "sample-preview.jpg",
-            size: 1000,
-        };
-        let id = tsunagu_store::media::insert(&mut c, account, &m, 1).await.unwrap();
-        sqlx::query("UPDATE media_files SET status = 'ready' WHERE id = $1").bind(id).execute(&mut *c).await.unwrap();
-        id
-    };
+    // A photo on the instructor's computer, uploaded in place from the message form below.
+    let photos = tsunagu_store::testing::TempDir::new("tsunagu-line-photo");
+    let photo = crate::media::make(photos.path(), "作例.jpg", "-f lavfi -i testsrc=size=320x240:rate=1 -frames:v 1");
 
     let Some(b) = Browser::start(1280, 900).await else { return };
     b.goto(&format!("{base}/login")).await;
@@ -127,7 +114,6 @@ async fn the_line_manual_in_a_real_browser() {
     assert_eq!(sb.webhook_endpoint(CHANNEL).as_deref(), Some(format!("{base}/line/webhook/{CHANNEL}").as_str()));
 
     // 5.4–5.5: 「+メッセージ追加」 four times: 購読開始直後 text and picture, then 時刻指定.
-    let picture_id = picture.to_string();
     let messages: [(&str, &str, &str, &str, &str, &str); 4] = [
         ("テキスト", "購読開始直後", "", "", "1", "ご登録ありがとうございます。写真講座を始めましょう。"),
         ("画像", "購読開始直後", "", "", "2", ""),
@@ -139,7 +125,21 @@ async fn the_line_manual_in_a_real_browser() {
         b.wait_for_text("h1", "メッセージ追加", 10).await;
         b.choose("配信メッセージの種類", kind).await;
         if *kind == "画像" {
-            b.fill("ファイル", &picture_id).await;
+            // Uploaded in place, with its progress; it joins ファイル as 処理中, the conversion
+            // job runs, and the form says when it can be saved.
+            b.send_keys("#message-media-file", photo.to_str().unwrap()).await;
+            b.click_text("アップロード").await;
+            b.wait_for_text("#message-media-status", "を受け付けました", 30).await;
+            t.run_jobs().await;
+            b.wait_for_text("#message-media-status", "変換が完了しました", 30).await;
+            let chosen = b
+                .execute("return document.getElementById('message-media').selectedOptions[0].textContent", vec![])
+                .await;
+            assert_eq!(chosen, serde_json::json!("画像: 作例.jpg（完了）"), "the upload is chosen");
+            let sent = b.execute("return document.getElementById('message-media-progress').value", vec![]).await;
+            let size = std::fs::metadata(&photo).unwrap().len();
+            assert_eq!(sent.as_f64(), Some(size as f64), "the progress bar followed the upload to its end");
+            shot(&b, "line-manual-desktop-message-upload").await;
         }
         b.choose("配信タイミング", timing).await;
         if *timing == "時刻指定" {

@@ -215,6 +215,50 @@ async fn the_course_console_by_the_manual(db: Db) {
     }
     let r = teacher.submit(&new_msg, &new_msg, &form).await;
     assert_eq!(r.status, 303, "{}", r.text);
+    // A lesson takes a video or an audio file that is 完了, not a picture or one still 処理中;
+    // a student of the course sees its player.
+    let audio = {
+        let mut c = t.app.store.conn().await.unwrap();
+        let m = tsunagu_store::media::NewMedia {
+            original_name: "第1回の解説.m4a",
+            category: "audio",
+            upload_path: "uploads/y",
+            file_name: "lesson-audio-0123456789abcdef.m4a",
+            preview_name: "",
+            size: 10,
+        };
+        tsunagu_store::media::insert(&mut c, account, &m, 1).await.unwrap()
+    };
+    let course_path = format!("/courses/{id}");
+    let lessons_path = format!("/courses/{id}/lessons");
+    for (chosen, refusal) in [
+        (media.to_string(), "レッスンに付けられるのは動画か音声です"),
+        (audio.to_string(), "「第1回の解説.m4a」はまだ使えません（処理中）"),
+        ("999999".to_string(), "選んだ動画・音声が見つかりません"),
+    ] {
+        let r = teacher
+            .submit(&course_path, &lessons_path, &[("title", "音声つき"), ("body", ""), ("media_id", &chosen)])
+            .await;
+        assert_eq!(r.status, 303);
+        let page = teacher.get(&course_path).await.text;
+        assert!(page.contains(refusal), "{refusal}: {page}");
+    }
+    {
+        let mut c = t.app.store.conn().await.unwrap();
+        sqlx::query("UPDATE media_files SET status = 'ready' WHERE id = $1")
+            .bind(audio)
+            .execute(&mut *c)
+            .await
+            .unwrap();
+    }
+    let audio_field = audio.to_string();
+    let r = teacher
+        .submit(&course_path, &lessons_path, &[("title", "第2回 音声で復習"), ("body", ""), ("media_id", &audio_field)])
+        .await;
+    assert_eq!(r.status, 303);
+    let page = teacher.get(&course_path).await.text;
+    assert!(page.contains("レッスンを追加しました"), "{page}");
+    assert!(page.contains(&format!("<option value=\"{audio}\" selected>音声: 第1回の解説.m4a</option>")), "{page}");
     let r = teacher.submit("/courses/media", &format!("/courses/media/{media}/delete"), &[]).await;
     assert_eq!(r.status, 303);
     let library = teacher.get("/courses/media").await.text;
@@ -360,9 +404,20 @@ async fn the_course_console_by_the_manual(db: Db) {
         assert_eq!(handled, 2, "the test send touched no sequence");
     }
 
-    // Another account's course, message and link answer 404; a POST without CSRF is refused.
-    for path in [format!("/courses/{id}"), line_page.clone(), edit.clone(), reg.clone(), "/settings/line/1".to_string()]
-    {
+    // Another account's course, message, link and media file answer 404; a POST without CSRF
+    // is refused.
+    let media_status = format!("/courses/media/{audio}/status");
+    let mine = teacher.get(&media_status).await;
+    assert_eq!(mine.status, 200);
+    assert!(mine.text.contains("\"status\":\"ready\""), "{}", mine.text);
+    for path in [
+        format!("/courses/{id}"),
+        line_page.clone(),
+        edit.clone(),
+        reg.clone(),
+        "/settings/line/1".to_string(),
+        media_status.clone(),
+    ] {
         assert_eq!(other.get(&path).await.status, 404, "{path}");
     }
     let r = other.submit("/courses", &format!("/courses/{id}/delete"), &[]).await;

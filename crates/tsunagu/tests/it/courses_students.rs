@@ -181,6 +181,34 @@ async fn students_start_a_line_course_in_either_order(db: Db) {
     assert_eq!(w.texts(&hanako), vec!["ようこそ", "はじめに"], "the 購読開始直後 messages, in 通目 order");
     let via = |u: &str| w.sb.received_by(u).iter().map(|r| r.via).collect::<Vec<_>>();
     assert_eq!(via(&hanako), vec!["reply", "reply"], "the add-friend screen's follow carried them for free");
+    // A lesson's video plays on the course page for a student of the course, and only for one.
+    {
+        let mut c = w.t.app.store.conn().await.unwrap();
+        let (course, account): (i64, i64) = sqlx::query_as("SELECT id, account_id FROM courses WHERE public_key = $1")
+            .bind(&w.key)
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        let m = tsunagu_store::media::NewMedia {
+            original_name: "第1回.mp4",
+            category: "video",
+            upload_path: "uploads/v",
+            file_name: "lesson-video-0123456789abcdef.mp4",
+            preview_name: "lesson-video-0123456789abcdef.jpg",
+            size: 10,
+        };
+        let video = tsunagu_store::media::insert(&mut c, tsunagu_core::AccountId(account), &m, 1).await.unwrap();
+        sqlx::query("UPDATE media_files SET status = 'ready' WHERE id = $1")
+            .bind(video)
+            .execute(&mut *c)
+            .await
+            .unwrap();
+        courses::add_lesson(&mut c, course, "第1回 動画", "", Some(video), 1).await.unwrap();
+    }
+    let page = browser.get(&format!("/c/{}", w.key)).await.text;
+    assert!(page.contains("<video") && page.contains("/media/lesson-video-0123456789abcdef.mp4"), "{page}");
+    let outsider = w.t.client().get(&format!("/c/{}", w.key)).await.text;
+    assert!(outsider.contains("第1回 動画") && !outsider.contains("<video"), "{outsider}");
 
     // 2. A follow first (added from LINE itself), then the login.
     let taro = w.user("佐藤 太郎");
