@@ -1318,23 +1318,27 @@ pub async fn deliveries(
 }
 
 /// LINE refused a request because the channel's monthly limit is reached, so nothing of it was
-/// sent: the request fails with `reason`, its steps go back to waiting (sent after the pause,
-/// in order, once), and the channel's active subscriptions pause until `until`. Returns
+/// sent: the request fails with `reason` (a test send, which nothing sends again, with
+/// `test_reason`), its steps go back to waiting (sent after the pause, in order, once), and the
+/// channel's active subscriptions pause until `until`. Returns
 /// whether the channel was not paused before (the caller tells the instructor then).
 pub async fn pause_for_quota(
     c: &mut AnyConnection,
     channel_id: &str,
     send_id: i64,
     reason: &str,
+    test_reason: &str,
     until: i64,
     now: i64,
 ) -> Result<bool> {
     sqlx::query(
-        "UPDATE line_sends SET state = 'failed', reason = $2, sent_at = $3 WHERE id = $1 AND state = 'pending'",
+        "UPDATE line_sends SET state = 'failed', reason = CASE WHEN test = 1 THEN $4 ELSE $2 END, sent_at = $3
+         WHERE id = $1 AND state = 'pending'",
     )
     .bind(send_id)
     .bind(reason)
     .bind(now)
+    .bind(test_reason)
     .execute(&mut *c)
     .await?;
     sqlx::query("DELETE FROM step_deliveries WHERE send_id = $1 AND outcome = 'sending'")

@@ -12,6 +12,8 @@ use crate::jobs::{JobError, Outcome};
 /// The job that resumes a paused channel.
 pub const RESUME: &str = "courses.resume_quota";
 
+/// A test send is not sent again by the resumption: its reason says so.
+const TEST_REASON: &str = "今月の送信数の上限に達したため送信できませんでした。テスト配信は自動では送り直しません。上限が戻ってから、もう一度「送信」してください。";
 const REASON: &str = "今月の送信数の上限に達したため送信できませんでした。配信を一時停止し、再開後にこのメッセージから順にお届けします。";
 
 /// The first instant of the month after `now` in Japan (LINE's monthly count is Japan's).
@@ -29,7 +31,7 @@ pub async fn pause(app: &App, channel_id: &str, send_id: i64) -> Result<(), JobE
     let now = app.now();
     let until = next_month_start(now);
     let mut tx = app.store.begin().await?;
-    let newly = store::pause_for_quota(&mut tx, channel_id, send_id, REASON, until, now).await?;
+    let newly = store::pause_for_quota(&mut tx, channel_id, send_id, REASON, TEST_REASON, until, now).await?;
     if newly {
         let owner = tsunagu_store::line::channel(&mut tx, channel_id).await?;
         if let Some(owner) = owner

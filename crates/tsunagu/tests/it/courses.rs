@@ -416,6 +416,43 @@ async fn a_monthly_limit_pauses_the_channel_and_nothing_is_lost_or_doubled() {
     }
 }
 
+/// A test send that LINE refuses for the monthly limit says that it is not sent again (only
+/// students' steps are, after the pause), and the channel pauses as for any refused request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_send_refused_for_the_monthly_limit_does_not_promise_a_redelivery() {
+    let (sb, t, account) = setup().await;
+    sb.set_monthly_quota(CHANNEL, Some(0));
+    let mut c = t.app.store.conn().await.unwrap();
+    let course = courses::create_course(&mut c, account, "quota-test", "講座", "Asia/Tokyo", 1).await.unwrap();
+    courses::set_channel(&mut c, course, Some(CHANNEL), 1).await.unwrap();
+    let step = NewStep { kind: "text", body: "テスト", media_id: None, timing: None, position: 1, valid_from: 0 };
+    let step = courses::add_step(&mut c, course, &step, 1).await.unwrap();
+    let teacher_line = sb.new_user_id();
+    sb.set_friend(CHANNEL, &teacher_line);
+    let now = t.app.now();
+    let body = serde_json::json!({"to": [teacher_line], "steps": [step], "subscriptions": []}).to_string();
+    let key = tsunagu_line::RetryKey::new(now);
+    let id = courses::insert_test_send(&mut c, course, CHANNEL, &key.key, &body, now).await.unwrap();
+    drop(c);
+    tsunagu::courses::dispatch::queue(&t.app).await.unwrap();
+    t.run_jobs().await;
+    assert!(sb.received_by(&teacher_line).is_empty());
+    let mut c = t.app.store.conn().await.unwrap();
+    let (state, reason): (String, String) = sqlx::query_as("SELECT state, reason FROM line_sends WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+    assert_eq!(state, "failed");
+    assert!(reason.contains("テスト配信は自動では送り直しません") && !reason.contains("再開後"), "{reason}");
+    let paused: Option<i64> = sqlx::query_scalar("SELECT quota_paused_until FROM line_channels WHERE channel_id = $1")
+        .bind(CHANNEL)
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+    assert!(paused.is_some(), "the channel pauses: its quota is spent for everyone");
+}
+
 /// A step the instructor deleted after its request was stored (a dispatcher had planned it) is
 /// not sent: the screen told them it would not be.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
