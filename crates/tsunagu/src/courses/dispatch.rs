@@ -245,8 +245,7 @@ async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) ->
     let mut start = 0;
     while start < new_sends.len() {
         let (mut end, mut rows) = (start, 0);
-        while end < new_sends.len()
-            && (end == start || (end - start < 50 && rows + carried_rows(&carried[end]) <= 1_000))
+        while end < new_sends.len() && (end == start || (end - start < 25 && rows + carried_rows(&carried[end]) <= 500))
         {
             rows += carried_rows(&carried[end]);
             end += 1;
@@ -439,9 +438,10 @@ async fn send_all(app: &App, sends: Vec<store::SendRow>) -> Result<(), JobError>
         .collect()
         .await;
     let sent = std::mem::take(&mut *batch.sent.lock().unwrap_or_else(|p| p.into_inner()));
-    if !sent.is_empty() {
+    // A hundred per transaction, so that none holds SQLite's write lock long.
+    for chunk in sent.chunks(100) {
         let mut tx = app.store.begin().await?;
-        store::settle_sent_many(&mut tx, &sent, app.now()).await?;
+        store::settle_sent_many(&mut tx, chunk, app.now()).await?;
         tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
     }
     results.into_iter().collect()

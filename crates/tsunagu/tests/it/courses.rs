@@ -438,11 +438,8 @@ async fn a_test_send_refused_for_the_monthly_limit_does_not_promise_a_redelivery
     t.run_jobs().await;
     assert!(sb.received_by(&teacher_line).is_empty());
     let mut c = t.app.store.conn().await.unwrap();
-    let (state, reason): (String, String) = sqlx::query_as("SELECT state, reason FROM line_sends WHERE id = $1")
-        .bind(id)
-        .fetch_one(&mut *c)
-        .await
-        .unwrap();
+    let (state, reason): (String, String) =
+        sqlx::query_as("SELECT state, reason FROM line_sends WHERE id = $1").bind(id).fetch_one(&mut *c).await.unwrap();
     assert_eq!(state, "failed");
     assert!(reason.contains("テスト配信は自動では送り直しません") && !reason.contains("再開後"), "{reason}");
     let paused: Option<i64> = sqlx::query_scalar("SELECT quota_paused_until FROM line_channels WHERE channel_id = $1")
