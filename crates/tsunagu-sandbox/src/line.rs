@@ -121,6 +121,8 @@ pub(crate) struct ChannelState {
     pub reply_tokens: HashMap<String, (String, Instant)>,
     /// Endpoints (`push`, `multicast`) this channel's plan does not allow: 403.
     pub forbidden: std::collections::HashSet<&'static str>,
+    /// The bot's profile picture (`pictureUrl` of `GET /v2/bot/info`), when it has one.
+    pub picture_url: Option<String>,
 }
 
 pub(crate) struct Inner {
@@ -246,6 +248,7 @@ impl LineSandbox {
             windows: HashMap::new(),
             reply_tokens: HashMap::new(),
             forbidden: Default::default(),
+            picture_url: None,
         };
         self.lock().channels.insert(spec.channel_id.clone(), state);
     }
@@ -263,6 +266,13 @@ impl LineSandbox {
     }
 
     /// The LINE Developers console's 「Webhook の利用」 switch (on for a new channel here).
+    /// Give the bot a profile picture (LINE answers its URL, on its own CDN, in the bot's info).
+    pub fn set_bot_picture(&self, channel_id: &str, url: &str) {
+        if let Some(c) = self.lock().channels.get_mut(channel_id) {
+            c.picture_url = Some(url.to_string());
+        }
+    }
+
     pub fn set_webhook_active(&self, channel_id: &str, on: bool) {
         if let Some(c) = self.lock().channels.get_mut(channel_id) {
             c.webhook_active = on;

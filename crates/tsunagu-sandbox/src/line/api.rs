@@ -462,10 +462,14 @@ pub(crate) async fn consumption(State(sb): State<LineSandbox>, headers: HeaderMa
 pub(crate) async fn bot_info(State(sb): State<LineSandbox>, headers: HeaderMap) -> Response {
     read(&sb, &headers, "/v2/bot/info", |g, ch| {
         let s = &g.channels[&ch].spec;
-        ok(json!({
+        let mut info = json!({
             "userId": s.bot_user_id, "basicId": s.basic_id, "displayName": s.display_name,
             "chatMode": "bot", "markAsReadMode": "auto"
-        }))
+        });
+        if let Some(p) = &g.channels[&ch].picture_url {
+            info["pictureUrl"] = json!(p);
+        }
+        ok(info)
     })
 }
 

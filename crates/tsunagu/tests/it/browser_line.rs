@@ -24,6 +24,8 @@ const OA: &str = "つなぐ講座";
 const COURSE: &str = "LINE で学ぶ写真講座";
 const NO_HORIZONTAL_OVERFLOW: &str = "return document.documentElement.scrollWidth <= window.innerWidth + 1";
 const H: i64 = 3_600_000;
+/// A 48 px square in LINE's green, as the bot's picture.
+const BOT_PICTURE: &str = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAADAAAAAwCAIAAADYYG7QAAAAOklEQVR42u3OMQ0AAAgDsF04RDO2cEE4mlRAU9OvREhISEhISEhISEhISEhISEhISEhISEhISEjozgIjYzKXVTWisgAAAABJRU5ErkJggg==";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_line_manual_in_a_real_browser() {
@@ -107,10 +109,15 @@ async fn the_line_manual_in_a_real_browser() {
     b.wait_for_text("h1", COURSE, 10).await;
     b.click_text("LINEステップ配信設定").await; // 5.1
     b.wait_for_text("h1", "LINEステップ配信設定", 10).await;
+    // The bot has a profile picture (LINE answers its URL in the bot's info).
+    sb.set_bot_picture(CHANNEL, BOT_PICTURE);
     b.fill("チャネル ID", CHANNEL).await; // 5.2–5.3
     b.fill("チャネルシークレット", SECRET).await;
     b.click_text("変更する").await;
     b.wait_for_text(".flash", "を設定しました", 15).await;
+    let shown =
+        b.execute("const i = document.querySelector('img.bot-picture'); return i && i.naturalWidth", vec![]).await;
+    assert_eq!(shown, serde_json::json!(48), "the bot's picture is shown beside its name");
     assert_eq!(sb.webhook_endpoint(CHANNEL).as_deref(), Some(format!("{base}/line/webhook/{CHANNEL}").as_str()));
 
     // 5.4–5.5: 「+メッセージ追加」 four times: 購読開始直後 text and picture, then 時刻指定.
