@@ -29,7 +29,7 @@ pub fn routes() -> axum::Router<crate::app::SharedApp> {
         .route("/events/{id}/copy", post(console::copy))
         .route("/events/{id}/delete", post(console::delete))
         .route("/events/{id}/zoom", get(zoom::show).post(zoom::save))
-        .route("/events/{id}/zoom/start", post(zoom::start))
+        .route("/events/{id}/zoom/start", get(zoom::start))
         .route("/events/{id}/companions", get(companions::show).post(companions::save))
         .route("/events/{id}/applications/{application}/confirm-payment", post(applications::confirm_payment))
         .route("/events/{id}/people/{person}/retry", post(applications::retry))

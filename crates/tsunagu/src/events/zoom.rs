@@ -512,8 +512,11 @@ pub async fn save(
     Ok(flash_redirect(&app, &format!("/events/{id}/zoom"), "success", &msg))
 }
 
-/// ［ホストとして開始］: a start URL expires (2 hours), so it is fetched at the click and never
-/// stored.
+/// ［ホストとして開始］ (`GET`, a link): a start URL expires (2 hours), so it is fetched at the
+/// click and never stored. It is a link, not a form: every page's policy has `form-action
+/// 'self'`, and Chromium applies it to the redirect that follows a form, so a form's redirect to
+/// Zoom was blocked. Nothing changes here or at Zoom, and the answer goes to the organizer's
+/// own browser only.
 pub async fn start(State(app): State<SharedApp>, auth: Auth, Path(id): Path<i64>) -> Result<Response, AppError> {
     let (_, saved) = owned(&app, &auth, id).await?;
     let Some((zoom_id, kind)) = saved.as_ref().and_then(|z| z.zoom_id.map(|i| (i, z.zoom_kind.clone()))) else {

@@ -189,6 +189,12 @@ impl Browser {
         self.post("/url", json!({ "url": url })).await;
     }
 
+    /// The session's windows and tabs.
+    pub async fn window_handles(&self) -> Vec<String> {
+        let v = self.get("/window/handles").await;
+        v.as_array().map(|a| a.iter().filter_map(|h| h.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    }
+
     pub async fn current_url(&self) -> String {
         self.get("/url").await.as_str().unwrap_or_default().to_string()
     }
