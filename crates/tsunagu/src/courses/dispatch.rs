@@ -172,8 +172,11 @@ async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) ->
     // holds the one write lock that the webhook intake waits for).
     let mut skipped: Vec<(i64, Vec<i64>)> = Vec::new();
     let mut zones: HashMap<&str, jiff::tz::TimeZone> = HashMap::new();
-    // Per channel: who is due what.
-    let mut by_channel: HashMap<String, (Vec<fanout::Recipient>, HashMap<String, i64>)> = HashMap::new();
+    // Per channel: who is due what. A LINE user may be a student of two courses on one
+    // channel: their second subscription goes in a second group (key `n`), so that within a
+    // group a user is one subscription.
+    let mut by_channel: HashMap<(String, usize), (Vec<fanout::Recipient>, HashMap<String, i64>)> = HashMap::new();
+    let mut groups: HashMap<(&str, &str), usize> = HashMap::new();
     // Subscriptions to release, by their next delivery (released together below).
     let mut releases: HashMap<Option<i64>, Vec<i64>> = HashMap::new();
     for d in claimed {
@@ -195,7 +198,9 @@ async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) ->
         }
         match channel {
             Some(channel) if !due.send.is_empty() && !d.line_user_id.is_empty() => {
-                let (recipients, subs) = by_channel.entry(channel.clone()).or_default();
+                let n = groups.entry((channel.as_str(), d.line_user_id.as_str())).or_insert(0);
+                let (recipients, subs) = by_channel.entry((channel.clone(), *n)).or_default();
+                *n += 1;
                 recipients.push(fanout::Recipient {
                     user_id: d.line_user_id.clone(),
                     steps: due.send.clone(),
@@ -217,7 +222,7 @@ async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) ->
     // SQLite's one write lock, which the webhook intake waits for).
     let mut new_sends = Vec::new();
     let mut carried: Vec<(Vec<i64>, Vec<i64>)> = Vec::new();
-    for (channel, (recipients, subs)) in by_channel {
+    for ((channel, _), (recipients, subs)) in by_channel {
         for request in fanout::requests(&recipients) {
             let (method, to, token) = match &request {
                 fanout::Request::Reply { token, user_id, .. } => ("reply", vec![user_id.clone()], Some(token.clone())),

@@ -416,6 +416,58 @@ async fn a_monthly_limit_pauses_the_channel_and_nothing_is_lost_or_doubled() {
     }
 }
 
+/// A LINE user who is a student of two courses on the same channel gets each course's steps
+/// once, each recorded against its own subscription (the round keyed them by LINE user, so one
+/// subscription's steps were recorded against the other and sent again at its next turn).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_student_of_two_courses_on_one_channel_gets_each_step_once() {
+    let (sb, t, account) = setup().await;
+    let mut c = t.app.store.conn().await.unwrap();
+    let mut course_ids = Vec::new();
+    for (key, text) in [("two-a", "講座Aへようこそ"), ("two-b", "講座Bへようこそ")] {
+        let course = courses::create_course(&mut c, account, key, key, "Asia/Tokyo", 1).await.unwrap();
+        courses::set_channel(&mut c, course, Some(CHANNEL), 1).await.unwrap();
+        let s = NewStep { kind: "text", body: text, media_id: None, timing: None, position: 1, valid_from: 0 };
+        courses::add_step(&mut c, course, &s, 1).await.unwrap();
+        let day1 = NewStep { body: "翌朝", timing: Some((1, 540)), ..s };
+        courses::add_step(&mut c, course, &day1, 1).await.unwrap();
+        course_ids.push(course);
+    }
+    drop(c);
+    let now = t.app.now();
+    let user = student(&t, &sb, course_ids[0], now, false).await;
+    {
+        let mut c = t.app.store.conn().await.unwrap();
+        let student: i64 = sqlx::query_scalar("SELECT student_id FROM course_subscriptions WHERE line_user_id = $1")
+            .bind(user.as_str())
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        let sub = courses::subscribe(&mut c, course_ids[1], student, 1).await.unwrap();
+        assert!(courses::start(&mut c, sub, &user, now, Some(now), None).await.unwrap());
+    }
+    tsunagu::courses::dispatch::queue(&t.app).await.unwrap();
+    t.run_jobs().await;
+    let mut got: Vec<String> = texts(&sb, &user).into_iter().map(|m| m.0).collect();
+    got.sort();
+    assert_eq!(got, vec!["講座Aへようこそ", "講座Bへようこそ"]);
+    // Each subscription recorded its own course's step.
+    let wrong: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM step_deliveries d JOIN course_subscriptions u ON u.id = d.subscription_id
+         JOIN course_steps s ON s.id = d.step_id WHERE s.course_id <> u.course_id",
+    )
+    .fetch_one(&mut *t.app.store.conn().await.unwrap())
+    .await
+    .unwrap();
+    assert_eq!(wrong, 0, "a step recorded against the other course's subscription");
+    t.clock.advance(2 * 86_400_000);
+    tsunagu::courses::dispatch::queue(&t.app).await.unwrap();
+    t.run_jobs().await;
+    let mut got: Vec<String> = texts(&sb, &user).into_iter().map(|m| m.0).collect();
+    got.sort();
+    assert_eq!(got, vec!["翌朝", "翌朝", "講座Aへようこそ", "講座Bへようこそ"], "each step once");
+}
+
 /// A test send that LINE refuses for the monthly limit says that it is not sent again (only
 /// students' steps are, after the pause), and the channel pauses as for any refused request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
