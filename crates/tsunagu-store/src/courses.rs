@@ -313,6 +313,44 @@ pub async fn claim_due(
     Ok(due)
 }
 
+/// Whether `worker` still holds every one of `subscriptions` (its lease was not taken over
+/// after running out), locking them for the rest of the caller's transaction (on PostgreSQL,
+/// another dispatcher's claim skips them until it ends).
+pub async fn still_held(c: &mut AnyConnection, worker: &str, subscriptions: &[i64]) -> Result<bool> {
+    let ids: std::collections::BTreeSet<i64> = subscriptions.iter().copied().collect();
+    let ids: Vec<i64> = ids.into_iter().collect();
+    let mut held = 0;
+    for chunk in ids.chunks(500) {
+        let sql = format!(
+            "UPDATE course_subscriptions SET locked_by = locked_by WHERE locked_by = $1 AND id IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(worker);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        held += q.execute(&mut *c).await?.rows_affected() as usize;
+    }
+    Ok(held == ids.len())
+}
+
+/// Which of `subscriptions` have a step in a request not yet settled (`sending`).
+pub async fn in_flight(c: &mut AnyConnection, subscriptions: &[i64]) -> Result<Vec<i64>> {
+    let mut out = Vec::new();
+    for chunk in subscriptions.chunks(500) {
+        let sql = format!(
+            "SELECT DISTINCT subscription_id FROM step_deliveries WHERE outcome = 'sending' AND subscription_id IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        out.extend(q.fetch_all(&mut *c).await?);
+    }
+    Ok(out)
+}
+
 /// The steps already handled (sent, sending, skipped or failed) for each of `subscriptions`.
 pub async fn handled(c: &mut AnyConnection, subscriptions: &[i64]) -> Result<Vec<(i64, i64)>> {
     if subscriptions.is_empty() {
@@ -597,6 +635,22 @@ pub async fn claim_stale_sends(
         .collect();
     sends.sort_by_key(|s| s.id);
     Ok(sends)
+}
+
+/// A reply LINE refused becomes a push with `retry_key` and `body`, due at `now`, keeping its
+/// id; `false` when it is no longer pending (settled meanwhile).
+pub async fn reply_to_push(c: &mut AnyConnection, send_id: i64, retry_key: &str, body: &str, now: i64) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE line_sends SET method = 'push', retry_key = $2, body = $3, lease_until = $4, created_at = $4
+         WHERE id = $1 AND state = 'pending' AND method = 'reply'",
+    )
+    .bind(send_id)
+    .bind(retry_key)
+    .bind(body)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 /// Hand a pending request back for a later attempt at `at` (a retryable failure).
@@ -1331,7 +1385,7 @@ pub async fn pause_for_quota(
     until: i64,
     now: i64,
 ) -> Result<bool> {
-    sqlx::query(
+    let refused = sqlx::query(
         "UPDATE line_sends SET state = 'failed', reason = CASE WHEN test = 1 THEN $4 ELSE $2 END, sent_at = $3
          WHERE id = $1 AND state = 'pending'",
     )
@@ -1340,11 +1394,16 @@ pub async fn pause_for_quota(
     .bind(now)
     .bind(test_reason)
     .execute(&mut *c)
-    .await?;
-    sqlx::query("DELETE FROM step_deliveries WHERE send_id = $1 AND outcome = 'sending'")
-        .bind(send_id)
-        .execute(&mut *c)
-        .await?;
+    .await?
+    .rows_affected();
+    // Only a request still pending goes back to waiting: one settled meanwhile (another
+    // dispatcher sent it again with its key, and LINE took it) keeps its deliveries.
+    if refused == 1 {
+        sqlx::query("DELETE FROM step_deliveries WHERE send_id = $1 AND outcome = 'sending'")
+            .bind(send_id)
+            .execute(&mut *c)
+            .await?;
+    }
     sqlx::query(
         "UPDATE course_subscriptions SET state = 'paused', next_at = $2, updated_at = $3
          WHERE state = 'active' AND course_id IN (SELECT id FROM courses WHERE line_channel_id = $1)",

@@ -1164,6 +1164,33 @@ async fn course_subscriptions_are_claimed_once_and_steps_handled_once(store: Sto
     assert_eq!(courses::record_handled(&mut c, d.id, &[first], "sent", None, 2_001).await.unwrap(), 1);
     assert_eq!(courses::record_handled(&mut c, d.id, &[first, second], "skipped", None, 2_002).await.unwrap(), 1);
     assert_eq!(courses::handled(&mut c, &[d.id]).await.unwrap().len(), 2);
+    let other = one.iter().chain(&two).find(|x| x.id != d.id).unwrap().id;
+    assert!(courses::still_held(&mut c, worker, &[d.id, d.id]).await.unwrap());
+    let was: String = sqlx::query_scalar("SELECT locked_by FROM course_subscriptions WHERE id = $1")
+        .bind(other)
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE course_subscriptions SET locked_by = $1 WHERE id = $2")
+        .bind(worker)
+        .bind(other)
+        .execute(&mut *c)
+        .await
+        .unwrap();
+    assert!(courses::still_held(&mut c, worker, &[d.id, other]).await.unwrap());
+    sqlx::query("UPDATE course_subscriptions SET locked_by = 'taken-over' WHERE id = $1")
+        .bind(other)
+        .execute(&mut *c)
+        .await
+        .unwrap();
+    assert!(!courses::still_held(&mut c, worker, &[d.id, other]).await.unwrap(), "one was taken over");
+    sqlx::query("UPDATE course_subscriptions SET locked_by = $1 WHERE id = $2")
+        .bind(&was)
+        .bind(other)
+        .execute(&mut *c)
+        .await
+        .unwrap();
+    assert!(!courses::still_held(&mut c, "someone-else", &[d.id]).await.unwrap());
     assert!(!courses::release(&mut c, d.id, "someone-else", Some(3_000), 2_003).await.unwrap(), "not the holder");
     assert!(courses::release(&mut c, d.id, worker, Some(90_000), 2_003).await.unwrap());
     // Leases: nothing is claimable until they run out; then the 299 unreleased come back, and

@@ -28,8 +28,9 @@ pub const BATCH: i64 = 500;
 /// How long a dispatcher holds what it claimed (subscriptions and the requests it stored): twice
 /// the job lease (`jobs.lease_seconds`, 60 s by default), at least 10 s. A push or multicast
 /// resent by another dispatcher while the first is still at it carries the same retry key, so
-/// a lease too short costs a 409 from LINE, not a second message; a reply (no retry key) is
-/// attempted by whichever dispatcher takes its one attempt first (`take_reply_attempt`).
+/// LINE answers it 409 rather than delivering it twice; a reply (no retry key) is attempted by
+/// whichever dispatcher takes its one attempt first (`take_reply_attempt`). A subscription
+/// taken over while its requests are being stored is left to the new holder (`still_held`).
 pub fn lease_ms(app: &App) -> i64 {
     (app.config.jobs.lease_seconds as i64 * 2_000).max(10_000)
 }
@@ -133,6 +134,9 @@ async fn queue_at(app: &App, at: i64) -> Result<(), tsunagu_store::StoreError> {
 
 pub const DISPATCH: &str = "courses.dispatch";
 
+/// Recipients of one channel in a round, and each one's subscription by LINE user.
+type Group = (Vec<fanout::Recipient>, HashMap<String, i64>);
+
 /// Rows of `step_deliveries` a request records.
 fn carried_rows(carried: &(Vec<i64>, Vec<i64>)) -> usize {
     carried.0.len() * carried.1.len()
@@ -143,7 +147,7 @@ fn carried_rows(carried: &(Vec<i64>, Vec<i64>)) -> usize {
 async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) -> Result<Vec<store::SendRow>, JobError> {
     // Courses of accounts whose plan no longer has LINE (see `PLAN_RECHECK_MS`).
     let mut stopped: HashMap<i64, tsunagu_core::AccountId> = HashMap::new();
-    let (courses, handled) = {
+    let (courses, handled, in_flight) = {
         let mut c = app.store.read().await?;
         let ids: Vec<i64> = claimed.iter().map(|d| d.course_id).collect::<HashSet<_>>().into_iter().collect();
         // Two queries for the round's courses, however many there are.
@@ -166,7 +170,8 @@ async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) ->
         for chunk in ids.chunks(500) {
             handled.extend(store::handled(&mut c, chunk).await?);
         }
-        (courses, handled)
+        let in_flight: HashSet<i64> = store::in_flight(&mut c, &ids).await?.into_iter().collect();
+        (courses, handled, in_flight)
     };
     // Everything is worked out before the transaction, which then only writes (on SQLite it
     // holds the one write lock that the webhook intake waits for).
@@ -175,11 +180,17 @@ async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) ->
     // Per channel: who is due what. A LINE user may be a student of two courses on one
     // channel: their second subscription goes in a second group (key `n`), so that within a
     // group a user is one subscription.
-    let mut by_channel: HashMap<(String, usize), (Vec<fanout::Recipient>, HashMap<String, i64>)> = HashMap::new();
+    let mut by_channel: HashMap<(String, usize), Group> = HashMap::new();
     let mut groups: HashMap<(&str, &str), usize> = HashMap::new();
     // Subscriptions to release, by their next delivery (released together below).
     let mut releases: HashMap<Option<i64>, Vec<i64>> = HashMap::new();
     for d in claimed {
+        if in_flight.contains(&d.id) {
+            // A request with its earlier steps is not settled yet (being retried, or left by a
+            // process that died): nothing later goes before it. Looked at again in a while.
+            releases.entry(Some(now + RETRY_MS)).or_default().push(d.id);
+            continue;
+        }
         if stopped.contains_key(&d.course_id) {
             releases.entry(Some(now + PLAN_RECHECK_MS)).or_default().push(d.id);
             continue;
@@ -218,8 +229,7 @@ async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) ->
             }
         }
     }
-    // Every request of the round, stored in multi-row statements (the round's transaction holds
-    // SQLite's one write lock, which the webhook intake waits for).
+    // Every request of the round, to be stored in multi-row statements (below).
     let mut new_sends = Vec::new();
     let mut carried: Vec<(Vec<i64>, Vec<i64>)> = Vec::new();
     for ((channel, _), (recipients, subs)) in by_channel {
@@ -241,7 +251,8 @@ async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) ->
             carried.push((body.subscriptions, body.steps));
         }
     }
-    // The requests first, with their steps as `sending`, a few at a time: each transaction holds
+    // The requests first, with their steps as `sending`, a few at a time (at most 25 requests
+    // and 500 delivery rows, or one request however many rows it has): each transaction holds
     // SQLite's one write lock, which the webhook intake waits for, so none is long. If the
     // process dies between them, the subscriptions stay held until their lease runs out; the
     // next claim finds the stored steps handled and plans only the rest, and the stored
@@ -256,6 +267,13 @@ async fn plan(app: &App, worker: &str, claimed: &[DueSubscription], now: i64) ->
             end += 1;
         }
         let mut tx = app.store.begin().await?;
+        let mine: Vec<i64> = carried[start..end].iter().flat_map(|c| c.0.iter().copied()).collect();
+        if !store::still_held(&mut tx, worker, &mine).await? {
+            // The lease ran out and another dispatcher took some of them over: it plans them
+            // (it finds what was stored here handled). What was stored is sent; nothing more.
+            tracing::warn!(worker, "a dispatcher's subscriptions were taken over while it stored their requests");
+            return Ok(sends);
+        }
         let ids = store::insert_sends(&mut tx, &new_sends[start..end], now + lease_ms(app), now).await?;
         let mut sending = Vec::with_capacity(rows);
         for (id, (subscriptions, steps)) in ids.iter().zip(&carried[start..end]) {
@@ -398,16 +416,46 @@ struct Batch {
     messages: HashMap<i64, Message>,
     /// Channels LINE refused for their monthly limit during this batch.
     paused: std::sync::Mutex<HashSet<String>>,
-    /// Requests LINE accepted, settled together at the end.
+    /// Pushes and multicasts LINE accepted, recorded a hundred at a time.
     sent: std::sync::Mutex<Vec<i64>>,
+}
+
+/// What became of a request: its recipients may have their next one (it went out, or failed
+/// for good), or it is still to go (retried later, sent again by push, paused), and nothing
+/// of theirs may overtake it.
+#[derive(PartialEq, Eq)]
+enum Sent {
+    Settled,
+    Later,
+}
+
+impl Batch {
+    /// Record accepted requests as sent once a hundred have gathered (`all`: whatever is left).
+    async fn record_sent(&self, app: &App, all: bool) -> Result<(), JobError> {
+        let ids = {
+            let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+            if sent.is_empty() || (!all && sent.len() < 100) {
+                return Ok(());
+            }
+            std::mem::take(&mut *sent)
+        };
+        // A hundred per transaction, so that none holds SQLite's write lock long.
+        for chunk in ids.chunks(100) {
+            let mut tx = app.store.begin().await?;
+            store::settle_sent_many(&mut tx, chunk, app.now()).await?;
+            tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
+        }
+        Ok(())
+    }
 }
 
 /// Send stored requests: a recipient's in the given order, different recipients' at once (see
 /// [`lanes`]). A retryable failure leaves the request pending for another attempt with the
 /// same retry key in [`RETRY_MS`], which the run after this one makes (it is queued for the
-/// earliest pending lease), spending no job attempt. Requests LINE accepted are recorded as
-/// sent after the batch; if the process dies before that, they are sent again with their
-/// retry key and LINE answers 409 (already accepted), which records them as sent.
+/// earliest pending lease), spending no job attempt; the rest of its lane waits behind it.
+/// Accepted pushes and multicasts are recorded as sent a hundred at a time; if the process
+/// dies before that, they are sent again with their retry key and LINE answers 409 (already
+/// accepted), which records them as sent. An accepted reply (no retry key) is recorded at once.
 async fn send_all(app: &App, sends: Vec<store::SendRow>) -> Result<(), JobError> {
     use futures_util::StreamExt;
     let mut channels: HashMap<String, Option<tsunagu_line::Channel>> = HashMap::new();
@@ -433,8 +481,15 @@ async fn send_all(app: &App, sends: Vec<store::SendRow>) -> Result<(), JobError>
         .map(|lane| {
             let batch = &batch;
             async move {
+                let mut held = 0;
                 for s in lane {
-                    send_one(app, batch, s).await?;
+                    if held > 0 {
+                        hold_back(app, batch, &s, held).await?;
+                        held += 1;
+                    } else if send_one(app, batch, s).await? == Sent::Later {
+                        held = 1;
+                    }
+                    batch.record_sent(app, false).await?;
                 }
                 Ok(())
             }
@@ -442,31 +497,40 @@ async fn send_all(app: &App, sends: Vec<store::SendRow>) -> Result<(), JobError>
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
-    let sent = std::mem::take(&mut *batch.sent.lock().unwrap_or_else(|p| p.into_inner()));
-    // A hundred per transaction, so that none holds SQLite's write lock long.
-    for chunk in sent.chunks(100) {
-        let mut tx = app.store.begin().await?;
-        store::settle_sent_many(&mut tx, chunk, app.now()).await?;
-        tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
-    }
+    batch.record_sent(app, true).await?;
     results.into_iter().collect()
 }
 
+/// A request behind one of its recipients' that is still to go: it waits for that one, the
+/// `n`th in line (a millisecond apart, so they are sent again in order), or pauses with its
+/// channel.
+async fn hold_back(app: &App, batch: &Batch, s: &store::SendRow, n: i64) -> Result<(), JobError> {
+    if batch.paused.lock().unwrap_or_else(|p| p.into_inner()).contains(&s.channel_id) {
+        return super::quota::pause(app, &s.channel_id, s.id).await;
+    }
+    let mut c = app.store.conn().await?;
+    store::retry_send_at(&mut c, s.id, app.now() + RETRY_MS + n).await?;
+    Ok(())
+}
+
 /// Send one stored request and record what LINE answered.
-async fn send_one(app: &App, batch: &Batch, s: store::SendRow) -> Result<(), JobError> {
+async fn send_one(app: &App, batch: &Batch, s: store::SendRow) -> Result<Sent, JobError> {
     let now = app.now();
     if batch.paused.lock().unwrap_or_else(|p| p.into_inner()).contains(&s.channel_id) {
         // LINE refused this channel's requests for its monthly limit a moment ago: the rest
         // wait with the pause rather than go out of order around the refused ones.
-        return super::quota::pause(app, &s.channel_id, s.id).await;
+        super::quota::pause(app, &s.channel_id, s.id).await?;
+        return Ok(Sent::Later);
     }
     let Some(ch) = batch.channels.get(&s.channel_id).cloned().flatten() else {
-        return settle(app, s.id, "failed", "公式LINEの連携が解除されたため送信できませんでした。", now).await;
+        settle(app, s.id, "failed", "公式LINEの連携が解除されたため送信できませんでした。", now).await?;
+        return Ok(Sent::Settled);
     };
     let body: Body = serde_json::from_str(&s.body).map_err(|e| JobError::Permanent(e.to_string()))?;
     let objects: Vec<Message> = body.steps.iter().filter_map(|step| batch.messages.get(step).cloned()).collect();
     if objects.is_empty() {
-        return settle(app, s.id, "failed", "メッセージが削除されたため送信しませんでした。", now).await;
+        settle(app, s.id, "failed", "メッセージが削除されたため送信しませんでした。", now).await?;
+        return Ok(Sent::Settled);
     }
     let key = s.retry_key.clone().map(|key| RetryKey { key, created_at_ms: s.created_at });
     let result = match (s.method.as_str(), &key) {
@@ -474,14 +538,15 @@ async fn send_one(app: &App, batch: &Batch, s: store::SendRow) -> Result<(), Job
             if s.attempts > 0 {
                 // The process died during the one attempt: it may have gone out.
                 let why = "返信の送信中に処理が中断されたため、届いたかどうか確認できませんでした。";
-                return settle(app, s.id, "failed", why, now).await;
+                settle(app, s.id, "failed", why, now).await?;
+                return Ok(Sent::Settled);
             }
             let mut c = app.store.conn().await?;
             let took = store::take_reply_attempt(&mut c, s.id).await?;
             drop(c);
             if !took {
                 // Another dispatcher took its one attempt since this one read it.
-                return Ok(());
+                return Ok(Sent::Later);
             }
             let token = body.reply_token.clone().unwrap_or_default();
             match app.line.reply(&ch, &token, &objects).await {
@@ -489,7 +554,8 @@ async fn send_one(app: &App, batch: &Batch, s: store::SendRow) -> Result<(), Job
                 // Refused, so nothing went out (the token had lapsed, or a rate limit):
                 // the same steps go by push instead. A 5xx or a timeout leaves it unknown.
                 Err(LineError::BadRequest { .. }) | Err(LineError::RateLimited) => {
-                    return fallback_to_push(app, &s, &body, now).await;
+                    fallback_to_push(app, &s, &body, now).await?;
+                    return Ok(Sent::Later);
                 }
                 Err(e) => Err(e),
             }
@@ -497,28 +563,44 @@ async fn send_one(app: &App, batch: &Batch, s: store::SendRow) -> Result<(), Job
         ("multicast", Some(key)) => app.line.multicast(&ch, &body.to, &objects, key).await,
         (_, Some(key)) => app.line.push(&ch, &body.to[0], &objects, key).await,
         (_, None) => {
-            return settle(app, s.id, "failed", "送信の記録が壊れているため送信しませんでした。", now).await;
+            settle(app, s.id, "failed", "送信の記録が壊れているため送信しませんでした。", now).await?;
+            return Ok(Sent::Settled);
         }
     };
-    match result {
-        Ok(_) => batch.sent.lock().unwrap_or_else(|p| p.into_inner()).push(s.id),
+    Ok(match result {
+        // A reply has no retry key: recorded at once, so that nothing can take it for unsent.
+        Ok(_) if s.method == "reply" => {
+            settle(app, s.id, "sent", "", app.now()).await?;
+            Sent::Settled
+        }
+        Ok(_) => {
+            batch.sent.lock().unwrap_or_else(|p| p.into_inner()).push(s.id);
+            Sent::Settled
+        }
         // Nothing was sent: the steps wait, and the channel pauses (see `quota`).
         Err(LineError::MonthlyLimit) => {
             tracing::warn!(send_id = s.id, channel_id = %s.channel_id, "LINE monthly limit");
             batch.paused.lock().unwrap_or_else(|p| p.into_inner()).insert(s.channel_id.clone());
             super::quota::pause(app, &s.channel_id, s.id).await?;
+            Sent::Later
         }
         Err(e) if retryable(&e) => {
             tracing::warn!(send_id = s.id, method = %s.method, error = %e, "LINE send will be retried");
             let mut c = app.store.conn().await?;
             store::retry_send_at(&mut c, s.id, app.now() + RETRY_MS).await?;
+            Sent::Later
         }
-        Err(e) => settle(app, s.id, "failed", &reason_ja(&e), app.now()).await?,
-    }
-    Ok(())
+        Err(e) => {
+            settle(app, s.id, "failed", &reason_ja(&e), app.now()).await?;
+            Sent::Settled
+        }
+    })
 }
 
-/// A reply LINE refused goes by push, as a new request stored before it is sent.
+/// A reply LINE refused goes by push: the stored request becomes a push with a retry key, due
+/// at once, in its place (its id, so it keeps its order among its recipient's requests; its
+/// steps stay recorded against it). Only a request still pending is changed: one settled
+/// meanwhile by another dispatcher is not sent again.
 async fn fallback_to_push(app: &App, s: &store::SendRow, body: &Body, now: i64) -> Result<(), JobError> {
     let push = Body {
         to: body.to.clone(),
@@ -528,28 +610,8 @@ async fn fallback_to_push(app: &App, s: &store::SendRow, body: &Body, now: i64) 
     };
     let json = serde_json::to_string(&push).map_err(|e| JobError::Permanent(e.to_string()))?;
     let key = RetryKey::new(now).key;
-    let mut tx = app.store.begin().await?;
-    if !store::settle_send(&mut tx, s.id, "failed", "返信の期限が切れていたため、プッシュで送り直しました。", now)
-        .await?
-    {
-        // Settled meanwhile by another dispatcher: nothing to send again.
-        return Ok(());
-    }
-    // The new request is due at once: any dispatcher's resend picks it up.
-    let id = store::insert_send(&mut tx, &s.channel_id, "push", Some(&key), &json, now, now).await?;
-    for sub in &push.subscriptions {
-        sqlx::query(
-            "UPDATE step_deliveries SET outcome = 'sending', send_id = $3
-             WHERE subscription_id = $1 AND send_id = $2 AND outcome IN ('sending', 'failed')",
-        )
-        .bind(*sub)
-        .bind(s.id)
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(tsunagu_store::StoreError::from)?;
-    }
-    tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
+    let mut c = app.store.conn().await?;
+    store::reply_to_push(&mut c, s.id, &key, &json, now).await?;
     Ok(())
 }
 

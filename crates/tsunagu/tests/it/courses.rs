@@ -468,6 +468,84 @@ async fn a_student_of_two_courses_on_one_channel_gets_each_step_once() {
     assert_eq!(got, vec!["翌朝", "翌朝", "講座Aへようこそ", "講座Bへようこそ"], "each step once");
 }
 
+/// A student's later step does not go out before an earlier one whose request is still being
+/// retried (or was left by a process that died): the subscription waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_later_goes_before_a_request_still_being_retried() {
+    let (sb, t, account) = setup().await;
+    let mut c = t.app.store.conn().await.unwrap();
+    let course = courses::create_course(&mut c, account, "order", "講座", "Asia/Tokyo", 1).await.unwrap();
+    courses::set_channel(&mut c, course, Some(CHANNEL), 1).await.unwrap();
+    let first = NewStep { kind: "text", body: "1通目", media_id: None, timing: None, position: 1, valid_from: 0 };
+    let first = courses::add_step(&mut c, course, &first, 1).await.unwrap();
+    // Day 0 at 00:00: already past when the student starts, so due at once after the first.
+    let second =
+        NewStep { kind: "text", body: "2通目", media_id: None, timing: Some((0, 0)), position: 1, valid_from: 0 };
+    courses::add_step(&mut c, course, &second, 1).await.unwrap();
+    drop(c);
+    let now = t.app.now();
+    let user = student(&t, &sb, course, now, false).await;
+    // The first step's request is stored and being retried (its lease runs another minute).
+    let mut c = t.app.store.conn().await.unwrap();
+    let sub: i64 = sqlx::query_scalar("SELECT id FROM course_subscriptions WHERE line_user_id = $1")
+        .bind(user.as_str())
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+    let key = tsunagu_line::RetryKey::new(now);
+    let body = serde_json::json!({"to": [user], "steps": [first], "subscriptions": [sub]}).to_string();
+    let id = courses::insert_send(&mut c, CHANNEL, "push", Some(&key.key), &body, now + 60_000, now).await.unwrap();
+    courses::record_handled(&mut c, sub, &[first], "sending", Some(id), now).await.unwrap();
+    drop(c);
+    tsunagu::courses::dispatch::queue(&t.app).await.unwrap();
+    t.run_jobs().await;
+    assert!(texts(&sb, &user).is_empty(), "the second step waits for the first: {:?}", texts(&sb, &user));
+    t.clock.advance(61_000);
+    tsunagu::courses::dispatch::queue(&t.app).await.unwrap();
+    t.run_jobs().await;
+    t.clock.advance(6_000);
+    tsunagu::courses::dispatch::queue(&t.app).await.unwrap();
+    t.run_jobs().await;
+    let got: Vec<String> = texts(&sb, &user).into_iter().map(|m| m.0).collect();
+    assert_eq!(got, vec!["1通目", "2通目"], "in order, once each");
+}
+
+/// When a student's first request does not go out at once (here a reply LINE refuses, sent
+/// again by push), their next request in the same round waits behind it instead of arriving
+/// first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_behind_one_sent_again_keeps_its_place() {
+    let (sb, t, account) = setup().await;
+    let mut c = t.app.store.conn().await.unwrap();
+    let course = courses::create_course(&mut c, account, "behind", "講座", "Asia/Tokyo", 1).await.unwrap();
+    courses::set_channel(&mut c, course, Some(CHANNEL), 1).await.unwrap();
+    let bodies: Vec<String> = (1..=7).map(|i| format!("{i}通目")).collect();
+    for (i, body) in bodies.iter().enumerate() {
+        let s = NewStep { kind: "text", body, media_id: None, timing: None, position: i as i64 + 1, valid_from: 0 };
+        courses::add_step(&mut c, course, &s, 1).await.unwrap();
+    }
+    let user = sb.new_user_id();
+    sb.add_user(SimUser { user_id: user.clone(), display_name: "受講生".into() });
+    sb.set_friend(CHANNEL, &user);
+    let now = t.app.now();
+    let student = courses::create_student(&mut c, account, None, None, "", 1).await.unwrap();
+    let sub = courses::subscribe(&mut c, course, student, 1).await.unwrap();
+    // A reply token LINE does not know: the reply is refused, and its five steps go by push.
+    assert!(
+        courses::start(&mut c, sub, &user, now, Some(now), Some(("0".repeat(32).as_str(), now + 50_000)))
+            .await
+            .unwrap()
+    );
+    drop(c);
+    for _ in 0..4 {
+        tsunagu::courses::dispatch::queue(&t.app).await.unwrap();
+        t.run_jobs().await;
+        t.clock.advance(6_000);
+    }
+    let got: Vec<String> = texts(&sb, &user).into_iter().map(|m| m.0).collect();
+    assert_eq!(got, bodies, "in 通目 order, once each");
+}
+
 /// A test send that LINE refuses for the monthly limit says that it is not sent again (only
 /// students' steps are, after the pause), and the channel pauses as for any refused request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
