@@ -30,8 +30,15 @@
 
   function follow(id, name) {
     fetch("/courses/media/" + id + "/status", { credentials: "same-origin", cache: "no-store" }).then(function (r) {
+      // Signed out meanwhile (the log-in page) or the file is gone: stop asking.
+      if (r.redirected || r.status === 404) { return "gone"; }
       return r.ok ? r.json() : null;
     }).then(function (m) {
+      if (m === "gone") {
+        option(id).remove();
+        say("error", "「" + name + "」の状態を確認できませんでした。画面を再読み込みしてください。");
+        return;
+      }
       if (!m) { setTimeout(function () { follow(id, name); }, 2000); return; }
       var o = option(id);
       o.textContent = m.label;

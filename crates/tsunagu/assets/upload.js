@@ -33,7 +33,7 @@
           resolve({ ok: false, message: "アップロードできませんでした（HTTP " + xhr.status + "）。" });
         }
       };
-      xhr.onerror = function () {
+      xhr.onerror = xhr.onabort = xhr.ontimeout = function () {
         resolve({ ok: false, message: "通信が途切れました。もう一度お試しください。" });
       };
       xhr.send(file);
@@ -42,7 +42,7 @@
 
   // "12.3MB / 45.6MB（27%）"
   window.tsunaguProgressText = function (loaded, total) {
-    return (loaded / MB).toFixed(1) + "MB / " + (total / MB).toFixed(1) + "MB（" +
-      Math.floor(100 * loaded / total) + "%）";
+    var percent = total > 0 ? Math.floor(100 * loaded / total) : 100;
+    return (loaded / MB).toFixed(1) + "MB / " + (total / MB).toFixed(1) + "MB（" + percent + "%）";
   };
 })();
