@@ -115,29 +115,23 @@ pub async fn steps(c: &mut AnyConnection, course_id: i64) -> Result<Vec<StepRow>
     Ok(rows.iter().map(step_row).collect())
 }
 
-/// [`steps`] of many courses at once, in id order.
+/// [`steps`] of many courses at once, in id order (within each 500 courses).
 pub async fn steps_of_courses(c: &mut AnyConnection, course_ids: &[i64]) -> Result<Vec<StepRow>> {
-    let mut out = Vec::new();
-    for chunk in course_ids.chunks(500) {
-        let sql = format!(
-            "SELECT {STEP_COLUMNS} FROM course_steps WHERE course_id IN ({}) AND deleted_at IS NULL ORDER BY id",
-            placeholders(1, chunk.len())
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        out.extend(q.fetch_all(&mut *c).await?.iter().map(step_row));
-    }
-    Ok(out)
+    steps_where(c, "course_id", course_ids).await
 }
 
-/// The steps with these ids that are not deleted (a stored request's steps), in id order.
+/// The steps with these ids that are not deleted (a stored request's steps), in id order
+/// (within each 500 ids).
 pub async fn steps_by_id(c: &mut AnyConnection, step_ids: &[i64]) -> Result<Vec<StepRow>> {
+    steps_where(c, "id", step_ids).await
+}
+
+/// Steps not deleted whose `column` (`id` or `course_id`) is one of `values`, 500 per query.
+async fn steps_where(c: &mut AnyConnection, column: &'static str, values: &[i64]) -> Result<Vec<StepRow>> {
     let mut out = Vec::new();
-    for chunk in step_ids.chunks(500) {
+    for chunk in values.chunks(500) {
         let sql = format!(
-            "SELECT {STEP_COLUMNS} FROM course_steps WHERE id IN ({}) AND deleted_at IS NULL ORDER BY id",
+            "SELECT {STEP_COLUMNS} FROM course_steps WHERE {column} IN ({}) AND deleted_at IS NULL ORDER BY id",
             placeholders(1, chunk.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
