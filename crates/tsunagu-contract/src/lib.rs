@@ -17,7 +17,9 @@
 //!   `additionalProperties: false`, so a field the official schema does not define (a typo in
 //!   what we send, a field a sandbox invents) is an error.
 //!
-//! Form bodies (`application/x-www-form-urlencoded`) are validated as objects of strings.
+//! Form bodies (`application/x-www-form-urlencoded`) are validated as objects whose bracketed
+//! keys nest ([`parse_form`]); their values are strings, so where the schema asks for an integer,
+//! a number or a boolean, the string that spells one is accepted.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -46,6 +48,61 @@ pub enum Body<'a> {
     Request,
     Response(u16),
     Component(&'a str),
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// A form body → the object its schema describes. Keys in bracket notation nest (Stripe's
+/// `deepObject` style: `a[b][0][c]=v` → `{"a": {"b": [{"c": "v"}]}}`, `a[]=x` appends); plain
+/// keys (Zoom's, LINE's) stay flat. Values stay strings.
+pub fn parse_form(body: &str) -> Result<Value, String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(body).map_err(|e| e.to_string())?;
+    let mut root = Value::Object(Map::new());
+    for (k, v) in pairs {
+        let (head, mut rest) = k.find('[').map_or((k.as_str(), ""), |i| (&k[..i], &k[i..]));
+        let mut keys = vec![head.to_string()];
+        while let Some(inner) = rest.strip_prefix('[') {
+            let end = inner.find(']').ok_or_else(|| format!("malformed key {k}"))?;
+            keys.push(inner[..end].to_string());
+            rest = &inner[end + 1..];
+        }
+        if !rest.is_empty() {
+            return Err(format!("malformed key {k}"));
+        }
+        insert(&mut root, &keys, v).map_err(|e| format!("{k}: {e}"))?;
+    }
+    Ok(root)
+}
+
+fn insert(node: &mut Value, keys: &[String], v: String) -> Result<(), String> {
+    let Some((key, rest)) = keys.split_first() else { return Ok(()) };
+    let fresh = match rest.first() {
+        None => Value::String(v.clone()),
+        Some(n) if n.is_empty() || n.parse::<usize>().is_ok() => Value::Array(Vec::new()),
+        Some(_) => Value::Object(Map::new()),
+    };
+    let child = match node {
+        Value::Object(m) if rest.is_empty() => {
+            m.insert(key.clone(), fresh);
+            return Ok(());
+        }
+        Value::Object(m) => m.entry(key.clone()).or_insert(fresh),
+        Value::Array(a) => {
+            let i = if key.is_empty() { a.len() } else { key.parse::<usize>().map_err(|e| e.to_string())? };
+            if i >= a.len() {
+                a.resize(i + 1, Value::Null);
+            }
+            if a[i].is_null() || rest.is_empty() {
+                a[i] = fresh;
+            }
+            if rest.is_empty() {
+                return Ok(());
+            }
+            &mut a[i]
+        }
+        _ => return Err("a value and a nested key".into()),
+    };
+    insert(child, rest, v)
 }
 
 /// Official OpenAPI documents, ready to validate bodies.
@@ -158,7 +215,7 @@ impl Spec {
         if let Some(v) = self.validators.lock().expect("validators").get(&(doc, key.clone())) {
             return v.clone();
         }
-        let conv = Converter { schemas: &self.docs[doc].schemas };
+        let conv = Converter { schemas: &self.docs[doc].schemas, form: key.ends_with(" form") };
         let mut root = conv.convert(schema);
         let mut definitions = Map::new();
         let mut todo: Vec<String> = refs_in(&root).into_iter().collect();
@@ -194,6 +251,9 @@ impl Spec {
             Body::Component(name) => {
                 (format!("component {name}"), json!({"$ref": format!("#/components/schemas/{name}")}))
             }
+            Body::Request if self.request_media_type(op_id).as_deref() == Some(FORM) => {
+                (format!("{op_id} {which:?} form"), self.raw_schema(op, which)?.clone())
+            }
             _ => (format!("{op_id} {which:?}"), self.raw_schema(op, which)?.clone()),
         };
         let v = self.validator(op.doc, key, &schema);
@@ -211,10 +271,7 @@ impl Spec {
     /// A request body as recorded (JSON, or a form) → the value its schema describes.
     pub fn parse_request(&self, op_id: &str, body: &str) -> Result<Value, String> {
         match self.request_media_type(op_id).as_deref() {
-            Some("application/x-www-form-urlencoded") => {
-                let pairs: Vec<(String, String)> = serde_urlencoded::from_str(body).map_err(|e| e.to_string())?;
-                Ok(Value::Object(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect()))
-            }
+            Some(FORM) => parse_form(body),
             _ => serde_json::from_str(body).map_err(|e| format!("not JSON: {e}")),
         }
     }
@@ -262,6 +319,9 @@ fn component_name(r: &str) -> Option<&str> {
 
 struct Converter<'a> {
     schemas: &'a Map<String, Value>,
+    /// Validating a form body: its values arrive as strings, so an integer, a number or a
+    /// boolean may also be the string that spells it.
+    form: bool,
 }
 
 impl Converter<'_> {
@@ -381,6 +441,18 @@ impl Converter<'_> {
         }
         if out.contains_key("properties") && !out.contains_key("additionalProperties") {
             out.insert("additionalProperties".into(), json!(false));
+        }
+        if self.form {
+            let spelled = match out.get("type").and_then(Value::as_str) {
+                Some("integer") => Some("^-?[0-9]+$"),
+                Some("number") => Some("^-?[0-9]+(\\.[0-9]+)?$"),
+                Some("boolean") => Some("^(true|false)$"),
+                _ => None,
+            };
+            if let Some(pattern) = spelled {
+                let typed = Value::Object(std::mem::take(&mut out));
+                out.insert("anyOf".into(), json!([typed, {"type": "string", "pattern": pattern}]));
+            }
         }
         let converted = Value::Object(out);
         if obj.get("nullable") == Some(&json!(true)) {
@@ -575,5 +647,74 @@ pub mod zoom {
 
     pub fn assert_all<'a>(exchanges: impl IntoIterator<Item = Exchange<'a>>) {
         super::assert_all_with(exchanges, check);
+    }
+}
+
+/// Stripe's operations and the objects its events carry, as `scripts/extract-stripe-spec.py`
+/// copies them from the official `spec3.json` (API version 2020-08-27) into
+/// `crates/tsunagu-stripe/tests/spec/stripe-operations.json`; the check of one exchange and of
+/// one webhook body.
+pub mod stripe {
+    use std::sync::LazyLock;
+
+    use serde_json::Value;
+
+    use super::{Exchange, Spec};
+
+    const COPIED: &str = include_str!("../../tsunagu-stripe/tests/spec/stripe-operations.json");
+
+    pub static SPEC: LazyLock<Spec> = LazyLock::new(|| {
+        let doc: Value = serde_json::from_str(COPIED).expect("stripe-operations.json is JSON");
+        Spec::new(vec![("stripe".into(), doc)])
+    });
+
+    /// Stripe's error shape (NOTES §1): `{"error": {"type": …, "message": …}}`, with `type`
+    /// one of the documented four.
+    fn error_shape(ex: &Exchange<'_>) -> Option<String> {
+        let v: Value = serde_json::from_str(ex.response_body).unwrap_or_default();
+        let errs = SPEC.component_errors("stripe", "error", &v);
+        (!errs.is_empty() || !v["error"]["message"].is_string()).then(|| {
+            format!(
+                "error answer is not Stripe's {{error: {{type, message}}}}: {errs:?} {}",
+                super::excerpt(ex.response_body)
+            )
+        })
+    }
+
+    pub fn check(ex: &Exchange<'_>) -> Vec<String> {
+        SPEC.check(ex, &error_shape)
+    }
+
+    pub fn assert_all<'a>(exchanges: impl IntoIterator<Item = Exchange<'a>>) -> usize {
+        super::assert_all_with(exchanges, check)
+    }
+
+    /// Problems of a webhook body: an `event`, whose `data.object` is the object its type
+    /// carries.
+    pub fn event_errors(body: &str) -> Vec<String> {
+        let v: Value = match serde_json::from_str(body) {
+            Ok(v) => v,
+            Err(e) => return vec![format!("not JSON: {e}")],
+        };
+        let mut out = SPEC.component_errors("stripe", "event", &v);
+        let kind = v["type"].as_str().unwrap_or_default();
+        let object = if kind.starts_with("checkout.session.") {
+            Some("checkout.session")
+        } else if kind == "charge.refund.updated" {
+            Some("refund")
+        } else if kind.starts_with("charge.") {
+            Some("charge")
+        } else {
+            None
+        };
+        match object {
+            Some(name) => out.extend(
+                SPEC.component_errors("stripe", name, &v["data"]["object"])
+                    .into_iter()
+                    .map(|e| format!("data.object: {e}")),
+            ),
+            None => out.push(format!("event type {kind} is not one Tsunagu subscribes to")),
+        }
+        out
     }
 }

@@ -1,10 +1,13 @@
-//! Stateful stand-ins for the services Tsunagu cannot reach from here: Zoom ([`zoom`]) and LINE
-//! ([`line`]). They speak only HTTP, follow the official schemas and
+//! Stateful stand-ins for the services Tsunagu cannot reach from here: Zoom ([`zoom`]), LINE
+//! ([`line`]) and Stripe ([`stripe`]). They speak only HTTP, follow the official schemas and
 //! `../shared/specs/*/NOTES.md` (never our clients), and are used by tests, benchmarks and
 //! `tsunagu demo`.
 
+#![recursion_limit = "256"]
+
 mod common;
 pub mod line;
+pub mod stripe;
 pub mod zoom;
 
 use std::net::SocketAddr;
