@@ -701,6 +701,12 @@ impl StripeSandbox {
         secret
     }
 
+    /// A secret key chosen by the caller (the demo's stays the same from one start to the next).
+    pub fn add_key(&self, account_id: &str, secret: &str) {
+        let livemode = secret.starts_with("sk_live_");
+        self.lock().keys.push(Key { secret: secret.into(), account: account_id.into(), livemode, permissions: None });
+    }
+
     /// A live-mode secret key of an account.
     pub fn add_live_key(&self, account_id: &str) -> String {
         let mut g = self.lock();

@@ -25,6 +25,7 @@ pub mod rate;
 pub mod schema;
 pub mod secrets;
 pub mod sessions;
+pub mod stripe;
 pub mod students;
 pub mod testing;
 pub mod throttle;

@@ -86,6 +86,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0012_course_console.sql"),
         postgres: include_str!("../migrations/postgres/0012_course_console.sql"),
     },
+    Migration {
+        version: 13,
+        name: "stripe",
+        sqlite: include_str!("../migrations/sqlite/0013_stripe.sql"),
+        postgres: include_str!("../migrations/postgres/0013_stripe.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

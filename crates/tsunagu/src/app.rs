@@ -30,6 +30,9 @@ pub struct App {
     /// LINE Messaging API: channel tokens shared by every task of this process; rate limits
     /// shared through the database on PostgreSQL.
     pub line: tsunagu_line::LineClient,
+    /// Stripe: each organizer's own key per call; rate limits shared through the database on
+    /// PostgreSQL.
+    pub stripe: tsunagu_stripe::StripeClient,
     /// Where step-message media is stored and served from.
     pub media_store: crate::media::store::MediaStore,
     /// Each feature's in-process state (caches, writers), by type.
@@ -73,6 +76,7 @@ impl App {
         let csrf_keys = keys.derive("csrf");
         let zoom = crate::zoom::client(&config, store.clone(), keys.clone(), clock.clone());
         let line = crate::line::client(&config, &store);
+        let stripe = crate::payments::client(&config, &store);
         let media_store = crate::media::store::MediaStore::from_config(&config)?;
         Ok(App {
             config,
@@ -85,6 +89,7 @@ impl App {
             job_wakeup: Notify::new(),
             zoom,
             line,
+            stripe,
             media_store,
             features,
         })

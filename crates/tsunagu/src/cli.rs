@@ -57,6 +57,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ZoomCommand,
     },
+    /// Stripe diagnostics.
+    Stripe {
+        #[command(subcommand)]
+        command: StripeCommand,
+    },
     /// LINE diagnostics.
     Line {
         #[command(subcommand)]
@@ -77,6 +82,18 @@ pub enum MediaCommand {
     Inspect {
         /// The file to inspect.
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StripeCommand {
+    /// Check an organizer's Stripe connection: whether the stored key works and its mode, the
+    /// permissions a restricted key lacks, the payment methods the account can take, and the
+    /// webhook endpoint with its API version and events. Exits 0 only when all is well.
+    Check {
+        /// Email of the Tsunagu account whose connection to check.
+        #[arg(long)]
+        account: String,
     },
 }
 
@@ -236,6 +253,18 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             let ch = tsunagu_line::Channel { id: channel_id.clone(), secret, token_kind: Default::default() };
             let client = crate::line::bare_client(&config);
             let report = crate::line::check::run(&client, &ch, &crate::line::webhook_url(&config, &channel_id)).await;
+            print!("{}", report.render());
+            if report.ok() { Ok(()) } else { std::process::exit(1) }
+        }
+        Command::Stripe { command: StripeCommand::Check { account } } => {
+            let app = startup::build_app(config.clone(), startup::system_clock()).await?;
+            let email = Email::parse(&account).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let creds = {
+                let mut c = app.store.conn().await?;
+                accounts::credentials_by_email(&mut c, &email).await?
+            };
+            let Some(creds) = creds else { bail!("no account with email {email}") };
+            let report = crate::payments::check::run(&app, creds.account.id).await?;
             print!("{}", report.render());
             if report.ok() { Ok(()) } else { std::process::exit(1) }
         }

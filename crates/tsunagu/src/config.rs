@@ -21,6 +21,7 @@ pub struct Config {
     pub log: LogConfig,
     pub zoom: ZoomConfig,
     pub line: LineConfig,
+    pub stripe: StripeConfig,
     pub media: MediaConfig,
     pub retention: RetentionConfig,
 }
@@ -130,6 +131,20 @@ pub struct LineConfig {
     /// A channel's webhook events are handled this many milliseconds after the first of them
     /// arrived, together with those that came meanwhile.
     pub events_delay_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StripeConfig {
+    pub api_base_url: String,
+    /// Seconds before a Stripe request is given up (then sent again with its idempotency key).
+    pub timeout_seconds: u64,
+}
+
+impl Default for StripeConfig {
+    fn default() -> Self {
+        StripeConfig { api_base_url: "https://api.stripe.com".into(), timeout_seconds: 30 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -532,6 +547,12 @@ access_base_url = "https://access.line.me"
 # Webhook events of a channel are handled this long after the first of them arrived, together
 # with those that came meanwhile (a few hundred at a time on a busy channel).
 events_delay_ms = 200
+
+[stripe]
+# Each organizer pastes their own key in 基本設定 > 決済（Stripe）; Tsunagu creates its webhook
+# endpoint there. Requests pin Stripe-Version 2020-08-27.
+api_base_url = "https://api.stripe.com"
+timeout_seconds = 30
 
 [media]
 # Where step-message media is kept: "local" (local_dir, default <data.dir>/media) or "s3"

@@ -70,6 +70,25 @@ pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &P
     } else {
         None
     };
+    // The built-in Stripe sandbox (hosted checkout, konbini vouchers, a dashboard), unless
+    // Stripe's URL is set.
+    let stripe_sandbox = if !from_file && !env_set("TSUNAGU_STRIPE__API_BASE_URL") {
+        let sandbox = tsunagu_sandbox::stripe::StripeSandbox::new();
+        sandbox.add_account(tsunagu_sandbox::stripe::SandboxAccount {
+            id: DEMO_STRIPE.0.into(),
+            display_name: "デモ主催者".into(),
+            email: DEMO_ORGANIZER.0.into(),
+            konbini: true,
+        });
+        sandbox.add_key(DEMO_STRIPE.0, DEMO_STRIPE.1);
+        sandbox.set_recording(false);
+        let (stripe_base, _task) = tsunagu_sandbox::serve(sandbox.router()).await?;
+        sandbox.set_base(&stripe_base);
+        config.stripe.api_base_url = stripe_base.clone();
+        Some(stripe_base)
+    } else {
+        None
+    };
     if tsunagu_store::Backend::from_url(&config.database.url)? != tsunagu_store::Backend::Sqlite {
         anyhow::bail!(
             "デモは専用の SQLite データベースで動きます。PostgreSQL では `tsunagu serve` を使ってください / the demo runs on its own SQLite database; use `tsunagu serve` for PostgreSQL"
@@ -115,6 +134,9 @@ pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &P
             crate::events::sample::ensure(&app, o.id, &o.time_zone).await?;
         }
     }
+    if stripe_sandbox.is_some() {
+        connect_demo_organizer_to_stripe(&app).await?;
+    }
     let mut sample_course = None;
     if line_sandbox.is_some() {
         connect_demo_instructor_to_line(&app).await?;
@@ -154,6 +176,12 @@ pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &P
             crate::events::sample::TITLE
         );
     }
+    if let Some(stripe) = &stripe_sandbox {
+        println!("  Stripe:                 サンドボックス {stripe}/ (支払いの一覧と返金 / payments and refunds)");
+        println!(
+            "                          デモ主催者の 決済（Stripe） はテストモードで接続済みです / connected in test mode"
+        );
+    }
     if let Some(line) = &line_sandbox {
         println!(
             "  LINE:                   サンドボックス {line}/ (生徒の友だち追加・ブロックと、届いたメッセージのトーク画面 / the LINE sandbox)"
@@ -173,6 +201,31 @@ pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &P
     println!("  終了 / Stop:             Ctrl+C");
     println!();
     server.run(startup::shutdown_on_signals()).await
+}
+
+/// The demo organizer's Stripe account in the sandbox and its test-mode secret key.
+pub const DEMO_STRIPE: (&str, &str) = ("acct_1TsunaguDemo", "sk_test_TsunaguDemoOrganizerKey0001");
+
+/// Connect the demo organizer's 決済（Stripe） to the sandbox, unless they connected another key.
+/// The sandbox forgets its webhook endpoints when the demo stops, so this runs on every start.
+async fn connect_demo_organizer_to_stripe(app: &crate::app::SharedApp) -> anyhow::Result<()> {
+    let organizer = {
+        let mut c = app.store.read().await?;
+        accounts::credentials_by_email(&mut c, &Email::parse(DEMO_ORGANIZER.0)?).await?.map(|c| c.account)
+    };
+    let Some(o) = organizer else { return Ok(()) };
+    let key = tsunagu_stripe::ApiKey::parse(DEMO_STRIPE.1).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let current = {
+        let mut c = app.store.read().await?;
+        tsunagu_store::stripe::get_connection(&mut c, o.id).await?
+    };
+    if current.is_some_and(|c| c.key_hint != key.masked()) {
+        return Ok(());
+    }
+    match crate::payments::settings::connect(app, o.id, key).await.map_err(|e| anyhow::anyhow!("{e:?}"))? {
+        Ok(()) => Ok(()),
+        Err(r) => anyhow::bail!("the demo organizer could not be connected to the Stripe sandbox: {}", r.message),
+    }
 }
 
 /// The demo organizer's Server-to-Server app in the Zoom sandbox (Account ID, Client ID, Secret).

@@ -33,6 +33,7 @@ pub fn routes() -> axum::Router<crate::app::SharedApp> {
         .merge(crate::mail::routes())
         .merge(crate::zoom::routes())
         .merge(crate::events::routes())
+        .merge(crate::payments::routes())
         .merge(crate::courses::routes())
         .merge(crate::line::routes())
         .merge(crate::media::routes())

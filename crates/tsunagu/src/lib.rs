@@ -16,6 +16,7 @@ pub mod line;
 pub mod mail;
 pub mod media;
 pub mod metrics;
+pub mod payments;
 pub mod startup;
 pub mod telemetry;
 pub mod web;

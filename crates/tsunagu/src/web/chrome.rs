@@ -18,6 +18,7 @@ const NAV: &[(&str, &str, &str, &str)] = &[
     ("home", "/home", "ホーム", ""),
     ("events", "/events", "申込状況サマリー", "イベント（Zoom）"),
     ("basic", "/settings/basic", "基本設定", "イベント（Zoom）"),
+    ("payments", "/settings/payments", "基本設定 > 決済（Stripe）", "イベント（Zoom）"),
     ("mail-templates", "/mail-templates", "自動配信メール", "イベント（Zoom）"),
     ("courses", "/courses", "コース", "オンライン講座（LINE）"),
     ("media", "/courses/media", "ステップ配信のメディア", "オンライン講座（LINE）"),

@@ -117,7 +117,7 @@ fn accepted_tokens(app: &SharedApp, binding: &str) -> Vec<String> {
 }
 
 fn is_exempt(path: &str) -> bool {
-    path.starts_with("/line/webhook/") || path.starts_with("/zoom/webhook/")
+    path.starts_with("/line/webhook/") || path.starts_with("/zoom/webhook/") || path.starts_with("/stripe/webhook/")
 }
 
 /// Paths fetched by machines (LINE fetching media, webhooks, probes): their answers never

@@ -22,6 +22,7 @@ mod line_webhook;
 mod mail_smtp;
 mod media;
 mod ops;
+mod payments;
 mod retention;
 mod security;
 mod webdriver;

@@ -1,0 +1,65 @@
+//! Payments through each organizer's own Stripe account (issue 14, ARCHITECTURE "Payments").
+//! So far: 基本設定 > 決済（Stripe） ([`settings`]), where a pasted key is checked and Tsunagu
+//! creates its webhook endpoint at Stripe, and the webhook intake ([`webhook`]), which checks
+//! each delivery's signature and stores each event once before answering 200.
+
+pub mod check;
+pub mod settings;
+pub mod webhook;
+
+use tsunagu_core::AccountId;
+use tsunagu_store::{Store, secrets};
+use tsunagu_stripe::client::Caller;
+use tsunagu_stripe::{ApiKey, ClientConfig, StripeClient};
+
+use crate::app::SharedApp;
+use crate::config::Config;
+use crate::crypto::secret_aad;
+
+/// `encrypted_secrets` purposes: the organizer's key, and the endpoint's signing secret.
+pub const STRIPE_SECRET_KEY: &str = "stripe.secret_key";
+pub const STRIPE_WEBHOOK_SECRET: &str = "stripe.webhook_secret";
+
+/// The Stripe client of this process. Its rate budget is kept in the database on PostgreSQL,
+/// so that several `serve` processes together stay under an organizer's limit.
+pub fn client(config: &Config, store: &Store) -> StripeClient {
+    let mut cfg = ClientConfig::new(&config.stripe.api_base_url);
+    cfg.timeout = std::time::Duration::from_secs(config.stripe.timeout_seconds.max(1));
+    let client = StripeClient::new(cfg);
+    match crate::limits::rate_budget(store) {
+        Some(rate) => client.with_rate_budget(rate),
+        None => client,
+    }
+}
+
+/// The budget name of an organizer's Stripe account.
+pub fn owner(account: AccountId) -> String {
+    account.0.to_string()
+}
+
+/// The organizer's key, unsealed, as a caller; `None` when they have not connected Stripe.
+pub async fn caller(app: &SharedApp, account: AccountId) -> anyhow::Result<Option<Caller>> {
+    let sealed = {
+        let mut c = app.store.read().await?;
+        secrets::get(&mut c, account, STRIPE_SECRET_KEY).await?
+    };
+    let Some(sealed) = sealed else { return Ok(None) };
+    let plain = app
+        .keys
+        .open(&sealed.key_id, &sealed.sealed, &secret_aad(account, STRIPE_SECRET_KEY))
+        .map_err(|e| anyhow::anyhow!("cannot open the stripe key: {e}"))?;
+    let key = ApiKey::parse(&plain).map_err(|e| anyhow::anyhow!("stored stripe key is malformed: {e}"))?;
+    Ok(Some(Caller { key, owner: owner(account) }))
+}
+
+/// Where Stripe posts an organizer's events.
+pub fn webhook_url(config: &Config, account: AccountId) -> String {
+    format!("{}/stripe/webhook/{}", config.http.public_url.trim_end_matches('/'), account.0)
+}
+
+pub fn routes() -> axum::Router<SharedApp> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/settings/payments", get(settings::show).post(settings::save))
+        .route("/stripe/webhook/{account_key}", post(webhook::receive))
+}
