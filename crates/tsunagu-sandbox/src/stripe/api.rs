@@ -544,13 +544,12 @@ fn create_session(g: &mut Inner, p: &Value, key: &Key, request: Option<(String, 
         }
         None => return missing("mode"),
     }
+    // Optional in this API version's schema; Checkout then offers cards.
     let methods: Vec<String> = match p.get("payment_method_types") {
-        Some(Value::Array(a)) => a.iter().filter_map(string).collect(),
-        _ => return missing("payment_method_types"),
+        Some(Value::Array(a)) if !a.is_empty() => a.iter().filter_map(string).collect(),
+        None => vec!["card".to_string()],
+        _ => return invalid("payment_method_types", "Invalid array"),
     };
-    if methods.is_empty() {
-        return missing("payment_method_types");
-    }
     let account = g.account(&key.account).cloned();
     for m in &methods {
         match m.as_str() {

@@ -342,3 +342,32 @@ async fn the_test_mode_limit_is_kept_by_the_client() {
     assert_eq!(stats.rate_429, 0, "{stats:?}");
     assert!(stats.max_in_any_second["acct_1Tsunagu"] <= 25, "{stats:?}");
 }
+
+/// The sandbox follows the schema where our client is stricter than it: a session without
+/// `payment_method_types` (optional in 2020-08-27) offers cards.
+#[tokio::test]
+async fn a_session_without_payment_method_types_offers_cards() {
+    let w = world(false).await;
+    let body = "mode=payment&success_url=https%3A%2F%2Fx.example%2Fok&cancel_url=https%3A%2F%2Fx.example%2Fno\
+        &line_items%5B0%5D%5Bprice_data%5D%5Bcurrency%5D=jpy&line_items%5B0%5D%5Bprice_data%5D%5Bunit_amount%5D=3000\
+        &line_items%5B0%5D%5Bprice_data%5D%5Bproduct_data%5D%5Bname%5D=a&line_items%5B0%5D%5Bquantity%5D=1";
+    let resp = tsunagu_stripe::client::http_client(Duration::from_secs(5))
+        .post(format!("{}/v1/checkout/sessions", w.base))
+        .bearer_auth(w.caller.key.expose())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let v: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(v["payment_method_types"], serde_json::json!(["card"]));
+    let ex = w.sb.exchanges();
+    tsunagu_contract::stripe::assert_all(ex.iter().map(|e| Exchange {
+        method: &e.method,
+        path: &e.path,
+        status: e.status,
+        request_body: &e.request_body,
+        response_body: &e.response_body,
+    }));
+}
