@@ -75,7 +75,7 @@ async fn page(
         store::get_connection(&mut c, auth.account.id).await?
     };
     Ok(PaymentsPage {
-        chrome: Chrome::console(auth, "payments", "基本設定 > 決済（Stripe）"),
+        chrome: Chrome::console(auth, "payments", "決済（Stripe）"),
         error,
         missing,
         connection: connection.map(view),

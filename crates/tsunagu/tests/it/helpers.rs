@@ -20,7 +20,7 @@ pub const CONSOLE_PLACES: &[(&str, &str)] = &[
     ("/home", "ホーム"),
     ("/events", "申込状況サマリー"),
     ("/settings/basic", "基本設定"),
-    ("/settings/payments", "基本設定 > 決済（Stripe）"),
+    ("/settings/payments", "決済（Stripe）"),
     ("/mail-templates", "自動配信メール"),
     ("/courses", "コース"),
     ("/courses/media", "ステップ配信のメディア"),
