@@ -55,6 +55,10 @@ pub struct EventInput<'a> {
     /// How to pay a priced ticket (the bank transfer details), shown to applicants.
     pub payment_note: &'a str,
     pub companions_max: i64,
+    /// `card`, `konbini`, `bank_transfer`, comma-separated.
+    pub payment_methods: &'a str,
+    /// Days a konbini voucher runs (1–60).
+    pub konbini_days: i64,
     pub state: EventState,
 }
 
@@ -81,6 +85,9 @@ pub struct Event {
     pub cancel_until: Option<i64>,
     pub payment_note: String,
     pub companions_max: i64,
+    /// `card`, `konbini`, `bank_transfer`.
+    pub payment_methods: Vec<String>,
+    pub konbini_days: i64,
     pub state: EventState,
     pub tickets: Vec<Ticket>,
 }
@@ -105,8 +112,9 @@ pub async fn create(
 ) -> Result<i64> {
     let row = sqlx::query(
         "INSERT INTO events (account_id, public_key, title, description, starts_at, ends_at, capacity, apply_from,
-             apply_until, companions_max, state, created_at, updated_at, cancel_until, payment_note)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14) RETURNING id",
+             apply_until, companions_max, state, created_at, updated_at, cancel_until, payment_note, payment_methods,
+             konbini_days)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15, $16) RETURNING id",
     )
     .bind(account.0)
     .bind(public_key)
@@ -122,6 +130,8 @@ pub async fn create(
     .bind(now)
     .bind(e.cancel_until)
     .bind(e.payment_note)
+    .bind(e.payment_methods)
+    .bind(e.konbini_days)
     .fetch_one(&mut *c)
     .await
     .map_err(|err| crate::conflict(err, "event public key"))?;
@@ -147,7 +157,7 @@ async fn insert_ticket(c: &mut AnyConnection, event_id: i64, position: i64, t: &
 }
 
 const EVENT_COLUMNS: &str = "id, account_id, public_key, title, description, starts_at, ends_at, capacity, seats_taken,
-     apply_from, apply_until, companions_max, state, cancel_until, payment_note";
+     apply_from, apply_until, companions_max, state, cancel_until, payment_note, payment_methods, konbini_days";
 
 fn event_row(r: &sqlx::any::AnyRow) -> Result<Event> {
     let state: String = r.get(12);
@@ -166,6 +176,8 @@ fn event_row(r: &sqlx::any::AnyRow) -> Result<Event> {
         companions_max: r.get(11),
         cancel_until: r.get(13),
         payment_note: r.get(14),
+        payment_methods: r.get::<String, _>(15).split(',').filter(|m| !m.is_empty()).map(str::to_string).collect(),
+        konbini_days: r.get(16),
         state: EventState::from_code(&state).ok_or_else(|| StoreError::Corrupt(format!("event state {state:?}")))?,
         tickets: Vec::new(),
     })
@@ -291,13 +303,13 @@ pub async fn public_form(c: &mut AnyConnection, public_key: &str) -> Result<Opti
         return Ok(None);
     };
     let event = with_tickets(c, event_row(&r)?).await?;
-    let hosts: Option<String> = r.get(17);
+    let hosts: Option<String> = r.get(19);
     Ok(Some(PublicForm {
         event,
-        time_zone: r.get(15),
-        zoom_options: r.get(16),
+        time_zone: r.get(17),
+        zoom_options: r.get(18),
         host_emails: hosts.unwrap_or_default().split_whitespace().map(str::to_string).collect(),
-        companion_fields: r.get::<Option<String>, _>(18).unwrap_or_default(),
+        companion_fields: r.get::<Option<String>, _>(20).unwrap_or_default(),
     }))
 }
 
@@ -332,10 +344,10 @@ pub async fn summaries(c: &mut AnyConnection, account: AccountId) -> Result<Vec<
         .map(|r| {
             Ok(Summary {
                 event: event_row(r)?,
-                applied: r.get(15),
-                awaiting_payment: r.get(16),
-                completed: r.get(17),
-                cancelled: r.get(18),
+                applied: r.get(17),
+                awaiting_payment: r.get(18),
+                completed: r.get(19),
+                cancelled: r.get(20),
             })
         })
         .collect()
@@ -560,7 +572,8 @@ pub async fn update(
     let Some(current) = get(c, account, id).await? else { return Ok(None) };
     let r = sqlx::query(
         "UPDATE events SET title = $3, description = $4, starts_at = $5, ends_at = $6, capacity = $7, apply_from = $8,
-             apply_until = $9, companions_max = $10, state = $11, updated_at = $12, cancel_until = $13, payment_note = $14
+             apply_until = $9, companions_max = $10, state = $11, updated_at = $12, cancel_until = $13, payment_note = $14,
+             payment_methods = $15, konbini_days = $16
          WHERE id = $1 AND account_id = $2 AND seats_taken <= $7",
     )
     .bind(id)
@@ -577,6 +590,8 @@ pub async fn update(
     .bind(now)
     .bind(e.cancel_until)
     .bind(e.payment_note)
+    .bind(e.payment_methods)
+    .bind(e.konbini_days)
     .execute(&mut *c)
     .await?;
     if r.rows_affected() == 0 {
@@ -655,6 +670,7 @@ pub async fn copy(
     now: i64,
 ) -> Result<Option<i64>> {
     let Some(e) = get(c, account, id).await? else { return Ok(None) };
+    let methods = e.payment_methods.join(",");
     let input = EventInput {
         title,
         description: &e.description,
@@ -666,6 +682,8 @@ pub async fn copy(
         cancel_until: e.cancel_until,
         payment_note: &e.payment_note,
         companions_max: e.companions_max,
+        payment_methods: &methods,
+        konbini_days: e.konbini_days,
         state: EventState::Draft,
     };
     let tickets: Vec<NewTicket> = e

@@ -92,6 +92,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0013_stripe.sql"),
         postgres: include_str!("../migrations/postgres/0013_stripe.sql"),
     },
+    Migration {
+        version: 14,
+        name: "checkout",
+        sqlite: include_str!("../migrations/sqlite/0014_checkout.sql"),
+        postgres: include_str!("../migrations/postgres/0014_checkout.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -112,3 +112,161 @@ pub async fn events(c: &mut AnyConnection, account: AccountId) -> Result<Vec<(St
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
+
+/// An application paid through Stripe Checkout (migration 0014).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub application_id: i64,
+    pub account_id: AccountId,
+    pub amount_yen: i64,
+    /// `open`, `konbini`, `paid`, `expired`.
+    pub state: String,
+    pub session_id: Option<String>,
+    pub checkout_url: Option<String>,
+    pub payment_intent: Option<String>,
+    pub method: Option<String>,
+    pub konbini_expires_at: Option<i64>,
+    pub konbini_voucher_url: Option<String>,
+}
+
+const ORDER_COLUMNS: &str = "application_id, account_id, amount_yen, state, session_id, checkout_url, payment_intent,
+     method, konbini_expires_at, konbini_voucher_url";
+
+fn order_row(r: &sqlx::any::AnyRow) -> Order {
+    Order {
+        application_id: r.get(0),
+        account_id: AccountId(r.get(1)),
+        amount_yen: r.get(2),
+        state: r.get(3),
+        session_id: r.get(4),
+        checkout_url: r.get(5),
+        payment_intent: r.get(6),
+        method: r.get(7),
+        konbini_expires_at: r.get(8),
+        konbini_voucher_url: r.get(9),
+    }
+}
+
+/// The order of a new application, in the transaction that stores it.
+pub async fn create_order(
+    c: &mut AnyConnection,
+    application_id: i64,
+    account: AccountId,
+    amount_yen: i64,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO stripe_orders (application_id, account_id, amount_yen, state, created_at, updated_at)
+         VALUES ($1, $2, $3, 'open', $4, $4)",
+    )
+    .bind(application_id)
+    .bind(account.0)
+    .bind(amount_yen)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+pub async fn order(c: &mut AnyConnection, application_id: i64) -> Result<Option<Order>> {
+    let sql = format!("SELECT {ORDER_COLUMNS} FROM stripe_orders WHERE application_id = $1");
+    let r = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(application_id).fetch_optional(c).await?;
+    Ok(r.as_ref().map(order_row))
+}
+
+/// The order, its row locked until the caller's transaction ends (PostgreSQL: a row lock every
+/// process respects; SQLite: the transaction already holds the one writer): the one place where
+/// an order changes state.
+pub async fn lock_order(c: &mut AnyConnection, account: AccountId, application_id: i64) -> Result<Option<Order>> {
+    let sql = format!(
+        "UPDATE stripe_orders SET updated_at = updated_at WHERE application_id = $1 AND account_id = $2
+         RETURNING {ORDER_COLUMNS}"
+    );
+    let r = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(application_id).bind(account.0).fetch_optional(c).await?;
+    Ok(r.as_ref().map(order_row))
+}
+
+/// The checkout session made for an order (its id is kept once set: a session made again with
+/// the same idempotency key is the same session).
+pub async fn set_checkout(
+    c: &mut AnyConnection,
+    application_id: i64,
+    session_id: &str,
+    url: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE stripe_orders SET session_id = COALESCE(session_id, $2), checkout_url = $3, updated_at = $4
+         WHERE application_id = $1",
+    )
+    .bind(application_id)
+    .bind(session_id)
+    .bind(url)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// A change of an order's state, decided under [`lock_order`].
+#[derive(Debug, Clone, Default)]
+pub struct OrderChange<'a> {
+    pub state: &'a str,
+    pub payment_intent: Option<&'a str>,
+    pub method: Option<&'a str>,
+    pub konbini_expires_at: Option<i64>,
+    pub konbini_voucher_url: Option<&'a str>,
+}
+
+pub async fn set_order(c: &mut AnyConnection, application_id: i64, ch: &OrderChange<'_>, now: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE stripe_orders SET state = $2, payment_intent = COALESCE($3, payment_intent), method = COALESCE($4, method),
+             konbini_expires_at = COALESCE($5, konbini_expires_at), konbini_voucher_url = COALESCE($6, konbini_voucher_url),
+             updated_at = $7
+         WHERE application_id = $1",
+    )
+    .bind(application_id)
+    .bind(ch.state)
+    .bind(ch.payment_intent)
+    .bind(ch.method)
+    .bind(ch.konbini_expires_at)
+    .bind(ch.konbini_voucher_url)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// A stored event not yet acted on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEvent {
+    pub id: i64,
+    pub event_type: String,
+    pub object_id: String,
+    pub body: String,
+}
+
+/// The account's events not yet acted on, oldest first.
+pub async fn pending_events(c: &mut AnyConnection, account: AccountId, limit: i64) -> Result<Vec<PendingEvent>> {
+    let rows = sqlx::query(
+        "SELECT id, event_type, object_id, body FROM stripe_events WHERE account_id = $1 AND handled_at IS NULL
+         ORDER BY id LIMIT $2",
+    )
+    .bind(account.0)
+    .bind(limit)
+    .fetch_all(c)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| PendingEvent { id: r.get(0), event_type: r.get(1), object_id: r.get(2), body: r.get(3) })
+        .collect())
+}
+
+pub async fn mark_handled(c: &mut AnyConnection, id: i64, now: i64) -> Result<()> {
+    sqlx::query("UPDATE stripe_events SET handled_at = $2 WHERE id = $1 AND handled_at IS NULL")
+        .bind(id)
+        .bind(now)
+        .execute(c)
+        .await?;
+    Ok(())
+}

@@ -14,6 +14,7 @@ pub fn job_kinds() -> Vec<JobKind> {
     kinds.extend(crate::line::job_kinds());
     kinds.extend(crate::media::job_kinds());
     kinds.extend(crate::events::job_kinds());
+    kinds.extend(crate::payments::job_kinds());
     kinds.extend(crate::courses::job_kinds());
     kinds
 }

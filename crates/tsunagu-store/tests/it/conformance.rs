@@ -717,6 +717,8 @@ async fn events_hold_seats_exactly_and_stay_scoped(store: Store) {
         cancel_until: None,
         payment_note: "",
         companions_max: 2,
+        payment_methods: "bank_transfer",
+        konbini_days: 3,
         state: EventState::Published,
     };
     let tickets = [
@@ -949,6 +951,8 @@ async fn zoom_settings_keep_the_newest_save(store: Store) {
         cancel_until: None,
         payment_note: "",
         companions_max: 0,
+        payment_methods: "bank_transfer",
+        konbini_days: 3,
         state: EventState::Draft,
     };
     let tickets = [NewTicket { name: "一般", price_yen: 0, limit_count: None }];
@@ -1020,6 +1024,8 @@ async fn events_racing_requests_keep_their_answers(store: Store) {
         cancel_until: None,
         payment_note: "",
         companions_max: 1,
+        payment_methods: "bank_transfer",
+        konbini_days: 3,
         state: EventState::Published,
     };
     let mut c = store.conn().await.unwrap();

@@ -38,6 +38,8 @@ pub struct PersonFields {
 struct ApplyForm {
     submit_key: String,
     ticket: String,
+    /// `stripe` (card or konbini) or `bank_transfer`, when the event offers both.
+    payment: String,
     companions: usize,
     /// Index 0 is the representative; then up to the event's companions.
     people: Vec<PersonFields>,
@@ -50,6 +52,7 @@ impl ApplyForm {
         ApplyForm {
             submit_key: get("submit_key"),
             ticket: get("ticket"),
+            payment: get("payment"),
             companions,
             people: (0..=max_companions)
                 .map(|i| PersonFields {
@@ -87,6 +90,9 @@ struct ApplyPage {
     fields: super::companions::Fields,
     problems: Vec<String>,
     closed: Option<String>,
+    /// How priced tickets are paid: the choice is shown when there are two.
+    pay_online: Option<String>,
+    pay_bank: bool,
 }
 
 impl ApplyPage {
@@ -146,9 +152,23 @@ fn page(ctx: &RequestContext, l: &Loaded, form: ApplyForm, problems: Vec<String>
             .collect(),
         max_companions: e.companions_max.clamp(0, 9) as usize,
         companion_email_required: registration,
+        pay_online: online_label(e),
+        pay_bank: e.payment_methods.iter().any(|m| m == "bank_transfer"),
         form,
         problems,
         closed: super::public::closed_reason(e, now, tz),
+    }
+}
+
+/// The online methods the event offers, as the form names them (`None`: bank transfer only).
+fn online_label(e: &Event) -> Option<String> {
+    let card = e.payment_methods.iter().any(|m| m == "card");
+    let konbini = e.payment_methods.iter().any(|m| m == "konbini");
+    match (card, konbini) {
+        (true, true) => Some("カード・コンビニ".into()),
+        (true, false) => Some("カード".into()),
+        (false, true) => Some("コンビニ".into()),
+        (false, false) => None,
     }
 }
 
@@ -172,6 +192,7 @@ pub async fn show(
     let form = ApplyForm {
         submit_key: random_token(18),
         ticket: ticket.map(|t| t.to_string()).unwrap_or_default(),
+        payment: String::new(),
         companions: 0,
         people: vec![PersonFields::default(); max + 1],
     };
@@ -334,6 +355,11 @@ pub async fn submit(
             company: "",
         })
         .collect();
+    // Paid online (Stripe Checkout) unless the event offers bank transfer only, or the
+    // participant chose it.
+    let online = !ticket_is_free(&ticket)
+        && online_label(e).is_some()
+        && (form.payment != "bank_transfer" || !e.payment_methods.iter().any(|m| m == "bank_transfer"));
     let access_key = random_token(24);
     let new = NewApplication {
         event_id: e.id,
@@ -351,13 +377,32 @@ pub async fn submit(
         Applied::Created { id, free } => {
             if free {
                 super::register::complete(&mut tx, &app, id).await?;
+            } else if online {
+                apps::set_payment_method(&mut tx, id, "stripe").await?;
+                let amount = ticket.price_yen * people.len() as i64;
+                tsunagu_store::stripe::create_order(&mut tx, id, e.account_id, amount, now).await?;
             } else {
                 apps::set_payment_method(&mut tx, id, "bank_transfer").await?;
                 super::register::queue_received(&mut tx, &app, id).await?;
             }
             tx.commit().await.map_err(StoreError::from)?;
             crate::jobs::wake(&app);
-            tracing::info!(event_id = e.id, application_id = id, people = people.len(), free, "application made");
+            tracing::info!(
+                event_id = e.id,
+                application_id = id,
+                people = people.len(),
+                free,
+                online,
+                "application made"
+            );
+            if online {
+                // Straight to Stripe's page; if Stripe does not answer, the application page
+                // offers ［お支払いに進む］ (the seats stay held meanwhile).
+                return match crate::payments::checkout::start(&app, id, &access_key).await? {
+                    Ok(url) => Ok(Redirect::to(&url).into_response()),
+                    Err(_) => Ok(Redirect::to(&format!("/a/{access_key}")).into_response()),
+                };
+            }
             return Ok(Redirect::to(&format!("/a/{access_key}")).into_response());
         }
         Applied::Again { id } => {
@@ -389,6 +434,10 @@ pub async fn submit(
     refuse(form, vec![problem])
 }
 
+fn ticket_is_free(t: &tsunagu_store::events::Ticket) -> bool {
+    t.price_yen == 0
+}
+
 struct PersonLine {
     role: String,
     name: String,
@@ -412,6 +461,19 @@ struct ApplicationPage {
     can_cancel: bool,
     cancel_until: String,
     payment_note: String,
+    /// Paid through Stripe: the order's state (`open`, `konbini`, `paid`, `expired`).
+    online: bool,
+    order_state: String,
+    konbini_deadline: String,
+    voucher_url: String,
+    /// Back from Stripe and the payment not known yet: 決済を確認しています, refreshed.
+    confirming: bool,
+}
+
+#[derive(Deserialize)]
+pub struct MineQuery {
+    #[serde(default)]
+    confirming: Option<String>,
 }
 
 /// What a status is called, for the participant and the organizer.
@@ -430,8 +492,9 @@ pub async fn mine(
     State(app): State<SharedApp>,
     ctx: RequestContext,
     Path(access): Path<String>,
+    Query(q): Query<MineQuery>,
 ) -> Result<Html<String>, AppError> {
-    let (a, e, tz) = {
+    let (a, e, tz, order) = {
         let mut c = app.store.read().await?;
         let a = apps::by_access_key(&mut c, &access).await?.ok_or(AppError::NotFound)?;
         let e = store::get_for_job(&mut c, a.event_id).await?.ok_or(AppError::NotFound)?;
@@ -439,10 +502,20 @@ pub async fn mine(
             .await?
             .map(|a| a.time_zone)
             .unwrap_or_else(|| "Asia/Tokyo".into());
-        (a, e, tz)
+        let order = tsunagu_store::stripe::order(&mut c, a.id).await?;
+        (a, e, tz, order)
     };
     let deadline = e.cancel_until.unwrap_or(e.apply_until);
     let page = ApplicationPage {
+        online: order.is_some(),
+        order_state: order.as_ref().map(|o| o.state.clone()).unwrap_or_default(),
+        konbini_deadline: order
+            .as_ref()
+            .and_then(|o| o.konbini_expires_at)
+            .map(|t| crate::clock::format_local(t, &tz))
+            .unwrap_or_default(),
+        voucher_url: order.as_ref().and_then(|o| o.konbini_voucher_url.clone()).unwrap_or_default(),
+        confirming: q.confirming.is_some() && order.as_ref().is_some_and(|o| o.state == "open"),
         access: access.clone(),
         payment_note: e.payment_note.clone(),
         can_cancel: app.now() < deadline,

@@ -76,6 +76,7 @@ struct Errors {
     apply_until: Option<String>,
     cancel_until: Option<String>,
     payment_note: Option<String>,
+    payment_methods: Option<String>,
     state: Option<String>,
     tickets: Vec<String>,
 }
@@ -95,6 +96,7 @@ impl Errors {
                 "apply_until" => &mut e.apply_until,
                 "cancel_until" => &mut e.cancel_until,
                 "payment_note" => &mut e.payment_note,
+                "payment_methods" => &mut e.payment_methods,
                 "state" => &mut e.state,
                 _ => {
                     e.tickets.push(p.message.clone());
@@ -162,6 +164,10 @@ pub async fn create(
 ) -> Result<Response, AppError> {
     let form = EventForm::from_fields(&fields);
     let parsed = match form.parse(&auth.account.time_zone, app.now()) {
+        Ok(p) => payable(&app, &auth, p).await?,
+        Err(problems) => Err(problems),
+    };
+    let parsed = match parsed {
         Ok(p) => p,
         Err(problems) => {
             return refused(form_page(
@@ -180,6 +186,34 @@ pub async fn create(
     tx.commit().await.map_err(tsunagu_store::StoreError::from)?;
     tracing::info!(account_id = %auth.account.id, event_id = id, "event created");
     Ok(flash_redirect(&app, &format!("/events/{id}"), "success", "イベントを作成しました。"))
+}
+
+/// Card and konbini are paid through the organizer's Stripe account: they need it connected
+/// (基本設定 > 決済（Stripe）), and konbini needs the account's konbini capability.
+async fn payable(
+    app: &SharedApp,
+    auth: &Auth,
+    p: super::form::Parsed,
+) -> Result<Result<super::form::Parsed, Vec<Problem>>, AppError> {
+    let wants = |m: &str| p.payment_methods.split(',').any(|x| x == m);
+    if !wants("card") && !wants("konbini") {
+        return Ok(Ok(p));
+    }
+    let connection = {
+        let mut c = app.store.read().await?;
+        tsunagu_store::stripe::get_connection(&mut c, auth.account.id).await?
+    };
+    let message = match &connection {
+        None => Some("カード・コンビニ払いを受け付けるには、先に 基本設定 > 決済（Stripe） で Stripe と接続してください。".to_string()),
+        Some(c) if wants("konbini") && !c.methods.is_empty() && !c.methods.iter().any(|m| m == "konbini") => Some(
+            "接続している Stripe アカウントでは、コンビニ払いがまだ有効になっていません。Stripe ダッシュボードの［設定］→［決済手段］でコンビニ決済を有効にしてから選んでください（本番では Stripe の審査があります）。".to_string(),
+        ),
+        Some(_) => None,
+    };
+    Ok(match message {
+        Some(message) => Err(vec![Problem { field: "payment_methods", message }]),
+        None => Ok(p),
+    })
 }
 
 async fn owned(app: &SharedApp, auth: &Auth, id: i64) -> Result<Event, AppError> {
@@ -209,6 +243,10 @@ pub async fn update(
         form_page(&auth, "イベントの編集", format!("/events/{id}/edit"), format!("/events/{id}"), form, problems)
     };
     let parsed = match form.parse(&auth.account.time_zone, app.now()) {
+        Ok(p) => payable(&app, &auth, p).await?,
+        Err(problems) => Err(problems),
+    };
+    let parsed = match parsed {
         Ok(p) => p,
         Err(problems) => {
             owned(&app, &auth, id).await?;

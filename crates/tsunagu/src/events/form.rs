@@ -20,6 +20,13 @@ pub struct TicketRow {
     pub limit: String,
 }
 
+/// The お支払い方法 an event can offer, in the order the form lists them.
+pub const METHODS: [&str; 3] = ["card", "konbini", "bank_transfer"];
+/// Stripe's minimums and maximum in yen (NOTES §1).
+pub const CARD_MIN_YEN: i64 = 50;
+pub const KONBINI_MIN_YEN: i64 = 120;
+pub const KONBINI_MAX_YEN: i64 = 300_000;
+
 /// The form as typed.
 #[derive(Debug, Clone, Default)]
 pub struct EventForm {
@@ -33,6 +40,9 @@ pub struct EventForm {
     pub apply_until: String,
     pub cancel_until: String,
     pub payment_note: String,
+    /// Checked boxes of the お支払い方法: `card`, `konbini`, `bank_transfer`.
+    pub payment_methods: Vec<String>,
+    pub konbini_days: String,
     pub state: String,
     pub tickets: Vec<TicketRow>,
 }
@@ -57,6 +67,9 @@ pub struct Parsed {
     pub apply_until: i64,
     pub cancel_until: Option<i64>,
     pub payment_note: String,
+    /// `card`, `konbini`, `bank_transfer`, comma-separated.
+    pub payment_methods: String,
+    pub konbini_days: i64,
     pub state: EventState,
     pub tickets: Vec<(Option<i64>, String, i64, Option<i64>)>,
 }
@@ -74,6 +87,8 @@ impl Parsed {
             cancel_until: self.cancel_until,
             payment_note: &self.payment_note,
             companions_max: self.companions_max,
+            payment_methods: &self.payment_methods,
+            konbini_days: self.konbini_days,
             state: self.state,
         }
     }
@@ -119,6 +134,18 @@ impl EventForm {
             apply_until: get("apply_until"),
             cancel_until: get("cancel_until"),
             payment_note: get("payment_note"),
+            // A form without the お支払い方法 boxes (posted by a script written before them) means
+            // bank transfer, as every event was then.
+            payment_methods: if fields.iter().any(|(k, _)| k == "payment_methods_shown") {
+                fields
+                    .iter()
+                    .filter(|(k, v)| k == "payment_methods" && METHODS.contains(&v.as_str()))
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            } else {
+                vec!["bank_transfer".into()]
+            },
+            konbini_days: get("konbini_days"),
             state: get("state"),
             tickets,
         }
@@ -128,7 +155,14 @@ impl EventForm {
     pub fn blank() -> EventForm {
         let mut tickets = vec![TicketRow { name: "一般".into(), price: "0".into(), ..TicketRow::default() }];
         tickets.resize(TICKET_ROWS, TicketRow::default());
-        EventForm { companions_max: "0".into(), state: "draft".into(), tickets, ..EventForm::default() }
+        EventForm {
+            companions_max: "0".into(),
+            state: "draft".into(),
+            payment_methods: vec!["bank_transfer".into()],
+            konbini_days: "3".into(),
+            tickets,
+            ..EventForm::default()
+        }
     }
 
     /// The stored event, as the form shows it.
@@ -155,6 +189,8 @@ impl EventForm {
             apply_until: local_input(e.apply_until, tz),
             cancel_until: e.cancel_until.map(|t| local_input(t, tz)).unwrap_or_default(),
             payment_note: e.payment_note.clone(),
+            payment_methods: e.payment_methods.clone(),
+            konbini_days: e.konbini_days.to_string(),
             state: e.state.code().into(),
             tickets,
         }
@@ -307,6 +343,44 @@ impl EventForm {
         if self.tickets.iter().all(blank) {
             problem("tickets", "チケットを 1 つ以上入力してください（無料なら料金 0）。".into());
         }
+        // お支払い方法: Stripe's minimums per ticket (NOTES §1), and the voucher's days.
+        let offers = |m: &str| self.payment_methods.iter().any(|x| x == m);
+        let priced: Vec<&(Option<i64>, String, i64, Option<i64>)> = tickets.iter().filter(|t| t.2 > 0).collect();
+        if !priced.is_empty() && self.payment_methods.is_empty() {
+            problem("payment_methods", "有料のチケットがあるときは、お支払い方法を 1 つ以上選んでください。".into());
+        }
+        for t in &priced {
+            if offers("card") && t.2 < CARD_MIN_YEN {
+                problem(
+                    "payment_methods",
+                    format!(
+                        "カード払いは 1 回 {CARD_MIN_YEN} 円以上です。「{}」の料金を {CARD_MIN_YEN} 円以上にするか、カードを外してください。",
+                        t.1
+                    ),
+                );
+            }
+            if offers("konbini") && !(KONBINI_MIN_YEN..=KONBINI_MAX_YEN).contains(&t.2) {
+                problem(
+                    "payment_methods",
+                    format!(
+                        "コンビニ払いは 1 回 {KONBINI_MIN_YEN} 円以上 {} 円以下です。「{}」の料金を変えるか、コンビニを外してください。",
+                        group(KONBINI_MAX_YEN),
+                        t.1
+                    ),
+                );
+            }
+        }
+        let konbini_days = if self.konbini_days.trim().is_empty() {
+            3
+        } else {
+            match number(&self.konbini_days) {
+                Some(d) if (1..=60).contains(&d) => d,
+                _ => {
+                    problem("payment_methods", "コンビニ払いの支払期限は 1〜60 日で入力してください。".into());
+                    3
+                }
+            }
+        };
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -321,6 +395,8 @@ impl EventForm {
             apply_until: apply_until.unwrap_or_default(),
             cancel_until,
             payment_note,
+            payment_methods: METHODS.iter().filter(|m| offers(m)).copied().collect::<Vec<_>>().join(","),
+            konbini_days,
             state,
             tickets,
         })

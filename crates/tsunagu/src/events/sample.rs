@@ -42,6 +42,8 @@ pub async fn ensure(app: &App, account: AccountId, tz: &str) -> anyhow::Result<(
         cancel_until: None,
         payment_note: "懇親会つきチケットの代金は、お申し込みから 7 日以内に次の口座へお振り込みください。\nつなぐ銀行 本店営業部 普通 1234567 ツナグセミナー",
         companions_max: 2,
+        payment_methods: "bank_transfer",
+        konbini_days: 3,
         state: EventState::Published,
     };
     let tickets = [

@@ -1,9 +1,12 @@
 //! Payments through each organizer's own Stripe account (issue 14, ARCHITECTURE "Payments").
-//! So far: 基本設定 > 決済（Stripe） ([`settings`]), where a pasted key is checked and Tsunagu
-//! creates its webhook endpoint at Stripe, and the webhook intake ([`webhook`]), which checks
-//! each delivery's signature and stores each event once before answering 200.
+//! 基本設定 > 決済（Stripe） ([`settings`]), where a pasted key is checked and Tsunagu creates its
+//! webhook endpoint at Stripe; the webhook intake ([`webhook`]), which checks each delivery's
+//! signature and stores each event once before answering 200; checkout and the one fulfilment
+//! function ([`checkout`]); the participant's way to Stripe and back ([`pay`]).
 
 pub mod check;
+pub mod checkout;
+pub mod pay;
 pub mod settings;
 pub mod webhook;
 
@@ -12,7 +15,7 @@ use tsunagu_store::{Store, secrets};
 use tsunagu_stripe::client::Caller;
 use tsunagu_stripe::{ApiKey, ClientConfig, StripeClient};
 
-use crate::app::SharedApp;
+use crate::app::{App, SharedApp};
 use crate::config::Config;
 use crate::crypto::secret_aad;
 
@@ -38,7 +41,7 @@ pub fn owner(account: AccountId) -> String {
 }
 
 /// The organizer's key, unsealed, as a caller; `None` when they have not connected Stripe.
-pub async fn caller(app: &SharedApp, account: AccountId) -> anyhow::Result<Option<Caller>> {
+pub async fn caller(app: &App, account: AccountId) -> anyhow::Result<Option<Caller>> {
     let sealed = {
         let mut c = app.store.read().await?;
         secrets::get(&mut c, account, STRIPE_SECRET_KEY).await?
@@ -62,4 +65,15 @@ pub fn routes() -> axum::Router<SharedApp> {
     axum::Router::new()
         .route("/settings/payments", get(settings::show).post(settings::save))
         .route("/stripe/webhook/{account_key}", post(webhook::receive))
+        .route("/a/{access}/pay", post(pay::pay))
+        .route("/a/{access}/paid", get(pay::returned))
+}
+
+/// The payments feature's jobs.
+pub fn job_kinds() -> Vec<crate::jobs::JobKind> {
+    use std::time::Duration;
+    // Up to 50 events a round, each a read or two at Stripe bounded by the client's timeouts.
+    vec![crate::jobs::JobKind::new(checkout::EVENTS_JOB, Duration::from_secs(600), |app, _worker, job| async move {
+        checkout::run_events(&app, &job).await
+    })]
 }

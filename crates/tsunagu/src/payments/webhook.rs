@@ -3,7 +3,7 @@
 //! endpoint's signing secret, sealed when Tsunagu created the endpoint (NOTES §2: 300 s
 //! tolerance, any `v1`, constant time). An event of a type Tsunagu subscribes to is stored once
 //! per Stripe event id before the 200; a failure to store answers 5xx, so that Stripe sends it
-//! again. Acting on the stored events comes with fulfilment.
+//! again. The organizer's `stripe.events` job, queued in the same transaction, acts on it.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -66,7 +66,13 @@ pub async fn receive(
     };
     let mut tx = app.store.begin().await?;
     let fresh = store::insert_event(&mut tx, account, &new).await?;
+    if fresh {
+        super::checkout::queue_events(&mut tx, &app, account).await?;
+    }
     tx.commit().await.map_err(StoreError::from)?;
+    if fresh {
+        crate::jobs::wake(&app);
+    }
     tracing::info!(account_id = %account, event_id = %event.id, event_type = %event.kind, fresh, "stripe event stored");
     Ok(StatusCode::OK.into_response())
 }

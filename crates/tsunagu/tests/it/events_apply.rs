@@ -40,20 +40,25 @@ async fn t_account(t: &TestApp, email: &str) -> tsunagu_core::AccountId {
 }
 
 /// The public key in the event page's public URL.
-async fn public_key(c: &Client, id: i64) -> String {
+pub(crate) async fn public_key(c: &Client, id: i64) -> String {
     let page = c.get(&format!("/events/{id}")).await.text;
     let at = page.find("/e/").expect("a public URL") + 3;
     page[at..].split(['"', '<']).next().unwrap().to_string()
 }
 
-fn hidden(html: &str, name: &str) -> String {
+pub(crate) fn hidden(html: &str, name: &str) -> String {
     let key = format!(r#"name="{name}" value=""#);
     let at = html.find(&key).unwrap_or_else(|| panic!("{name} in the form")) + key.len();
     html[at..].split('"').next().unwrap().to_string()
 }
 
 /// A filled form: the representative, then `companions` companions.
-fn people_form(ticket: &str, submit_key: &str, rep_email: &str, companions: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn people_form(
+    ticket: &str,
+    submit_key: &str,
+    rep_email: &str,
+    companions: &[(&str, &str)],
+) -> Vec<(String, String)> {
     let mut f = vec![
         ("submit_key".to_string(), submit_key.to_string()),
         ("ticket".into(), ticket.into()),
@@ -70,7 +75,7 @@ fn people_form(ticket: &str, submit_key: &str, rep_email: &str, companions: &[(&
     f
 }
 
-async fn post(c: &Client, key: &str, form: &[(String, String)]) -> crate::helpers::Page {
+pub(crate) async fn post(c: &Client, key: &str, form: &[(String, String)]) -> crate::helpers::Page {
     let page = c.get(&format!("/e/{key}/apply")).await.text;
     let mut fields: Vec<(&str, &str)> = vec![("csrf_token", "")];
     let token = csrf(&page);

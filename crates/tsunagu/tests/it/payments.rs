@@ -179,3 +179,211 @@ async fn an_organizer_connects_stripe_and_its_events_are_stored_once() {
         assert!(errs.is_empty(), "{errs:?}");
     }
 }
+
+/// A participant's way through Stripe Checkout, as a browser takes it: the application form,
+/// Stripe's hosted page, and back. Returns the sandbox page's redirect (the success URL).
+async fn pay_on_stripe(checkout_url: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    let raw = crate::helpers::http().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    raw.post(checkout_url).form(form).send().await.unwrap()
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers()["location"].to_str().unwrap().to_string()
+}
+
+struct Shop {
+    sb: StripeSandbox,
+    t: TestApp,
+    organizer: crate::helpers::Client,
+    me: tsunagu_core::AccountId,
+    key: String,
+    ticket: String,
+}
+
+async fn shop() -> Shop {
+    let sb = StripeSandbox::new();
+    let secret = sb.add_account(account("acct_1Shop", true));
+    let (base, _task) = tsunagu_sandbox::serve(sb.router()).await.unwrap();
+    std::mem::forget(_task);
+    sb.set_base(&base);
+    let t = app_with_stripe(&base).await;
+    let organizer = t.signup("shop@example.com", "主催").await;
+    let me = account_id(&t, "shop@example.com").await;
+    assert_eq!(
+        organizer.submit("/settings/payments", "/settings/payments", &[("secret_key", &secret)]).await.status,
+        303
+    );
+    let mut form = crate::events::event_form("有料セミナー", "30", "3000");
+    form.extend([
+        ("payment_methods_shown", "1"),
+        ("payment_methods", "card"),
+        ("payment_methods", "konbini"),
+        ("konbini_days", "3"),
+    ]);
+    let id = crate::events::create(&organizer, &form).await;
+    let key = crate::events_apply::public_key(&organizer, id).await;
+    let page = t.client().get(&format!("/e/{key}/apply")).await.text;
+    let tickets: Vec<String> =
+        page.split(r#"name="ticket" value=""#).skip(1).map(|s| s.split('"').next().unwrap().to_string()).collect();
+    assert!(page.contains("カード・コンビニ"), "the form says how priced tickets are paid");
+    Shop { sb, t, organizer, me, key, ticket: tickets[1].clone() }
+}
+
+impl Shop {
+    /// Apply for the priced ticket; returns Stripe's checkout URL the form sends the person to.
+    async fn apply(&self, email: &str, companions: &[(&str, &str)]) -> String {
+        let p = self.t.client();
+        let form = p.get(&format!("/e/{}/apply", self.key)).await.text;
+        let submit = crate::events_apply::hidden(&form, "submit_key");
+        let fields = crate::events_apply::people_form(&self.ticket, &submit, email, companions);
+        let r = crate::events_apply::post(&p, &self.key, &fields).await;
+        assert_eq!(r.status, 303, "{}", r.text);
+        let to = r.location.unwrap();
+        assert!(to.contains("/c/pay/cs_test_"), "straight to Stripe's page: {to}");
+        to
+    }
+
+    async fn mails_to(&self, email: &str) -> Vec<String> {
+        let mut c = self.t.app.store.read().await.unwrap();
+        let all = tsunagu_store::mails::list_for_account(&mut c, self.me, 500).await.unwrap();
+        all.into_iter().filter(|m| m.to_address == email).map(|m| m.subject).collect()
+    }
+
+    async fn status_of(&self, access_path: &str) -> String {
+        let page = self.t.client().get(access_path).await.text;
+        let at = page.find("id=\"application-status\">").unwrap() + "id=\"application-status\">".len();
+        page[at..].split('<').next().unwrap().to_string()
+    }
+}
+
+/// NOTES §5.1, §5.4, §5.7: a card payment completes the application once, whether the person
+/// comes back before the webhook or the webhook comes first, and a declined card can try again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn card_payments_complete_once_whichever_arrives_first() {
+    let s = shop().await;
+    // A: back from Stripe before the webhook (held back).
+    let url = s.apply("a@example.com", &[("同伴 一郎", "a1@example.com"), ("同伴 二郎", "a2@example.com")]).await;
+    s.sb.hold_webhooks();
+    let declined =
+        pay_on_stripe(&url, &[("method", "card"), ("card", "4000 0000 0000 0002"), ("email", "a@example.com")]).await;
+    assert_eq!(declined.status().as_u16(), 200);
+    assert!(declined.text().await.unwrap().contains("カードが拒否されました"), "a declined card can try again");
+    let paid =
+        pay_on_stripe(&url, &[("method", "card"), ("card", "4242 4242 4242 4242"), ("email", "a@example.com")]).await;
+    assert_eq!(paid.status().as_u16(), 303);
+    let back = location(&paid);
+    let path = back.split_once("127.0.0.1").unwrap().1.split_once('/').map(|(_, p)| format!("/{p}")).unwrap();
+    let r = s.t.client().get(&path).await;
+    assert_eq!(r.status, 303);
+    let mine = r.location.unwrap();
+    assert!(mine.ends_with("?confirming=1"), "{mine}");
+    assert_eq!(s.status_of(&mine).await, "申込完了", "decided on the return: Stripe already knew");
+    s.sb.release_webhooks();
+    eventually(10, "the webhook stored", || async { !stored(&s.t, s.me).await.is_empty() }).await;
+    s.t.run_jobs().await;
+    s.t.run_jobs().await;
+    for who in ["a@example.com", "a1@example.com", "a2@example.com"] {
+        assert_eq!(s.mails_to(who).await.len(), 1, "{who}: one mail");
+    }
+
+    // B: the webhook first, then the return.
+    let url = s.apply("b@example.com", &[]).await;
+    let paid =
+        pay_on_stripe(&url, &[("method", "card"), ("card", "4242424242424242"), ("email", "b@example.com")]).await;
+    let back = location(&paid);
+    eventually(10, "B's webhook stored", || async { stored(&s.t, s.me).await.len() == 2 }).await;
+    s.t.run_jobs().await;
+    s.t.run_jobs().await;
+    let path = back.split_once("127.0.0.1").unwrap().1.split_once('/').map(|(_, p)| format!("/{p}")).unwrap();
+    let mine = s.t.client().get(&path).await.location.unwrap();
+    assert_eq!(s.status_of(&mine).await, "申込完了");
+    // The same webhook three times more, at once: still one completion and one mail.
+    let (event_id, _) = stored(&s.t, s.me).await.pop().unwrap();
+    let url = format!("{}/stripe/webhook/{}", s.t.app.config.http.public_url, s.me.0);
+    let (body, header) = s.sb.signed_event(&event_id, &url).unwrap();
+    let raw = crate::helpers::http().build().unwrap();
+    let mut sends = Vec::new();
+    for _ in 0..3 {
+        let (raw, url, body, header) = (raw.clone(), url.clone(), body.clone(), header.clone());
+        sends.push(tokio::spawn(async move {
+            raw.post(url).header("stripe-signature", header).body(body).send().await.unwrap().status().as_u16()
+        }));
+    }
+    for h in sends {
+        assert_eq!(h.await.unwrap(), 200);
+    }
+    s.t.run_jobs().await;
+    assert_eq!(s.mails_to("b@example.com").await.len(), 1);
+    s.t.assert_no_jobs_left().await;
+    let ex = s.sb.exchanges();
+    tsunagu_contract::stripe::assert_all(ex.iter().map(|e| Exchange {
+        method: &e.method,
+        path: &e.path,
+        status: e.status,
+        request_body: &e.request_body,
+        response_body: &e.response_body,
+    }));
+    let _ = &s.organizer;
+}
+
+/// Konbini: the voucher holds the seat and the page shows how to pay; paid at the store two days
+/// later completes the application; a voucher left to lapse releases the seat and mails the person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn konbini_vouchers_hold_the_seat_until_paid_or_lapsed() {
+    let s = shop().await;
+    let url = s.apply("k@example.com", &[("同伴 花子", "k1@example.com")]).await;
+    let took = pay_on_stripe(&url, &[("method", "konbini"), ("email", "k@example.com")]).await;
+    assert_eq!(took.status().as_u16(), 303);
+    let back = location(&took);
+    let path = back.split_once("127.0.0.1").unwrap().1.split_once('/').map(|(_, p)| format!("/{p}")).unwrap();
+    let mine = s.t.client().get(&path).await.location.unwrap();
+    let page = s.t.client().get(&mine).await.text;
+    assert!(
+        page.contains("コンビニでのお支払いをお待ちしています") && page.contains("id=\"konbini-deadline\""),
+        "{page}"
+    );
+    assert!(page.contains("23:59"), "the deadline is the end of a day in Japan: {page}");
+    assert_eq!(s.status_of(&mine).await, "入金待ち");
+    let pi = s.sb.payments().into_iter().find(|p| p.method.as_deref() == Some("konbini")).unwrap().payment_intent;
+    // Two days later, paid at the store.
+    s.sb.advance(Duration::from_secs(2 * 86_400));
+    s.t.clock.advance(2 * 86_400_000);
+    eventually(10, "the voucher's event handled", || async {
+        s.t.run_jobs().await;
+        stored(&s.t, s.me).await.len() == 1
+    })
+    .await;
+    assert!(s.sb.paid_at_store(&pi));
+    eventually(10, "paid at the store", || async {
+        s.t.run_jobs().await;
+        s.status_of(&mine).await == "申込完了"
+    })
+    .await;
+    s.t.run_jobs().await;
+    assert_eq!(s.mails_to("k@example.com").await.len(), 1);
+    assert_eq!(s.mails_to("k1@example.com").await.len(), 1);
+
+    // Another voucher left to lapse: the seat returns and the person is told.
+    let seats = |page: &str| page.split("残席 ").nth(1).and_then(|r| r.split(' ').next()).unwrap_or("").to_string();
+    let before = seats(&s.t.client().get(&format!("/e/{}/apply", s.key)).await.text);
+    let url = s.apply("x@example.com", &[]).await;
+    let took = pay_on_stripe(&url, &[("method", "konbini"), ("email", "x@example.com")]).await;
+    let back = location(&took);
+    let path = back.split_once("127.0.0.1").unwrap().1.split_once('/').map(|(_, p)| format!("/{p}")).unwrap();
+    let mine = s.t.client().get(&path).await.location.unwrap();
+    let held = seats(&s.t.client().get(&format!("/e/{}/apply", s.key)).await.text);
+    assert_ne!(before, held, "the voucher holds a seat");
+    let pi = s.sb.payments().into_iter().rfind(|p| p.status == "requires_action").unwrap().payment_intent;
+    assert!(s.sb.let_voucher_expire(&pi));
+    eventually(10, "the lapse handled", || async {
+        s.t.run_jobs().await;
+        s.status_of(&mine).await == "キャンセル"
+    })
+    .await;
+    s.t.run_jobs().await;
+    let page = s.t.client().get(&mine).await.text;
+    assert!(page.contains("お支払いの期限を過ぎたため"), "{page}");
+    assert_eq!(seats(&s.t.client().get(&format!("/e/{}/apply", s.key)).await.text), before, "the seat returned");
+    assert_eq!(s.mails_to("x@example.com").await.len(), 1, "told once");
+    let _ = &s.organizer;
+}

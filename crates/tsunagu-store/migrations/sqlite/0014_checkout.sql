@@ -1,0 +1,25 @@
+-- Paying for an application through Stripe Checkout (issue 14): which methods an event offers
+-- (card, konbini, bank_transfer; comma-separated) and for how many days a konbini voucher runs,
+-- and one order per application paid through Stripe, with its checkout session and its state:
+-- open (to be paid), konbini (a voucher waits to be paid at the store), paid, expired.
+
+ALTER TABLE events ADD COLUMN payment_methods TEXT NOT NULL DEFAULT 'bank_transfer';
+ALTER TABLE events ADD COLUMN konbini_days BIGINT NOT NULL DEFAULT 3;
+
+CREATE TABLE stripe_orders (
+    application_id BIGINT PRIMARY KEY REFERENCES applications(id) ON DELETE CASCADE,
+    account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    amount_yen BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    session_id TEXT UNIQUE,
+    checkout_url TEXT,
+    payment_intent TEXT,
+    -- card or konbini, once known
+    method TEXT,
+    -- the voucher's deadline (UTC milliseconds)
+    konbini_expires_at BIGINT,
+    konbini_voucher_url TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX stripe_orders_account ON stripe_orders (account_id, application_id);
