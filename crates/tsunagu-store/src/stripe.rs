@@ -270,3 +270,10 @@ pub async fn mark_handled(c: &mut AnyConnection, id: i64, now: i64) -> Result<()
         .await?;
     Ok(())
 }
+
+/// Every account connected to Stripe.
+pub async fn connected_accounts(c: &mut AnyConnection) -> Result<Vec<AccountId>> {
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT account_id FROM stripe_connections ORDER BY account_id").fetch_all(c).await?;
+    Ok(ids.into_iter().map(AccountId).collect())
+}

@@ -7,6 +7,7 @@
 pub mod check;
 pub mod checkout;
 pub mod pay;
+pub mod reconcile;
 pub mod settings;
 pub mod webhook;
 
@@ -73,7 +74,13 @@ pub fn routes() -> axum::Router<SharedApp> {
 pub fn job_kinds() -> Vec<crate::jobs::JobKind> {
     use std::time::Duration;
     // Up to 50 events a round, each a read or two at Stripe bounded by the client's timeouts.
-    vec![crate::jobs::JobKind::new(checkout::EVENTS_JOB, Duration::from_secs(600), |app, _worker, job| async move {
-        checkout::run_events(&app, &job).await
-    })]
+    vec![
+        crate::jobs::JobKind::new(checkout::EVENTS_JOB, Duration::from_secs(600), |app, _worker, job| async move {
+            checkout::run_events(&app, &job).await
+        }),
+        crate::jobs::JobKind::new(reconcile::RECONCILE, Duration::from_secs(1800), |app, worker, job| async move {
+            reconcile::run(&app, &worker, &job).await
+        })
+        .recurring(Duration::from_millis(reconcile::EVERY_MS as u64)),
+    ]
 }

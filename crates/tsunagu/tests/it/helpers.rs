@@ -180,14 +180,16 @@ impl TestApp {
     /// Tests end with this: nothing may be left queued or running.
     pub async fn assert_no_jobs_left(&self) {
         self.run_jobs().await;
-        // The recurring schedule (maintenance) is always queued once a worker has run.
+        // The recurring schedules (maintenance, Stripe's reconciliation) are always queued once a
+        // worker has run.
+        let recurring: Vec<&str> = tsunagu::features::job_registry().recurring().map(|k| k.name).collect();
         let mut c = self.app.store.read().await.unwrap();
         let left: Vec<_> = tsunagu_store::jobs::list_by_state(&mut c, "queued", 100)
             .await
             .unwrap()
             .into_iter()
             .chain(tsunagu_store::jobs::list_by_state(&mut c, "running", 100).await.unwrap())
-            .filter(|j| j.kind != tsunagu::jobs::kinds::MAINTENANCE_PURGE)
+            .filter(|j| !recurring.contains(&j.kind.as_str()))
             .map(|j| (j.kind, j.state))
             .collect();
         assert!(left.is_empty(), "jobs left over: {left:?}");

@@ -387,3 +387,32 @@ async fn konbini_vouchers_hold_the_seat_until_paid_or_lapsed() {
     assert_eq!(s.mails_to("x@example.com").await.len(), 1, "told once");
     let _ = &s.organizer;
 }
+
+/// NOTES §5.7: a webhook that never arrives. The reconciliation sweep finds the event in
+/// Stripe's list and the order is fulfilled once, like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_webhook_is_found_by_reconciliation() {
+    let s = shop().await;
+    let url = s.apply("lost@example.com", &[]).await;
+    s.sb.hold_webhooks();
+    let paid =
+        pay_on_stripe(&url, &[("method", "card"), ("card", "4242424242424242"), ("email", "lost@example.com")]).await;
+    assert_eq!(paid.status().as_u16(), 303, "paid, and the tab closed before coming back");
+    assert_eq!(s.sb.drop_held_webhooks(), 1, "the webhook is lost");
+    assert!(stored(&s.t, s.me).await.is_empty());
+    assert_eq!(tsunagu::payments::reconcile::account(&s.t.app, s.me).await.unwrap(), 1);
+    assert_eq!(tsunagu::payments::reconcile::account(&s.t.app, s.me).await.unwrap(), 0, "found once");
+    s.t.run_jobs().await;
+    s.t.run_jobs().await;
+    assert_eq!(s.mails_to("lost@example.com").await.len(), 1);
+    let mine = {
+        let mut c = s.t.app.store.read().await.unwrap();
+        let a: String = sqlx::query_scalar("SELECT status FROM applications ORDER BY id DESC LIMIT 1")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        a
+    };
+    assert_eq!(mine, "completed");
+    s.t.assert_no_jobs_left().await;
+}
