@@ -127,10 +127,11 @@ pub struct Order {
     pub method: Option<String>,
     pub konbini_expires_at: Option<i64>,
     pub konbini_voucher_url: Option<String>,
+    pub refunded_yen: i64,
 }
 
 const ORDER_COLUMNS: &str = "application_id, account_id, amount_yen, state, session_id, checkout_url, payment_intent,
-     method, konbini_expires_at, konbini_voucher_url";
+     method, konbini_expires_at, konbini_voucher_url, refunded_yen";
 
 fn order_row(r: &sqlx::any::AnyRow) -> Order {
     Order {
@@ -144,6 +145,7 @@ fn order_row(r: &sqlx::any::AnyRow) -> Order {
         method: r.get(7),
         konbini_expires_at: r.get(8),
         konbini_voucher_url: r.get(9),
+        refunded_yen: r.get(10),
     }
 }
 
@@ -276,4 +278,154 @@ pub async fn connected_accounts(c: &mut AnyConnection) -> Result<Vec<AccountId>>
     let ids: Vec<i64> =
         sqlx::query_scalar("SELECT account_id FROM stripe_connections ORDER BY account_id").fetch_all(c).await?;
     Ok(ids.into_iter().map(AccountId).collect())
+}
+
+/// The paid order whose payment is `payment_intent` (a refund event names only the payment).
+pub async fn order_by_payment(
+    c: &mut AnyConnection,
+    account: AccountId,
+    payment_intent: &str,
+) -> Result<Option<Order>> {
+    let sql = format!("SELECT {ORDER_COLUMNS} FROM stripe_orders WHERE account_id = $1 AND payment_intent = $2");
+    let r = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account.0).bind(payment_intent).fetch_optional(c).await?;
+    Ok(r.as_ref().map(order_row))
+}
+
+/// What Stripe says has been refunded of an order's payment (succeeded, pending or waiting).
+pub async fn set_refunded(c: &mut AnyConnection, application_id: i64, refunded_yen: i64, now: i64) -> Result<()> {
+    sqlx::query("UPDATE stripe_orders SET refunded_yen = $2, updated_at = $3 WHERE application_id = $1")
+        .bind(application_id)
+        .bind(refunded_yen)
+        .bind(now)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRow {
+    pub id: i64,
+    pub application_id: i64,
+    pub account_id: AccountId,
+    pub amount_yen: i64,
+    pub fee_yen: i64,
+    pub state: String,
+    pub stripe_refund_id: Option<String>,
+}
+
+const REFUND_COLUMNS: &str = "id, application_id, account_id, amount_yen, fee_yen, state, stripe_refund_id";
+
+fn refund_row(r: &sqlx::any::AnyRow) -> RefundRow {
+    RefundRow {
+        id: r.get(0),
+        application_id: r.get(1),
+        account_id: AccountId(r.get(2)),
+        amount_yen: r.get(3),
+        fee_yen: r.get(4),
+        state: r.get(5),
+        stripe_refund_id: r.get(6),
+    }
+}
+
+/// A refund the organizer asked for, queued for the job that sends it. Returns its id.
+pub async fn queue_refund(
+    c: &mut AnyConnection,
+    application_id: i64,
+    account: AccountId,
+    amount_yen: i64,
+    fee_yen: i64,
+    now: i64,
+) -> Result<i64> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO stripe_refunds (application_id, account_id, amount_yen, fee_yen, state, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, 'queued', $5, $5) RETURNING id",
+    )
+    .bind(application_id)
+    .bind(account.0)
+    .bind(amount_yen)
+    .bind(fee_yen)
+    .bind(now)
+    .fetch_one(c)
+    .await?;
+    Ok(id)
+}
+
+pub async fn refund(c: &mut AnyConnection, id: i64) -> Result<Option<RefundRow>> {
+    let sql = format!("SELECT {REFUND_COLUMNS} FROM stripe_refunds WHERE id = $1");
+    let r = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(c).await?;
+    Ok(r.as_ref().map(refund_row))
+}
+
+pub async fn refunds_of(c: &mut AnyConnection, application_id: i64) -> Result<Vec<RefundRow>> {
+    let sql = format!("SELECT {REFUND_COLUMNS} FROM stripe_refunds WHERE application_id = $1 ORDER BY id");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(application_id).fetch_all(c).await?;
+    Ok(rows.iter().map(refund_row).collect())
+}
+
+/// Record Stripe's answer for a refund we sent (its id and status).
+pub async fn set_refund(c: &mut AnyConnection, id: i64, stripe_refund_id: &str, state: &str, now: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE stripe_refunds SET stripe_refund_id = COALESCE(stripe_refund_id, $2), state = $3, updated_at = $4 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(stripe_refund_id)
+    .bind(state)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// A refund as Stripe reports it (an event): its state updated, or, when Tsunagu did not make
+/// it (Stripe's dashboard), recorded.
+pub async fn upsert_refund(
+    c: &mut AnyConnection,
+    application_id: i64,
+    account: AccountId,
+    stripe_refund_id: &str,
+    amount_yen: i64,
+    state: &str,
+    now: i64,
+) -> Result<()> {
+    let r = sqlx::query("UPDATE stripe_refunds SET state = $2, updated_at = $3 WHERE stripe_refund_id = $1")
+        .bind(stripe_refund_id)
+        .bind(state)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+    if r.rows_affected() == 0 {
+        sqlx::query(
+            "INSERT INTO stripe_refunds (application_id, account_id, amount_yen, fee_yen, state, stripe_refund_id, created_at, updated_at)
+             VALUES ($1, $2, $3, 0, $4, $5, $6, $6) ON CONFLICT (stripe_refund_id) DO UPDATE SET state = $4, updated_at = $6",
+        )
+        .bind(application_id)
+        .bind(account.0)
+        .bind(amount_yen)
+        .bind(state)
+        .bind(stripe_refund_id)
+        .bind(now)
+        .execute(c)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The orders of an event's applications.
+pub async fn orders_of_event(c: &mut AnyConnection, event_id: i64) -> Result<Vec<Order>> {
+    let cols = ORDER_COLUMNS.split(',').map(|c| format!("o.{}", c.trim())).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT {cols} FROM stripe_orders o JOIN applications a ON a.id = o.application_id WHERE a.event_id = $1"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(event_id).fetch_all(&mut *c).await?;
+    Ok(rows.iter().map(order_row).collect())
+}
+
+/// The refunds of an event's applications, oldest first.
+pub async fn refunds_of_event(c: &mut AnyConnection, event_id: i64) -> Result<Vec<RefundRow>> {
+    let cols = REFUND_COLUMNS.split(',').map(|c| format!("r.{}", c.trim())).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT {cols} FROM stripe_refunds r JOIN applications a ON a.id = r.application_id WHERE a.event_id = $1 ORDER BY r.id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(event_id).fetch_all(&mut *c).await?;
+    Ok(rows.iter().map(refund_row).collect())
 }

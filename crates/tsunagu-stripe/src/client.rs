@@ -343,6 +343,10 @@ impl StripeClient {
         self.execute(c, Method::GET, &format!("/v1/payment_intents/{}", seg(id)), &[], None, None).await
     }
 
+    pub async fn charge(&self, c: &Caller, id: &str) -> Result<Charge, StripeError> {
+        self.execute(c, Method::GET, &format!("/v1/charges/{}", seg(id)), &[], None, None).await
+    }
+
     pub async fn create_refund(&self, c: &Caller, req: &RefundRequest, idem: &str) -> Result<Refund, StripeError> {
         let f = Form::new()
             .set("payment_intent", &req.payment_intent)

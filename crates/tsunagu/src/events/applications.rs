@@ -35,8 +35,77 @@ pub struct ApplicationRow {
     pub amount: String,
     pub status: &'static str,
     pub status_code: String,
+    /// ［入金を確認］ applies: a bank transfer awaited.
     pub awaiting_payment: bool,
+    /// Paid (or to be paid) through Stripe: how, its state, what was refunded, Stripe's ids.
+    pub online: Option<OnlinePayment>,
+    /// A paid online order: its cancellation forms ask for a キャンセル料.
+    pub refundable: bool,
     pub people: Vec<PersonRow>,
+}
+
+pub struct OnlinePayment {
+    pub method: String,
+    /// 決済待ち / コンビニ支払待ち（期限 …） / 決済完了 / 返金済み / 期限切れ.
+    pub state: String,
+    pub state_code: String,
+    pub refunds: Vec<String>,
+    pub ids: String,
+}
+
+/// The event's Stripe orders and refunds, by application.
+#[derive(Default)]
+pub struct Payments {
+    orders: std::collections::HashMap<i64, tsunagu_store::stripe::Order>,
+    refunds: std::collections::HashMap<i64, Vec<tsunagu_store::stripe::RefundRow>>,
+}
+
+impl Payments {
+    pub async fn load(c: &mut tsunagu_store::AnyConnection, event_id: i64) -> Result<Payments, StoreError> {
+        let mut p = Payments::default();
+        for o in tsunagu_store::stripe::orders_of_event(c, event_id).await? {
+            p.orders.insert(o.application_id, o);
+        }
+        for r in tsunagu_store::stripe::refunds_of_event(c, event_id).await? {
+            p.refunds.entry(r.application_id).or_default().push(r);
+        }
+        Ok(p)
+    }
+}
+
+/// How a payment's state reads for the organizer (and in the CSV).
+pub fn order_state_label(o: &tsunagu_store::stripe::Order, tz: &str) -> String {
+    match o.state.as_str() {
+        "open" => "決済待ち".into(),
+        "konbini" => match o.konbini_expires_at {
+            Some(t) => format!("コンビニ支払待ち（期限 {}）", format_local(t, tz)),
+            None => "コンビニ支払待ち".into(),
+        },
+        "paid" if o.refunded_yen >= o.amount_yen => "返金済み".into(),
+        "paid" if o.refunded_yen > 0 => format!("決済完了（{}円 返金）", super::form::group(o.refunded_yen)),
+        "paid" => "決済完了".into(),
+        "refunded" => "返金済み".into(),
+        "expired" => "期限切れ".into(),
+        other => other.to_string(),
+    }
+}
+
+fn refund_line(r: &tsunagu_store::stripe::RefundRow) -> String {
+    let amount = super::form::group(r.amount_yen);
+    let fee = if r.fee_yen > 0 {
+        format!("（キャンセル料 {}円）", super::form::group(r.fee_yen))
+    } else {
+        String::new()
+    };
+    let state = match r.state.as_str() {
+        "queued" | "pending" => "返金処理中",
+        "requires_action" => "返金手続き中（購入者の口座情報の入力待ち）",
+        "succeeded" => "返金済み",
+        "failed" => "返金失敗（Stripe ダッシュボードでご確認ください）",
+        "canceled" => "返金取消",
+        _ => "返金",
+    };
+    format!("{state}: {amount}円{fee}")
 }
 
 fn zoom_label(state: &str) -> (&'static str, &'static str) {
@@ -48,9 +117,25 @@ fn zoom_label(state: &str) -> (&'static str, &'static str) {
     }
 }
 
-pub fn rows(list: Vec<apps::Application>, tz: &str) -> Vec<ApplicationRow> {
+pub fn rows(list: Vec<apps::Application>, payments: &Payments, tz: &str) -> Vec<ApplicationRow> {
     list.into_iter()
         .map(|a| ApplicationRow {
+            online: payments.orders.get(&a.id).map(|o| OnlinePayment {
+                method: match o.method.as_deref() {
+                    Some("konbini") => "コンビニ".into(),
+                    Some("card") => "カード".into(),
+                    _ => "カード・コンビニ（Stripe）".into(),
+                },
+                state: order_state_label(o, tz),
+                state_code: o.state.clone(),
+                refunds: payments.refunds.get(&a.id).map(|rs| rs.iter().map(refund_line).collect()).unwrap_or_default(),
+                ids: [o.session_id.as_deref(), o.payment_intent.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+            }),
+            refundable: payments.orders.get(&a.id).is_some_and(|o| o.state == "paid" && o.refunded_yen < o.amount_yen),
             id: a.id,
             applied_at: format_local(a.created_at, tz),
             ticket: a.ticket_name.clone(),
@@ -60,7 +145,7 @@ pub fn rows(list: Vec<apps::Application>, tz: &str) -> Vec<ApplicationRow> {
                 format!("{}円", super::form::group(a.amount_yen))
             },
             status: super::apply::status_label(&a.status),
-            awaiting_payment: a.status == "awaiting_payment",
+            awaiting_payment: a.status == "awaiting_payment" && a.payment_method != "stripe",
             status_code: a.status,
             people: a
                 .people
@@ -153,15 +238,24 @@ pub async fn csv(
 ) -> Result<Response, AppError> {
     use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
     use axum::response::IntoResponse;
-    let (event, list) = {
+    let (event, list, payments) = {
         let mut c = app.store.read().await?;
         let event = tsunagu_store::events::get(&mut c, auth.account.id, id).await?.ok_or(AppError::NotFound)?;
-        (event, apps::for_event(&mut c, auth.account.id, id, search.q()).await?)
+        let list = apps::for_event(&mut c, auth.account.id, id, search.q()).await?;
+        (event, list, Payments::load(&mut c, id).await?)
     };
     let tz = &auth.account.time_zone;
     let mut out = String::from("\u{feff}");
-    out.push_str("申込ID,申込日時,申込状態,チケット,金額（円）,区分,お名前(漢字),お名前(カナ),メールアドレス,電話番号,Zoom登録,参加URL,キャンセル\r\n");
+    out.push_str("申込ID,申込日時,申込状態,チケット,金額（円）,支払方法,決済状態,返金額（円）,Stripe,区分,お名前(漢字),お名前(カナ),メールアドレス,電話番号,Zoom登録,参加URL,キャンセル\r\n");
     for a in list.iter().rev() {
+        let order = payments.orders.get(&a.id);
+        let method = match (a.payment_method.as_str(), order.and_then(|o| o.method.as_deref())) {
+            (_, Some("card")) => "カード",
+            (_, Some("konbini")) => "コンビニ",
+            ("stripe", _) => "カード・コンビニ（未決済）",
+            ("bank_transfer", _) => "銀行振込",
+            _ => "",
+        };
         for p in &a.people {
             let (zoom, _) = zoom_label(&p.zoom_state);
             let fields = [
@@ -170,6 +264,18 @@ pub async fn csv(
                 super::apply::status_label(&a.status).to_string(),
                 a.ticket_name.clone(),
                 a.amount_yen.to_string(),
+                method.to_string(),
+                order.map(|o| order_state_label(o, tz)).unwrap_or_default(),
+                order.map(|o| o.refunded_yen.to_string()).unwrap_or_default(),
+                order
+                    .map(|o| {
+                        [o.session_id.as_deref(), o.payment_intent.as_deref()]
+                            .into_iter()
+                            .flatten()
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default(),
                 if p.position == 0 { "代表者".into() } else { format!("同伴者{}", p.position) },
                 p.name_kanji.clone(),
                 p.name_kana.clone(),

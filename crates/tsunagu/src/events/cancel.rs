@@ -5,7 +5,7 @@
 //! their Zoom registration (deleted, not cancelled: a cancelled registrant is denied and Zoom
 //! refuses the email again, NOTES §5.3) and sends the cancellation mail.
 
-use axum::extract::{Path, State};
+use axum::extract::{Form, Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tsunagu_store::applications::{self as apps, Cancelled};
@@ -34,17 +34,86 @@ pub async fn queue(c: &mut AnyConnection, app: &App, people: &[i64]) -> Result<(
     Ok(())
 }
 
-async fn cancel_and_queue(app: &App, application: i64, person: Option<i64>) -> Result<Cancelled, AppError> {
+/// A refund to queue with the cancellation: (account, amount, キャンセル料).
+type RefundPlan = Option<(tsunagu_core::AccountId, i64, i64)>;
+
+async fn cancel_and_queue(
+    app: &App,
+    application: i64,
+    person: Option<i64>,
+    refund: RefundPlan,
+) -> Result<Cancelled, AppError> {
+    let unpaid = {
+        let mut c = app.store.read().await?;
+        tsunagu_store::stripe::order(&mut c, application)
+            .await?
+            .is_some_and(|o| o.state == "open" || o.state == "konbini")
+    };
     let mut tx = app.store.begin().await?;
     let r = apps::cancel(&mut tx, application, person, app.now()).await?;
-    if let Cancelled::Done { people, .. } = &r {
+    if let Cancelled::Done { people, whole } = &r {
         queue(&mut tx, app, people).await?;
+        if let Some((account, amount, fee)) = refund.filter(|r| r.1 > 0) {
+            crate::payments::refund::queue(&mut tx, app, application, account, amount, fee).await?;
+        }
+        if *whole && unpaid {
+            crate::payments::refund::queue_expire(&mut tx, app, application).await?;
+        }
         tx.commit().await.map_err(StoreError::from)?;
         crate::jobs::wake(app);
     } else {
         tx.rollback().await.map_err(StoreError::from)?;
     }
     Ok(r)
+}
+
+#[derive(Deserialize, Default)]
+pub struct CancelForm {
+    /// キャンセル料 kept from the refund (yen), for a paid application.
+    #[serde(default)]
+    fee: String,
+}
+
+/// The refund a paid application's cancellation makes, or the message when the キャンセル料 is
+/// not a number or more than what was paid.
+async fn plan_refund(
+    app: &App,
+    application: i64,
+    person: Option<i64>,
+    fee: &str,
+) -> Result<Result<RefundPlan, String>, AppError> {
+    let Some(r) = crate::payments::refund::refundable(app, application, person).await? else { return Ok(Ok(None)) };
+    let digits: String = fee
+        .trim()
+        .chars()
+        .filter_map(|c| match c {
+            '０'..='９' => char::from_u32(c as u32 - '０' as u32 + '0' as u32),
+            ',' | '，' | '円' | '¥' | '￥' | ' ' => None,
+            c => Some(c),
+        })
+        .collect();
+    let fee = if digits.is_empty() { 0 } else { digits.parse::<i64>().unwrap_or(-1) };
+    if fee < 0 || fee > r.amount {
+        return Ok(Err(format!(
+            "キャンセル料は 0〜{} 円の数字で入力してください（お支払い額 {} 円まで）。",
+            super::form::group(r.amount),
+            super::form::group(r.amount)
+        )));
+    }
+    Ok(Ok(Some((r.account, r.amount - fee, fee))))
+}
+
+fn refund_note(plan: &RefundPlan) -> String {
+    match plan {
+        Some((_, amount, fee)) if *fee > 0 => format!(
+            "Stripe で {} 円を返金します（キャンセル料 {} 円）。",
+            super::form::group(*amount),
+            super::form::group(*fee)
+        ),
+        Some((_, amount, _)) if *amount > 0 => format!("Stripe で {} 円を返金します。", super::form::group(*amount)),
+        Some(_) => "キャンセル料が全額のため、返金はありません。".into(),
+        None => String::new(),
+    }
 }
 
 async fn owned_application(app: &App, auth: &Auth, event: i64, application: i64) -> Result<(), AppError> {
@@ -60,19 +129,25 @@ pub async fn application(
     State(app): State<SharedApp>,
     auth: Auth,
     Path((id, application)): Path<(i64, i64)>,
+    Form(form): Form<CancelForm>,
 ) -> Result<Response, AppError> {
     owned_application(&app, &auth, id, application).await?;
-    let r = cancel_and_queue(&app, application, None).await?;
-    tracing::info!(account_id = %auth.account.id, event_id = id, application_id = application, "application cancelled by the organizer");
     let back = format!("/events/{id}#application-{application}");
+    let plan = match plan_refund(&app, application, None, &form.fee).await? {
+        Ok(p) => p,
+        Err(msg) => return Ok(flash_redirect(&app, &back, "error", &msg)),
+    };
+    let r = cancel_and_queue(&app, application, None, plan).await?;
+    tracing::info!(account_id = %auth.account.id, event_id = id, application_id = application, "application cancelled by the organizer");
     Ok(match r {
         Cancelled::Done { people, .. } => flash_redirect(
             &app,
             &back,
             "success",
             &format!(
-                "申込をキャンセルしました（{} 人）。席を戻し、Zoom の参加者登録を取り消して、キャンセルのお知らせを送ります。",
-                people.len()
+                "申込をキャンセルしました（{} 人）。席を戻し、Zoom の参加者登録を取り消して、キャンセルのお知らせを送ります。{}",
+                people.len(),
+                refund_note(&plan)
             ),
         ),
         _ => flash_redirect(&app, &back, "info", "この申込はすでにキャンセルされています。"),
@@ -84,16 +159,24 @@ pub async fn person(
     State(app): State<SharedApp>,
     auth: Auth,
     Path((id, application, person)): Path<(i64, i64, i64)>,
+    Form(form): Form<CancelForm>,
 ) -> Result<Response, AppError> {
     owned_application(&app, &auth, id, application).await?;
-    let r = cancel_and_queue(&app, application, Some(person)).await?;
     let back = format!("/events/{id}#application-{application}");
+    let plan = match plan_refund(&app, application, Some(person), &form.fee).await? {
+        Ok(p) => p,
+        Err(msg) => return Ok(flash_redirect(&app, &back, "error", &msg)),
+    };
+    let r = cancel_and_queue(&app, application, Some(person), plan).await?;
     Ok(match r {
         Cancelled::Done { whole: false, .. } => flash_redirect(
             &app,
             &back,
             "success",
-            "同伴者をキャンセルしました。席を定員に戻し、キャンセルのお知らせを送ります（Zoom の参加者登録があれば取り消します）。",
+            &format!(
+                "同伴者をキャンセルしました。席を定員に戻し、キャンセルのお知らせを送ります（Zoom の参加者登録があれば取り消します）。{}",
+                refund_note(&plan)
+            ),
         ),
         Cancelled::Done { .. } => {
             flash_redirect(&app, &back, "success", "代表者のキャンセルのため、申込全体をキャンセルしました。")
@@ -119,7 +202,20 @@ pub async fn mine(State(app): State<SharedApp>, Path(access): Path<String>) -> R
             "キャンセルの受付期限を過ぎているため、このページからはキャンセルできません。主催者にお問い合わせください。",
         ));
     }
-    match cancel_and_queue(&app, a.id, None).await? {
+    let paid = {
+        let mut c = app.store.read().await?;
+        tsunagu_store::stripe::order(&mut c, a.id).await?.is_some_and(|o| o.state == "paid")
+    };
+    if paid {
+        // A refund is the organizer's decision (their キャンセル・返金 terms).
+        return Ok(flash_redirect(
+            &app,
+            &page,
+            "error",
+            "お支払い済みのお申し込みのキャンセルと返金は、主催者にお問い合わせください。",
+        ));
+    }
+    match cancel_and_queue(&app, a.id, None, None).await? {
         Cancelled::Done { .. } => {
             tracing::info!(event_id = e.id, application_id = a.id, "application cancelled by the participant");
             Ok(flash_redirect(

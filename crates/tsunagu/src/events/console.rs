@@ -378,12 +378,14 @@ pub async fn show(
         let e = store::get(&mut c, auth.account.id, id).await?.ok_or(AppError::NotFound)?;
         let zoom = store::zoom_settings(&mut c, auth.account.id, id).await?;
         let list = tsunagu_store::applications::for_event(&mut c, auth.account.id, id, &q).await?;
-        (e, zoom, list)
+        let payments = super::applications::Payments::load(&mut c, id).await?;
+        (e, zoom, (list, payments))
     };
+    let (list, payments) = list;
     let tz = &auth.account.time_zone;
     let page = EventPage {
         zoom: zoom.as_ref().map(super::zoom::state_view),
-        applications: super::applications::rows(list, &auth.account.time_zone),
+        applications: super::applications::rows(list, &payments, &auth.account.time_zone),
         csv_query: if q.is_empty() {
             String::new()
         } else {

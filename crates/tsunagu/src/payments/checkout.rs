@@ -267,8 +267,8 @@ struct Payload {
     account_id: i64,
 }
 
-/// `stripe.events`: act on the organizer's stored events, oldest first. Each checkout event
-/// decides its order by re-reading the session; refund events are kept for the refunds to come.
+/// `stripe.events`: act on the organizer's stored events, oldest first. Each decides by
+/// re-reading what it names at Stripe: a checkout event its session, a refund event its charge.
 pub async fn run_events(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
     let p: Payload = serde_json::from_value(job.payload.clone()).map_err(|e| JobError::Permanent(e.to_string()))?;
     let account = AccountId(p.account_id);
@@ -281,8 +281,18 @@ pub async fn run_events(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError
             return Ok(Outcome::Done);
         }
         for e in batch {
-            if e.event_type.starts_with("checkout.session.") {
-                fulfil(app, account, &e.object_id).await?;
+            match e.event_type.as_str() {
+                t if t.starts_with("checkout.session.") => {
+                    fulfil(app, account, &e.object_id).await?;
+                }
+                "charge.refunded" => super::refund::sync_charge(app, account, &e.object_id).await?,
+                "charge.refund.updated" => {
+                    let refund: serde_json::Value = serde_json::from_str(&e.body).unwrap_or_default();
+                    if let Some(charge) = refund.pointer("/data/object/charge").and_then(|c| c.as_str()) {
+                        super::refund::sync_charge(app, account, charge).await?;
+                    }
+                }
+                _ => {}
             }
             let mut c = app.store.conn().await?;
             store::mark_handled(&mut c, e.id, app.now()).await?;

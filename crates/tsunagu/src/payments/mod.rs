@@ -8,6 +8,7 @@ pub mod check;
 pub mod checkout;
 pub mod pay;
 pub mod reconcile;
+pub mod refund;
 pub mod settings;
 pub mod webhook;
 
@@ -77,6 +78,13 @@ pub fn job_kinds() -> Vec<crate::jobs::JobKind> {
     vec![
         crate::jobs::JobKind::new(checkout::EVENTS_JOB, Duration::from_secs(600), |app, _worker, job| async move {
             checkout::run_events(&app, &job).await
+        }),
+        // One refund or one session closed: a POST bounded by the client's timeouts and retries.
+        crate::jobs::JobKind::new(refund::REFUND_JOB, Duration::from_secs(300), |app, _worker, job| async move {
+            refund::run_refund(&app, &job).await
+        }),
+        crate::jobs::JobKind::new(refund::EXPIRE_JOB, Duration::from_secs(300), |app, _worker, job| async move {
+            refund::run_expire(&app, &job).await
         }),
         crate::jobs::JobKind::new(reconcile::RECONCILE, Duration::from_secs(1800), |app, worker, job| async move {
             reconcile::run(&app, &worker, &job).await

@@ -198,6 +198,7 @@ struct Shop {
     me: tsunagu_core::AccountId,
     key: String,
     ticket: String,
+    event: i64,
 }
 
 async fn shop() -> Shop {
@@ -226,7 +227,7 @@ async fn shop() -> Shop {
     let tickets: Vec<String> =
         page.split(r#"name="ticket" value=""#).skip(1).map(|s| s.split('"').next().unwrap().to_string()).collect();
     assert!(page.contains("カード・コンビニ"), "the form says how priced tickets are paid");
-    Shop { sb, t, organizer, me, key, ticket: tickets[1].clone() }
+    Shop { sb, t, organizer, me, key, ticket: tickets[1].clone(), event: id }
 }
 
 impl Shop {
@@ -415,4 +416,141 @@ async fn a_lost_webhook_is_found_by_reconciliation() {
     };
     assert_eq!(mine, "completed");
     s.t.assert_no_jobs_left().await;
+}
+
+impl Shop {
+    /// Apply and pay by card, coming back to the page; returns the application's id.
+    async fn paid_by_card(&self, email: &str, companions: &[(&str, &str)]) -> i64 {
+        let url = self.apply(email, companions).await;
+        let paid = pay_on_stripe(&url, &[("method", "card"), ("card", "4242424242424242"), ("email", email)]).await;
+        let back = location(&paid);
+        let path = back.split_once("127.0.0.1").unwrap().1.split_once('/').map(|(_, p)| format!("/{p}")).unwrap();
+        let mine = self.t.client().get(&path).await.location.unwrap();
+        assert_eq!(self.status_of(&mine).await, "申込完了");
+        self.last_application().await
+    }
+
+    async fn last_application(&self) -> i64 {
+        let mut c = self.t.app.store.read().await.unwrap();
+        sqlx::query_scalar("SELECT MAX(id) FROM applications").fetch_one(&mut *c).await.unwrap()
+    }
+
+    async fn pi_of(&self, application: i64) -> String {
+        let mut c = self.t.app.store.read().await.unwrap();
+        tsunagu_store::stripe::order(&mut c, application).await.unwrap().unwrap().payment_intent.unwrap()
+    }
+
+    async fn app_status(&self, application: i64) -> String {
+        let mut c = self.t.app.store.read().await.unwrap();
+        sqlx::query_scalar("SELECT status FROM applications WHERE id = $1")
+            .bind(application)
+            .fetch_one(&mut *c)
+            .await
+            .unwrap()
+    }
+
+    async fn settle(&self) {
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            self.t.run_jobs().await;
+        }
+    }
+}
+
+/// Refunds: the organizer cancels one companion keeping a キャンセル料, and the rest is refunded at
+/// Stripe once; a refund in full made in Stripe's dashboard cancels the application and mails each
+/// person once; a partial one there cancels nothing; a konbini refund waits for the buyer's bank
+/// details, and the event page says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refunds_from_the_console_and_from_stripes_dashboard() {
+    let s = shop().await;
+    let a = s.paid_by_card("ra@example.com", &[("同伴 一郎", "ra1@example.com")]).await;
+    s.settle().await;
+    let companion: i64 = {
+        let mut c = s.t.app.store.read().await.unwrap();
+        sqlx::query_scalar("SELECT id FROM attendees WHERE application_id = $1 AND position = 1")
+            .bind(a)
+            .fetch_one(&mut *c)
+            .await
+            .unwrap()
+    };
+    let page = s.organizer.get(&format!("/events/{}", s.event)).await.text;
+    assert!(
+        page.contains("お支払い: カード") && page.contains("決済完了") && page.contains("キャンセル料（円）"),
+        "{page}"
+    );
+    let path = format!("/events/{}/applications/{a}/people/{companion}/cancel", s.event);
+    let too_much = s.organizer.submit(&format!("/events/{}", s.event), &path, &[("fee", "3001")]).await;
+    assert_eq!(too_much.status, 303);
+    assert_eq!(s.app_status(a).await, "completed", "a キャンセル料 above the price cancels nothing");
+    let r = s.organizer.submit(&format!("/events/{}", s.event), &path, &[("fee", "５００")]).await;
+    assert_eq!(r.status, 303);
+    s.settle().await;
+    let refunds = s.sb.refunds();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!((refunds[0].amount, refunds[0].status.as_str()), (2500, "succeeded"), "3,000 less the 500 fee");
+    let page = s.organizer.get(&format!("/events/{}", s.event)).await.text;
+    assert!(page.contains("返金済み: 2,500円（キャンセル料 500円）"), "{page}");
+    assert_eq!(s.mails_to("ra1@example.com").await.len(), 2, "the join mail, then one cancellation mail");
+    assert_eq!(s.app_status(a).await, "completed", "the representative still comes");
+
+    // Refunded in full in Stripe's dashboard: the application is cancelled, everyone told once.
+    let b = s.paid_by_card("rb@example.com", &[("同伴 二郎", "rb1@example.com")]).await;
+    s.settle().await;
+    s.sb.refund_in_dashboard(&s.pi_of(b).await, None).unwrap();
+    eventually(10, "the dashboard refund handled", || async {
+        s.t.run_jobs().await;
+        s.app_status(b).await == "cancelled"
+    })
+    .await;
+    s.settle().await;
+    for who in ["rb@example.com", "rb1@example.com"] {
+        let subjects = s.mails_to(who).await;
+        assert_eq!(subjects.len(), 2, "{who}: the join mail and one cancellation mail: {subjects:?}");
+    }
+    // Partly refunded there: recorded, nothing cancelled.
+    let c = s.paid_by_card("rc@example.com", &[]).await;
+    s.settle().await;
+    s.sb.refund_in_dashboard(&s.pi_of(c).await, Some(1000)).unwrap();
+    s.settle().await;
+    assert_eq!(s.app_status(c).await, "completed");
+    let page = s.organizer.get(&format!("/events/{}", s.event)).await.text;
+    assert!(page.contains("返金済み: 1,000円"), "{page}");
+
+    // Konbini: the refund waits for the buyer's bank details.
+    let url = s.apply("rk@example.com", &[]).await;
+    let took = pay_on_stripe(&url, &[("method", "konbini"), ("email", "rk@example.com")]).await;
+    assert_eq!(took.status().as_u16(), 303);
+    s.settle().await;
+    let k = s.last_application().await;
+    let pi = s.sb.payments().into_iter().find(|p| p.status == "requires_action").unwrap().payment_intent;
+    assert!(s.sb.paid_at_store(&pi));
+    eventually(10, "paid at the store", || async {
+        s.t.run_jobs().await;
+        s.app_status(k).await == "completed"
+    })
+    .await;
+    let path = format!("/events/{}/applications/{k}/cancel", s.event);
+    assert_eq!(s.organizer.submit(&format!("/events/{}", s.event), &path, &[("fee", "0")]).await.status, 303);
+    s.settle().await;
+    let page = s.organizer.get(&format!("/events/{}", s.event)).await.text;
+    assert!(page.contains("返金手続き中（購入者の口座情報の入力待ち）: 3,000円"), "{page}");
+    let re = s.sb.refunds().into_iter().find(|r| r.status == "requires_action").unwrap().id;
+    assert!(s.sb.complete_refund(&re));
+    eventually(10, "the konbini refund settled", || async {
+        s.t.run_jobs().await;
+        s.organizer.get(&format!("/events/{}", s.event)).await.text.contains("返金済み: 3,000円")
+    })
+    .await;
+    assert_eq!(s.sb.refunds().len(), 4, "each refund made once");
+    s.settle().await;
+    s.t.assert_no_jobs_left().await;
+    let ex = s.sb.exchanges();
+    tsunagu_contract::stripe::assert_all(ex.iter().map(|e| Exchange {
+        method: &e.method,
+        path: &e.path,
+        status: e.status,
+        request_body: &e.request_body,
+        response_body: &e.response_body,
+    }));
 }
