@@ -495,3 +495,12 @@ pub async fn progress(c: &mut AnyConnection, event_id: i64) -> Result<(i64, i64,
     .await?;
     Ok((r.get(0), r.get(1), r.get(2)))
 }
+
+/// When the application completed (paid, for a priced one).
+pub async fn completed_at(c: &mut AnyConnection, application_id: i64) -> Result<Option<i64>> {
+    let t: Option<Option<i64>> = sqlx::query_scalar("SELECT completed_at FROM applications WHERE id = $1")
+        .bind(application_id)
+        .fetch_optional(c)
+        .await?;
+    Ok(t.flatten())
+}

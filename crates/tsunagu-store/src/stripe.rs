@@ -429,3 +429,32 @@ pub async fn refunds_of_event(c: &mut AnyConnection, event_id: i64) -> Result<Ve
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(event_id).fetch_all(&mut *c).await?;
     Ok(rows.iter().map(refund_row).collect())
 }
+
+/// 特定商取引法に基づく表記 as stored: the fields (JSON object) and the invoice number.
+pub async fn legal_notice(c: &mut AnyConnection, account: AccountId) -> Result<Option<(String, String)>> {
+    let r = sqlx::query("SELECT fields, invoice_number FROM legal_notices WHERE account_id = $1")
+        .bind(account.0)
+        .fetch_optional(c)
+        .await?;
+    Ok(r.map(|r| (r.get(0), r.get(1))))
+}
+
+pub async fn put_legal_notice(
+    c: &mut AnyConnection,
+    account: AccountId,
+    fields: &str,
+    invoice_number: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO legal_notices (account_id, fields, invoice_number, updated_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (account_id) DO UPDATE SET fields = $2, invoice_number = $3, updated_at = $4",
+    )
+    .bind(account.0)
+    .bind(fields)
+    .bind(invoice_number)
+    .bind(now)
+    .execute(c)
+    .await?;
+    Ok(())
+}

@@ -42,3 +42,12 @@ CREATE TABLE stripe_refunds (
     updated_at BIGINT NOT NULL
 );
 CREATE INDEX stripe_refunds_application ON stripe_refunds (application_id, id);
+
+-- 特定商取引法に基づく表記: the organizer's legal notice (the labelled fields as a JSON object),
+-- shown publicly with their paid events, and their 適格請求書発行事業者登録番号 for receipts.
+CREATE TABLE legal_notices (
+    account_id BIGINT PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    fields TEXT NOT NULL,
+    invoice_number TEXT NOT NULL DEFAULT '',
+    updated_at BIGINT NOT NULL
+);

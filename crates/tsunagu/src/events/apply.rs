@@ -93,6 +93,7 @@ struct ApplyPage {
     /// How priced tickets are paid: the choice is shown when there are two.
     pay_online: Option<String>,
     pay_bank: bool,
+    legal: bool,
 }
 
 impl ApplyPage {
@@ -107,6 +108,7 @@ impl ApplyPage {
 }
 
 struct Loaded {
+    legal: bool,
     event: Event,
     tz: String,
     registration: bool,
@@ -115,13 +117,16 @@ struct Loaded {
 }
 
 async fn load(app: &SharedApp, key: &str) -> Result<Loaded, AppError> {
-    let f = {
+    let (f, legal) = {
         let mut c = app.store.read().await?;
-        store::public_form(&mut c, key).await?.ok_or(AppError::NotFound)?
+        let f = store::public_form(&mut c, key).await?.ok_or(AppError::NotFound)?;
+        let legal = f.event.tickets.iter().any(|t| t.price_yen > 0)
+            && crate::payments::legal::load_on(&mut c, f.event.account_id).await?.is_some_and(|n| n.complete());
+        (f, legal)
     };
     let registration = f.zoom_options.as_deref().is_some_and(|o| super::zoom::Options::parse(o).registration);
     let fields = super::companions::Fields::parse(&f.companion_fields).effective(registration);
-    Ok(Loaded { event: f.event, tz: f.time_zone, registration, hosts: f.host_emails, fields })
+    Ok(Loaded { legal, event: f.event, tz: f.time_zone, registration, hosts: f.host_emails, fields })
 }
 
 fn page(ctx: &RequestContext, l: &Loaded, form: ApplyForm, problems: Vec<String>, now: i64) -> ApplyPage {
@@ -152,6 +157,7 @@ fn page(ctx: &RequestContext, l: &Loaded, form: ApplyForm, problems: Vec<String>
             .collect(),
         max_companions: e.companions_max.clamp(0, 9) as usize,
         companion_email_required: registration,
+        legal: l.legal,
         pay_online: online_label(e),
         pay_bank: e.payment_methods.iter().any(|m| m == "bank_transfer"),
         form,
@@ -184,7 +190,7 @@ pub async fn show(
     ctx: RequestContext,
     Path(key): Path<String>,
     Query(q): Query<TicketQuery>,
-) -> Result<Html<String>, AppError> {
+) -> Result<Response, AppError> {
     let l = load(&app, &key).await?;
     let e = &l.event;
     let max = e.companions_max.clamp(0, 9) as usize;
@@ -196,7 +202,12 @@ pub async fn show(
         companions: 0,
         people: vec![PersonFields::default(); max + 1],
     };
-    Ok(Html(page(&ctx, &l, form, Vec::new(), app.now()).render()?))
+    let csp = crate::payments::checkout_csp(&app.config);
+    Ok((
+        [(axum::http::header::CONTENT_SECURITY_POLICY, csp)],
+        Html(page(&ctx, &l, form, Vec::new(), app.now()).render()?),
+    )
+        .into_response())
 }
 
 /// A Japanese phone number as people type it: digits (full-width too), hyphens, spaces,
@@ -320,7 +331,9 @@ pub async fn submit(
     let now = app.now();
     let refuse = |form: ApplyForm, problems: Vec<String>| -> Result<Response, AppError> {
         let p = page(&ctx, &l, form, problems, now);
-        Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(p.render()?)).into_response())
+        let csp = crate::payments::checkout_csp(&app.config);
+        Ok((StatusCode::UNPROCESSABLE_ENTITY, [(axum::http::header::CONTENT_SECURITY_POLICY, csp)], Html(p.render()?))
+            .into_response())
     };
     // A form sent again after it was stored goes to its application, whatever changed since.
     if !form.submit_key.is_empty() {
@@ -468,6 +481,8 @@ struct ApplicationPage {
     voucher_url: String,
     /// Back from Stripe and the payment not known yet: 決済を確認しています, refreshed.
     confirming: bool,
+    /// A receipt can be printed (paid, online or by a confirmed transfer).
+    receipt: bool,
 }
 
 #[derive(Deserialize)]
@@ -493,7 +508,7 @@ pub async fn mine(
     ctx: RequestContext,
     Path(access): Path<String>,
     Query(q): Query<MineQuery>,
-) -> Result<Html<String>, AppError> {
+) -> Result<Response, AppError> {
     let (a, e, tz, order) = {
         let mut c = app.store.read().await?;
         let a = apps::by_access_key(&mut c, &access).await?.ok_or(AppError::NotFound)?;
@@ -516,6 +531,11 @@ pub async fn mine(
             .unwrap_or_default(),
         voucher_url: order.as_ref().and_then(|o| o.konbini_voucher_url.clone()).unwrap_or_default(),
         confirming: q.confirming.is_some() && order.as_ref().is_some_and(|o| o.state == "open"),
+        receipt: a.amount_yen > 0
+            && match &order {
+                Some(o) => o.state == "paid" && o.refunded_yen < o.amount_yen,
+                None => a.status == "completed",
+            },
         access: access.clone(),
         payment_note: e.payment_note.clone(),
         can_cancel: app.now() < deadline,
@@ -539,5 +559,6 @@ pub async fn mine(
             })
             .collect(),
     };
-    Ok(Html(page.render()?))
+    let csp = crate::payments::checkout_csp(&app.config);
+    Ok(([(axum::http::header::CONTENT_SECURITY_POLICY, csp)], Html(page.render()?)).into_response())
 }

@@ -210,6 +210,17 @@ async fn payable(
         ),
         Some(_) => None,
     };
+    // 特定商取引法に基づく表記 before selling online (Stripe requires it for konbini).
+    let message = match message {
+        Some(m) => Some(m),
+        None if p.state != tsunagu_store::events::EventState::Draft
+            && p.tickets.iter().any(|t| t.2 > 0)
+            && !crate::payments::legal::load(app, auth.account.id).await?.is_some_and(|n| n.complete()) =>
+        {
+            Some("カード・コンビニ払いのイベントを公開するには、先に［特定商取引法に基づく表記］のすべての項目を入力してください。下書きなら今のまま保存できます。".into())
+        }
+        None => None,
+    };
     Ok(match message {
         Some(message) => Err(vec![Problem { field: "payment_methods", message }]),
         None => Ok(p),

@@ -38,6 +38,8 @@ struct PublicEventPage {
     seats_left: i64,
     tickets: Vec<TicketLine>,
     description_html: String,
+    /// The organizer's 特定商取引法に基づく表記 is filled in and the event sells tickets.
+    legal: bool,
 }
 
 /// What a participant is told about taking applications at `now`, or `None` while open.
@@ -60,16 +62,19 @@ pub async fn page(
     ctx: RequestContext,
     Path(key): Path<String>,
 ) -> Result<Html<String>, AppError> {
-    let (e, tz) = {
+    let (e, tz, legal) = {
         let mut c = app.store.read().await?;
         let e = store::public(&mut c, &key).await?.ok_or(AppError::NotFound)?;
         let tz = tsunagu_store::accounts::get(&mut c, e.account_id)
             .await?
             .map(|a| a.time_zone)
             .unwrap_or_else(|| "Asia/Tokyo".into());
-        (e, tz)
+        let legal = e.tickets.iter().any(|t| t.price_yen > 0)
+            && crate::payments::legal::load_on(&mut c, e.account_id).await?.is_some_and(|n| n.complete());
+        (e, tz, legal)
     };
     let page = PublicEventPage {
+        legal,
         chrome: Chrome::public(&ctx, &e.title),
         when: super::form::span(e.starts_at, e.ends_at, &tz),
         apply_until: format_local(e.apply_until, &tz),

@@ -6,7 +6,9 @@
 
 pub mod check;
 pub mod checkout;
+pub mod legal;
 pub mod pay;
+pub mod receipt;
 pub mod reconcile;
 pub mod refund;
 pub mod settings;
@@ -57,6 +59,26 @@ pub async fn caller(app: &App, account: AccountId) -> anyhow::Result<Option<Call
     Ok(Some(Caller { key, owner: owner(account) }))
 }
 
+/// The Content-Security-Policy of a page whose form leads to Stripe's checkout page: like every
+/// page's, but its forms may also go to Stripe (Chromium applies `form-action` to the redirect
+/// that follows a submission). Stripe's hosted checkout, and the origin of `stripe.api_base_url`
+/// when that is not Stripe's own (the sandbox).
+pub fn checkout_csp(config: &Config) -> axum::http::HeaderValue {
+    let base = config.stripe.api_base_url.trim_end_matches('/');
+    let origin = base.split('/').take(3).collect::<Vec<_>>().join("/");
+    let mut allowed = String::from("'self' https://checkout.stripe.com");
+    if origin != "https://api.stripe.com" && !origin.contains(' ') && !origin.contains(';') {
+        allowed.push(' ');
+        allowed.push_str(&origin);
+    }
+    let policy = format!(
+        "default-src 'self'; img-src 'self' data: https:; style-src 'self'; form-action {allowed}; frame-ancestors 'none'"
+    );
+    axum::http::HeaderValue::from_str(&policy).unwrap_or(axum::http::HeaderValue::from_static(
+        "default-src 'self'; form-action 'self'; frame-ancestors 'none'",
+    ))
+}
+
 /// Where Stripe posts an organizer's events.
 pub fn webhook_url(config: &Config, account: AccountId) -> String {
     format!("{}/stripe/webhook/{}", config.http.public_url.trim_end_matches('/'), account.0)
@@ -69,6 +91,9 @@ pub fn routes() -> axum::Router<SharedApp> {
         .route("/stripe/webhook/{account_key}", post(webhook::receive))
         .route("/a/{access}/pay", post(pay::pay))
         .route("/a/{access}/paid", get(pay::returned))
+        .route("/a/{access}/receipt", get(receipt::show))
+        .route("/settings/legal", get(legal::show).post(legal::save))
+        .route("/e/{key}/legal", get(legal::public))
 }
 
 /// The payments feature's jobs.

@@ -19,6 +19,7 @@ const NAV: &[(&str, &str, &str, &str)] = &[
     ("events", "/events", "申込状況サマリー", "イベント（Zoom）"),
     ("basic", "/settings/basic", "基本設定", "イベント（Zoom）"),
     ("payments", "/settings/payments", "基本設定 > 決済（Stripe）", "イベント（Zoom）"),
+    ("legal", "/settings/legal", "特定商取引法に基づく表記", "イベント（Zoom）"),
     ("mail-templates", "/mail-templates", "自動配信メール", "イベント（Zoom）"),
     ("courses", "/courses", "コース", "オンライン講座（LINE）"),
     ("media", "/courses/media", "ステップ配信のメディア", "オンライン講座（LINE）"),

@@ -21,6 +21,7 @@ pub const CONSOLE_PLACES: &[(&str, &str)] = &[
     ("/events", "申込状況サマリー"),
     ("/settings/basic", "基本設定"),
     ("/settings/payments", "決済（Stripe）"),
+    ("/settings/legal", "特定商取引法に基づく表記"),
     ("/mail-templates", "自動配信メール"),
     ("/courses", "コース"),
     ("/courses/media", "ステップ配信のメディア"),

@@ -191,6 +191,22 @@ fn location(r: &reqwest::Response) -> String {
     r.headers()["location"].to_str().unwrap().to_string()
 }
 
+fn legal_form(invoice: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("seller", "株式会社つなぐ"),
+        ("manager", "山田 太郎"),
+        ("address", "東京都千代田区丸の内1-1-1"),
+        ("phone", "03-1234-5678"),
+        ("email", "info@example.com"),
+        ("price", "各イベントのページに記載（税込）"),
+        ("payment", "クレジットカード、コンビニ払い"),
+        ("timing", "お申し込み時"),
+        ("delivery", "開催日時に Zoom で"),
+        ("cancellation", "前日まで全額返金"),
+        ("invoice_number", invoice),
+    ]
+}
+
 struct Shop {
     sb: StripeSandbox,
     t: TestApp,
@@ -221,8 +237,24 @@ async fn shop() -> Shop {
         ("payment_methods", "konbini"),
         ("konbini_days", "3"),
     ]);
+    // Not published before the 特定商取引法に基づく表記 is filled in (a draft may be saved).
+    let r = organizer.submit("/events/new", "/events/new", &form).await;
+    assert_eq!(r.status, 422);
+    assert!(r.text.contains("特定商取引法に基づく表記"), "{}", r.text);
+    let r = organizer.submit("/settings/legal", "/settings/legal", &legal_form("T123")).await;
+    assert_eq!(r.status, 422, "a malformed invoice number is refused");
+    assert!(r.text.contains("13 桁"), "{}", r.text);
+    assert!(r.text.contains("株式会社つなぐ"), "what was typed is kept");
+    let r = organizer.submit("/settings/legal", "/settings/legal", &legal_form("T1234567890123")).await;
+    assert_eq!(r.status, 303);
     let id = crate::events::create(&organizer, &form).await;
     let key = crate::events_apply::public_key(&organizer, id).await;
+    let public = t.client().get(&format!("/e/{key}")).await.text;
+    assert!(public.contains(&format!("/e/{key}/legal")), "{public}");
+    let legal = t.client().get(&format!("/e/{key}/legal")).await.text;
+    assert!(
+        legal.contains("運営統括責任者") && legal.contains("山田 太郎") && legal.contains("キャンセル・返金について")
+    );
     let page = t.client().get(&format!("/e/{key}/apply")).await.text;
     let tickets: Vec<String> =
         page.split(r#"name="ticket" value=""#).skip(1).map(|s| s.split('"').next().unwrap().to_string()).collect();
@@ -279,6 +311,22 @@ async fn card_payments_complete_once_whichever_arrives_first() {
     let mine = r.location.unwrap();
     assert!(mine.ends_with("?confirming=1"), "{mine}");
     assert_eq!(s.status_of(&mine).await, "申込完了", "decided on the return: Stripe already knew");
+    // 領収書: addressed as the buyer asks, tax shown as included, the organizer's number.
+    let access = mine.trim_start_matches("/a/").split('?').next().unwrap().to_string();
+    let page = s.t.client().get(&mine).await.text;
+    assert!(page.contains(&format!("/a/{access}/receipt")), "{page}");
+    let receipt = s.t.client().get(&format!("/a/{access}/receipt?atena=株式会社テスト")).await.text;
+    for want in [
+        "領収書",
+        "株式会社テスト",
+        "¥9,000-",
+        "内消費税等 10% ¥818",
+        "有料セミナー",
+        "T1234567890123",
+        "東京都千代田区丸の内1-1-1",
+    ] {
+        assert!(receipt.contains(want), "{want}: {receipt}");
+    }
     s.sb.release_webhooks();
     eventually(10, "the webhook stored", || async { !stored(&s.t, s.me).await.is_empty() }).await;
     s.t.run_jobs().await;
