@@ -80,7 +80,7 @@ pub fn invoice_number(s: &str) -> Result<String, String> {
         .chars()
         .filter_map(|c| match c {
             '０'..='９' => char::from_u32(c as u32 - '０' as u32 + '0' as u32),
-            'Ｔ' | 't' => Some('T'),
+            'Ｔ' | 'ｔ' | 't' => Some('T'),
             ' ' | '　' | '-' | '－' => None,
             c => Some(c),
         })
