@@ -4,6 +4,7 @@ mod accounts_web;
 mod browser;
 mod browser_line;
 mod browser_manual;
+mod browser_payments;
 mod courses;
 mod courses_console;
 mod courses_faults;

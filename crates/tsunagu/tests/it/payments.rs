@@ -207,17 +207,17 @@ fn legal_form(invoice: &str) -> Vec<(&str, &str)> {
     ]
 }
 
-struct Shop {
-    sb: StripeSandbox,
-    t: TestApp,
-    organizer: crate::helpers::Client,
-    me: tsunagu_core::AccountId,
-    key: String,
-    ticket: String,
-    event: i64,
+pub(crate) struct Shop {
+    pub sb: StripeSandbox,
+    pub t: TestApp,
+    pub organizer: crate::helpers::Client,
+    pub me: tsunagu_core::AccountId,
+    pub key: String,
+    pub ticket: String,
+    pub event: i64,
 }
 
-async fn shop() -> Shop {
+pub(crate) async fn shop() -> Shop {
     let sb = StripeSandbox::new();
     let secret = sb.add_account(account("acct_1Shop", true));
     let (base, _task) = tsunagu_sandbox::serve(sb.router()).await.unwrap();
@@ -276,7 +276,7 @@ impl Shop {
         to
     }
 
-    async fn mails_to(&self, email: &str) -> Vec<String> {
+    pub(crate) async fn mails_to(&self, email: &str) -> Vec<String> {
         let mut c = self.t.app.store.read().await.unwrap();
         let all = tsunagu_store::mails::list_for_account(&mut c, self.me, 500).await.unwrap();
         all.into_iter().filter(|m| m.to_address == email).map(|m| m.subject).collect()
@@ -478,7 +478,7 @@ impl Shop {
         self.last_application().await
     }
 
-    async fn last_application(&self) -> i64 {
+    pub(crate) async fn last_application(&self) -> i64 {
         let mut c = self.t.app.store.read().await.unwrap();
         sqlx::query_scalar("SELECT MAX(id) FROM applications").fetch_one(&mut *c).await.unwrap()
     }
@@ -488,7 +488,7 @@ impl Shop {
         tsunagu_store::stripe::order(&mut c, application).await.unwrap().unwrap().payment_intent.unwrap()
     }
 
-    async fn app_status(&self, application: i64) -> String {
+    pub(crate) async fn app_status(&self, application: i64) -> String {
         let mut c = self.t.app.store.read().await.unwrap();
         sqlx::query_scalar("SELECT status FROM applications WHERE id = $1")
             .bind(application)
