@@ -272,16 +272,17 @@ struct ReceivedPayload {
 pub async fn run_received(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
     let p: ReceivedPayload = serde_json::from_value(job.payload.clone())
         .map_err(|e| JobError::Permanent(format!("events.received payload: {e}")))?;
-    let (a, event, account) = {
+    let (a, event, account, order) = {
         let mut c = app.store.read().await?;
         let Some(a) = people::by_id(&mut c, p.application_id).await? else { return Ok(Outcome::Done) };
         let Some(event) = store::get_for_job(&mut c, a.event_id).await? else { return Ok(Outcome::Done) };
         let account = tsunagu_store::accounts::get(&mut c, event.account_id).await?;
-        (a, event, account)
+        let order = tsunagu_store::stripe::order(&mut c, a.id).await?;
+        (a, event, account, order)
     };
     let Some(account) = account else { return Ok(Outcome::Done) };
     let Some(rep) = a.people.iter().find(|p| p.position == 0) else { return Ok(Outcome::Done) };
-    if a.status != "awaiting_payment" {
+    if a.status != "awaiting_payment" || order.as_ref().is_some_and(|o| o.state != "konbini") {
         return Ok(Outcome::Done);
     }
     let ctx = JoinContext {
@@ -290,10 +291,15 @@ pub async fn run_received(app: &App, job: &ClaimedJob) -> Result<Outcome, JobErr
         event_date: super::form::span(event.starts_at, event.ends_at, &account.time_zone),
         application_url: format!("{}/a/{}", app.config.http.public_url.trim_end_matches('/'), rep.access_key),
         amount: format!("{}円", super::form::group(a.amount_yen)),
-        payment_note: if event.payment_note.is_empty() {
-            "お支払い方法は主催者からご連絡します。".into()
-        } else {
-            event.payment_note.clone()
+        payment_note: match &order {
+            // A konbini voucher: where and by when to pay, and the voucher's own page.
+            Some(o) => format!(
+                "コンビニ（ファミリーマート・ローソン・ミニストップ・セイコーマート）のレジでお支払いください。\nお支払い期限: {}\nお支払い番号と確認番号: {}\n期限までにお支払いがない場合、お申し込みは取り消されます。",
+                o.konbini_expires_at.map(|t| crate::clock::format_local(t, &account.time_zone)).unwrap_or_default(),
+                o.konbini_voucher_url.clone().unwrap_or_default()
+            ),
+            None if event.payment_note.is_empty() => "お支払い方法は主催者からご連絡します。".into(),
+            None => event.payment_note.clone(),
         },
         ticket: a.ticket_name.clone(),
         ..JoinContext::default()

@@ -203,6 +203,8 @@ pub async fn fulfil(app: &App, account: AccountId, session_id: &str) -> Result<F
                 konbini_voucher_url: details.and_then(|d| d.hosted_voucher_url.as_deref()),
             };
             store::set_order(&mut tx, application_id, &change, now).await?;
+            // The application-received mail, with where and by when to pay.
+            crate::events::register::queue_received(&mut tx, app, application_id).await?;
         }
         Fulfilled::Released => {
             store::set_order(&mut tx, application_id, &OrderChange { state: "expired", ..OrderChange::default() }, now)

@@ -125,5 +125,5 @@ async fn participants_pay_by_card_and_konbini_on_a_phone() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         s.t.run_jobs().await;
     }
-    assert_eq!(s.mails_to("saburo@example.com").await.len(), 1, "told once");
+    assert_eq!(s.mails_to("saburo@example.com").await.len(), 2, "how to pay, then told once of the cancellation");
 }

@@ -393,6 +393,19 @@ async fn konbini_vouchers_hold_the_seat_until_paid_or_lapsed() {
     );
     assert!(page.contains("23:59"), "the deadline is the end of a day in Japan: {page}");
     assert_eq!(s.status_of(&mine).await, "入金待ち");
+    s.t.run_jobs().await;
+    let mail = {
+        let mut c = s.t.app.store.read().await.unwrap();
+        let all = tsunagu_store::mails::list_for_account(&mut c, s.me, 50).await.unwrap();
+        all.into_iter().find(|m| m.to_address == "k@example.com").expect("a mail with how to pay")
+    };
+    assert!(
+        mail.body_text.contains("お支払い期限")
+            && mail.body_text.contains("23:59")
+            && mail.body_text.contains("/v/pi_"),
+        "{}",
+        mail.body_text
+    );
     let pi = s.sb.payments().into_iter().find(|p| p.method.as_deref() == Some("konbini")).unwrap().payment_intent;
     // Two days later, paid at the store.
     s.sb.advance(Duration::from_secs(2 * 86_400));
@@ -409,7 +422,7 @@ async fn konbini_vouchers_hold_the_seat_until_paid_or_lapsed() {
     })
     .await;
     s.t.run_jobs().await;
-    assert_eq!(s.mails_to("k@example.com").await.len(), 1);
+    assert_eq!(s.mails_to("k@example.com").await.len(), 2, "how to pay, then the join mail");
     assert_eq!(s.mails_to("k1@example.com").await.len(), 1);
 
     // Another voucher left to lapse: the seat returns and the person is told.
@@ -433,7 +446,7 @@ async fn konbini_vouchers_hold_the_seat_until_paid_or_lapsed() {
     let page = s.t.client().get(&mine).await.text;
     assert!(page.contains("お支払いの期限を過ぎたため"), "{page}");
     assert_eq!(seats(&s.t.client().get(&format!("/e/{}/apply", s.key)).await.text), before, "the seat returned");
-    assert_eq!(s.mails_to("x@example.com").await.len(), 1, "told once");
+    assert_eq!(s.mails_to("x@example.com").await.len(), 2, "how to pay, then told once of the cancellation");
     let _ = &s.organizer;
 }
 
