@@ -82,8 +82,11 @@ async fn a_handler_past_its_deadline_is_stopped_and_retried() {
 async fn a_recurring_job_that_failed_for_good_comes_back() {
     let t = TestApp::spawn().await;
     t.worker.ensure_recurring().await;
+    // Maintenance's schedule (Stripe's reconciliation is another recurring kind).
+    let maintenance = |j: &jobs::JobRow| j.kind == tsunagu::jobs::kinds::MAINTENANCE_PURGE;
     let mut c = t.app.store.conn().await.unwrap();
-    let queued = jobs::list_by_state(&mut c, "queued", 10).await.unwrap();
+    let queued: Vec<_> =
+        jobs::list_by_state(&mut c, "queued", 10).await.unwrap().into_iter().filter(maintenance).collect();
     assert_eq!(queued.len(), 1);
     let first = queued[0].id;
     // Its every attempt failed: it ends `failed`, as the crash-loop rule or the worker leave it.
@@ -95,7 +98,8 @@ async fn a_recurring_job_that_failed_for_good_comes_back() {
     drop(c);
     t.worker.ensure_recurring().await;
     let mut c = t.app.store.read().await.unwrap();
-    let queued = jobs::list_by_state(&mut c, "queued", 10).await.unwrap();
+    let queued: Vec<_> =
+        jobs::list_by_state(&mut c, "queued", 10).await.unwrap().into_iter().filter(maintenance).collect();
     assert_eq!(queued.len(), 1, "scheduled again");
     assert_eq!(queued[0].kind, tsunagu::jobs::kinds::MAINTENANCE_PURGE);
     assert_ne!(queued[0].id, first);
@@ -103,9 +107,10 @@ async fn a_recurring_job_that_failed_for_good_comes_back() {
     drop(c);
     // And it runs: due within a minute, it does its work and schedules its next run.
     t.clock.advance(61_000);
-    assert_eq!(t.run_jobs().await, 1);
+    assert!(t.run_jobs().await >= 1);
     let mut c = t.app.store.read().await.unwrap();
-    let next = jobs::list_by_state(&mut c, "queued", 10).await.unwrap();
+    let next: Vec<_> =
+        jobs::list_by_state(&mut c, "queued", 10).await.unwrap().into_iter().filter(maintenance).collect();
     assert_eq!(next.len(), 1);
     assert!(next[0].run_at > t.app.now() + 59 * 60 * 1000, "an hour later");
 }
