@@ -282,44 +282,21 @@ pub async fn run_events(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError
         if batch.is_empty() {
             return Ok(Outcome::Done);
         }
-        // Each event decides by re-reading its object at Stripe, so events of different objects
-        // are handled side by side (an object named twice in a batch is read once); the order's
-        // row lock keeps two decisions about one order apart.
-        let mut objects: Vec<(String, String, String)> = Vec::new();
-        for e in &batch {
-            let key = match e.event_type.as_str() {
+        for e in batch {
+            match e.event_type.as_str() {
+                t if t.starts_with("checkout.session.") => {
+                    fulfil(app, account, &e.object_id).await?;
+                }
+                "charge.refunded" => super::refund::sync_charge(app, account, &e.object_id).await?,
                 "charge.refund.updated" => {
                     let refund: serde_json::Value = serde_json::from_str(&e.body).unwrap_or_default();
-                    let charge = refund.pointer("/data/object/charge").and_then(|c| c.as_str()).unwrap_or("");
-                    ("charge".to_string(), charge.to_string())
+                    if let Some(charge) = refund.pointer("/data/object/charge").and_then(|c| c.as_str()) {
+                        super::refund::sync_charge(app, account, charge).await?;
+                    }
                 }
-                "charge.refunded" => ("charge".to_string(), e.object_id.clone()),
-                t if t.starts_with("checkout.session.") => ("session".to_string(), e.object_id.clone()),
-                _ => continue,
-            };
-            if !key.1.is_empty() && !objects.iter().any(|(k, o, _)| *k == key.0 && *o == key.1) {
-                objects.push((key.0, key.1, e.event_type.clone()));
+                _ => {}
             }
-        }
-        use futures_util::StreamExt;
-        let results: Vec<Result<(), FulfilError>> = futures_util::stream::iter(objects)
-            .map(|(kind, object, _)| async move {
-                if kind == "session" {
-                    fulfil(app, account, &object).await.map(|_| ())
-                } else {
-                    super::refund::sync_charge(app, account, &object).await
-                }
-            })
-            .buffer_unordered(8)
-            .collect()
-            .await;
-        // A failure leaves the whole batch unhandled, to be tried again (the decisions already
-        // made are found made).
-        for r in results {
-            r?;
-        }
-        let mut c = app.store.conn().await?;
-        for e in &batch {
+            let mut c = app.store.conn().await?;
             store::mark_handled(&mut c, e.id, app.now()).await?;
         }
     }
