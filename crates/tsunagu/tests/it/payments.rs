@@ -12,6 +12,18 @@ use tsunagu_stripe::{ApiKey, webhook};
 
 use crate::helpers::{TestApp, eventually, free_port};
 
+/// Every request Tsunagu sent to the Stripe sandbox, and every answer, follows the official schema.
+fn contract(sb: &StripeSandbox) {
+    let ex = sb.exchanges();
+    tsunagu_contract::stripe::assert_all(ex.iter().map(|e| Exchange {
+        method: &e.method,
+        path: &e.path,
+        status: e.status,
+        request_body: &e.request_body,
+        response_body: &e.response_body,
+    }));
+}
+
 fn account(id: &str, konbini: bool) -> SandboxAccount {
     SandboxAccount {
         id: id.into(), display_name: "つなぐセミナー".into(), email: "owner@example.com".into(), konbini
@@ -166,14 +178,7 @@ async fn an_organizer_connects_stripe_and_its_events_are_stored_once() {
 
     // Every request Tsunagu sent and every answer follows the official schema.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let ex = sb.exchanges();
-    tsunagu_contract::stripe::assert_all(ex.iter().map(|e| Exchange {
-        method: &e.method,
-        path: &e.path,
-        status: e.status,
-        request_body: &e.request_body,
-        response_body: &e.response_body,
-    }));
+    contract(&sb);
     for d in sb.deliveries() {
         let errs = tsunagu_contract::stripe::event_errors(&d.body);
         assert!(errs.is_empty(), "{errs:?}");
@@ -364,14 +369,7 @@ async fn card_payments_complete_once_whichever_arrives_first() {
     s.t.run_jobs().await;
     assert_eq!(s.mails_to("b@example.com").await.len(), 1);
     s.t.assert_no_jobs_left().await;
-    let ex = s.sb.exchanges();
-    tsunagu_contract::stripe::assert_all(ex.iter().map(|e| Exchange {
-        method: &e.method,
-        path: &e.path,
-        status: e.status,
-        request_body: &e.request_body,
-        response_body: &e.response_body,
-    }));
+    contract(&s.sb);
     let _ = &s.organizer;
 }
 
@@ -606,12 +604,5 @@ async fn refunds_from_the_console_and_from_stripes_dashboard() {
     assert_eq!(s.sb.refunds().len(), 4, "each refund made once");
     s.settle().await;
     s.t.assert_no_jobs_left().await;
-    let ex = s.sb.exchanges();
-    tsunagu_contract::stripe::assert_all(ex.iter().map(|e| Exchange {
-        method: &e.method,
-        path: &e.path,
-        status: e.status,
-        request_body: &e.request_body,
-        response_body: &e.response_body,
-    }));
+    contract(&s.sb);
 }
