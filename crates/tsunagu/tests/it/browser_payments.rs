@@ -70,6 +70,7 @@ async fn participants_pay_by_card_and_konbini_on_a_phone() {
     }
     for who in ["taro@example.com", "hanako@example.com", "jiro@example.com"] {
         assert_eq!(s.mails_to(who).await.len(), 1, "{who}: mailed once");
+        assert_eq!(s.registered(who), 1, "{who}: registered at Zoom once");
     }
 
     // Konbini: the instructions, then paid at the store two days later.
@@ -95,6 +96,11 @@ async fn participants_pay_by_card_and_konbini_on_a_phone() {
     crate::helpers::eventually(15, "paid at the store", || async {
         s.t.run_jobs().await;
         s.app_status(konbini).await == "completed"
+    })
+    .await;
+    crate::helpers::eventually(15, "registered at Zoom", || async {
+        s.t.run_jobs().await;
+        s.registered("ichiro@example.com") == 1
     })
     .await;
 
@@ -126,4 +132,5 @@ async fn participants_pay_by_card_and_konbini_on_a_phone() {
         s.t.run_jobs().await;
     }
     assert_eq!(s.mails_to("saburo@example.com").await.len(), 2, "how to pay, then told once of the cancellation");
+    assert_eq!(s.registered("saburo@example.com"), 0);
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tsunagu_contract::Exchange;
 use tsunagu_sandbox::stripe::{SandboxAccount, StripeSandbox};
+use tsunagu_sandbox::zoom::{S2sApp, SandboxUser, ZoomSandbox};
 use tsunagu_stripe::client::{Caller, CheckoutRequest, LineItem};
 use tsunagu_stripe::{ApiKey, webhook};
 
@@ -31,8 +32,16 @@ fn account(id: &str, konbini: bool) -> SandboxAccount {
 }
 
 async fn app_with_stripe(stripe_base: &str) -> TestApp {
+    app_with(stripe_base, None).await
+}
+
+async fn app_with(stripe_base: &str, zoom_base: Option<&str>) -> TestApp {
     let port = free_port();
     TestApp::spawn_with(|c| {
+        if let Some(zoom) = zoom_base {
+            c.zoom.api_base_url = format!("{zoom}/v2");
+            c.zoom.oauth_base_url = zoom.to_string();
+        }
         c.stripe.api_base_url = stripe_base.to_string();
         c.http.listen = format!("127.0.0.1:{port}");
         c.http.public_url = format!("http://127.0.0.1:{port}");
@@ -212,8 +221,41 @@ fn legal_form(invoice: &str) -> Vec<(&str, &str)> {
     ]
 }
 
+/// The organizer's Zoom account: a Server-to-Server app with every scope, a licensed owner.
+pub(crate) fn zoom_sandbox(acc: &str, cid: &str) -> ZoomSandbox {
+    let sb = ZoomSandbox::new();
+    sb.add_app(S2sApp {
+        account_id: acc.into(),
+        client_id: cid.into(),
+        client_secret: format!("{cid}-secret"),
+        scopes: tsunagu_zoom::scopes::REQUIRED.iter().map(|s| s.name.to_string()).collect(),
+    });
+    sb.add_user(SandboxUser {
+        account_id: acc.into(),
+        id: format!("{acc}-owner"),
+        email: "owner@example.com".into(),
+        first_name: "Owner".into(),
+        last_name: "Zoom".into(),
+        licensed: true,
+        webinar_license: false,
+    });
+    sb
+}
+
+/// ［Zoom設定］: a meeting with 参加者登録利用, so that each person Tsunagu registers gets their own URL.
+pub(crate) const MEETING_FORM: &[(&str, &str)] = &[
+    ("use", "on"),
+    ("kind", "meeting"),
+    ("start", "2027-01-20T19:00"),
+    ("duration", "120"),
+    ("m_registration", "on"),
+    ("m_url_sender", "tsunagu"),
+];
+
 pub(crate) struct Shop {
     pub sb: StripeSandbox,
+    pub zoom: ZoomSandbox,
+    pub meeting: i64,
     pub t: TestApp,
     pub organizer: crate::helpers::Client,
     pub me: tsunagu_core::AccountId,
@@ -228,9 +270,13 @@ pub(crate) async fn shop() -> Shop {
     let (base, _task) = tsunagu_sandbox::serve(sb.router()).await.unwrap();
     std::mem::forget(_task);
     sb.set_base(&base);
-    let t = app_with_stripe(&base).await;
+    let zoom = zoom_sandbox("shop-zoom-acc", "shop-cid");
+    let (zoom_base, _task) = tsunagu_sandbox::serve(zoom.router()).await.unwrap();
+    std::mem::forget(_task);
+    let t = app_with(&base, Some(&zoom_base)).await;
     let organizer = t.signup("shop@example.com", "主催").await;
     let me = account_id(&t, "shop@example.com").await;
+    organizer.connect_zoom("shop-zoom-acc", "shop-cid", "shop-cid-secret").await;
     assert_eq!(
         organizer.submit("/settings/payments", "/settings/payments", &[("secret_key", &secret)]).await.status,
         303
@@ -253,6 +299,14 @@ pub(crate) async fn shop() -> Shop {
     let r = organizer.submit("/settings/legal", "/settings/legal", &legal_form("T1234567890123")).await;
     assert_eq!(r.status, 303);
     let id = crate::events::create(&organizer, &form).await;
+    let zoom_page = format!("/events/{id}/zoom");
+    assert_eq!(organizer.submit(&zoom_page, &zoom_page, MEETING_FORM).await.status, 303);
+    eventually(20, "the meeting is created", || async {
+        t.run_jobs().await;
+        !zoom.events().is_empty()
+    })
+    .await;
+    let meeting = zoom.events()[0].id;
     let key = crate::events_apply::public_key(&organizer, id).await;
     let public = t.client().get(&format!("/e/{key}")).await.text;
     assert!(public.contains(&format!("/e/{key}/legal")), "{public}");
@@ -264,7 +318,7 @@ pub(crate) async fn shop() -> Shop {
     let tickets: Vec<String> =
         page.split(r#"name="ticket" value=""#).skip(1).map(|s| s.split('"').next().unwrap().to_string()).collect();
     assert!(page.contains("カード・コンビニ"), "the form says how priced tickets are paid");
-    Shop { sb, t, organizer, me, key, ticket: tickets[1].clone(), event: id }
+    Shop { sb, zoom, meeting, t, organizer, me, key, ticket: tickets[1].clone(), event: id }
 }
 
 impl Shop {
@@ -279,6 +333,11 @@ impl Shop {
         let to = r.location.unwrap();
         assert!(to.contains("/c/pay/cs_test_"), "straight to Stripe's page: {to}");
         to
+    }
+
+    /// How many times this email is registered for the event's meeting at Zoom.
+    pub(crate) fn registered(&self, email: &str) -> usize {
+        self.zoom.registrants(self.meeting).iter().filter(|r| r.email == email && r.status == "approved").count()
     }
 
     pub(crate) async fn mails_to(&self, email: &str) -> Vec<String> {
@@ -338,6 +397,7 @@ async fn card_payments_complete_once_whichever_arrives_first() {
     s.t.run_jobs().await;
     for who in ["a@example.com", "a1@example.com", "a2@example.com"] {
         assert_eq!(s.mails_to(who).await.len(), 1, "{who}: one mail");
+        assert_eq!(s.registered(who), 1, "{who}: registered at Zoom once");
     }
 
     // B: the webhook first, then the return.
@@ -368,6 +428,7 @@ async fn card_payments_complete_once_whichever_arrives_first() {
     }
     s.t.run_jobs().await;
     assert_eq!(s.mails_to("b@example.com").await.len(), 1);
+    assert_eq!(s.registered("b@example.com"), 1);
     s.t.assert_no_jobs_left().await;
     contract(&s.sb);
     let _ = &s.organizer;
@@ -422,6 +483,7 @@ async fn konbini_vouchers_hold_the_seat_until_paid_or_lapsed() {
     s.t.run_jobs().await;
     assert_eq!(s.mails_to("k@example.com").await.len(), 2, "how to pay, then the join mail");
     assert_eq!(s.mails_to("k1@example.com").await.len(), 1);
+    assert_eq!((s.registered("k@example.com"), s.registered("k1@example.com")), (1, 1), "both registered at Zoom once");
 
     // Another voucher left to lapse: the seat returns and the person is told.
     let seats = |page: &str| page.split("残席 ").nth(1).and_then(|r| r.split(' ').next()).unwrap_or("").to_string();
@@ -445,6 +507,7 @@ async fn konbini_vouchers_hold_the_seat_until_paid_or_lapsed() {
     assert!(page.contains("お支払いの期限を過ぎたため"), "{page}");
     assert_eq!(seats(&s.t.client().get(&format!("/e/{}/apply", s.key)).await.text), before, "the seat returned");
     assert_eq!(s.mails_to("x@example.com").await.len(), 2, "how to pay, then told once of the cancellation");
+    assert_eq!(s.registered("x@example.com"), 0, "a lapsed voucher is never registered at Zoom");
     let _ = &s.organizer;
 }
 
@@ -465,6 +528,7 @@ async fn a_lost_webhook_is_found_by_reconciliation() {
     s.t.run_jobs().await;
     s.t.run_jobs().await;
     assert_eq!(s.mails_to("lost@example.com").await.len(), 1);
+    assert_eq!(s.registered("lost@example.com"), 1);
     let mine = {
         let mut c = s.t.app.store.read().await.unwrap();
         let a: String = sqlx::query_scalar("SELECT status FROM applications ORDER BY id DESC LIMIT 1")
@@ -551,6 +615,7 @@ async fn refunds_from_the_console_and_from_stripes_dashboard() {
     let page = s.organizer.get(&format!("/events/{}", s.event)).await.text;
     assert!(page.contains("返金済み: 2,500円（キャンセル料 500円）"), "{page}");
     assert_eq!(s.mails_to("ra1@example.com").await.len(), 2, "the join mail, then one cancellation mail");
+    assert_eq!((s.registered("ra@example.com"), s.registered("ra1@example.com")), (1, 0), "the companion left Zoom");
     assert_eq!(s.app_status(a).await, "completed", "the representative still comes");
 
     // Refunded in full in Stripe's dashboard: the application is cancelled, everyone told once.
@@ -566,6 +631,7 @@ async fn refunds_from_the_console_and_from_stripes_dashboard() {
     for who in ["rb@example.com", "rb1@example.com"] {
         let subjects = s.mails_to(who).await;
         assert_eq!(subjects.len(), 2, "{who}: the join mail and one cancellation mail: {subjects:?}");
+        assert_eq!(s.registered(who), 0, "{who}: removed from Zoom");
     }
     // Partly refunded there: recorded, nothing cancelled.
     let c = s.paid_by_card("rc@example.com", &[]).await;
@@ -573,6 +639,7 @@ async fn refunds_from_the_console_and_from_stripes_dashboard() {
     s.sb.refund_in_dashboard(&s.pi_of(c).await, Some(1000)).unwrap();
     s.settle().await;
     assert_eq!(s.app_status(c).await, "completed");
+    assert_eq!(s.registered("rc@example.com"), 1, "a partial refund keeps the seat at Zoom");
     let page = s.organizer.get(&format!("/events/{}", s.event)).await.text;
     assert!(page.contains("返金済み: 1,000円"), "{page}");
 
@@ -594,6 +661,7 @@ async fn refunds_from_the_console_and_from_stripes_dashboard() {
     s.settle().await;
     let page = s.organizer.get(&format!("/events/{}", s.event)).await.text;
     assert!(page.contains("返金手続き中（購入者の口座情報の入力待ち）: 3,000円"), "{page}");
+    assert_eq!(s.registered("rk@example.com"), 0, "cancelled: removed from Zoom while the refund waits");
     let re = s.sb.refunds().into_iter().find(|r| r.status == "requires_action").unwrap().id;
     assert!(s.sb.complete_refund(&re));
     eventually(10, "the konbini refund settled", || async {
