@@ -124,18 +124,21 @@ pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &P
             crate::accounts::sign_up(&app, &input).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         }
     }
-    if zoom_sandbox.is_some() {
-        connect_demo_organizer_to_zoom(&app).await?;
-        let organizer = {
-            let mut c = app.store.read().await?;
-            accounts::credentials_by_email(&mut c, &Email::parse(DEMO_ORGANIZER.0)?).await?.map(|c| c.account)
-        };
-        if let Some(o) = organizer {
-            crate::events::sample::ensure(&app, o.id, &o.time_zone).await?;
-        }
-    }
     if stripe_sandbox.is_some() {
         connect_demo_organizer_to_stripe(&app).await?;
+    }
+    let organizer = {
+        let mut c = app.store.read().await?;
+        accounts::credentials_by_email(&mut c, &Email::parse(DEMO_ORGANIZER.0)?).await?.map(|c| c.account)
+    };
+    if let Some(o) = &organizer {
+        fill_demo_legal_notice(&app, o.id).await?;
+    }
+    if zoom_sandbox.is_some() {
+        connect_demo_organizer_to_zoom(&app).await?;
+        if let Some(o) = &organizer {
+            crate::events::sample::ensure(&app, o.id, &o.time_zone, stripe_sandbox.is_some()).await?;
+        }
     }
     let mut sample_course = None;
     if line_sandbox.is_some() {
@@ -201,6 +204,29 @@ pub async fn run(mut config: Config, from_file: bool, listen: &str, data_dir: &P
     println!("  終了 / Stop:             Ctrl+C");
     println!();
     server.run(startup::shutdown_on_signals()).await
+}
+
+/// The demo organizer's 特定商取引法に基づく表記 (which a published event with a priced ticket
+/// needs), filled with sample values once; an edit made during the demo is kept.
+async fn fill_demo_legal_notice(app: &crate::app::SharedApp, account: tsunagu_core::AccountId) -> anyhow::Result<()> {
+    let mut c = app.store.conn().await?;
+    if tsunagu_store::stripe::legal_notice(&mut c, account).await?.is_some() {
+        return Ok(());
+    }
+    let fields = serde_json::json!({
+        "seller": "デモ主催者（サンプル）",
+        "manager": "デモ 主催者",
+        "address": "東京都千代田区丸の内1-1-1（サンプル）",
+        "phone": "03-0000-0000（サンプル）",
+        "email": DEMO_ORGANIZER.0,
+        "price": "各イベントのページに記載しています（消費税込み）。",
+        "payment": "クレジットカード、コンビニ払い、銀行振込",
+        "timing": "カード: お申し込み時。コンビニ: お申し込みから 3 日以内。銀行振込: お申し込みから 7 日以内。",
+        "delivery": "イベントの開催日時に Zoom で提供します。参加URLはお支払いの確認後にメールでお送りします。",
+        "cancellation": "開催前日までのキャンセルは全額返金します（サンプル）。",
+    });
+    tsunagu_store::stripe::put_legal_notice(&mut c, account, &fields.to_string(), "", app.now()).await?;
+    Ok(())
 }
 
 /// The demo organizer's Stripe account in the sandbox and its test-mode secret key.

@@ -189,35 +189,37 @@ pub async fn create(
 }
 
 /// Card and konbini are paid through the organizer's Stripe account: they need it connected
-/// (基本設定 > 決済（Stripe）), and konbini needs the account's konbini capability.
+/// (基本設定 > 決済（Stripe）), and konbini needs the account's konbini capability. Any priced
+/// ticket, however paid, is a sale at a distance, so a published event with one needs the
+/// organizer's 特定商取引法に基づく表記 (Stripe requires the page for konbini, too).
 async fn payable(
     app: &SharedApp,
     auth: &Auth,
     p: super::form::Parsed,
 ) -> Result<Result<super::form::Parsed, Vec<Problem>>, AppError> {
     let wants = |m: &str| p.payment_methods.split(',').any(|x| x == m);
-    if !wants("card") && !wants("konbini") {
-        return Ok(Ok(p));
-    }
-    let connection = {
-        let mut c = app.store.read().await?;
-        tsunagu_store::stripe::get_connection(&mut c, auth.account.id).await?
+    let message = if wants("card") || wants("konbini") {
+        let connection = {
+            let mut c = app.store.read().await?;
+            tsunagu_store::stripe::get_connection(&mut c, auth.account.id).await?
+        };
+        match &connection {
+            None => Some("カード・コンビニ払いを受け付けるには、先に 基本設定 > 決済（Stripe） で Stripe と接続してください。".to_string()),
+            Some(c) if wants("konbini") && !c.methods.is_empty() && !c.methods.iter().any(|m| m == "konbini") => Some(
+                "接続している Stripe アカウントでは、コンビニ払いがまだ有効になっていません。Stripe ダッシュボードの［設定］→［決済手段］でコンビニ決済を有効にしてから選んでください（本番では Stripe の審査があります）。".to_string(),
+            ),
+            Some(_) => None,
+        }
+    } else {
+        None
     };
-    let message = match &connection {
-        None => Some("カード・コンビニ払いを受け付けるには、先に 基本設定 > 決済（Stripe） で Stripe と接続してください。".to_string()),
-        Some(c) if wants("konbini") && !c.methods.is_empty() && !c.methods.iter().any(|m| m == "konbini") => Some(
-            "接続している Stripe アカウントでは、コンビニ払いがまだ有効になっていません。Stripe ダッシュボードの［設定］→［決済手段］でコンビニ決済を有効にしてから選んでください（本番では Stripe の審査があります）。".to_string(),
-        ),
-        Some(_) => None,
-    };
-    // 特定商取引法に基づく表記 before selling online (Stripe requires it for konbini).
     let message = match message {
         Some(m) => Some(m),
         None if p.state != tsunagu_store::events::EventState::Draft
             && p.tickets.iter().any(|t| t.2 > 0)
             && !crate::payments::legal::load(app, auth.account.id).await?.is_some_and(|n| n.complete()) =>
         {
-            Some("カード・コンビニ払いのイベントを公開するには、先に［特定商取引法に基づく表記］のすべての項目を入力してください。下書きなら今のまま保存できます。".into())
+            Some("有料チケットのあるイベントを公開するには、先に［特定商取引法に基づく表記］のすべての項目を入力してください（通信販売として法律で表示が義務づけられています）。下書きなら今のまま保存できます。".into())
         }
         None => None,
     };

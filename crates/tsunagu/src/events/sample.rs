@@ -1,5 +1,6 @@
-//! The demo's sample event: a meeting with 参加者登録利用 on, one ¥0 and one priced ticket, and
-//! two applications (one completed with a companion, one waiting for its bank transfer), so a
+//! The demo's sample event: a meeting with 参加者登録利用 on, one ¥0 and one priced ticket (paid by
+//! card, konbini or bank transfer when Stripe is connected, else by bank transfer), and two
+//! applications (one completed with a companion, one waiting for its bank transfer), so a
 //! newcomer opens a filled 申込状況サマリー. Made through the same store functions and jobs as
 //! the console and the public form.
 
@@ -14,7 +15,7 @@ pub const TITLE: &str = "Zoom 入門セミナー（サンプル）";
 /// Create the sample once for `account`. When the account has it already (the demo restarted),
 /// its Zoom settings are saved again: the sandbox starts empty on each run, so the meeting is
 /// made anew (and the registered people are registered again in it).
-pub async fn ensure(app: &App, account: AccountId, tz: &str) -> anyhow::Result<()> {
+pub async fn ensure(app: &App, account: AccountId, tz: &str, stripe: bool) -> anyhow::Result<()> {
     let existing = {
         let mut c = app.store.read().await?;
         store::summaries(&mut c, account).await?.into_iter().find(|s| s.event.title == TITLE).map(|s| s.event.id)
@@ -40,9 +41,9 @@ pub async fn ensure(app: &App, account: AccountId, tz: &str) -> anyhow::Result<(
         apply_from: now,
         apply_until: start,
         cancel_until: None,
-        payment_note: "懇親会つきチケットの代金は、お申し込みから 7 日以内に次の口座へお振り込みください。\nつなぐ銀行 本店営業部 普通 1234567 ツナグセミナー",
+        payment_note: "銀行振込をお選びの方は、お申し込みから 7 日以内に次の口座へお振り込みください。\nつなぐ銀行 本店営業部 普通 1234567 ツナグセミナー",
         companions_max: 2,
-        payment_methods: "bank_transfer",
+        payment_methods: if stripe { "card,konbini,bank_transfer" } else { "bank_transfer" },
         konbini_days: 3,
         state: EventState::Published,
     };

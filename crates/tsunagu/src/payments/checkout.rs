@@ -188,8 +188,18 @@ pub async fn fulfil(app: &App, account: AccountId, session_id: &str) -> Result<F
             };
             store::set_order(&mut tx, application_id, &change, now).await?;
             if !crate::events::register::complete(&mut tx, app, application_id).await? {
-                // Cancelled before the payment arrived: the money is the organizer's to refund.
-                tracing::warn!(application_id, "paid after the application was cancelled");
+                let cancelled = apps::by_id(&mut tx, application_id).await?.is_some_and(|a| a.status == "cancelled");
+                let left = order.amount_yen - order.refunded_yen;
+                if cancelled && left > 0 {
+                    // Cancelled before the payment arrived (a konbini voucher paid afterwards, or
+                    // a second tab that paid as the session was being closed): the person gets
+                    // no seat, so all of it goes back, through the same refund job as the
+                    // console's.
+                    super::refund::queue(&mut tx, app, application_id, account, left, 0).await?;
+                    tracing::warn!(application_id, amount = left, "paid after the application was cancelled: refunded");
+                } else {
+                    tracing::warn!(application_id, cancelled, "paid, but the application was not waiting");
+                }
             }
         }
         Fulfilled::Voucher => {

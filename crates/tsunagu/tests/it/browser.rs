@@ -46,6 +46,20 @@ async fn console_in_a_real_browser_on_desktop_and_phone() {
     assert!(flash.starts_with("アカウントを作成しました。"), "{flash}");
     assert!(b.text("main").await.contains(NAME), "the typed Japanese name arrives intact");
     b.screenshot("browser-desktop-home-after-signup").await;
+    {
+        // The 特定商取引法に基づく表記 that the priced event below needs (its page is walked elsewhere).
+        let mut c = t.app.store.conn().await.unwrap();
+        let me = tsunagu_store::accounts::credentials_by_email(&mut c, &tsunagu_core::Email::parse(EMAIL).unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .account
+            .id;
+        let fields = serde_json::json!({"seller": "株式会社つなぐ", "manager": "山田 太郎", "address": "東京都千代田区丸の内1-1-1",
+            "phone": "03-1234-5678", "email": "info@example.com", "price": "各イベントのページに記載", "payment": "銀行振込",
+            "timing": "お申し込みから7日以内", "delivery": "開催日時に Zoom で", "cancellation": "前日まで全額返金"});
+        tsunagu_store::stripe::put_legal_notice(&mut c, me, &fields.to_string(), "", 0).await.unwrap();
+    }
     // Desktop: the sidebar shows, the phone menu does not.
     assert!(b.is_displayed("aside.side").await, "sidebar visible at 1280 px");
     assert!(!b.is_displayed("details.menu summary").await, "phone menu hidden at 1280 px");

@@ -50,6 +50,7 @@ async fn the_zoom_manual_in_a_real_browser() {
     })
     .await;
     let org = t.signup(EMAIL, "主催 花子").await;
+    crate::events::fill_legal(&org).await;
     let meeting_event = create(&org, &event_form("新春 Zoom セミナー", "30", "3000")).await;
     let webinar_event = create(&org, &event_form("春のウェビナー", "100", "0")).await;
     let Some(b) = Browser::start(1280, 900).await else { return };

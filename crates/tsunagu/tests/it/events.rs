@@ -25,6 +25,12 @@ pub fn event_form<'a>(title: &'a str, capacity: &'a str, price: &'a str) -> Vec<
     ]
 }
 
+/// 特定商取引法に基づく表記, which an event with priced tickets needs before it is published.
+pub async fn fill_legal(c: &Client) {
+    let r = c.submit("/settings/legal", "/settings/legal", &crate::payments::legal_form("")).await;
+    assert_eq!(r.status, 303, "{}", r.text);
+}
+
 pub async fn create(c: &Client, form: &[(&str, &str)]) -> i64 {
     let r = c.submit("/events/new", "/events/new", form).await;
     assert_eq!(r.status, 303, "{}", r.text);
@@ -56,6 +62,13 @@ async fn an_organizer_creates_edits_copies_and_deletes_events() {
     assert!(r.text.contains("value=\"三千円\"") && r.text.contains("value=\"2027-01-20T18:00\""), "typed values kept");
     assert!(r.text.contains("資料: https://example.com/slides</textarea>"));
     assert!(c.get("/events").await.text.contains("まだイベントはありません"), "nothing stored");
+
+    // A priced event is published only with the 特定商取引法に基づく表記 filled in.
+    let r = c.submit("/events/new", "/events/new", &event_form("新春 Zoom セミナー", "３０", "3,000円")).await;
+    assert_eq!(r.status, 422);
+    assert!(r.text.contains("有料チケットのあるイベントを公開するには"), "{}", r.text);
+    assert!(c.get("/events").await.text.contains("まだイベントはありません"), "nothing stored");
+    fill_legal(&c).await;
 
     // Created, with full-width digits and commas read as people mean them.
     let id = create(&c, &event_form("新春 Zoom セミナー", "３０", "3,000円")).await;

@@ -108,6 +108,7 @@ async fn participants_apply_and_each_person_is_registered_and_mailed_once(db: Db
     };
     let org = t.signup("apply-organizer@example.com", "主催 花子").await;
     org.connect_zoom(ACC, "apply-cid", "apply-secret").await;
+    crate::events::fill_legal(&org).await;
     let id = create(&org, &event_form("Zoom 入門セミナー", "30", "3000")).await;
     let zoom_page = format!("/events/{id}/zoom");
     let r = org

@@ -79,6 +79,7 @@ async fn zoom_settings_create_move_replace_and_delete_the_meeting() {
     let t = TestApp::spawn_with_zoom(&base).await;
     let c = t.signup("zoom-organizer@example.com", "主催 花子").await;
     connect(&c, ACC, "events-cid").await;
+    crate::events::fill_legal(&c).await;
     let id = create(&c, &event_form("Zoom 入門セミナー", "30", "3000")).await;
 
     // The screen with the manual's labels, 開催日時 and 所要時間 taken from the event.

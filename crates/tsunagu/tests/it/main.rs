@@ -24,6 +24,7 @@ mod mail_smtp;
 mod media;
 mod ops;
 mod payments;
+mod payments_faults;
 mod retention;
 mod security;
 mod webdriver;

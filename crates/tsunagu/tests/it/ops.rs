@@ -282,6 +282,32 @@ async fn demo_restarts_on_its_own_data() {
         assert_eq!(r.status, 303, "{}", r.text);
         crate::helpers::eventually(30, "the visitor registered in the sandbox", || sandbox_has(vec![email.clone()]))
             .await;
+        // The priced ticket goes to the built-in Stripe sandbox's checkout page (the demo
+        // organizer is connected, and their 特定商取引法に基づく表記 is filled with sample values).
+        assert!(form.contains("カード・コンビニ"), "the sample takes card and konbini: {form}");
+        let priced = form.split(r#"name="ticket" value=""#).nth(2).unwrap().split('"').next().unwrap().to_string();
+        let form = visitor.get(&format!("/e/{key}/apply")).await.text;
+        let submit_key = form.split(r#"name="submit_key" value=""#).nth(1).unwrap().split('"').next().unwrap();
+        let payer = format!("payer{round}@example.com");
+        let r = visitor
+            .post_form(
+                &format!("/e/{key}/apply"),
+                &[
+                    ("csrf_token", &crate::helpers::csrf(&form)),
+                    ("submit_key", submit_key),
+                    ("ticket", &priced),
+                    ("companions", "0"),
+                    ("name_kanji_0", "支払 者"),
+                    ("name_kana_0", "シハライ シャ"),
+                    ("email_0", &payer),
+                    ("phone_0", "03-1234-5678"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 303, "{}", r.text);
+        let to = r.location.unwrap_or_default();
+        assert!(to.contains("/c/pay/cs_test_"), "to the Stripe sandbox's checkout: {to}");
+        assert!(c.get("/settings/legal").await.text.contains("デモ主催者（サンプル）"));
         let db = format!("sqlite://{}/tsunagu.db", data.display());
         let env = vec![
             ("TSUNAGU_DATA__DIR", data_s.clone()),

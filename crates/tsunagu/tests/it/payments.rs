@@ -25,7 +25,7 @@ fn contract(sb: &StripeSandbox) {
     }));
 }
 
-fn account(id: &str, konbini: bool) -> SandboxAccount {
+pub(crate) fn account(id: &str, konbini: bool) -> SandboxAccount {
     SandboxAccount {
         id: id.into(), display_name: "つなぐセミナー".into(), email: "owner@example.com".into(), konbini
     }
@@ -205,7 +205,7 @@ fn location(r: &reqwest::Response) -> String {
     r.headers()["location"].to_str().unwrap().to_string()
 }
 
-fn legal_form(invoice: &str) -> Vec<(&str, &str)> {
+pub(crate) fn legal_form(invoice: &str) -> Vec<(&str, &str)> {
     vec![
         ("seller", "株式会社つなぐ"),
         ("manager", "山田 太郎"),
@@ -506,9 +506,46 @@ async fn konbini_vouchers_hold_the_seat_until_paid_or_lapsed() {
     let page = s.t.client().get(&mine).await.text;
     assert!(page.contains("お支払いの期限を過ぎたため"), "{page}");
     assert_eq!(seats(&s.t.client().get(&format!("/e/{}/apply", s.key)).await.text), before, "the seat returned");
+    eventually(10, "told of the cancellation", || async {
+        s.t.run_jobs().await;
+        s.mails_to("x@example.com").await.len() >= 2
+    })
+    .await;
+    s.settle().await;
     assert_eq!(s.mails_to("x@example.com").await.len(), 2, "how to pay, then told once of the cancellation");
     assert_eq!(s.registered("x@example.com"), 0, "a lapsed voucher is never registered at Zoom");
-    let _ = &s.organizer;
+
+    // A voucher paid at the store after the person cancelled: no seat, and all of it goes back.
+    let url = s.apply("late@example.com", &[]).await;
+    let took = pay_on_stripe(&url, &[("method", "konbini"), ("email", "late@example.com")]).await;
+    let back = location(&took);
+    let path = back.split_once("127.0.0.1").unwrap().1.split_once('/').map(|(_, p)| format!("/{p}")).unwrap();
+    let mine = s.t.client().get(&path).await.location.unwrap();
+    let mine = mine.split('?').next().unwrap().to_string();
+    let late = s.last_application().await;
+    s.settle().await;
+    let p = s.t.client();
+    assert_eq!(p.submit(&mine, &format!("{mine}/cancel"), &[]).await.status, 303);
+    assert_eq!(s.app_status(late).await, "cancelled");
+    let pi = s.sb.payments().into_iter().rfind(|p| p.status == "requires_action").unwrap().payment_intent;
+    assert!(s.sb.paid_at_store(&pi), "Stripe still takes the voucher");
+    eventually(10, "the late payment refunded", || async {
+        s.t.run_jobs().await;
+        s.sb.refunds().iter().any(|r| r.payment_intent == pi)
+    })
+    .await;
+    s.settle().await;
+    let refunds: Vec<_> = s.sb.refunds().into_iter().filter(|r| r.payment_intent == pi).collect();
+    assert_eq!(refunds.len(), 1, "refunded once");
+    assert_eq!(refunds[0].amount, 3000, "in full");
+    assert_eq!(s.app_status(late).await, "cancelled", "the cancellation stands");
+    assert_eq!(s.registered("late@example.com"), 0);
+    let subjects = s.mails_to("late@example.com").await;
+    assert_eq!(subjects.len(), 2, "how to pay, then the cancellation; no join URL: {subjects:?}");
+    let page = s.organizer.get(&format!("/events/{}", s.event)).await.text;
+    assert!(page.contains("返金手続き中（購入者の口座情報の入力待ち）: 3,000円"), "{page}");
+    s.t.assert_no_jobs_left().await;
+    contract(&s.sb);
 }
 
 /// NOTES §5.7: a webhook that never arrives. The reconciliation sweep finds the event in
