@@ -103,6 +103,7 @@ fn refund_line(r: &tsunagu_store::stripe::RefundRow) -> String {
         "succeeded" => "返金済み",
         "failed" => "返金失敗（Stripe ダッシュボードでご確認ください）",
         "canceled" => "返金取消",
+        "kept" => return format!("返金なし（キャンセル料 {}円）", super::form::group(r.fee_yen)),
         _ => "返金",
     };
     format!("{state}: {amount}円{fee}")
@@ -126,7 +127,12 @@ pub fn rows(list: Vec<apps::Application>, payments: &Payments, tz: &str) -> Vec<
                     Some("card") => "カード".into(),
                     _ => "カード・コンビニ（Stripe）".into(),
                 },
-                state: order_state_label(o, tz),
+                state: match (a.status.as_str(), o.state.as_str()) {
+                    // Cancelled after paying: what became of the money is in the refund lines.
+                    ("cancelled", "paid") if o.refunded_yen > 0 => "返金済み".into(),
+                    ("cancelled", "paid") => "返金なし".into(),
+                    _ => order_state_label(o, tz),
+                },
                 state_code: o.state.clone(),
                 refunds: payments.refunds.get(&a.id).map(|rs| rs.iter().map(refund_line).collect()).unwrap_or_default(),
                 ids: [o.session_id.as_deref(), o.payment_intent.as_deref()]
@@ -135,7 +141,14 @@ pub fn rows(list: Vec<apps::Application>, payments: &Payments, tz: &str) -> Vec<
                     .collect::<Vec<_>>()
                     .join(" / "),
             }),
-            refundable: payments.orders.get(&a.id).is_some_and(|o| o.state == "paid" && o.refunded_yen < o.amount_yen),
+            refundable: a.status != "cancelled"
+                && payments.orders.get(&a.id).is_some_and(|o| {
+                    o.state == "paid"
+                        && crate::payments::refund::left(
+                            o,
+                            payments.refunds.get(&a.id).map(Vec::as_slice).unwrap_or_default(),
+                        ) > 0
+                }),
             id: a.id,
             applied_at: format_local(a.created_at, tz),
             ticket: a.ticket_name.clone(),
@@ -282,7 +295,8 @@ pub async fn csv(
                 p.email.clone(),
                 p.phone.clone(),
                 zoom.to_string(),
-                p.join_url.clone(),
+                // A cancelled person's URL no longer lets them in (the registration is removed).
+                if p.cancelled { String::new() } else { p.join_url.clone() },
                 if p.cancelled { "キャンセル".into() } else { String::new() },
             ];
             out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));

@@ -483,6 +483,15 @@ struct ApplicationPage {
     confirming: bool,
     /// A receipt can be printed (paid, online or by a confirmed transfer).
     receipt: bool,
+    /// Paid through Stripe and not cancelled: a refund is the organizer's decision, so the page
+    /// offers no button and says whom to ask.
+    paid_online: bool,
+    /// The organizer's email and phone from their 特定商取引法に基づく表記.
+    contact: String,
+    /// Cancelled after paying: what is refunded and what is kept.
+    money: String,
+    /// More than one person: companions get their own mails.
+    companions: bool,
 }
 
 #[derive(Deserialize)]
@@ -521,7 +530,30 @@ pub async fn mine(
         (a, e, tz, order)
     };
     let deadline = e.cancel_until.unwrap_or(e.apply_until);
+    let paid_online = order.as_ref().is_some_and(|o| o.state == "paid") && a.status != "cancelled";
+    let contact = if paid_online {
+        crate::payments::legal::load(&app, e.account_id)
+            .await?
+            .map(|n| {
+                [n.get("email"), n.get("phone")].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" / ")
+            })
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let money = match &order {
+        Some(o) if a.status == "cancelled" && o.state != "expired" => {
+            let mut c = app.store.read().await?;
+            let refunds = tsunagu_store::stripe::refunds_of(&mut c, a.id).await?;
+            super::cancel::money_note(o, &refunds, &tz)
+        }
+        _ => String::new(),
+    };
     let page = ApplicationPage {
+        paid_online,
+        contact,
+        money,
+        companions: a.people.len() > 1,
         online: order.is_some(),
         order_state: order.as_ref().map(|o| o.state.clone()).unwrap_or_default(),
         konbini_deadline: order

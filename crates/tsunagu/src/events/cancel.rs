@@ -53,7 +53,7 @@ async fn cancel_and_queue(
     let r = apps::cancel(&mut tx, application, person, app.now()).await?;
     if let Cancelled::Done { people, whole } = &r {
         queue(&mut tx, app, people).await?;
-        if let Some((account, amount, fee)) = refund.filter(|r| r.1 > 0) {
+        if let Some((account, amount, fee)) = refund.filter(|r| r.1 > 0 || r.2 > 0) {
             crate::payments::refund::queue(&mut tx, app, application, account, amount, fee).await?;
         }
         if *whole && unpaid {
@@ -92,10 +92,14 @@ async fn plan_refund(
             c => Some(c),
         })
         .collect();
-    let fee = if digits.is_empty() { 0 } else { digits.parse::<i64>().unwrap_or(-1) };
+    if digits.is_empty() {
+        // Never a full refund by a field left blank: the organizer types 0 for that.
+        return Ok(Err("キャンセル料を入力してください（キャンセル料がない場合は 0）。".into()));
+    }
+    let fee = digits.parse::<i64>().unwrap_or(-1);
     if fee < 0 || fee > r.amount {
         return Ok(Err(format!(
-            "キャンセル料は 0〜{} 円の数字で入力してください（お支払い額 {} 円まで）。",
+            "キャンセル料は 0〜{} 円の数字で入力してください（返金できる額は {} 円です）。",
             super::form::group(r.amount),
             super::form::group(r.amount)
         )));
@@ -234,19 +238,70 @@ struct Payload {
     person_id: i64,
 }
 
+/// The cancellation mail's paragraph on the money of a Stripe order: a voucher that lapsed, or
+/// what is refunded and what is kept as キャンセル料. Empty when nothing was paid or is due.
+pub(crate) fn money_note(
+    o: &tsunagu_store::stripe::Order,
+    refunds: &[tsunagu_store::stripe::RefundRow],
+    tz: &str,
+) -> String {
+    use super::form::group;
+    match o.state.as_str() {
+        "expired" => match o.konbini_expires_at {
+            Some(t) => format!(
+                "お支払い期限（{}）までにお支払いを確認できなかったため、お申し込みを取り消しました。",
+                crate::clock::format_local(t, tz)
+            ),
+            None => "お支払いが完了しないまま期限を過ぎたため、お申し込みを取り消しました。".into(),
+        },
+        "paid" | "refunded" => {
+            let live: Vec<_> = refunds.iter().filter(|r| !matches!(r.state.as_str(), "failed" | "canceled")).collect();
+            let refunded: i64 = live.iter().map(|r| r.amount_yen).sum::<i64>().max(o.refunded_yen);
+            let fee: i64 = live.iter().map(|r| r.fee_yen).sum();
+            let fee_text = if fee > 0 { format!("（キャンセル料 {}円）", group(fee)) } else { String::new() };
+            if refunded <= 0 {
+                return format!(
+                    "お支払いいただいた {}円 は、キャンセル料のため返金はありません。",
+                    group(o.amount_yen)
+                );
+            }
+            let how = if o.method.as_deref() == Some("konbini") {
+                "コンビニでお支払いいただいたため、返金先の口座をお伺いするメールが Stripe から届きます。そちらから口座情報をご入力ください。"
+            } else {
+                "お支払いに使われたカードに返金されます（反映の時期はカード会社によって異なります）。"
+            };
+            format!(
+                "お支払いいただいた {}円 のうち {}円 を返金します{fee_text}。\n{how}",
+                group(o.amount_yen),
+                group(refunded)
+            )
+        }
+        _ => String::new(),
+    }
+}
+
 /// `events.unregister`: remove the person's Zoom registration, then send the cancellation mail.
 /// The mail goes out even when Zoom refuses the removal for good (the event page then shows the
 /// reason, for the organizer to remove it in Zoom).
 pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
     let p: Payload = serde_json::from_value(job.payload.clone())
         .map_err(|e| JobError::Permanent(format!("events.unregister payload: {e}")))?;
-    let (person, event, zoom, account) = {
+    let (person, event, zoom, account, money) = {
         let mut c = app.store.read().await?;
         let Some(person) = apps::person_for_job(&mut c, p.person_id).await? else { return Ok(Outcome::Done) };
         let Some(event) = store::get_for_job(&mut c, person.event_id).await? else { return Ok(Outcome::Done) };
         let zoom = store::zoom_settings_for_job(&mut c, person.event_id).await?;
         let account = tsunagu_store::accounts::get(&mut c, event.account_id).await?;
-        (person, event, zoom, account)
+        // What became of the money, told to the representative (who paid).
+        let money = match tsunagu_store::stripe::order(&mut c, person.application_id).await? {
+            Some(o) if person.position == 0 => {
+                let refunds = tsunagu_store::stripe::refunds_of(&mut c, person.application_id).await?;
+                let tz = account.as_ref().map(|a| a.time_zone.as_str()).unwrap_or("Asia/Tokyo");
+                money_note(&o, &refunds, tz)
+            }
+            _ => String::new(),
+        };
+        (person, event, zoom, account, money)
     };
     let Some(account) = account else { return Ok(Outcome::Done) };
     if !person.cancelled {
@@ -290,7 +345,9 @@ pub async fn run(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError> {
         event_title: event.title.clone(),
         event_date: super::form::span(event.starts_at, event.ends_at, &account.time_zone),
         join_url: person.join_url.clone(),
-        personal: registration,
+        // Only someone who was sent their own URL is told it no longer works.
+        personal: registration && person.mailed_at.is_some(),
+        payment_note: money,
         ..JoinContext::default()
     };
     let mut tx = app.store.begin().await?;

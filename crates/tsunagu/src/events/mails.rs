@@ -102,6 +102,9 @@ pub const CANCELLED: Kind = Kind {
 
 「{{ event_title }}」（{{ event_date }}）へのお申し込みをキャンセルしました。
 {% if personal %}お送りしていた参加URLは使えなくなりました。
+{% endif %}{% if payment_note %}
+■ お支払いについて
+{{ payment_note }}
 {% endif %}
 またのお申し込みをお待ちしております。
 ",
@@ -183,7 +186,7 @@ pub const VARIABLES: [(&str, &str); 14] = [
     ("companions", "同伴者のお名前の一覧（代表者向け）"),
     ("application_url", "お申し込み内容の確認・キャンセルのページ"),
     ("amount", "金額"),
-    ("payment_note", "お支払い方法の案内（イベントの設定）"),
+    ("payment_note", "お支払いについて（受付のお知らせ: お支払い方法の案内、キャンセルのお知らせ: 返金について）"),
     ("ticket", "チケット名"),
 ];
 

@@ -40,6 +40,8 @@ struct PublicEventPage {
     description_html: String,
     /// The organizer's 特定商取引法に基づく表記 is filled in and the event sells tickets.
     legal: bool,
+    /// How priced tickets are paid (カード・コンビニ・銀行振込); empty when every ticket is free.
+    payment_methods: String,
 }
 
 /// What a participant is told about taking applications at `now`, or `None` while open.
@@ -73,7 +75,15 @@ pub async fn page(
             && crate::payments::legal::load_on(&mut c, e.account_id).await?.is_some_and(|n| n.complete());
         (e, tz, legal)
     };
+    let sells = e.tickets.iter().any(|t| t.price_yen > 0);
+    let payment_methods = [("card", "カード"), ("konbini", "コンビニ"), ("bank_transfer", "銀行振込")]
+        .iter()
+        .filter(|(code, _)| sells && e.payment_methods.iter().any(|m| m == code))
+        .map(|(_, label)| *label)
+        .collect::<Vec<_>>()
+        .join("・");
     let page = PublicEventPage {
+        payment_methods,
         legal,
         chrome: Chrome::public(&ctx, &e.title),
         when: super::form::span(e.starts_at, e.ends_at, &tz),

@@ -73,7 +73,7 @@ pub async fn load_on(c: &mut tsunagu_store::AnyConnection, account: AccountId) -
     Ok(Some(Notice { values, invoice_number }))
 }
 
-/// `T` and 13 digits (full-width digits and spaces or hyphens typed in between are accepted).
+/// `T` and 13 digits; the `T` is added when only the digits are typed (full-width digits and spaces or hyphens typed in between are accepted).
 pub fn invoice_number(s: &str) -> Result<String, String> {
     let cleaned: String = s
         .trim()
@@ -88,6 +88,12 @@ pub fn invoice_number(s: &str) -> Result<String, String> {
     if cleaned.is_empty() {
         return Ok(String::new());
     }
+    // The 13 digits typed without their "T".
+    let cleaned = if cleaned.len() == 13 && cleaned.bytes().all(|b| b.is_ascii_digit()) {
+        format!("T{cleaned}")
+    } else {
+        cleaned
+    };
     let ok = cleaned.len() == 14 && cleaned.starts_with('T') && cleaned[1..].bytes().all(|b| b.is_ascii_digit());
     if ok {
         Ok(cleaned)
@@ -151,6 +157,16 @@ pub async fn save(
             problems.push(format!("{label}は 2000 文字以内で入力してください。"));
         }
     }
+    let email = get("email");
+    if !email.is_empty() && tsunagu_core::Email::parse(&email).is_err() {
+        problems.push("メールアドレスの形式が正しくありません（例: info@example.com）。".into());
+    }
+    let complete = values.iter().all(|(_, v)| !v.is_empty());
+    if !complete && sells_now(&app, auth.account.id).await? {
+        // The page is linked from events that sell now: emptying it would leave them selling
+        // without the notice the law requires.
+        problems.push("有料チケットのあるイベントを公開しているため、すべての項目が必要です。空欄の項目を入力してください（項目を空にするには、先にそのイベントを下書きか受付終了にしてください）。".into());
+    }
     let invoice = match invoice_number(&get("invoice_number")) {
         Ok(n) => n,
         Err(e) => {
@@ -183,9 +199,15 @@ pub async fn save(
     let msg = if n.complete() {
         "保存しました。有料チケットのイベントのページに表示します。"
     } else {
-        "保存しました。空欄の項目があるため、カード・コンビニ払いのイベントはまだ公開できません。"
+        "保存しました。空欄の項目があるため、有料チケットのあるイベントはまだ公開できません。"
     };
     Ok(flash_redirect(&app, "/settings/legal", "success", msg))
+}
+
+/// Whether the organizer has a published event with a priced ticket.
+async fn sells_now(app: &SharedApp, account: tsunagu_core::AccountId) -> Result<bool, AppError> {
+    let mut c = app.store.read().await?;
+    Ok(tsunagu_store::events::sells_priced(&mut c, account).await?)
 }
 
 #[derive(Template)]
@@ -228,7 +250,8 @@ mod tests {
         assert_eq!(invoice_number("T1234567890123").unwrap(), "T1234567890123");
         assert_eq!(invoice_number(" ｔ１２３４-５６７８-９０１２３ ").unwrap(), "T1234567890123");
         assert_eq!(invoice_number("").unwrap(), "");
-        for bad in ["1234567890123", "T123456789012", "T12345678901234", "X1234567890123", "T12345678901a3"] {
+        assert_eq!(invoice_number("1234567890123").unwrap(), "T1234567890123", "the T added");
+        for bad in ["T123456789012", "T12345678901234", "X1234567890123", "T12345678901a3"] {
             assert!(invoice_number(bad).is_err(), "{bad}");
         }
     }

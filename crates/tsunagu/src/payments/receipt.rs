@@ -1,6 +1,8 @@
 //! 領収書: a printable receipt for each paid application (`/a/{access}/receipt`), on the
 //! participant's own page. The buyer sets the name it is addressed to (宛名). It shows 但し書き,
-//! the amount received (less what was refunded) with the 10 % consumption tax shown as included,
+//! the amount received (less what was refunded) with the 10 % consumption tax shown as included
+//! in the participation fee (a キャンセル料 kept is shown on its own line, without tax: it pays
+//! for no service, so it is outside consumption tax),
 //! the date of payment, and the organizer's name and address from their 特定商取引法に基づく表記,
 //! with their 適格請求書発行事業者登録番号 when they gave one.
 
@@ -38,6 +40,10 @@ struct ReceiptPage {
     invoice_number: String,
     paid: bool,
     refunded: String,
+    /// The キャンセル料 kept, when there is one (its own line, no tax).
+    fee: String,
+    /// Paid, then refunded in full: nothing to receipt.
+    all_refunded: bool,
 }
 
 /// The consumption tax included in a tax-inclusive amount at 10 % (rounded down).
@@ -61,13 +67,23 @@ pub async fn show(
         let completed = apps::completed_at(&mut c, a.id).await?;
         (a, e, order, notice, account, completed)
     };
-    let (received, refunded) = match &order {
-        Some(o) if o.state == "paid" || o.state == "refunded" => (o.amount_yen - o.refunded_yen, o.refunded_yen),
-        Some(_) => (0, 0),
-        None if a.status == "completed" => (a.amount_yen, 0),
-        None => (0, 0),
+    let (received, refunded, fee) = match &order {
+        Some(o) if o.state == "paid" || o.state == "refunded" => {
+            let mut c = app.store.read().await?;
+            let refunds = tsunagu_store::stripe::refunds_of(&mut c, a.id).await?;
+            let kept: i64 =
+                refunds.iter().filter(|r| !matches!(r.state.as_str(), "failed" | "canceled")).map(|r| r.fee_yen).sum();
+            let received = o.amount_yen - o.refunded_yen;
+            (received, o.refunded_yen, kept.min(received))
+        }
+        Some(_) => (0, 0, 0),
+        None if a.status == "completed" => (a.amount_yen, 0, 0),
+        None => (0, 0, 0),
     };
     let paid = received > 0 && completed.is_some();
+    // What was received for the seats still taken, on which the tax is shown.
+    let fare = received - fee;
+    let coming = a.people.iter().filter(|p| !p.cancelled).count();
     let notice = notice.unwrap_or_default();
     let seller =
         Some(notice.get("seller").to_string()).filter(|s| !s.is_empty()).unwrap_or(account.display_name.clone());
@@ -80,19 +96,22 @@ pub async fn show(
         issued: completed.map(|t| crate::clock::format_local(t, &account.time_zone)).unwrap_or_default(),
         atena,
         amount: group(received),
-        tax: group(tax_included(received)),
-        proviso: format!(
-            "「{}」参加費として（{}・{}名分）",
-            e.title,
-            a.ticket_name,
-            a.people.iter().filter(|p| !p.cancelled).count()
-        ),
+        tax: group(tax_included(fare)),
+        proviso: match (fare > 0 && coming > 0, fee > 0) {
+            (true, true) => {
+                format!("「{}」参加費（{}・{}名分）およびキャンセル料として", e.title, a.ticket_name, coming)
+            }
+            (true, false) => format!("「{}」参加費として（{}・{}名分）", e.title, a.ticket_name, coming),
+            _ => format!("「{}」のキャンセル料として", e.title),
+        },
         seller,
         address: notice.get("address").to_string(),
         phone: notice.get("phone").to_string(),
         invoice_number: notice.invoice_number.clone(),
         paid,
         refunded: if refunded > 0 { group(refunded) } else { String::new() },
+        fee: if fee > 0 { group(fee) } else { String::new() },
+        all_refunded: received <= 0 && refunded > 0,
     };
     Ok(Html(page.render()?))
 }

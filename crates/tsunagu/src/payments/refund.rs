@@ -29,22 +29,39 @@ pub struct Refundable {
     pub amount: i64,
 }
 
-/// What is refundable when `person` (a companion) or the whole application is cancelled.
+/// What is refundable when `person` (a companion) or the whole application is cancelled: what
+/// was paid less what is already refunded or on its way (queued refunds included), and less the
+/// キャンセル料 kept by earlier cancellations of the same application. A companion's seat is worth
+/// the order's amount divided among everyone it was paid for. `None` when the application or the
+/// person is cancelled already, or nothing is left.
 pub async fn refundable(app: &App, application_id: i64, person: Option<i64>) -> Result<Option<Refundable>, StoreError> {
     let mut c = app.store.read().await?;
     let Some(order) = store::order(&mut c, application_id).await? else { return Ok(None) };
     if order.state != "paid" {
         return Ok(None);
     }
-    let left = order.amount_yen - order.refunded_yen;
     let Some(a) = apps::by_id(&mut c, application_id).await? else { return Ok(None) };
-    let live = a.people.iter().filter(|p| !p.cancelled).count() as i64;
+    if a.status == "cancelled" || person.is_some_and(|p| a.people.iter().any(|x| x.id == p && x.cancelled)) {
+        return Ok(None);
+    }
+    let left = left(&order, &store::refunds_of(&mut c, application_id).await?);
     let whole = person.is_none_or(|p| a.people.iter().any(|x| x.id == p && x.position == 0));
-    let amount = if whole { left } else { (a.amount_yen / live.max(1)).min(left) };
+    let each = order.amount_yen / (a.people.len() as i64).max(1);
+    let amount = if whole { left } else { each.min(left) };
     Ok((amount > 0).then_some(Refundable { account: order.account_id, amount }))
 }
 
-/// Queue the refund on the caller's transaction (which cancels the seats).
+/// What a paid order has left to refund: its amount, less what is refunded or on its way, and
+/// less the キャンセル料 kept by cancellations.
+pub fn left(order: &store::Order, refunds: &[store::RefundRow]) -> i64 {
+    let live = refunds.iter().filter(|r| !matches!(r.state.as_str(), "failed" | "canceled"));
+    let committed = live.clone().map(|r| r.amount_yen).sum::<i64>().max(order.refunded_yen);
+    order.amount_yen - committed - live.map(|r| r.fee_yen).sum::<i64>()
+}
+
+/// Queue the refund on the caller's transaction (which cancels the seats). A キャンセル料 that
+/// keeps all of it is recorded as `kept`, with nothing sent to Stripe, so that a later
+/// cancellation of the same application does not refund it.
 pub async fn queue(
     c: &mut tsunagu_store::AnyConnection,
     app: &App,
@@ -54,6 +71,10 @@ pub async fn queue(
     fee: i64,
 ) -> Result<(), StoreError> {
     let id = store::queue_refund(c, application_id, account, amount, fee, app.now()).await?;
+    if amount <= 0 {
+        store::set_refund(c, id, "", "kept", app.now()).await?;
+        return Ok(());
+    }
     let payload = serde_json::json!({ "refund_id": id });
     crate::jobs::enqueue(c, app, REFUND_JOB, &payload, Some(&format!("{REFUND_JOB}:{id}")), 0).await?;
     Ok(())

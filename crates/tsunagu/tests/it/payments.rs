@@ -310,10 +310,23 @@ pub(crate) async fn shop() -> Shop {
     let key = crate::events_apply::public_key(&organizer, id).await;
     let public = t.client().get(&format!("/e/{key}")).await.text;
     assert!(public.contains(&format!("/e/{key}/legal")), "{public}");
+    assert!(public.contains("有料チケットのお支払い方法: カード・コンビニ"), "{public}");
     let legal = t.client().get(&format!("/e/{key}/legal")).await.text;
     assert!(
         legal.contains("運営統括責任者") && legal.contains("山田 太郎") && legal.contains("キャンセル・返金について")
     );
+    // While the event sells, the notice cannot be emptied, and its email must be one.
+    let mut emptied = legal_form("T1234567890123");
+    emptied[0] = ("seller", "");
+    let r = organizer.submit("/settings/legal", "/settings/legal", &emptied).await;
+    assert_eq!(r.status, 422);
+    assert!(r.text.contains("有料チケットのあるイベントを公開しているため"), "{}", r.text);
+    let mut bad_email = legal_form("T1234567890123");
+    bad_email[4] = ("email", "not-an-email");
+    let r = organizer.submit("/settings/legal", "/settings/legal", &bad_email).await;
+    assert_eq!(r.status, 422);
+    assert!(r.text.contains("メールアドレスの形式が正しくありません") && r.text.contains("not-an-email"), "{}", r.text);
+    assert_eq!(t.client().get(&format!("/e/{key}/legal")).await.status, 200, "the notice still shows");
     let page = t.client().get(&format!("/e/{key}/apply")).await.text;
     let tickets: Vec<String> =
         page.split(r#"name="ticket" value=""#).skip(1).map(|s| s.split('"').next().unwrap().to_string()).collect();
@@ -514,6 +527,11 @@ async fn konbini_vouchers_hold_the_seat_until_paid_or_lapsed() {
     s.settle().await;
     assert_eq!(s.mails_to("x@example.com").await.len(), 2, "how to pay, then told once of the cancellation");
     assert_eq!(s.registered("x@example.com"), 0, "a lapsed voucher is never registered at Zoom");
+    let mail = s.bodies_to("x@example.com").await.pop().unwrap();
+    assert!(
+        mail.contains("までにお支払いを確認できなかったため") && !mail.contains("参加URLは使えなくなりました"),
+        "the lapse is the reason, and no URL was ever sent: {mail}"
+    );
 
     // A voucher paid at the store after the person cancelled: no seat, and all of it goes back.
     let url = s.apply("late@example.com", &[]).await;
@@ -590,6 +608,28 @@ impl Shop {
         self.last_application().await
     }
 
+    /// The application's own page (`/a/{access}`).
+    async fn page_of(&self, application: i64) -> String {
+        let access: String = {
+            let mut c = self.t.app.store.read().await.unwrap();
+            sqlx::query_scalar("SELECT access_key FROM applications WHERE id = $1")
+                .bind(application)
+                .fetch_one(&mut *c)
+                .await
+                .unwrap()
+        };
+        format!("/a/{access}")
+    }
+
+    /// The bodies of the mails sent to `email`, oldest first.
+    async fn bodies_to(&self, email: &str) -> Vec<String> {
+        let mut c = self.t.app.store.read().await.unwrap();
+        let all = tsunagu_store::mails::list_for_account(&mut c, self.me, 500).await.unwrap();
+        let mut mine: Vec<_> = all.into_iter().filter(|m| m.to_address == email).collect();
+        mine.sort_by_key(|m| m.id);
+        mine.into_iter().map(|m| m.body_text).collect()
+    }
+
     pub(crate) async fn last_application(&self) -> i64 {
         let mut c = self.t.app.store.read().await.unwrap();
         sqlx::query_scalar("SELECT MAX(id) FROM applications").fetch_one(&mut *c).await.unwrap()
@@ -639,6 +679,20 @@ async fn refunds_from_the_console_and_from_stripes_dashboard() {
         page.contains("お支払い: カード") && page.contains("決済完了") && page.contains("キャンセル料（円）"),
         "{page}"
     );
+    // Paid: the participant's page offers no cancel button, and says whom to ask.
+    let mine = s.page_of(a).await;
+    let text = s.t.client().get(&mine).await.text;
+    assert!(
+        text.contains("お支払い済みのため、このページからはキャンセルできません")
+            && text.contains("info@example.com")
+            && !text.contains("id=\"cancel-application\""),
+        "{text}"
+    );
+    // A キャンセル料 left blank is refused, never read as 0.
+    let path = format!("/events/{}/applications/{a}/people/{companion}/cancel", s.event);
+    assert_eq!(s.organizer.submit(&format!("/events/{}", s.event), &path, &[("fee", "")]).await.status, 303);
+    assert!(s.organizer.get(&format!("/events/{}", s.event)).await.text.contains("キャンセル料を入力してください"));
+    assert_eq!(s.app_status(a).await, "completed");
     let path = format!("/events/{}/applications/{a}/people/{companion}/cancel", s.event);
     let too_much = s.organizer.submit(&format!("/events/{}", s.event), &path, &[("fee", "3001")]).await;
     assert_eq!(too_much.status, 303);
@@ -653,7 +707,42 @@ async fn refunds_from_the_console_and_from_stripes_dashboard() {
     assert!(page.contains("返金済み: 2,500円（キャンセル料 500円）"), "{page}");
     assert_eq!(s.mails_to("ra1@example.com").await.len(), 2, "the join mail, then one cancellation mail");
     assert_eq!((s.registered("ra@example.com"), s.registered("ra1@example.com")), (1, 0), "the companion left Zoom");
+    // The receipt: what was kept for the seat is a キャンセル料, outside consumption tax.
+    let receipt = s.t.client().get(&format!("{mine}/receipt")).await.text;
+    for want in [
+        "¥3,500-",
+        "内消費税等 10% ¥272、キャンセル料 ¥500 は不課税",
+        "参加費（懇親会つき・1名分）およびキャンセル料として",
+    ] {
+        assert!(receipt.contains(want), "{want}: {receipt}");
+    }
     assert_eq!(s.app_status(a).await, "completed", "the representative still comes");
+    // Then the whole application, with no キャンセル料: the 500 kept for the companion stays kept,
+    // so 3,000 of the 6,000 paid goes back now, not 3,500.
+    let path = format!("/events/{}/applications/{a}/cancel", s.event);
+    assert_eq!(s.organizer.submit(&format!("/events/{}", s.event), &path, &[("fee", "3001")]).await.status, 303);
+    let page = s.organizer.get(&format!("/events/{}", s.event)).await.text;
+    assert!(page.contains("キャンセル料は 0〜3,000 円の数字で入力してください"), "{page}");
+    assert_eq!(s.app_status(a).await, "completed");
+    assert_eq!(s.organizer.submit(&format!("/events/{}", s.event), &path, &[("fee", "0")]).await.status, 303);
+    s.settle().await;
+    let pi = s.pi_of(a).await;
+    let mut amounts: Vec<i64> = s.sb.refunds().iter().filter(|r| r.payment_intent == pi).map(|r| r.amount).collect();
+    amounts.sort();
+    assert_eq!(amounts, [2500, 3000], "the companion's キャンセル料 is not refunded later");
+    let page = s.organizer.get(&format!("/events/{}", s.event)).await.text;
+    assert!(page.contains("返金済み: 3,000円") && page.contains("返金済み: 2,500円（キャンセル料 500円）"), "{page}");
+    // A form sent again for the cancelled application refunds nothing more.
+    assert_eq!(s.organizer.submit(&format!("/events/{}", s.event), &path, &[("fee", "0")]).await.status, 303);
+    s.settle().await;
+    assert_eq!(s.sb.refunds().iter().filter(|r| r.payment_intent == pi).count(), 2);
+    let text = s.t.client().get(&mine).await.text;
+    assert!(text.contains("お支払いいただいた 6,000円 のうち 5,500円 を返金します（キャンセル料 500円）"), "{text}");
+    let mail = s.bodies_to("ra@example.com").await.pop().unwrap();
+    assert!(
+        mail.contains("■ お支払いについて") && mail.contains("5,500円 を返金します") && mail.contains("カードに返金"),
+        "{mail}"
+    );
 
     // Refunded in full in Stripe's dashboard: the application is cancelled, everyone told once.
     let b = s.paid_by_card("rb@example.com", &[("同伴 二郎", "rb1@example.com")]).await;
@@ -670,6 +759,12 @@ async fn refunds_from_the_console_and_from_stripes_dashboard() {
         assert_eq!(subjects.len(), 2, "{who}: the join mail and one cancellation mail: {subjects:?}");
         assert_eq!(s.registered(who), 0, "{who}: removed from Zoom");
     }
+    let mail = s.bodies_to("rb@example.com").await.pop().unwrap();
+    assert!(mail.contains("お支払いいただいた 6,000円 のうち 6,000円 を返金します"), "{mail}");
+    let companion_mail = s.bodies_to("rb1@example.com").await.pop().unwrap();
+    assert!(!companion_mail.contains("返金"), "the money is told to whoever paid: {companion_mail}");
+    let receipt = s.t.client().get(&format!("{}/receipt", s.page_of(b).await)).await.text;
+    assert!(receipt.contains("全額を返金したため、領収書はありません"), "{receipt}");
     // Partly refunded there: recorded, nothing cancelled.
     let c = s.paid_by_card("rc@example.com", &[]).await;
     s.settle().await;
@@ -706,7 +801,7 @@ async fn refunds_from_the_console_and_from_stripes_dashboard() {
         s.organizer.get(&format!("/events/{}", s.event)).await.text.contains("返金済み: 3,000円")
     })
     .await;
-    assert_eq!(s.sb.refunds().len(), 4, "each refund made once");
+    assert_eq!(s.sb.refunds().len(), 5, "each refund made once");
     s.settle().await;
     s.t.assert_no_jobs_left().await;
     contract(&s.sb);
