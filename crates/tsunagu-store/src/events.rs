@@ -353,11 +353,11 @@ pub async fn summaries(c: &mut AnyConnection, account: AccountId) -> Result<Vec<
         .collect()
 }
 
-/// Whether the account has a published event with a priced ticket (what its 特定商取引法に基づく
-/// 表記 is shown for).
+/// Whether the account has an event with a priced ticket that is not a draft (published, or
+/// closed but still shown): what its 特定商取引法に基づく表記 is shown for.
 pub async fn sells_priced(c: &mut AnyConnection, account: AccountId) -> Result<bool> {
     let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM events e WHERE e.account_id = $1 AND e.state = 'published'
+        "SELECT COUNT(*) FROM events e WHERE e.account_id = $1 AND e.state <> 'draft'
            AND EXISTS (SELECT 1 FROM ticket_types t WHERE t.event_id = e.id AND t.price_yen > 0)",
     )
     .bind(account.0)

@@ -365,7 +365,10 @@ pub async fn refunds_of(c: &mut AnyConnection, application_id: i64) -> Result<Ve
 /// Record Stripe's answer for a refund we sent (its id and status).
 pub async fn set_refund(c: &mut AnyConnection, id: i64, stripe_refund_id: &str, state: &str, now: i64) -> Result<()> {
     sqlx::query(
-        "UPDATE stripe_refunds SET stripe_refund_id = COALESCE(stripe_refund_id, $2), state = $3, updated_at = $4 WHERE id = $1",
+        // An empty id (nothing made at Stripe: kept, or refused) stays NULL, as the column is
+        // unique.
+        "UPDATE stripe_refunds SET stripe_refund_id = COALESCE(stripe_refund_id, NULLIF($2, '')), state = $3, updated_at = $4
+         WHERE id = $1",
     )
     .bind(id)
     .bind(stripe_refund_id)
@@ -376,23 +379,54 @@ pub async fn set_refund(c: &mut AnyConnection, id: i64, stripe_refund_id: &str, 
     Ok(())
 }
 
-/// A refund as Stripe reports it (an event): its state updated, or, when Tsunagu did not make
-/// it (Stripe's dashboard), recorded.
+/// What an application's refunds at Stripe add up to: those made, on their way, or waiting for the
+/// buyer's bank details.
+pub async fn refunds_committed(c: &mut AnyConnection, application_id: i64) -> Result<i64> {
+    let n: Option<i64> = sqlx::query_scalar(
+        "SELECT CAST(SUM(amount_yen) AS BIGINT) FROM stripe_refunds
+         WHERE application_id = $1 AND state IN ('pending', 'succeeded', 'requires_action')",
+    )
+    .bind(application_id)
+    .fetch_one(c)
+    .await?;
+    Ok(n.unwrap_or(0))
+}
+
+/// A refund as Stripe reports it (an event): its state updated; or, when it is one Tsunagu made
+/// (`ours`: the row id in its metadata) whose answer was not recorded yet, that row given its
+/// Stripe id; or, when Tsunagu did not make it (Stripe's dashboard), recorded.
+#[allow(clippy::too_many_arguments)]
 pub async fn upsert_refund(
     c: &mut AnyConnection,
     application_id: i64,
     account: AccountId,
     stripe_refund_id: &str,
+    ours: Option<i64>,
     amount_yen: i64,
     state: &str,
     now: i64,
 ) -> Result<()> {
-    let r = sqlx::query("UPDATE stripe_refunds SET state = $2, updated_at = $3 WHERE stripe_refund_id = $1")
+    let mut r = sqlx::query("UPDATE stripe_refunds SET state = $2, updated_at = $3 WHERE stripe_refund_id = $1")
         .bind(stripe_refund_id)
         .bind(state)
         .bind(now)
         .execute(&mut *c)
         .await?;
+    if r.rows_affected() == 0
+        && let Some(id) = ours
+    {
+        r = sqlx::query(
+            "UPDATE stripe_refunds SET stripe_refund_id = $2, state = $3, updated_at = $4
+             WHERE id = $1 AND application_id = $5 AND stripe_refund_id IS NULL",
+        )
+        .bind(id)
+        .bind(stripe_refund_id)
+        .bind(state)
+        .bind(now)
+        .bind(application_id)
+        .execute(&mut *c)
+        .await?;
+    }
     if r.rows_affected() == 0 {
         sqlx::query(
             "INSERT INTO stripe_refunds (application_id, account_id, amount_yen, fee_yen, state, stripe_refund_id, created_at, updated_at)

@@ -98,4 +98,20 @@ impl App {
     pub fn now(&self) -> i64 {
         self.clock.now_ms()
     }
+
+    /// The account's sealed secret for `purpose`, opened; `None` when none is stored. Read on a
+    /// read-only connection, so it never waits for writers.
+    pub async fn open_secret(&self, account: tsunagu_core::AccountId, purpose: &str) -> anyhow::Result<Option<String>> {
+        let sealed = {
+            let mut c = self.store.read().await?;
+            tsunagu_store::secrets::get(&mut c, account, purpose).await?
+        };
+        let Some(sealed) = sealed else { return Ok(None) };
+        let aad = crate::crypto::secret_aad(account, purpose);
+        let plain = self
+            .keys
+            .open(&sealed.key_id, &sealed.sealed, &aad)
+            .map_err(|e| anyhow::anyhow!("cannot open the sealed {purpose}: {e}"))?;
+        Ok(Some(plain))
+    }
 }

@@ -41,6 +41,9 @@ pub struct ApplicationRow {
     pub online: Option<OnlinePayment>,
     /// A paid online order: its cancellation forms ask for a キャンセル料.
     pub refundable: bool,
+    /// A companion may be cancelled alone (not while an online payment is still to be made:
+    /// its amount is fixed for everyone).
+    pub companions_cancellable: bool,
     pub people: Vec<PersonRow>,
 }
 
@@ -128,9 +131,19 @@ pub fn rows(list: Vec<apps::Application>, payments: &Payments, tz: &str) -> Vec<
                     _ => "カード・コンビニ（Stripe）".into(),
                 },
                 state: match (a.status.as_str(), o.state.as_str()) {
-                    // Cancelled after paying: what became of the money is in the refund lines.
-                    ("cancelled", "paid") if o.refunded_yen > 0 => "返金済み".into(),
-                    ("cancelled", "paid") => "返金なし".into(),
+                    // Cancelled after paying: what became of the money (details in the refund lines).
+                    ("cancelled", "paid") => {
+                        let rows = payments.refunds.get(&a.id).map(Vec::as_slice).unwrap_or_default();
+                        if rows.iter().any(|r| matches!(r.state.as_str(), "queued" | "pending" | "requires_action")) {
+                            "返金手続き中".into()
+                        } else if o.refunded_yen > 0 || rows.iter().any(|r| r.state == "succeeded") {
+                            "返金済み".into()
+                        } else if rows.iter().any(|r| r.state == "failed") {
+                            "返金失敗".into()
+                        } else {
+                            "返金なし".into()
+                        }
+                    }
                     _ => order_state_label(o, tz),
                 },
                 state_code: o.state.clone(),
@@ -141,6 +154,10 @@ pub fn rows(list: Vec<apps::Application>, payments: &Payments, tz: &str) -> Vec<
                     .collect::<Vec<_>>()
                     .join(" / "),
             }),
+            companions_cancellable: !payments
+                .orders
+                .get(&a.id)
+                .is_some_and(|o| o.state == "open" || o.state == "konbini"),
             refundable: a.status != "cancelled"
                 && payments.orders.get(&a.id).is_some_and(|o| {
                     o.state == "paid"

@@ -37,23 +37,97 @@ pub async fn queue(c: &mut AnyConnection, app: &App, people: &[i64]) -> Result<(
 /// A refund to queue with the cancellation: (account, amount, キャンセル料).
 type RefundPlan = Option<(tsunagu_core::AccountId, i64, i64)>;
 
+/// Who cancels, and so what may happen to the money.
+#[derive(Clone, Copy)]
+enum Who<'a> {
+    /// The organizer, with the キャンセル料 they typed (refunding the rest of a paid order).
+    Organizer { fee: &'a str },
+    /// The participant: never for an application already paid (a refund is the organizer's
+    /// decision, under their キャンセル・返金 terms).
+    Participant,
+}
+
+/// Why a cancellation was not made.
+enum Refused {
+    /// Said to whoever pressed the button.
+    Message(String),
+    /// Already cancelled.
+    Already,
+}
+
+/// Cancel the application (or one companion) and queue what follows: each person's Zoom removal
+/// and mail, the refund of a paid order less the キャンセル料, and the closing of an unpaid
+/// checkout. The order is locked first and the money decided inside the same transaction, so a
+/// payment arriving, or a second cancellation, cannot slip between the decision and the
+/// cancellation (the payment's fulfilment takes the same lock).
 async fn cancel_and_queue(
     app: &App,
     application: i64,
     person: Option<i64>,
-    refund: RefundPlan,
-) -> Result<Cancelled, AppError> {
-    let unpaid = {
+    who: Who<'_>,
+) -> Result<Result<(Cancelled, RefundPlan), Refused>, AppError> {
+    let account = {
         let mut c = app.store.read().await?;
-        tsunagu_store::stripe::order(&mut c, application)
-            .await?
-            .is_some_and(|o| o.state == "open" || o.state == "konbini")
+        tsunagu_store::stripe::order(&mut c, application).await?.map(|o| o.account_id)
     };
     let mut tx = app.store.begin().await?;
+    let order = match account {
+        Some(account) => tsunagu_store::stripe::lock_order(&mut tx, account, application).await?,
+        None => None,
+    };
+    let unpaid = order.as_ref().is_some_and(|o| o.state == "open" || o.state == "konbini");
+    let paid = order.as_ref().is_some_and(|o| o.state == "paid");
+    let refused = |tx, why| async move {
+        let tx: tsunagu_store::Tx = tx;
+        tx.rollback().await.map_err(StoreError::from)?;
+        Ok::<_, AppError>(Err(why))
+    };
+    if unpaid && person.is_some() {
+        // The checkout's amount is fixed for everyone it was made for.
+        let a = apps::by_id(&mut tx, application).await?;
+        if a.is_some_and(|a| a.people.iter().any(|p| Some(p.id) == person && p.position > 0)) {
+            return refused(
+                tx,
+                Refused::Message(
+                    "お支払い前のお申し込みでは、同伴者だけをキャンセルできません。お申し込み全体をキャンセルしてください。".into(),
+                ),
+            )
+            .await;
+        }
+    }
+    let plan = match who {
+        Who::Participant if paid => {
+            return refused(
+                tx,
+                Refused::Message("お支払い済みのお申し込みのキャンセルと返金は、主催者にお問い合わせください。".into()),
+            )
+            .await;
+        }
+        Who::Organizer { fee } if paid => {
+            match crate::payments::refund::refundable(&mut tx, application, person).await? {
+                None => {
+                    let a = apps::by_id(&mut tx, application).await?;
+                    let gone = a.is_none_or(|a| {
+                        a.status == "cancelled"
+                            || person.is_some_and(|p| a.people.iter().any(|x| x.id == p && x.cancelled))
+                    });
+                    if gone {
+                        return refused(tx, Refused::Already).await;
+                    }
+                    None
+                }
+                Some(r) => match parse_fee(fee, r.amount) {
+                    Ok(fee) => Some((r.account, r.amount - fee, fee)),
+                    Err(msg) => return refused(tx, Refused::Message(msg)).await,
+                },
+            }
+        }
+        _ => None,
+    };
     let r = apps::cancel(&mut tx, application, person, app.now()).await?;
     if let Cancelled::Done { people, whole } = &r {
         queue(&mut tx, app, people).await?;
-        if let Some((account, amount, fee)) = refund.filter(|r| r.1 > 0 || r.2 > 0) {
+        if let Some((account, amount, fee)) = plan.filter(|r| r.1 > 0 || r.2 > 0) {
             crate::payments::refund::queue(&mut tx, app, application, account, amount, fee).await?;
         }
         if *whole && unpaid {
@@ -61,10 +135,11 @@ async fn cancel_and_queue(
         }
         tx.commit().await.map_err(StoreError::from)?;
         crate::jobs::wake(app);
+        Ok(Ok((r, plan)))
     } else {
         tx.rollback().await.map_err(StoreError::from)?;
+        Ok(Err(Refused::Already))
     }
-    Ok(r)
 }
 
 #[derive(Deserialize, Default)]
@@ -74,15 +149,9 @@ pub struct CancelForm {
     fee: String,
 }
 
-/// The refund a paid application's cancellation makes, or the message when the キャンセル料 is
-/// not a number or more than what was paid.
-async fn plan_refund(
-    app: &App,
-    application: i64,
-    person: Option<i64>,
-    fee: &str,
-) -> Result<Result<RefundPlan, String>, AppError> {
-    let Some(r) = crate::payments::refund::refundable(app, application, person).await? else { return Ok(Ok(None)) };
+/// The キャンセル料 typed, between 0 and what is left to refund (`left`), or the message saying
+/// what to type.
+fn parse_fee(fee: &str, left: i64) -> Result<i64, String> {
     let digits: String = fee
         .trim()
         .chars()
@@ -94,17 +163,17 @@ async fn plan_refund(
         .collect();
     if digits.is_empty() {
         // Never a full refund by a field left blank: the organizer types 0 for that.
-        return Ok(Err("キャンセル料を入力してください（キャンセル料がない場合は 0）。".into()));
+        return Err("キャンセル料を入力してください（キャンセル料がない場合は 0）。".into());
     }
     let fee = digits.parse::<i64>().unwrap_or(-1);
-    if fee < 0 || fee > r.amount {
-        return Ok(Err(format!(
+    if fee < 0 || fee > left {
+        return Err(format!(
             "キャンセル料は 0〜{} 円の数字で入力してください（返金できる額は {} 円です）。",
-            super::form::group(r.amount),
-            super::form::group(r.amount)
-        )));
+            super::form::group(left),
+            super::form::group(left)
+        ));
     }
-    Ok(Ok(Some((r.account, r.amount - fee, fee))))
+    Ok(fee)
 }
 
 fn refund_note(plan: &RefundPlan) -> String {
@@ -137,14 +206,11 @@ pub async fn application(
 ) -> Result<Response, AppError> {
     owned_application(&app, &auth, id, application).await?;
     let back = format!("/events/{id}#application-{application}");
-    let plan = match plan_refund(&app, application, None, &form.fee).await? {
-        Ok(p) => p,
-        Err(msg) => return Ok(flash_redirect(&app, &back, "error", &msg)),
-    };
-    let r = cancel_and_queue(&app, application, None, plan).await?;
+    let r = cancel_and_queue(&app, application, None, Who::Organizer { fee: &form.fee }).await?;
     tracing::info!(account_id = %auth.account.id, event_id = id, application_id = application, "application cancelled by the organizer");
     Ok(match r {
-        Cancelled::Done { people, .. } => flash_redirect(
+        Err(Refused::Message(msg)) => flash_redirect(&app, &back, "error", &msg),
+        Ok((Cancelled::Done { people, .. }, plan)) => flash_redirect(
             &app,
             &back,
             "success",
@@ -167,13 +233,10 @@ pub async fn person(
 ) -> Result<Response, AppError> {
     owned_application(&app, &auth, id, application).await?;
     let back = format!("/events/{id}#application-{application}");
-    let plan = match plan_refund(&app, application, Some(person), &form.fee).await? {
-        Ok(p) => p,
-        Err(msg) => return Ok(flash_redirect(&app, &back, "error", &msg)),
-    };
-    let r = cancel_and_queue(&app, application, Some(person), plan).await?;
+    let r = cancel_and_queue(&app, application, Some(person), Who::Organizer { fee: &form.fee }).await?;
     Ok(match r {
-        Cancelled::Done { whole: false, .. } => flash_redirect(
+        Err(Refused::Message(msg)) => flash_redirect(&app, &back, "error", &msg),
+        Ok((Cancelled::Done { whole: false, .. }, plan)) => flash_redirect(
             &app,
             &back,
             "success",
@@ -182,9 +245,12 @@ pub async fn person(
                 refund_note(&plan)
             ),
         ),
-        Cancelled::Done { .. } => {
-            flash_redirect(&app, &back, "success", "代表者のキャンセルのため、申込全体をキャンセルしました。")
-        }
+        Ok((Cancelled::Done { .. }, plan)) => flash_redirect(
+            &app,
+            &back,
+            "success",
+            &format!("代表者のキャンセルのため、申込全体をキャンセルしました。{}", refund_note(&plan)),
+        ),
         _ => flash_redirect(&app, &back, "info", "すでにキャンセルされています。"),
     })
 }
@@ -206,21 +272,8 @@ pub async fn mine(State(app): State<SharedApp>, Path(access): Path<String>) -> R
             "キャンセルの受付期限を過ぎているため、このページからはキャンセルできません。主催者にお問い合わせください。",
         ));
     }
-    let paid = {
-        let mut c = app.store.read().await?;
-        tsunagu_store::stripe::order(&mut c, a.id).await?.is_some_and(|o| o.state == "paid")
-    };
-    if paid {
-        // A refund is the organizer's decision (their キャンセル・返金 terms).
-        return Ok(flash_redirect(
-            &app,
-            &page,
-            "error",
-            "お支払い済みのお申し込みのキャンセルと返金は、主催者にお問い合わせください。",
-        ));
-    }
-    match cancel_and_queue(&app, a.id, None, None).await? {
-        Cancelled::Done { .. } => {
+    match cancel_and_queue(&app, a.id, None, Who::Participant).await? {
+        Ok((Cancelled::Done { .. }, _)) => {
             tracing::info!(event_id = e.id, application_id = a.id, "application cancelled by the participant");
             Ok(flash_redirect(
                 &app,
@@ -229,6 +282,7 @@ pub async fn mine(State(app): State<SharedApp>, Path(access): Path<String>) -> R
                 "お申し込みをキャンセルしました。キャンセルのお知らせをメールでお送りします。",
             ))
         }
+        Err(Refused::Message(msg)) => Ok(flash_redirect(&app, &page, "error", &msg)),
         _ => Ok(Redirect::to(&page).into_response()),
     }
 }
@@ -257,11 +311,16 @@ pub(crate) fn money_note(
         "paid" | "refunded" => {
             let live: Vec<_> = refunds.iter().filter(|r| !matches!(r.state.as_str(), "failed" | "canceled")).collect();
             let refunded: i64 = live.iter().map(|r| r.amount_yen).sum::<i64>().max(o.refunded_yen);
-            let fee: i64 = live.iter().map(|r| r.fee_yen).sum();
+            // A キャンセル料 is what is kept of what was paid (a refund in full made later in
+            // Stripe's dashboard leaves none).
+            let fee: i64 = live.iter().map(|r| r.fee_yen).sum::<i64>().min(o.amount_yen - refunded).max(0);
             let fee_text = if fee > 0 { format!("（キャンセル料 {}円）", group(fee)) } else { String::new() };
+            if refunded <= 0 && fee <= 0 {
+                return "返金については、主催者からご連絡します。".into();
+            }
             if refunded <= 0 {
                 return format!(
-                    "お支払いいただいた {}円 は、キャンセル料のため返金はありません。",
+                    "お支払いいただいた {}円 は、キャンセル料として返金はありません。",
                     group(o.amount_yen)
                 );
             }

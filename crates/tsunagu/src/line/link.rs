@@ -36,11 +36,7 @@ pub fn callback_urls(config: &crate::config::Config) -> Vec<String> {
 
 /// A Login channel's secret, opened (for the callback's code exchange).
 pub async fn login_secret(app: &App, account: AccountId, channel_id: &str) -> anyhow::Result<Option<String>> {
-    let mut c = app.store.read().await?;
-    let Some(sealed) = tsunagu_store::secrets::get(&mut c, account, &purpose(channel_id)).await? else {
-        return Ok(None);
-    };
-    Ok(Some(app.keys.open(&sealed.key_id, &sealed.sealed, &secret_aad(account, &purpose(channel_id)))?))
+    app.open_secret(account, &purpose(channel_id)).await
 }
 
 struct CourseChoice {

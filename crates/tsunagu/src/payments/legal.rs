@@ -165,7 +165,7 @@ pub async fn save(
     if !complete && sells_now(&app, auth.account.id).await? {
         // The page is linked from events that sell now: emptying it would leave them selling
         // without the notice the law requires.
-        problems.push("有料チケットのあるイベントを公開しているため、すべての項目が必要です。空欄の項目を入力してください（項目を空にするには、先にそのイベントを下書きか受付終了にしてください）。".into());
+        problems.push("有料チケットのあるイベントを公開しているため、すべての項目が必要です。空欄の項目を入力してください（項目を空にするには、先にそのイベントを下書きにしてください）。".into());
     }
     let invoice = match invoice_number(&get("invoice_number")) {
         Ok(n) => n,
@@ -204,7 +204,7 @@ pub async fn save(
     Ok(flash_redirect(&app, "/settings/legal", "success", msg))
 }
 
-/// Whether the organizer has a published event with a priced ticket.
+/// Whether the organizer has an event with a priced ticket that is not a draft.
 async fn sells_now(app: &SharedApp, account: tsunagu_core::AccountId) -> Result<bool, AppError> {
     let mut c = app.store.read().await?;
     Ok(tsunagu_store::events::sells_priced(&mut c, account).await?)

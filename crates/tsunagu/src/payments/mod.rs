@@ -15,13 +15,12 @@ pub mod settings;
 pub mod webhook;
 
 use tsunagu_core::AccountId;
-use tsunagu_store::{Store, secrets};
+use tsunagu_store::Store;
 use tsunagu_stripe::client::Caller;
 use tsunagu_stripe::{ApiKey, ClientConfig, StripeClient};
 
 use crate::app::{App, SharedApp};
 use crate::config::Config;
-use crate::crypto::secret_aad;
 
 /// `encrypted_secrets` purposes: the organizer's key, and the endpoint's signing secret.
 pub const STRIPE_SECRET_KEY: &str = "stripe.secret_key";
@@ -46,15 +45,7 @@ pub fn owner(account: AccountId) -> String {
 
 /// The organizer's key, unsealed, as a caller; `None` when they have not connected Stripe.
 pub async fn caller(app: &App, account: AccountId) -> anyhow::Result<Option<Caller>> {
-    let sealed = {
-        let mut c = app.store.read().await?;
-        secrets::get(&mut c, account, STRIPE_SECRET_KEY).await?
-    };
-    let Some(sealed) = sealed else { return Ok(None) };
-    let plain = app
-        .keys
-        .open(&sealed.key_id, &sealed.sealed, &secret_aad(account, STRIPE_SECRET_KEY))
-        .map_err(|e| anyhow::anyhow!("cannot open the stripe key: {e}"))?;
+    let Some(plain) = app.open_secret(account, STRIPE_SECRET_KEY).await? else { return Ok(None) };
     let key = ApiKey::parse(&plain).map_err(|e| anyhow::anyhow!("stored stripe key is malformed: {e}"))?;
     Ok(Some(Caller { key, owner: owner(account) }))
 }

@@ -1,8 +1,9 @@
 //! 領収書: a printable receipt for each paid application (`/a/{access}/receipt`), on the
 //! participant's own page. The buyer sets the name it is addressed to (宛名). It shows 但し書き,
 //! the amount received (less what was refunded) with the 10 % consumption tax shown as included
-//! in the participation fee (a キャンセル料 kept is shown on its own line, without tax: it pays
-//! for no service, so it is outside consumption tax),
+//! in the participation fee (a キャンセル料 kept is shown on its own line and left out of the tax
+//! shown, which the receipt says: a キャンセル料 that compensates a cancellation is outside
+//! consumption tax in Japan, while a handling fee would not be, and Tsunagu does not know which),
 //! the date of payment, and the organizer's name and address from their 特定商取引法に基づく表記,
 //! with their 適格請求書発行事業者登録番号 when they gave one.
 

@@ -34,17 +34,20 @@ pub struct Refundable {
 /// キャンセル料 kept by earlier cancellations of the same application. A companion's seat is worth
 /// the order's amount divided among everyone it was paid for. `None` when the application or the
 /// person is cancelled already, or nothing is left.
-pub async fn refundable(app: &App, application_id: i64, person: Option<i64>) -> Result<Option<Refundable>, StoreError> {
-    let mut c = app.store.read().await?;
-    let Some(order) = store::order(&mut c, application_id).await? else { return Ok(None) };
+pub async fn refundable(
+    c: &mut tsunagu_store::AnyConnection,
+    application_id: i64,
+    person: Option<i64>,
+) -> Result<Option<Refundable>, StoreError> {
+    let Some(order) = store::order(c, application_id).await? else { return Ok(None) };
     if order.state != "paid" {
         return Ok(None);
     }
-    let Some(a) = apps::by_id(&mut c, application_id).await? else { return Ok(None) };
+    let Some(a) = apps::by_id(c, application_id).await? else { return Ok(None) };
     if a.status == "cancelled" || person.is_some_and(|p| a.people.iter().any(|x| x.id == p && x.cancelled)) {
         return Ok(None);
     }
-    let left = left(&order, &store::refunds_of(&mut c, application_id).await?);
+    let left = left(&order, &store::refunds_of(c, application_id).await?);
     let whole = person.is_none_or(|p| a.people.iter().any(|x| x.id == p && x.position == 0));
     let each = order.amount_yen / (a.people.len() as i64).max(1);
     let amount = if whole { left } else { each.min(left) };
@@ -141,8 +144,12 @@ pub async fn run_refund(app: &App, job: &ClaimedJob) -> Result<Outcome, JobError
         Err(e) => return Err(job_error(e)),
     };
     let mut tx = app.store.begin().await?;
+    // Under the order's lock, the total from the rows (another refund of the order may have been
+    // recorded meanwhile).
+    store::lock_order(&mut tx, row.account_id, row.application_id).await?;
     store::set_refund(&mut tx, row.id, &refund.id, refund.status.as_deref().unwrap_or("pending"), app.now()).await?;
-    store::set_refunded(&mut tx, row.application_id, order.refunded_yen + row.amount_yen, app.now()).await?;
+    let total = store::refunds_committed(&mut tx, row.application_id).await?;
+    store::set_refunded(&mut tx, row.application_id, total, app.now()).await?;
     tx.commit().await.map_err(StoreError::from)?;
     tracing::info!(refund_id = row.id, amount = row.amount_yen, status = ?refund.status, "refund sent");
     Ok(Outcome::Done)
@@ -190,7 +197,8 @@ pub async fn sync_charge(app: &App, account: AccountId, charge_id: &str) -> Resu
     let mut committed = 0;
     for r in charge.refunds.as_ref().map(|l| l.data.as_slice()).unwrap_or_default() {
         let state = r.status.as_deref().unwrap_or("pending");
-        store::upsert_refund(&mut tx, order.application_id, account, &r.id, r.amount, state, now).await?;
+        let ours = r.metadata.get("tsunagu_refund").and_then(|id| id.parse::<i64>().ok());
+        store::upsert_refund(&mut tx, order.application_id, account, &r.id, ours, r.amount, state, now).await?;
         if matches!(state, "succeeded" | "pending" | "requires_action") {
             committed += r.amount;
         }

@@ -10,13 +10,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tsunagu_core::AccountId;
+use tsunagu_store::StoreError;
 use tsunagu_store::stripe::{self as store, NewEvent};
-use tsunagu_store::{StoreError, secrets};
 use tsunagu_stripe::model::Event;
 
 use super::STRIPE_WEBHOOK_SECRET;
 use crate::app::SharedApp;
-use crate::crypto::secret_aad;
 use crate::web::error::AppError;
 
 pub async fn receive(
@@ -26,15 +25,9 @@ pub async fn receive(
     body: Bytes,
 ) -> Result<Response, AppError> {
     let Ok(account) = key.parse::<i64>().map(AccountId) else { return Ok(StatusCode::NOT_FOUND.into_response()) };
-    let sealed = {
-        let mut c = app.store.read().await?;
-        secrets::get(&mut c, account, STRIPE_WEBHOOK_SECRET).await?
+    let Some(secret) = app.open_secret(account, STRIPE_WEBHOOK_SECRET).await.map_err(AppError::Internal)? else {
+        return Ok(StatusCode::NOT_FOUND.into_response());
     };
-    let Some(sealed) = sealed else { return Ok(StatusCode::NOT_FOUND.into_response()) };
-    let secret = app
-        .keys
-        .open(&sealed.key_id, &sealed.sealed, &secret_aad(account, STRIPE_WEBHOOK_SECRET))
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("cannot open the stripe webhook secret: {e}")))?;
     let header = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
     if let Err(e) = tsunagu_stripe::webhook::verify(header, &body, &[secret.as_str()], app.now() / 1000) {
         tracing::warn!(account_id = %account, error = %e, "stripe webhook refused");

@@ -215,7 +215,9 @@ pub async fn save_oauth_connection(
 /// each unit of work: the client caches tokens per credentials, so credentials saved through
 /// any instance are used from the next read on.
 pub async fn organizer(app: &App, account: AccountId) -> anyhow::Result<Option<Organizer>> {
-    let mut c = app.store.conn().await?;
+    // Reads only: a read-only connection, so that every registration job does not take SQLite's
+    // one writer for it.
+    let mut c = app.store.read().await?;
     let Some(creds) = secrets::get_zoom(&mut c, account).await? else {
         return Ok(None);
     };

@@ -11,10 +11,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use serde_json::Value;
 use tsunagu_core::AccountId;
-use tsunagu_store::{StoreError, events as store, secrets};
+use tsunagu_store::{StoreError, events as store};
 
 use crate::app::SharedApp;
-use crate::crypto::secret_aad;
 use crate::web::error::AppError;
 
 /// Sealed purpose of the Secret Token of the organizer's Zoom app (its event subscription).
@@ -32,15 +31,9 @@ pub async fn receive(
     body: Bytes,
 ) -> Result<Response, AppError> {
     let Ok(account) = key.parse::<i64>().map(AccountId) else { return Ok(StatusCode::NOT_FOUND.into_response()) };
-    let sealed = {
-        let mut c = app.store.read().await?;
-        secrets::get(&mut c, account, ZOOM_WEBHOOK_SECRET).await?
+    let Some(secret) = app.open_secret(account, ZOOM_WEBHOOK_SECRET).await.map_err(AppError::Internal)? else {
+        return Ok(StatusCode::NOT_FOUND.into_response());
     };
-    let Some(sealed) = sealed else { return Ok(StatusCode::NOT_FOUND.into_response()) };
-    let secret = app
-        .keys
-        .open(&sealed.key_id, &sealed.sealed, &secret_aad(account, ZOOM_WEBHOOK_SECRET))
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("cannot open the zoom webhook secret: {e}")))?;
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     if let Err(e) = tsunagu_zoom::webhook::verify(
         &secret,

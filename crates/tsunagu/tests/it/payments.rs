@@ -479,6 +479,23 @@ async fn konbini_vouchers_hold_the_seat_until_paid_or_lapsed() {
         mail.body_text
     );
     let pi = s.sb.payments().into_iter().find(|p| p.method.as_deref() == Some("konbini")).unwrap().payment_intent;
+    // Before it is paid, a companion alone cannot be cancelled: the voucher's amount is fixed.
+    let k = s.last_application().await;
+    let page = s.organizer.get(&format!("/events/{}", s.event)).await.text;
+    let k1: i64 = {
+        let mut c = s.t.app.store.read().await.unwrap();
+        sqlx::query_scalar("SELECT id FROM attendees WHERE application_id = $1 AND position = 1")
+            .bind(k)
+            .fetch_one(&mut *c)
+            .await
+            .unwrap()
+    };
+    let path = format!("/events/{}/applications/{k}/people/{k1}/cancel", s.event);
+    assert!(!page.contains(&format!("action=\"{path}\"")), "no ［この方をキャンセル］ before the payment");
+    assert_eq!(s.organizer.submit(&format!("/events/{}", s.event), &path, &[]).await.status, 303);
+    let page = s.organizer.get(&format!("/events/{}", s.event)).await.text;
+    assert!(page.contains("お支払い前のお申し込みでは、同伴者だけをキャンセルできません"), "{page}");
+    assert_eq!(s.app_status(k).await, "awaiting_payment");
     // Two days later, paid at the store.
     s.sb.advance(Duration::from_secs(2 * 86_400));
     s.t.clock.advance(2 * 86_400_000);
@@ -711,7 +728,8 @@ async fn refunds_from_the_console_and_from_stripes_dashboard() {
     let receipt = s.t.client().get(&format!("{mine}/receipt")).await.text;
     for want in [
         "¥3,500-",
-        "内消費税等 10% ¥272、キャンセル料 ¥500 は不課税",
+        "内消費税等 10% ¥272",
+        "うちキャンセル料 ¥500（上記の消費税等の計算に含めていません）",
         "参加費（懇親会つき・1名分）およびキャンセル料として",
     ] {
         assert!(receipt.contains(want), "{want}: {receipt}");
@@ -765,6 +783,30 @@ async fn refunds_from_the_console_and_from_stripes_dashboard() {
     assert!(!companion_mail.contains("返金"), "the money is told to whoever paid: {companion_mail}");
     let receipt = s.t.client().get(&format!("{}/receipt", s.page_of(b).await)).await.text;
     assert!(receipt.contains("全額を返金したため、領収書はありません"), "{receipt}");
+    // A キャンセル料 of the whole price, twice: nothing goes to Stripe, and both are kept.
+    let f = s.paid_by_card("rf@example.com", &[("同伴 四郎", "rf1@example.com")]).await;
+    s.settle().await;
+    let companion: i64 = {
+        let mut c = s.t.app.store.read().await.unwrap();
+        sqlx::query_scalar("SELECT id FROM attendees WHERE application_id = $1 AND position = 1")
+            .bind(f)
+            .fetch_one(&mut *c)
+            .await
+            .unwrap()
+    };
+    let path = format!("/events/{}/applications/{f}/people/{companion}/cancel", s.event);
+    assert_eq!(s.organizer.submit(&format!("/events/{}", s.event), &path, &[("fee", "3000")]).await.status, 303);
+    let path = format!("/events/{}/applications/{f}/cancel", s.event);
+    assert_eq!(s.organizer.submit(&format!("/events/{}", s.event), &path, &[("fee", "3,000円")]).await.status, 303);
+    s.settle().await;
+    assert_eq!(s.app_status(f).await, "cancelled");
+    let fpi = s.pi_of(f).await;
+    assert!(s.sb.refunds().iter().all(|r| r.payment_intent != fpi), "nothing refunded");
+    let page = s.organizer.get(&format!("/events/{}", s.event)).await.text;
+    assert_eq!(page.matches("返金なし（キャンセル料 3,000円）").count(), 2, "{page}");
+    let mail = s.bodies_to("rf@example.com").await.pop().unwrap();
+    assert!(mail.contains("お支払いいただいた 6,000円 は、キャンセル料として返金はありません"), "{mail}");
+
     // Partly refunded there: recorded, nothing cancelled.
     let c = s.paid_by_card("rc@example.com", &[]).await;
     s.settle().await;
