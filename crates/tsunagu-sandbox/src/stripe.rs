@@ -759,11 +759,34 @@ impl StripeSandbox {
 
     /// Deliver what was kept back, in the order the events were made.
     pub fn release_webhooks(&self) {
-        let queue = {
+        self.release(false);
+    }
+
+    /// Deliver what was kept back, newest first (events out of order), one after the other.
+    pub fn release_webhooks_newest_first(&self) {
+        self.release(true);
+    }
+
+    fn release(&self, newest_first: bool) {
+        let mut queue = {
             let mut g = self.lock();
             g.held = false;
             std::mem::take(&mut g.held_queue)
         };
+        if newest_first {
+            queue.reverse();
+            let sb = self.clone();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    for (event, endpoint) in queue {
+                        if !sb.deliver_once(&event, &endpoint).await {
+                            sb.spawn_delivery(event, endpoint, 1);
+                        }
+                    }
+                });
+            }
+            return;
+        }
         for (event, endpoint) in queue {
             self.spawn_delivery(event, endpoint, 0);
         }
@@ -905,6 +928,11 @@ impl StripeSandbox {
     }
 
     /// Every session, as `(id, client_reference_id)`.
+    /// The PaymentIntent of a checkout session.
+    pub fn payment_intent_of(&self, session: &str) -> Option<String> {
+        self.lock().sessions.get(session).map(|s| s.payment_intent.clone())
+    }
+
     pub fn sessions(&self) -> Vec<(String, Option<String>)> {
         let mut v: Vec<_> =
             self.lock().sessions.values().map(|s| (s.id.clone(), s.client_reference_id.clone())).collect();
@@ -985,52 +1013,57 @@ impl StripeSandbox {
                 (j.mul_f64(d), if attempt == 0 { Duration::ZERO } else { g.retry_base * (1 << (attempt - 1).min(10)) })
             };
             tokio::time::sleep(jitter + pause).await;
-            let Some((url, body, header, kind)) = ({
-                let g = sb.lock();
-                let e = g.events.iter().find(|e| e.id == event);
-                let ep = g.endpoints.iter().find(|x| x.id == endpoint);
-                match (e, ep) {
-                    (Some(e), Some(ep)) => {
-                        let body = g.event_json(e).to_string();
-                        let header = sign_header(&ep.secret, g.now(), &body);
-                        Some((ep.url.clone(), body, header, e.kind.clone()))
-                    }
-                    _ => None,
-                }
-            }) else {
-                return;
-            };
-            let status = sb
-                .client()
-                .post(&url)
-                .header("content-type", "application/json; charset=utf-8")
-                .header("user-agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks)")
-                .header("stripe-signature", header)
-                .body(body.clone())
-                .send()
-                .await
-                .ok()
-                .map(|r| r.status().as_u16());
-            let again = {
-                let mut g = sb.lock();
-                g.deliveries.push(Delivery {
-                    event_id: event.clone(),
-                    event_type: kind,
-                    endpoint_id: endpoint.clone(),
-                    url,
-                    body,
-                    status,
-                });
-                let ok = status.is_some_and(|s| (200..300).contains(&s));
-                if ok && let Some(e) = g.events.iter_mut().find(|e| e.id == event) {
-                    e.pending = (e.pending - 1).max(0);
-                }
-                !ok && attempt + 1 < g.max_attempts
-            };
+            let ok = sb.deliver_once(&event, &endpoint).await;
+            let again = !ok && attempt + 1 < sb.lock().max_attempts;
             if again {
                 sb.spawn_delivery(event, endpoint, attempt + 1);
             }
         });
+    }
+
+    /// One delivery attempt, recorded; true when the endpoint answered 2xx. A failed one is
+    /// retried with backoff like any other.
+    async fn deliver_once(&self, event: &str, endpoint: &str) -> bool {
+        let Some((url, body, header, kind)) = ({
+            let g = self.lock();
+            let e = g.events.iter().find(|e| e.id == event);
+            let ep = g.endpoints.iter().find(|x| x.id == endpoint);
+            match (e, ep) {
+                (Some(e), Some(ep)) => {
+                    let body = g.event_json(e).to_string();
+                    let header = sign_header(&ep.secret, g.now(), &body);
+                    Some((ep.url.clone(), body, header, e.kind.clone()))
+                }
+                _ => None,
+            }
+        }) else {
+            return true;
+        };
+        let status = self
+            .client()
+            .post(&url)
+            .header("content-type", "application/json; charset=utf-8")
+            .header("user-agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks)")
+            .header("stripe-signature", header)
+            .body(body.clone())
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16());
+        let mut g = self.lock();
+        g.deliveries.push(Delivery {
+            event_id: event.to_string(),
+            event_type: kind,
+            endpoint_id: endpoint.to_string(),
+            url,
+            body,
+            status,
+        });
+        let ok = status.is_some_and(|s| (200..300).contains(&s));
+        if ok && let Some(e) = g.events.iter_mut().find(|e| e.id == event) {
+            e.pending = (e.pending - 1).max(0);
+        }
+        ok
     }
 
     pub fn router(&self) -> Router {

@@ -4,8 +4,11 @@
 //!   of events and before anything acted on them (its job workers were off);
 //! - then, with workers on, Stripe's API answers some requests with 429, 500 or not in time, its
 //!   webhooks come late and out of order, some twice and some never, and the receiving process
-//!   is killed again half-way through a burst and started again;
-//! - some payers come back to the return page at once, the others close the tab.
+//!   is killed again half-way through a burst, as soon as an event is stored and not yet acted
+//!   on, and started again;
+//! - some payers come back to the return page at once, the others close the tab; every fourth
+//!   takes a konbini voucher and pays it at once, so that its two events (the voucher, then the
+//!   payment) race each other under the webhooks' jitter.
 //!
 //! In the end every application is complete, and each person is registered at Zoom once and
 //! mailed their join URL once. Lost webhooks are found by the reconciliation sweep.
@@ -25,6 +28,8 @@ const ORGANIZER: &str = "pay-faults@example.com";
 const BEFORE_KILL: usize = 8;
 /// Of those, the first ones whose webhook Stripe never sends (only the reconciliation finds them).
 const LOST: usize = 2;
+/// The participant whose voucher's events arrive newest first.
+const OUT_OF_ORDER: usize = 99;
 /// Applications paid while Stripe misbehaves and the process is killed half-way.
 const IN_BURST: usize = 24;
 
@@ -107,21 +112,30 @@ async fn apply(bases: Arc<RwLock<Vec<String>>>, key: &str, i: usize) -> String {
 
 /// Pay on Stripe's page by card; returns where Stripe sends the person back.
 async fn pay(checkout_url: &str, email: &str) -> String {
+    pay_with(checkout_url, &[("method", "card"), ("card", "4242 4242 4242 4242"), ("email", email)]).await
+}
+
+async fn pay_with(checkout_url: &str, form: &[(&str, &str)]) -> String {
     let raw = crate::helpers::http().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let r = raw
-        .post(checkout_url)
-        .form(&[("method", "card"), ("card", "4242 4242 4242 4242"), ("email", email)])
-        .send()
-        .await
-        .unwrap();
+    let r = raw.post(checkout_url).form(form).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 303, "paid");
     r.headers()["location"].to_str().unwrap().to_string()
 }
 
-/// One participant: apply, pay, and (for even `i`) come back to the return page.
-async fn participant(bases: Arc<RwLock<Vec<String>>>, key: String, i: usize) {
+/// One participant: apply, pay (every fourth takes a konbini voucher and pays it at the store at
+/// once), and (for even `i`) come back to the return page.
+async fn participant(stripe: StripeSandbox, bases: Arc<RwLock<Vec<String>>>, key: String, i: usize) {
     let checkout = apply(bases.clone(), &key, i).await;
-    let back = pay(&checkout, &format!("rep{i}@example.com")).await;
+    let email = format!("rep{i}@example.com");
+    let back = if i % 4 == 3 {
+        let back = pay_with(&checkout, &[("method", "konbini"), ("email", &email)]).await;
+        let session = checkout.rsplit('/').next().unwrap().split('?').next().unwrap();
+        let pi = stripe.payment_intent_of(session).expect("the voucher's payment");
+        assert!(stripe.paid_at_store(&pi), "paid at the store");
+        back
+    } else {
+        pay(&checkout, &email).await
+    };
     if i.is_multiple_of(2) {
         // Back from Stripe on the public URL; the process may be down (then the webhook decides).
         let list = bases.read().await.clone();
@@ -133,6 +147,11 @@ async fn organizer_account(store: &Store) -> tsunagu_core::AccountId {
     let mut c = store.read().await.unwrap();
     let e = tsunagu_core::Email::parse(ORGANIZER).unwrap();
     tsunagu_store::accounts::credentials_by_email(&mut c, &e).await.unwrap().unwrap().account.id
+}
+
+async fn unhandled_events(store: &Store, account: tsunagu_core::AccountId) -> usize {
+    let mut c = store.read().await.unwrap();
+    tsunagu_store::stripe::pending_events(&mut c, account, 1000).await.unwrap().len()
 }
 
 async fn stored_events(store: &Store, account: tsunagu_core::AccountId) -> usize {
@@ -204,7 +223,12 @@ async fn payments_faults_and_killed_processes(db: Db, processes: usize) {
     let mut form = crate::events::event_form("決済と障害のセミナー", "1000", "3000");
     form[5] = ("companions_max", "1");
     form[16] = ("ticket_limit_1", "");
-    form.extend([("payment_methods_shown", "1"), ("payment_methods", "card")]);
+    form.extend([
+        ("payment_methods_shown", "1"),
+        ("payment_methods", "card"),
+        ("payment_methods", "konbini"),
+        ("konbini_days", "3"),
+    ]);
     let id = crate::events::create(&org, &form).await;
     let zoom_page = format!("/events/{id}/zoom");
     assert_eq!(org.submit(&zoom_page, &zoom_page, crate::payments::MEETING_FORM).await.status, 303);
@@ -254,6 +278,14 @@ async fn payments_faults_and_killed_processes(db: Db, processes: usize) {
     for (n, port) in ports.iter().enumerate() {
         procs.push(serve(&env, *port, true, log(n, 2)).await);
     }
+    // A konbini voucher paid at once, its two events delivered newest first: the payment before
+    // the voucher.
+    stripe.hold_webhooks();
+    let checkout = apply(bases.clone(), &key, OUT_OF_ORDER).await;
+    pay_with(&checkout, &[("method", "konbini"), ("email", &format!("rep{OUT_OF_ORDER}@example.com"))]).await;
+    let session = checkout.rsplit('/').next().unwrap().split('?').next().unwrap().to_string();
+    assert!(stripe.paid_at_store(&stripe.payment_intent_of(&session).unwrap()));
+    stripe.release_webhooks_newest_first();
     stripe.set_faults(Faults {
         rate_429: 0.06,
         rate_500: 0.06,
@@ -267,13 +299,17 @@ async fn payments_faults_and_killed_processes(db: Db, processes: usize) {
     let gate = Arc::new(tokio::sync::Semaphore::new(6));
     let mut tasks = Vec::new();
     for i in BEFORE_KILL..BEFORE_KILL + IN_BURST {
-        let (bases, key, gate) = (bases.clone(), key.clone(), gate.clone());
+        let (bases, key, gate, sb) = (bases.clone(), key.clone(), gate.clone(), stripe.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire().await.unwrap();
-            participant(bases, key, i).await;
+            participant(sb, bases, key, i).await;
         }));
         if i == BEFORE_KILL + IN_BURST / 2 {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Killed as soon as an event is stored and not acted on yet.
+            eventually(30, "an event stored and not yet acted on", || async {
+                unhandled_events(&store, account).await > 0
+            })
+            .await;
             procs[0].signal("KILL");
             let _ = procs[0].wait().await;
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -301,7 +337,7 @@ async fn payments_faults_and_killed_processes(db: Db, processes: usize) {
         let mut c = store.conn().await.unwrap();
         tsunagu_store::testing::make_due(&mut c, "stripe.reconcile").await.unwrap();
     }
-    let people = (BEFORE_KILL + IN_BURST) * 2;
+    let people = (BEFORE_KILL + IN_BURST + 1) * 2;
     settle(&store, account, id, &procs, people).await;
 
     // Exactly once at Zoom and by mail.
@@ -343,6 +379,18 @@ async fn payments_faults_and_killed_processes(db: Db, processes: usize) {
         events.len()
     );
     assert!(twice > 0 && never > 0, "webhooks were duplicated and lost");
+    // The out-of-order pair: the payment's event reached Tsunagu before the voucher's.
+    let firsts: Vec<String> = stripe
+        .deliveries()
+        .iter()
+        .filter(|d| d.body.contains(&session) && d.status.is_some_and(|s| (200..300).contains(&s)))
+        .map(|d| d.event_type.clone())
+        .collect();
+    assert_eq!(
+        firsts.first().map(String::as_str),
+        Some("checkout.session.async_payment_succeeded"),
+        "delivered newest first: {firsts:?}"
+    );
     assert!(stats.injected_429 > 0 && stats.injected_500 > 0 && stats.injected_timeouts > 0, "{stats:?}");
     drop(procs);
 }
