@@ -292,6 +292,48 @@ struct Payload {
     person_id: i64,
 }
 
+/// Tell the representative that a payment which arrived after their application was cancelled
+/// is refunded in full (their cancellation mail went out before the payment), on the caller's
+/// transaction: the cancellation mail again, with what happens to the money.
+pub async fn queue_late_refund_mail(
+    c: &mut AnyConnection,
+    app: &App,
+    application_id: i64,
+    amount: i64,
+    konbini: bool,
+) -> Result<(), JobError> {
+    let Some(a) = apps::by_id(c, application_id).await? else { return Ok(()) };
+    let Some(e) = store::get_for_job(c, a.event_id).await? else { return Ok(()) };
+    let Some(account) = tsunagu_store::accounts::get(c, e.account_id).await? else { return Ok(()) };
+    let Some(rep) = a.people.iter().find(|p| p.position == 0) else { return Ok(()) };
+    let how = if konbini {
+        "返金先の口座をお伺いするメールが Stripe から届きます。そちらから口座情報をご入力ください。"
+    } else {
+        "お支払いに使われたカードに返金されます（反映の時期はカード会社によって異なります）。"
+    };
+    let ctx = JoinContext {
+        name: rep.name_kanji.clone(),
+        event_title: e.title.clone(),
+        event_date: super::form::span(e.starts_at, e.ends_at, &account.time_zone),
+        payment_note: format!(
+            "お申し込みのキャンセル後に、お支払い（{}円）を確認しました。お申し込みはキャンセル済みのため、全額を返金します。\n{how}",
+            super::form::group(amount)
+        ),
+        ..JoinContext::default()
+    };
+    let cause = format!("event-late-refund:{application_id}");
+    mails::queue(
+        c,
+        app,
+        &account,
+        mails::CANCELLED,
+        &ctx,
+        mails::Delivery { to: &rep.email, cause: &cause, calendar: None },
+    )
+    .await?;
+    Ok(())
+}
+
 /// The cancellation mail's paragraph on the money of a Stripe order: a voucher that lapsed, or
 /// what is refunded and what is kept as キャンセル料. Empty when nothing was paid or is due.
 pub(crate) fn money_note(

@@ -196,6 +196,10 @@ pub async fn fulfil(app: &App, account: AccountId, session_id: &str) -> Result<F
                     // no seat, so all of it goes back, through the same refund job as the
                     // console's.
                     super::refund::queue(&mut tx, app, application_id, account, left, 0).await?;
+                    let konbini = voucher.is_some() || order.state == "konbini";
+                    crate::events::cancel::queue_late_refund_mail(&mut tx, app, application_id, left, konbini)
+                        .await
+                        .map_err(|e| FulfilError::Other(anyhow::anyhow!("late refund mail: {e:?}")))?;
                     tracing::warn!(application_id, amount = left, "paid after the application was cancelled: refunded");
                 } else {
                     tracing::warn!(application_id, cancelled, "paid, but the application was not waiting");

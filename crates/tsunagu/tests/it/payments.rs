@@ -576,7 +576,13 @@ async fn konbini_vouchers_hold_the_seat_until_paid_or_lapsed() {
     assert_eq!(s.app_status(late).await, "cancelled", "the cancellation stands");
     assert_eq!(s.registered("late@example.com"), 0);
     let subjects = s.mails_to("late@example.com").await;
-    assert_eq!(subjects.len(), 2, "how to pay, then the cancellation; no join URL: {subjects:?}");
+    assert_eq!(subjects.len(), 3, "how to pay, the cancellation, then the refund; no join URL: {subjects:?}");
+    let mail = s.bodies_to("late@example.com").await.pop().unwrap();
+    assert!(
+        mail.contains("お申し込みのキャンセル後に、お支払い（3,000円）を確認しました")
+            && mail.contains("口座情報をご入力ください"),
+        "{mail}"
+    );
     let page = s.organizer.get(&format!("/events/{}", s.event)).await.text;
     assert!(page.contains("返金手続き中（購入者の口座情報の入力待ち）: 3,000円"), "{page}");
     s.t.assert_no_jobs_left().await;
