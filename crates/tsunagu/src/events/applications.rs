@@ -137,13 +137,25 @@ pub fn rows(list: Vec<apps::Application>, payments: &Payments, tz: &str) -> Vec<
                         if rows.iter().any(|r| matches!(r.state.as_str(), "queued" | "pending" | "requires_action")) {
                             "返金手続き中".into()
                         } else if o.refunded_yen > 0 || rows.iter().any(|r| r.state == "succeeded") {
-                            "返金済み".into()
+                            let kept: i64 = rows
+                                .iter()
+                                .filter(|r| !matches!(r.state.as_str(), "failed" | "canceled"))
+                                .map(|r| r.fee_yen)
+                                .sum::<i64>()
+                                .min(o.amount_yen - o.refunded_yen);
+                            if kept > 0 {
+                                format!("返金済み（キャンセル料 {}円）", super::form::group(kept))
+                            } else {
+                                "返金済み".into()
+                            }
                         } else if rows.iter().any(|r| r.state == "failed") {
                             "返金失敗".into()
                         } else {
                             "返金なし".into()
                         }
                     }
+                    // Cancelled before paying: nothing is owed (a voucher paid later is refunded).
+                    ("cancelled", "open" | "konbini") => "キャンセル（未払い）".into(),
                     _ => order_state_label(o, tz),
                 },
                 state_code: o.state.clone(),

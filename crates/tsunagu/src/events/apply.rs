@@ -483,11 +483,13 @@ struct ApplicationPage {
     confirming: bool,
     /// A receipt can be printed (paid, online or by a confirmed transfer).
     receipt: bool,
-    /// Paid through Stripe and not cancelled: a refund is the organizer's decision, so the page
-    /// offers no button and says whom to ask.
+    /// Paid and not cancelled (online, or a confirmed bank transfer): a refund is the organizer's
+    /// decision, so the page offers no button and says whom to ask.
     paid_online: bool,
     /// The organizer's email and phone from their 特定商取引法に基づく表記.
     contact: String,
+    /// That notice is complete (its public page exists).
+    legal: bool,
     /// Cancelled after paying: what is refunded and what is kept.
     money: String,
     /// More than one person: companions get their own mails.
@@ -530,17 +532,14 @@ pub async fn mine(
         (a, e, tz, order)
     };
     let deadline = e.cancel_until.unwrap_or(e.apply_until);
-    let paid_online = order.as_ref().is_some_and(|o| o.state == "paid") && a.status != "cancelled";
-    let contact = if paid_online {
-        crate::payments::legal::load(&app, e.account_id)
-            .await?
-            .map(|n| {
-                [n.get("email"), n.get("phone")].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" / ")
-            })
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    // Paid (online, or a bank transfer the organizer confirmed): cancelling is the organizer's.
+    let paid_online = a.status == "completed" && a.amount_yen > 0;
+    let notice = if paid_online { crate::payments::legal::load(&app, e.account_id).await? } else { None };
+    let contact = notice
+        .as_ref()
+        .map(|n| [n.get("email"), n.get("phone")].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" / "))
+        .unwrap_or_default();
+    let legal = notice.as_ref().is_some_and(|n| n.complete());
     let money = match &order {
         Some(o) if a.status == "cancelled" && o.state != "expired" => {
             let mut c = app.store.read().await?;
@@ -550,6 +549,7 @@ pub async fn mine(
         _ => String::new(),
     };
     let page = ApplicationPage {
+        legal,
         paid_online,
         contact,
         money,

@@ -85,7 +85,9 @@ async fn cancel_and_queue(
     if unpaid && person.is_some() {
         // The checkout's amount is fixed for everyone it was made for.
         let a = apps::by_id(&mut tx, application).await?;
-        if a.is_some_and(|a| a.people.iter().any(|p| Some(p.id) == person && p.position > 0)) {
+        if a.is_some_and(|a| {
+            a.status != "cancelled" && a.people.iter().any(|p| Some(p.id) == person && p.position > 0 && !p.cancelled)
+        }) {
             return refused(
                 tx,
                 Refused::Message(
@@ -95,8 +97,14 @@ async fn cancel_and_queue(
             .await;
         }
     }
+    // What the participant paid is theirs to ask back from the organizer: a card or konbini
+    // payment, or a bank transfer the organizer confirmed.
+    let settled = paid || {
+        let a = apps::by_id(&mut tx, application).await?;
+        a.is_some_and(|a| a.status == "completed" && a.amount_yen > 0)
+    };
     let plan = match who {
-        Who::Participant if paid => {
+        Who::Participant if settled => {
             return refused(
                 tx,
                 Refused::Message("お支払い済みのお申し込みのキャンセルと返金は、主催者にお問い合わせください。".into()),
@@ -178,6 +186,7 @@ fn parse_fee(fee: &str, left: i64) -> Result<i64, String> {
 
 fn refund_note(plan: &RefundPlan) -> String {
     match plan {
+        Some((_, 0, fee)) => format!("返金はありません（キャンセル料 {} 円）。", super::form::group(*fee)),
         Some((_, amount, fee)) if *fee > 0 => format!(
             "Stripe で {} 円を返金します（キャンセル料 {} 円）。",
             super::form::group(*amount),
@@ -343,6 +352,8 @@ pub(crate) fn money_note(
 ) -> String {
     use super::form::group;
     match o.state.as_str() {
+        // Cancelled with a voucher still open: it can still be paid at a store.
+        "konbini" => "お申し込みはキャンセルされたため、コンビニでのお支払いはしないでください（お支払いになった場合は、全額を返金します）。".into(),
         "expired" => match o.konbini_expires_at {
             Some(t) => format!(
                 "お支払い期限（{}）までにお支払いを確認できなかったため、お申し込みを取り消しました。",
@@ -362,7 +373,7 @@ pub(crate) fn money_note(
             }
             if refunded <= 0 {
                 return format!(
-                    "お支払いいただいた {}円 は、キャンセル料として返金はありません。",
+                    "お支払いいただいた {}円 はキャンセル料に充てるため、返金はありません。",
                     group(o.amount_yen)
                 );
             }
@@ -371,6 +382,9 @@ pub(crate) fn money_note(
             } else {
                 "お支払いに使われたカードに返金されます（反映の時期はカード会社によって異なります）。"
             };
+            if refunded >= o.amount_yen {
+                return format!("お支払いいただいた全額（{}円）を返金します。\n{how}", group(o.amount_yen));
+            }
             format!(
                 "お支払いいただいた {}円 のうち {}円 を返金します{fee_text}。\n{how}",
                 group(o.amount_yen),

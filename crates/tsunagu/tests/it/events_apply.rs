@@ -322,7 +322,25 @@ async fn participants_apply_and_each_person_is_registered_and_mailed_once(db: Db
     let r = org.submit(&format!("/events/{id}"), &confirm, &[]).await;
     assert_eq!(r.status, 303);
     t.run_jobs().await;
-    assert!(p.get(&paid_page).await.text.contains("申込完了"));
+    let done = p.get(&paid_page).await.text;
+    assert!(done.contains("申込完了"));
+    // Paid by a confirmed transfer: a refund is the organizer's decision, so no cancel button, and
+    // a cancellation sent anyway is refused.
+    assert!(
+        done.contains("お支払い済みのため、このページからはキャンセルできません")
+            && !done.contains("id=\"cancel-application\"")
+    );
+    let paid_access = paid_page.trim_start_matches("/a/").split('?').next().unwrap().to_string();
+    let token = csrf(&p.get(&format!("/e/{key}/apply")).await.text);
+    let r = p.post_form(&format!("/a/{paid_access}/cancel"), &[("csrf_token", &token)]).await;
+    assert_eq!(r.status, 303);
+    assert!(
+        p.get(&paid_page)
+            .await
+            .text
+            .contains("お支払い済みのお申し込みのキャンセルと返金は、主催者にお問い合わせください")
+    );
+    assert!(p.get(&paid_page).await.text.contains("申込完了"), "not cancelled");
     assert_eq!(sb.registrants(meeting).len(), 4);
     assert_eq!(sb.add_calls_for("paid@example.com"), 1);
 

@@ -562,6 +562,11 @@ async fn konbini_vouchers_hold_the_seat_until_paid_or_lapsed() {
     let p = s.t.client();
     assert_eq!(p.submit(&mine, &format!("{mine}/cancel"), &[]).await.status, 303);
     assert_eq!(s.app_status(late).await, "cancelled");
+    let text = p.get(&mine).await.text;
+    assert!(text.contains("コンビニでのお支払いはしないでください"), "the open voucher is not to be paid: {text}");
+    s.settle().await;
+    let mail = s.bodies_to("late@example.com").await.pop().unwrap();
+    assert!(mail.contains("コンビニでのお支払いはしないでください"), "{mail}");
     let pi = s.sb.payments().into_iter().rfind(|p| p.status == "requires_action").unwrap().payment_intent;
     assert!(s.sb.paid_at_store(&pi), "Stripe still takes the voucher");
     eventually(10, "the late payment refunded", || async {
@@ -784,11 +789,11 @@ async fn refunds_from_the_console_and_from_stripes_dashboard() {
         assert_eq!(s.registered(who), 0, "{who}: removed from Zoom");
     }
     let mail = s.bodies_to("rb@example.com").await.pop().unwrap();
-    assert!(mail.contains("お支払いいただいた 6,000円 のうち 6,000円 を返金します"), "{mail}");
+    assert!(mail.contains("お支払いいただいた全額（6,000円）を返金します"), "{mail}");
     let companion_mail = s.bodies_to("rb1@example.com").await.pop().unwrap();
     assert!(!companion_mail.contains("返金"), "the money is told to whoever paid: {companion_mail}");
     let receipt = s.t.client().get(&format!("{}/receipt", s.page_of(b).await)).await.text;
-    assert!(receipt.contains("全額を返金したため、領収書はありません"), "{receipt}");
+    assert!(receipt.contains("全額を返金（または返金の手続き中）のため、領収書はありません"), "{receipt}");
     // A キャンセル料 of the whole price, twice: nothing goes to Stripe, and both are kept.
     let f = s.paid_by_card("rf@example.com", &[("同伴 四郎", "rf1@example.com")]).await;
     s.settle().await;
@@ -811,7 +816,7 @@ async fn refunds_from_the_console_and_from_stripes_dashboard() {
     let page = s.organizer.get(&format!("/events/{}", s.event)).await.text;
     assert_eq!(page.matches("返金なし（キャンセル料 3,000円）").count(), 2, "{page}");
     let mail = s.bodies_to("rf@example.com").await.pop().unwrap();
-    assert!(mail.contains("お支払いいただいた 6,000円 は、キャンセル料として返金はありません"), "{mail}");
+    assert!(mail.contains("お支払いいただいた 6,000円 はキャンセル料に充てるため、返金はありません"), "{mail}");
 
     // Partly refunded there: recorded, nothing cancelled.
     let c = s.paid_by_card("rc@example.com", &[]).await;
