@@ -136,7 +136,21 @@ async fn cancel_and_queue(
     if let Cancelled::Done { people, whole } = &r {
         queue(&mut tx, app, people).await?;
         if let Some((account, amount, fee)) = plan.filter(|r| r.1 > 0 || r.2 > 0) {
-            crate::payments::refund::queue(&mut tx, app, application, account, amount, fee).await?;
+            let refund = crate::payments::refund::queue(&mut tx, app, application, account, amount, fee).await?;
+            if !*whole {
+                // The companion's mail says nothing of money: the one who paid is told.
+                let a = apps::by_id(&mut tx, application).await?;
+                let name = a
+                    .as_ref()
+                    .and_then(|a| a.people.iter().find(|p| Some(p.id) == person))
+                    .map(|p| p.name_kanji.clone())
+                    .unwrap_or_default();
+                let konbini = order.as_ref().and_then(|o| o.method.as_deref()) == Some("konbini");
+                let news = RefundNews::Companion { name: &name, amount, fee };
+                queue_refund_mail(&mut tx, app, application, &format!("event-refund:{refund}"), news, konbini)
+                    .await
+                    .map_err(|e| AppError::Internal(anyhow::anyhow!("refund mail: {e:?}")))?;
+            }
         }
         if *whole && unpaid {
             crate::payments::refund::queue_expire(&mut tx, app, application).await?;
@@ -301,45 +315,69 @@ struct Payload {
     person_id: i64,
 }
 
-/// Tell the representative that a payment which arrived after their application was cancelled
-/// is refunded in full (their cancellation mail went out before the payment), on the caller's
-/// transaction: the cancellation mail again, with what happens to the money.
-pub async fn queue_late_refund_mail(
+/// How a refund reaches the buyer, by the way they paid.
+fn refund_how(konbini: bool) -> &'static str {
+    if konbini {
+        "コンビニでお支払いいただいたため、返金先の口座をお伺いするメールが Stripe から届きます。そちらから口座情報をご入力ください。"
+    } else {
+        "お支払いに使われたカードに返金されます（反映の時期はカード会社によって異なります）。"
+    }
+}
+
+/// What a refund mail tells the representative (who paid).
+pub enum RefundNews<'a> {
+    /// A payment arrived after the application was cancelled: all of it goes back.
+    Late { amount: i64 },
+    /// One companion was cancelled: their share less the キャンセル料.
+    Companion { name: &'a str, amount: i64, fee: i64 },
+}
+
+/// Queue the 返金のお知らせ to the application's representative, on the caller's transaction.
+/// `cause` names the mail (one per cause).
+pub async fn queue_refund_mail(
     c: &mut AnyConnection,
     app: &App,
     application_id: i64,
-    amount: i64,
+    cause: &str,
+    news: RefundNews<'_>,
     konbini: bool,
 ) -> Result<(), JobError> {
+    use super::form::group;
     let Some(a) = apps::by_id(c, application_id).await? else { return Ok(()) };
     let Some(e) = store::get_for_job(c, a.event_id).await? else { return Ok(()) };
     let Some(account) = tsunagu_store::accounts::get(c, e.account_id).await? else { return Ok(()) };
     let Some(rep) = a.people.iter().find(|p| p.position == 0) else { return Ok(()) };
-    let how = if konbini {
-        "返金先の口座をお伺いするメールが Stripe から届きます。そちらから口座情報をご入力ください。"
-    } else {
-        "お支払いに使われたカードに返金されます（反映の時期はカード会社によって異なります）。"
+    let how = refund_how(konbini);
+    let note = match news {
+        RefundNews::Late { amount } => format!(
+            "お申し込みのキャンセル後に、お支払い（{}円）を確認しました。お申し込みはキャンセル済みのため、全額を返金します。\n{how}",
+            group(amount)
+        ),
+        RefundNews::Companion { name, amount: 0, fee } => {
+            format!(
+                "同伴者の {name} 様のキャンセルを承りました。{name} 様の分（{}円）はキャンセル料に充てるため、返金はありません。",
+                group(fee)
+            )
+        }
+        RefundNews::Companion { name, amount, fee } if fee > 0 => format!(
+            "同伴者の {name} 様のキャンセルにより、{}円 を返金します（キャンセル料 {}円）。\n{how}",
+            group(amount),
+            group(fee)
+        ),
+        RefundNews::Companion { name, amount, .. } => {
+            format!("同伴者の {name} 様のキャンセルにより、{}円 を返金します。\n{how}", group(amount))
+        }
     };
     let ctx = JoinContext {
         name: rep.name_kanji.clone(),
         event_title: e.title.clone(),
         event_date: super::form::span(e.starts_at, e.ends_at, &account.time_zone),
-        payment_note: format!(
-            "お申し込みのキャンセル後に、お支払い（{}円）を確認しました。お申し込みはキャンセル済みのため、全額を返金します。\n{how}",
-            super::form::group(amount)
-        ),
+        application_url: format!("{}/a/{}", app.config.http.public_url.trim_end_matches('/'), rep.access_key),
+        payment_note: note,
         ..JoinContext::default()
     };
-    let cause = format!("event-late-refund:{application_id}");
-    mails::queue(
-        c,
-        app,
-        &account,
-        mails::CANCELLED,
-        &ctx,
-        mails::Delivery { to: &rep.email, cause: &cause, calendar: None },
-    )
-    .await?;
+    let to = mails::Delivery { to: &rep.email, cause, calendar: None };
+    mails::queue(c, app, &account, mails::REFUNDED, &ctx, to).await?;
     Ok(())
 }
 
@@ -377,11 +415,7 @@ pub(crate) fn money_note(
                     group(o.amount_yen)
                 );
             }
-            let how = if o.method.as_deref() == Some("konbini") {
-                "コンビニでお支払いいただいたため、返金先の口座をお伺いするメールが Stripe から届きます。そちらから口座情報をご入力ください。"
-            } else {
-                "お支払いに使われたカードに返金されます（反映の時期はカード会社によって異なります）。"
-            };
+            let how = refund_how(o.method.as_deref() == Some("konbini"));
             if refunded >= o.amount_yen {
                 return format!("お支払いいただいた全額（{}円）を返金します。\n{how}", group(o.amount_yen));
             }

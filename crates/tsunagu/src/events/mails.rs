@@ -132,8 +132,25 @@ pub const MOVED: Kind = Kind {
     admin_copy: false,
 };
 
+pub const REFUNDED: Kind = Kind {
+    code: "refunded",
+    name: "返金のお知らせ",
+    when: "同伴者のキャンセルで返金するときと、キャンセル後に届いたお支払いを返金するとき、お支払いいただいた代表者に",
+    subject: "返金のお知らせ",
+    body: "{{ name }} 様
+
+「{{ event_title }}」（{{ event_date }}）のお支払いについてお知らせします。
+
+{{ payment_note }}
+{% if application_url %}
+お申し込み内容の確認はこちら:
+{{ application_url }}
+{% endif %}",
+    admin_copy: false,
+};
+
 /// Every kind, in the order the console lists them.
-pub const KINDS: [Kind; 5] = [JOIN_REPRESENTATIVE, JOIN_COMPANION, RECEIVED, CANCELLED, MOVED];
+pub const KINDS: [Kind; 6] = [JOIN_REPRESENTATIVE, JOIN_COMPANION, RECEIVED, CANCELLED, MOVED, REFUNDED];
 
 pub fn kind(code: &str) -> Option<Kind> {
     KINDS.into_iter().find(|k| k.code == code)

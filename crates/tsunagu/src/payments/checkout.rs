@@ -197,7 +197,9 @@ pub async fn fulfil(app: &App, account: AccountId, session_id: &str) -> Result<F
                     // console's.
                     super::refund::queue(&mut tx, app, application_id, account, left, 0).await?;
                     let konbini = voucher.is_some() || order.state == "konbini";
-                    crate::events::cancel::queue_late_refund_mail(&mut tx, app, application_id, left, konbini)
+                    let news = crate::events::cancel::RefundNews::Late { amount: left };
+                    let cause = format!("event-late-refund:{application_id}");
+                    crate::events::cancel::queue_refund_mail(&mut tx, app, application_id, &cause, news, konbini)
                         .await
                         .map_err(|e| FulfilError::Other(anyhow::anyhow!("late refund mail: {e:?}")))?;
                     tracing::warn!(application_id, amount = left, "paid after the application was cancelled: refunded");

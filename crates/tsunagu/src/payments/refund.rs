@@ -72,15 +72,15 @@ pub async fn queue(
     account: AccountId,
     amount: i64,
     fee: i64,
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
     let id = store::queue_refund(c, application_id, account, amount, fee, app.now()).await?;
     if amount <= 0 {
         store::set_refund(c, id, "", "kept", app.now()).await?;
-        return Ok(());
+        return Ok(id);
     }
     let payload = serde_json::json!({ "refund_id": id });
     crate::jobs::enqueue(c, app, REFUND_JOB, &payload, Some(&format!("{REFUND_JOB}:{id}")), 0).await?;
-    Ok(())
+    Ok(id)
 }
 
 /// Close an unpaid order's checkout session (an application cancelled before it was paid), so

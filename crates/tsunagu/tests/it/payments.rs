@@ -734,6 +734,15 @@ async fn refunds_from_the_console_and_from_stripes_dashboard() {
     let page = s.organizer.get(&format!("/events/{}", s.event)).await.text;
     assert!(page.contains("返金済み: 2,500円（キャンセル料 500円）"), "{page}");
     assert_eq!(s.mails_to("ra1@example.com").await.len(), 2, "the join mail, then one cancellation mail");
+    let told = s.bodies_to("ra@example.com").await;
+    assert!(
+        told.iter()
+            .any(|m| m.contains("同伴者の 同伴 一郎 様のキャンセルにより、2,500円 を返金します（キャンセル料 500円）")),
+        "the one who paid is told of the companion's refund: {told:?}"
+    );
+    let mut subjects = s.mails_to("ra@example.com").await;
+    subjects.sort();
+    assert_eq!(subjects, ["イベント参加URLのお知らせ", "返金のお知らせ"]);
     assert_eq!((s.registered("ra@example.com"), s.registered("ra1@example.com")), (1, 0), "the companion left Zoom");
     // The receipt: what was kept for the seat is a キャンセル料, outside consumption tax.
     let receipt = s.t.client().get(&format!("{mine}/receipt")).await.text;
