@@ -289,19 +289,8 @@ async fn settle(store: &Store, id: i64, procs: &[Process], people: i64, allow_wa
                 .filter(|p| !done(p))
                 .map(|p| (p.email.clone(), p.zoom_state.clone(), p.zoom_reason.clone(), p.mailed_at))
                 .collect();
-            let mut jobs = Vec::new();
-            for state in ["failed", "queued", "running"] {
-                for j in tsunagu_store::jobs::list_by_state(&mut c, state, 50).await.unwrap() {
-                    jobs.push((j.kind, j.state, j.attempts, j.run_at, j.last_error, j.payload));
-                }
-            }
-            let logs: Vec<String> =
-                procs.iter().map(|p| p.log_text().lines().rev().take(30).collect::<Vec<_>>().join("\n")).collect();
-            panic!(
-                "not done: {} people of {people}\nstuck: {stuck:?}\njobs: {jobs:?}\nlogs (newest first):\n{}",
-                all.len(),
-                logs.join("\n----\n")
-            );
+            let report = crate::helpers::stuck_report(&mut c, procs).await;
+            panic!("not done: {} people of {people}\nstuck: {stuck:?}\n{report}", all.len());
         }
         drop(c);
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -413,6 +413,20 @@ impl Process {
     }
 }
 
+/// What a process test prints when work is stuck: the jobs not done, and the newest lines of
+/// each process's log.
+pub async fn stuck_report(c: &mut tsunagu_store::AnyConnection, procs: &[Process]) -> String {
+    let mut jobs = Vec::new();
+    for state in ["failed", "queued", "running"] {
+        for j in tsunagu_store::jobs::list_by_state(c, state, 50).await.unwrap() {
+            jobs.push((j.kind, j.state, j.attempts, j.run_at, j.last_error, j.payload));
+        }
+    }
+    let logs: Vec<String> =
+        procs.iter().map(|p| p.log_text().lines().rev().take(30).collect::<Vec<_>>().join("\n")).collect();
+    format!("jobs: {jobs:?}\nlogs (newest first):\n{}", logs.join("\n----\n"))
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -482,14 +482,7 @@ async fn konbini_vouchers_hold_the_seat_until_paid_or_lapsed() {
     // Before it is paid, a companion alone cannot be cancelled: the voucher's amount is fixed.
     let k = s.last_application().await;
     let page = s.organizer.get(&format!("/events/{}", s.event)).await.text;
-    let k1: i64 = {
-        let mut c = s.t.app.store.read().await.unwrap();
-        sqlx::query_scalar("SELECT id FROM attendees WHERE application_id = $1 AND position = 1")
-            .bind(k)
-            .fetch_one(&mut *c)
-            .await
-            .unwrap()
-    };
+    let k1 = s.companion_of(k).await;
     let path = format!("/events/{}/applications/{k}/people/{k1}/cancel", s.event);
     assert!(!page.contains(&format!("action=\"{path}\"")), "no ［この方をキャンセル］ before the payment");
     assert_eq!(s.organizer.submit(&format!("/events/{}", s.event), &path, &[]).await.status, 303);
@@ -636,6 +629,16 @@ impl Shop {
         self.last_application().await
     }
 
+    /// The first companion of an application.
+    async fn companion_of(&self, application: i64) -> i64 {
+        let mut c = self.t.app.store.read().await.unwrap();
+        sqlx::query_scalar("SELECT id FROM attendees WHERE application_id = $1 AND position = 1")
+            .bind(application)
+            .fetch_one(&mut *c)
+            .await
+            .unwrap()
+    }
+
     /// The application's own page (`/a/{access}`).
     async fn page_of(&self, application: i64) -> String {
         let access: String = {
@@ -694,14 +697,7 @@ async fn refunds_from_the_console_and_from_stripes_dashboard() {
     let s = shop().await;
     let a = s.paid_by_card("ra@example.com", &[("同伴 一郎", "ra1@example.com")]).await;
     s.settle().await;
-    let companion: i64 = {
-        let mut c = s.t.app.store.read().await.unwrap();
-        sqlx::query_scalar("SELECT id FROM attendees WHERE application_id = $1 AND position = 1")
-            .bind(a)
-            .fetch_one(&mut *c)
-            .await
-            .unwrap()
-    };
+    let companion = s.companion_of(a).await;
     let page = s.organizer.get(&format!("/events/{}", s.event)).await.text;
     assert!(
         page.contains("お支払い: カード") && page.contains("決済完了") && page.contains("キャンセル料（円）"),
@@ -806,14 +802,7 @@ async fn refunds_from_the_console_and_from_stripes_dashboard() {
     // A キャンセル料 of the whole price, twice: nothing goes to Stripe, and both are kept.
     let f = s.paid_by_card("rf@example.com", &[("同伴 四郎", "rf1@example.com")]).await;
     s.settle().await;
-    let companion: i64 = {
-        let mut c = s.t.app.store.read().await.unwrap();
-        sqlx::query_scalar("SELECT id FROM attendees WHERE application_id = $1 AND position = 1")
-            .bind(f)
-            .fetch_one(&mut *c)
-            .await
-            .unwrap()
-    };
+    let companion = s.companion_of(f).await;
     let path = format!("/events/{}/applications/{f}/people/{companion}/cancel", s.event);
     assert_eq!(s.organizer.submit(&format!("/events/{}", s.event), &path, &[("fee", "3000")]).await.status, 303);
     let path = format!("/events/{}/applications/{f}/cancel", s.event);
