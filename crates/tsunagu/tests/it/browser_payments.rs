@@ -117,6 +117,12 @@ async fn participants_pay_by_card_and_konbini_on_a_phone() {
     p.wait_for("#konbini-instructions", 10).await;
     let lapsed = s.last_application().await;
     let pi = s.sb.payments().into_iter().find(|x| x.status == "requires_action").unwrap().payment_intent;
+    // The mail with how to pay goes out first (a voucher that lapses before it is sent gets none).
+    crate::helpers::eventually(10, "the mail with how to pay", || async {
+        s.t.run_jobs().await;
+        s.mails_to("saburo@example.com").await.len() == 1
+    })
+    .await;
     assert!(s.sb.let_voucher_expire(&pi));
     crate::helpers::eventually(15, "the lapse handled", || async {
         s.t.run_jobs().await;

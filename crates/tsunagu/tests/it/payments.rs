@@ -519,6 +519,12 @@ async fn konbini_vouchers_hold_the_seat_until_paid_or_lapsed() {
     let held = seats(&s.t.client().get(&format!("/e/{}/apply", s.key)).await.text);
     assert_ne!(before, held, "the voucher holds a seat");
     let pi = s.sb.payments().into_iter().rfind(|p| p.status == "requires_action").unwrap().payment_intent;
+    // The mail with how to pay goes out first (a voucher that lapses before it is sent gets none).
+    eventually(10, "the mail with how to pay", || async {
+        s.t.run_jobs().await;
+        s.mails_to("x@example.com").await.len() == 1
+    })
+    .await;
     assert!(s.sb.let_voucher_expire(&pi));
     eventually(10, "the lapse handled", || async {
         s.t.run_jobs().await;

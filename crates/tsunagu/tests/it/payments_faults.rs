@@ -396,10 +396,18 @@ async fn payments_faults_and_killed_processes(db: Db, processes: usize) {
 }
 
 /// Wait until every application is complete and every person registered and mailed; fail
-/// saying what is stuck.
+/// saying what is stuck. The reconciliation sweep is made due every few seconds, as if its
+/// 10 minutes passed, so that one sweep that ran early (a restarted process schedules one for a
+/// minute after its start) is not the only chance.
 async fn settle(store: &Store, account: tsunagu_core::AccountId, id: i64, procs: &[Process], people: usize) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    let mut round = 0u32;
     loop {
+        round += 1;
+        if round.is_multiple_of(10) {
+            let mut c = store.conn().await.unwrap();
+            tsunagu_store::testing::make_due(&mut c, "stripe.reconcile").await.unwrap();
+        }
         let mut c = store.read().await.unwrap();
         let list = tsunagu_store::applications::for_event(&mut c, account, id, "").await.unwrap();
         let all: Vec<_> = list.iter().flat_map(|a| a.people.iter()).collect();
