@@ -57,6 +57,10 @@ async fn participants_pay_by_card_and_konbini_on_a_phone() {
     p.wait_for_text("#application-status", "申込完了", 10).await;
     assert_eq!(p.execute(NO_HORIZONTAL_OVERFLOW, vec![]).await, true, "the completion fits a phone");
     shot(&p, "payments-phone-card-done").await;
+    // Paid: no cancel button; whom to ask instead.
+    assert!(p.text("#paid-cancel").await.contains("主催者にお問い合わせください"));
+    p.execute("document.getElementById('paid-cancel').scrollIntoView()", vec![]).await;
+    shot(&p, "payments-phone-paid-cancel").await;
     p.click("#receipt-link").await;
     p.wait_for_text("#receipt-amount", "¥9,000-", 10).await;
     p.type_into("input[name=atena]", "山田 太郎").await;
