@@ -232,7 +232,8 @@ pub async fn application(
     let r = cancel_and_queue(&app, application, None, Who::Organizer { fee: &form.fee }).await?;
     tracing::info!(account_id = %auth.account.id, event_id = id, application_id = application, "application cancelled by the organizer");
     Ok(match r {
-        Err(Refused::Message(msg)) => flash_redirect(&app, &back, "error", &msg),
+        // The message shows at the top of the page: no jump to the application, past it.
+        Err(Refused::Message(msg)) => flash_redirect(&app, &format!("/events/{id}"), "error", &msg),
         Ok((Cancelled::Done { people, .. }, plan)) => flash_redirect(
             &app,
             &back,
@@ -258,7 +259,8 @@ pub async fn person(
     let back = format!("/events/{id}#application-{application}");
     let r = cancel_and_queue(&app, application, Some(person), Who::Organizer { fee: &form.fee }).await?;
     Ok(match r {
-        Err(Refused::Message(msg)) => flash_redirect(&app, &back, "error", &msg),
+        // The message shows at the top of the page: no jump to the application, past it.
+        Err(Refused::Message(msg)) => flash_redirect(&app, &format!("/events/{id}"), "error", &msg),
         Ok((Cancelled::Done { whole: false, .. }, plan)) => flash_redirect(
             &app,
             &back,

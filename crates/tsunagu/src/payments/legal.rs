@@ -161,11 +161,16 @@ pub async fn save(
     if !email.is_empty() && tsunagu_core::Email::parse(&email).is_err() {
         problems.push("メールアドレスの形式が正しくありません（例: info@example.com）。".into());
     }
-    let complete = values.iter().all(|(_, v)| !v.is_empty());
+    let empty: Vec<&str> =
+        FIELDS.iter().zip(&values).filter(|(_, (_, v))| v.is_empty()).map(|((_, label, _), _)| *label).collect();
+    let complete = empty.is_empty();
     if !complete && sells_now(&app, auth.account.id).await? {
         // The page is linked from events that sell now: emptying it would leave them selling
         // without the notice the law requires.
-        problems.push("有料チケットのあるイベントを公開しているため、すべての項目が必要です。空欄の項目を入力してください（項目を空にするには、先にそのイベントを下書きにしてください）。".into());
+        problems.push(format!(
+            "有料チケットのあるイベントを公開しているため、すべての項目が必要です。空欄の項目（{}）を入力してください（項目を空にするには、先にそのイベントを下書きにしてください）。",
+            empty.join("・")
+        ));
     }
     let invoice = match invoice_number(&get("invoice_number")) {
         Ok(n) => n,
@@ -195,13 +200,15 @@ pub async fn save(
     )
     .await?;
     tx.commit().await.map_err(StoreError::from)?;
-    let n = Notice { values, invoice_number: invoice };
-    let msg = if n.complete() {
-        "保存しました。有料チケットのイベントのページに表示します。"
+    let msg = if complete {
+        "保存しました。有料チケットのイベントのページに表示します。".to_string()
     } else {
-        "保存しました。空欄の項目があるため、有料チケットのあるイベントはまだ公開できません。"
+        format!(
+            "保存しました。空欄の項目（{}）があるため、有料チケットのあるイベントはまだ公開できません。",
+            empty.join("・")
+        )
     };
-    Ok(flash_redirect(&app, "/settings/legal", "success", msg))
+    Ok(flash_redirect(&app, "/settings/legal", "success", &msg))
 }
 
 /// Whether the organizer has an event with a priced ticket that is not a draft.

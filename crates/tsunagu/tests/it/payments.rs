@@ -320,7 +320,12 @@ pub(crate) async fn shop() -> Shop {
     emptied[0] = ("seller", "");
     let r = organizer.submit("/settings/legal", "/settings/legal", &emptied).await;
     assert_eq!(r.status, 422);
-    assert!(r.text.contains("有料チケットのあるイベントを公開しているため"), "{}", r.text);
+    assert!(
+        r.text.contains("有料チケットのあるイベントを公開しているため")
+            && r.text.contains("空欄の項目（販売事業者名）"),
+        "{}",
+        r.text
+    );
     let mut bad_email = legal_form("T1234567890123");
     bad_email[4] = ("email", "not-an-email");
     let r = organizer.submit("/settings/legal", "/settings/legal", &bad_email).await;
