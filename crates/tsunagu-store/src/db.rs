@@ -93,8 +93,14 @@ impl Store {
         let connect_opts = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
         let busy_ms = opts.busy_timeout.as_millis();
         // SQLite's own checkpoint runs inside a commit once the log passes this many pages
-        // (default 1,000): a safety net, as `serve` checkpoints in the background every 250 ms.
-        const AUTO_CHECKPOINT_PAGES: u32 = 10_000;
+        // (default 1,000), as `serve` checkpoints in the background every 250 ms. Under a steady
+        // stream of commits that background checkpoint never finds the whole log copied when
+        // a writer starts, so the log starts over only after this in-commit checkpoint: it
+        // flushes the log and the database to disk, and the next commit flushes the new log
+        // header, while every writer waits. At about 2,800 webhooks/s (`scripts/bench-intake`)
+        // 10,000 pages made that every 2 to 3 s; 40,000 pages (160 MiB) makes it four times
+        // rarer. The log file keeps the largest size it reached.
+        const AUTO_CHECKPOINT_PAGES: u32 = 40_000;
         let pool_options = |max: u32, query_only: bool| {
             AnyPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(30)).after_connect(
                 move |conn, _meta| {

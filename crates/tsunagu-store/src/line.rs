@@ -95,6 +95,54 @@ pub async fn insert_event(c: &mut AnyConnection, channel_id: &str, e: &NewEvent<
     Ok(r.rows_affected() == 1)
 }
 
+/// Rows per statement in [`insert_events`]: 9 parameters each, well under SQLite's 32,766 and
+/// PostgreSQL's 65,535.
+const INSERT_ROWS: usize = 200;
+
+/// Store many events (each with its channel) in as few statements as the batch allows, each
+/// unless it is already stored, as [`insert_event`] does one; returns, in order, whether each
+/// was new. An event that occurs twice in `events` is new at most at its first occurrence.
+/// Either every event is stored or, on an error, the caller's transaction must be rolled back.
+pub async fn insert_events(c: &mut AnyConnection, events: &[(&str, NewEvent<'_>)], now: i64) -> Result<Vec<bool>> {
+    let mut inserted: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
+    for chunk in events.chunks(INSERT_ROWS) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = 1 + i * 9;
+                let p: Vec<String> = (b..b + 9).map(|n| format!("${n}")).collect();
+                format!("({})", p.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO line_webhook_events (channel_id, webhook_event_id, event_type, user_id, event_ts, redelivery, body, received_at, handled_at)
+             VALUES {} ON CONFLICT (channel_id, webhook_event_id) DO NOTHING RETURNING channel_id, webhook_event_id",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (channel_id, e) in chunk {
+            q = q
+                .bind(*channel_id)
+                .bind(e.webhook_event_id)
+                .bind(e.event_type)
+                .bind(e.user_id)
+                .bind(e.event_ts)
+                .bind(i64::from(e.redelivery))
+                .bind(e.body)
+                .bind(now)
+                .bind(e.handled.then_some(now));
+        }
+        for row in q.fetch_all(&mut *c).await? {
+            inserted.insert((row.get(0), row.get(1)));
+        }
+    }
+    // A key that occurs twice in one statement is inserted once and returned once: it counts as
+    // new at its first occurrence (the occurrences are the same event, delivered twice).
+    Ok(events
+        .iter()
+        .map(|(channel_id, e)| inserted.remove(&(channel_id.to_string(), e.webhook_event_id.to_string())))
+        .collect())
+}
+
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub id: i64,
@@ -131,16 +179,27 @@ pub async fn claim_unhandled(
     Ok(rows.iter().map(event_row).collect())
 }
 
-/// Unhandled events of a channel, oldest event first.
-/// Whether the channel has an event stored but not yet handled (served by the unhandled index).
-pub async fn has_unhandled(c: &mut AnyConnection, channel_id: &str) -> Result<bool> {
-    let row = sqlx::query("SELECT 1 FROM line_webhook_events WHERE channel_id = $1 AND handled_at IS NULL LIMIT 1")
-        .bind(channel_id)
-        .fetch_optional(c)
-        .await?;
-    Ok(row.is_some())
+/// What the intake needs to know of a channel before it stores a batch, in one statement:
+/// whether it has events stored unhandled (waiting for the `line.events` job), and whether any
+/// course is attached to it (only then can a follow start a course).
+pub async fn channel_state(c: &mut AnyConnection, channel_id: &str) -> Result<ChannelState> {
+    let row = sqlx::query(
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM line_webhook_events WHERE channel_id = $1 AND handled_at IS NULL) THEN 1 ELSE 0 END,
+                CASE WHEN EXISTS (SELECT 1 FROM courses WHERE line_channel_id = $1) THEN 1 ELSE 0 END",
+    )
+    .bind(channel_id)
+    .fetch_one(c)
+    .await?;
+    Ok(ChannelState { has_unhandled: row.get::<i64, _>(0) == 1, has_courses: row.get::<i64, _>(1) == 1 })
 }
 
+#[derive(Debug, Clone, Copy)]
+pub struct ChannelState {
+    pub has_unhandled: bool,
+    pub has_courses: bool,
+}
+
+/// Unhandled events of a channel, oldest event first.
 pub async fn unhandled(c: &mut AnyConnection, channel_id: &str, limit: i64) -> Result<Vec<StoredEvent>> {
     let rows = sqlx::query(
         "SELECT id, webhook_event_id, event_type, user_id, event_ts, body, handled_at FROM line_webhook_events

@@ -354,7 +354,38 @@ async fn line_events_deduplicate_and_friends_move_forward_in_time(store: Store) 
     assert!(line_store::insert_event(&mut c, "2000000001", &e("01A", 10), 100).await.unwrap());
     assert!(!line_store::insert_event(&mut c, "2000000001", &e("01A", 10), 101).await.unwrap(), "a redelivery");
     assert!(line_store::insert_event(&mut c, "2000000002", &e("01A", 10), 101).await.unwrap(), "per channel");
+    // Many at once: one already stored, one twice in the same call, the same id on two channels,
+    // and more rows than one statement takes.
+    let mut many = vec![
+        ("2000000001", e("01A", 10)),
+        ("2000000001", e("01B", 11)),
+        ("2000000001", e("01B", 11)),
+        ("2000000003", e("01B", 11)),
+    ];
+    let ids: Vec<String> = (0..450).map(|i| format!("02{i:04}")).collect();
+    many.extend(ids.iter().map(|id| ("2000000004", NewEvent { webhook_event_id: id, ..e("x", 12) })));
+    let fresh = line_store::insert_events(&mut c, &many, 102).await.unwrap();
+    assert_eq!(fresh[..4], [false, true, false, true]);
+    assert!(fresh[4..].iter().all(|new| *new));
+    assert_eq!(line_store::events_of(&mut c, "2000000004").await.unwrap().len(), 450);
+    assert_eq!(line_store::insert_events(&mut c, &many, 103).await.unwrap(), vec![false; many.len()], "redelivered");
+    assert_eq!(line_store::unhandled(&mut c, "2000000003", 10).await.unwrap().len(), 1);
+    assert!(line_store::channel_state(&mut c, "2000000003").await.unwrap().has_unhandled);
+    assert!(!line_store::channel_state(&mut c, "2000000003").await.unwrap().has_courses);
+    for (_, ev) in &mut many {
+        ev.handled = true;
+    }
+    many[1].1.webhook_event_id = "01C";
+    assert_eq!(line_store::insert_events(&mut c, &many[1..2], 104).await.unwrap(), [true]);
+    let stored = line_store::events_of(&mut c, "2000000001").await.unwrap();
+    assert_eq!(stored.iter().find(|s| s.webhook_event_id == "01C").unwrap().handled_at, Some(104));
     let pending = line_store::unhandled(&mut c, "2000000001", 100).await.unwrap();
+    assert_eq!(pending.len(), 2);
+    for p in &pending {
+        line_store::mark_handled(&mut c, p.id, 200).await.unwrap();
+    }
+    assert!(line_store::unhandled(&mut c, "2000000001", 100).await.unwrap().is_empty());
+    let pending = line_store::unhandled(&mut c, "2000000002", 100).await.unwrap();
     assert_eq!(pending.len(), 1);
     line_store::mark_handled(&mut c, pending[0].id, 200).await.unwrap();
     assert!(line_store::unhandled(&mut c, "2000000001", 100).await.unwrap().is_empty());

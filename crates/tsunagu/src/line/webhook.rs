@@ -209,10 +209,10 @@ async fn store_batch(
         match store_request(&mut sp, channel_id, request, now, false).await {
             Ok(new) => {
                 sp.commit().await?;
-                if !new.is_empty() && !waiting.contains(&channel_id.as_str()) {
+                if new > 0 && !waiting.contains(&channel_id.as_str()) {
                     waiting.push(channel_id);
                 }
-                answers.push(Ok(new.len()));
+                answers.push(Ok(new));
             }
             Err(e) => {
                 sp.rollback().await?;
@@ -238,45 +238,64 @@ async fn queue_jobs(tx: &mut tsunagu_store::AnyConnection, app: &SharedApp, chan
     Ok(queued)
 }
 
-/// The whole batch ([`Stored`]), or the first error (the caller rolls back).
+/// The whole batch ([`Stored`]), or the first error (the caller rolls back). The statements are
+/// few whatever the batch's size (the write lock is held while they run, and each is a round
+/// trip to the database's thread): one per channel to read its state, one per 200 events to
+/// store them, and per channel one to update the friend list (and, when the channel has
+/// courses, what a follow starts there).
 async fn store_and_apply<'b>(
     tx: &mut tsunagu_store::AnyConnection,
     batch: &'b [(String, CallbackRequest)],
     now: i64,
 ) -> Result<Stored<'b>, tsunagu_store::StoreError> {
-    let mut due = 0;
-    let mut answers = Vec::with_capacity(batch.len());
-    // Per channel: whether its events are applied here, and its new events in arrival order.
-    let mut by_channel: Vec<(&str, bool, Vec<super::events::Facts<'_>>)> = Vec::new();
-    for (channel_id, request) in batch {
-        let at = match by_channel.iter().position(|(c, _, _)| *c == channel_id.as_str()) {
-            Some(at) => at,
-            None => {
-                let inline = !store::has_unhandled(tx, channel_id).await?;
-                by_channel.push((channel_id, inline, Vec::new()));
-                by_channel.len() - 1
-            }
-        };
-        let inline = by_channel[at].1;
-        let new = store_request(tx, channel_id, request, now, inline).await?;
-        answers.push(Ok(new.len()));
-        by_channel[at].2.extend(new);
+    // Per channel, in order of first appearance: its state before this batch.
+    let mut channels: Vec<(&str, store::ChannelState)> = Vec::new();
+    for (channel_id, _) in batch {
+        if !channels.iter().any(|(c, _)| *c == channel_id.as_str()) {
+            channels.push((channel_id, store::channel_state(tx, channel_id).await?));
+        }
     }
-    let (mut applied, mut waiting) = (0, Vec::new());
-    for (channel_id, inline, facts) in by_channel {
+    // A channel's new events are applied here unless it has events waiting for the job.
+    let inline = |channel_id: &str| channels.iter().any(|(c, s)| *c == channel_id && !s.has_unhandled);
+    let prepared: Vec<(usize, &str, Prepared<'b>)> = batch
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (channel_id, request))| {
+            prepare(request, now).into_iter().map(move |p| (i, channel_id.as_str(), p))
+        })
+        .collect();
+    let rows: Vec<(&str, NewEvent<'_>)> =
+        prepared.iter().map(|(_, channel_id, p)| (*channel_id, p.new_event(inline(channel_id)))).collect();
+    let fresh = store::insert_events(tx, &rows, now).await?;
+    let mut counts = vec![0usize; batch.len()];
+    // Per channel: its new events in arrival order.
+    let mut by_channel: Vec<(&str, Vec<super::events::Facts<'b>>)> =
+        channels.iter().map(|(c, _)| (*c, Vec::new())).collect();
+    for ((i, channel_id, p), new) in prepared.into_iter().zip(fresh) {
+        if new {
+            counts[i] += 1;
+            if let Some((_, facts)) = by_channel.iter_mut().find(|(c, _)| *c == channel_id) {
+                facts.push(p.facts);
+            }
+        }
+    }
+    let (mut applied, mut waiting, mut due) = (0, Vec::new(), 0);
+    for ((channel_id, facts), (_, state)) in by_channel.into_iter().zip(&channels) {
         if facts.is_empty() {
             continue;
         }
-        if !inline {
+        if state.has_unhandled {
             waiting.push(channel_id);
             continue;
         }
         applied += facts.len();
         let (changes, _, _) = super::events::friend_changes(facts.into_iter());
         store::set_friends(tx, channel_id, &changes, now).await?;
-        due += tsunagu_store::courses::follow_friend_changes(tx, channel_id, &changes, now).await?;
+        if state.has_courses {
+            due += tsunagu_store::courses::follow_friend_changes(tx, channel_id, &changes, now).await?;
+        }
     }
-    Ok(Stored { answers, applied, waiting, due })
+    Ok(Stored { answers: counts.into_iter().map(Ok).collect(), applied, waiting, due })
 }
 
 /// What [`store_and_apply`] did.
@@ -291,44 +310,72 @@ struct Stored<'b> {
     due: u64,
 }
 
-/// Store a request's events (stored as handled when `handled`: the caller applies them in the
-/// same transaction); returns the facts of those that were new.
-async fn store_request<'r>(
-    c: &mut tsunagu_store::AnyConnection,
-    channel_id: &str,
-    request: &'r CallbackRequest,
-    now: i64,
-    handled: bool,
-) -> Result<Vec<super::events::Facts<'r>>, tsunagu_store::StoreError> {
-    let mut new = Vec::new();
-    for raw in &request.events {
-        let text = raw.to_string();
-        let info = EventInfo::from_json(raw);
-        // Every documented event has a webhookEventId; anything without one is keyed by
-        // its content, so a redelivery of it is still recognised.
-        let fallback = match &info {
-            Some(_) => String::new(),
-            None => format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes()))),
-        };
-        // Read from the request itself (what `info` holds), so that the facts outlive `info`.
-        let event_type: &'r str = raw.get("type").and_then(|t| t.as_str()).unwrap_or("unknown");
-        let user_id: Option<&'r str> =
-            info.as_ref().and(raw.pointer("/source/userId").and_then(serde_json::Value::as_str));
-        let e = NewEvent {
-            webhook_event_id: info.as_ref().map(|i| i.webhook_event_id.as_str()).unwrap_or(&fallback),
-            event_type,
-            user_id,
-            event_ts: info.as_ref().map(|i| i.timestamp_ms).unwrap_or(now),
-            redelivery: info.as_ref().is_some_and(|i| i.is_redelivery),
-            body: &text,
+/// One event of a request, ready to store: what the row holds beside the request's own text.
+struct Prepared<'r> {
+    /// The event's JSON as received.
+    text: String,
+    /// Every documented event has a webhookEventId; anything without one is keyed by its
+    /// content, so a redelivery of it is still recognised.
+    key: String,
+    redelivery: bool,
+    facts: super::events::Facts<'r>,
+}
+
+impl Prepared<'_> {
+    fn new_event(&self, handled: bool) -> NewEvent<'_> {
+        NewEvent {
+            webhook_event_id: &self.key,
+            event_type: self.facts.event_type,
+            user_id: self.facts.user_id,
+            event_ts: self.facts.event_ts,
+            redelivery: self.redelivery,
+            body: &self.text,
             handled,
-        };
-        if store::insert_event(c, channel_id, &e, now).await? {
-            let reply_token = raw.get("replyToken").and_then(serde_json::Value::as_str);
-            new.push(super::events::Facts { event_type, user_id, event_ts: e.event_ts, reply_token });
         }
     }
-    Ok(new)
+}
+
+fn prepare(request: &CallbackRequest, now: i64) -> Vec<Prepared<'_>> {
+    request
+        .events
+        .iter()
+        .map(|raw| {
+            let text = raw.to_string();
+            let info = EventInfo::from_json(raw);
+            // Read from the request itself (what `info` holds), so that the facts outlive `info`.
+            let event_type = raw.get("type").and_then(|t| t.as_str()).unwrap_or("unknown");
+            let user_id = info.as_ref().and(raw.pointer("/source/userId").and_then(serde_json::Value::as_str));
+            let key = match &info {
+                Some(i) => i.webhook_event_id.clone(),
+                None => format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes()))),
+            };
+            Prepared {
+                redelivery: info.as_ref().is_some_and(|i| i.is_redelivery),
+                facts: super::events::Facts {
+                    event_type,
+                    user_id,
+                    event_ts: info.as_ref().map(|i| i.timestamp_ms).unwrap_or(now),
+                    reply_token: raw.get("replyToken").and_then(serde_json::Value::as_str),
+                },
+                key,
+                text,
+            }
+        })
+        .collect()
+}
+
+/// Store a request's events (stored as handled when `handled`: the caller applies them in the
+/// same transaction); returns how many were new.
+async fn store_request(
+    c: &mut tsunagu_store::AnyConnection,
+    channel_id: &str,
+    request: &CallbackRequest,
+    now: i64,
+    handled: bool,
+) -> Result<usize, tsunagu_store::StoreError> {
+    let prepared = prepare(request, now);
+    let rows: Vec<(&str, NewEvent<'_>)> = prepared.iter().map(|p| (channel_id, p.new_event(handled))).collect();
+    Ok(store::insert_events(c, &rows, now).await?.into_iter().filter(|new| *new).count())
 }
 
 fn refusal(e: &tsunagu_store::StoreError) -> Refused {
