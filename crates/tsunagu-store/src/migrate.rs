@@ -98,6 +98,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0014_checkout.sql"),
         postgres: include_str!("../migrations/postgres/0014_checkout.sql"),
     },
+    Migration {
+        version: 15,
+        name: "unhandled_partial",
+        sqlite: include_str!("../migrations/sqlite/0015_unhandled_partial.sql"),
+        postgres: include_str!("../migrations/postgres/0015_unhandled_partial.sql"),
+    },
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

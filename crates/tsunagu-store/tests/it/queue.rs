@@ -195,3 +195,55 @@ async fn sqlite_follow_and_block_look_up_the_user_not_the_channels_courses() {
         assert!(!plan.iter().any(|l| l.starts_with("SCAN")), "{name} scans a table: {text}");
     }
 }
+
+/// The index of unhandled LINE events holds only those: the intake stores nearly every event
+/// handled, and such an event adds nothing to it (one page fewer per commit). The intake's and
+/// the job's lookups still read it, without a scan or a sort.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_unhandled_line_events_index_holds_only_the_unhandled() {
+    use tsunagu_store::line::{self as line_store, NewEvent};
+    let (store, _dir) = crate::harness::sqlite().await;
+    let mut c = store.conn().await.unwrap();
+    let ids: Vec<String> = (0..300).map(|i| format!("01E{i:05}")).collect();
+    let events: Vec<(&str, NewEvent<'_>)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let e = NewEvent {
+                webhook_event_id: id,
+                event_type: "follow",
+                user_id: Some("U1"),
+                event_ts: i as i64,
+                redelivery: false,
+                body: "{}",
+                handled: i != 7,
+            };
+            ("2000000001", e)
+        })
+        .collect();
+    line_store::insert_events(&mut c, &events, 10).await.unwrap();
+    let cells: i64 = sqlx::query_scalar(
+        "SELECT SUM(ncell) FROM dbstat WHERE name = 'line_webhook_events_unhandled' AND pagetype = 'leaf'",
+    )
+    .fetch_one(&mut *c)
+    .await
+    .unwrap();
+    assert_eq!(cells, 1, "only the unhandled event is in the index");
+    for sql in [
+        "SELECT 1 FROM line_webhook_events WHERE channel_id = $1 AND handled_at IS NULL",
+        "SELECT id FROM line_webhook_events WHERE channel_id = $1 AND handled_at IS NULL ORDER BY event_ts, id LIMIT 100",
+    ] {
+        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+            .bind("2000000001")
+            .fetch_all(&mut *c)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>(3))
+            .collect();
+        let text = plan.join("\n");
+        assert!(plan.iter().any(|l| l.contains("USING INDEX line_webhook_events_unhandled")), "{sql}: {text}");
+        assert!(!plan.iter().any(|l| l.starts_with("SCAN") || l.contains("TEMP B-TREE")), "{sql}: {text}");
+    }
+    assert_eq!(line_store::unhandled(&mut c, "2000000001", 10).await.unwrap()[0].webhook_event_id, "01E00007");
+}
