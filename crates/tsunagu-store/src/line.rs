@@ -77,22 +77,7 @@ pub struct NewEvent<'a> {
 /// Store an event unless it is already stored (same channel and `webhookEventId`); returns
 /// whether it was new.
 pub async fn insert_event(c: &mut AnyConnection, channel_id: &str, e: &NewEvent<'_>, now: i64) -> Result<bool> {
-    let r = sqlx::query(
-        "INSERT INTO line_webhook_events (channel_id, webhook_event_id, event_type, user_id, event_ts, redelivery, body, received_at, handled_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (channel_id, webhook_event_id) DO NOTHING",
-    )
-    .bind(channel_id)
-    .bind(e.webhook_event_id)
-    .bind(e.event_type)
-    .bind(e.user_id)
-    .bind(e.event_ts)
-    .bind(i64::from(e.redelivery))
-    .bind(e.body)
-    .bind(now)
-    .bind(e.handled.then_some(now))
-    .execute(c)
-    .await?;
-    Ok(r.rows_affected() == 1)
+    Ok(insert_events(c, &[(channel_id, e.clone())], now).await?[0])
 }
 
 /// Rows per statement in [`insert_events`]: 9 parameters each, well under SQLite's 32,766 and
@@ -100,7 +85,7 @@ pub async fn insert_event(c: &mut AnyConnection, channel_id: &str, e: &NewEvent<
 const INSERT_ROWS: usize = 200;
 
 /// Store many events (each with its channel) in as few statements as the batch allows, each
-/// unless it is already stored, as [`insert_event`] does one; returns, in order, whether each
+/// unless it is already stored (same channel and `webhookEventId`); returns, in order, whether each
 /// was new. An event that occurs twice in `events` is new at most at its first occurrence.
 /// Either every event is stored or, on an error, the caller's transaction must be rolled back.
 pub async fn insert_events(c: &mut AnyConnection, events: &[(&str, NewEvent<'_>)], now: i64) -> Result<Vec<bool>> {

@@ -140,18 +140,8 @@ async fn sqlite_claim_uses_the_job_indexes() {
     tx.commit().await.unwrap();
     let mut c = store.conn().await.unwrap();
     sqlx::query("ANALYZE").execute(&mut *c).await.unwrap();
-    let sql = format!("EXPLAIN QUERY PLAN {}", jobs::claim_sql(Backend::Sqlite));
-    let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind("w")
-        .bind(2_000i64)
-        .bind(1_000i64)
-        .bind(8i64)
-        .fetch_all(&mut *c)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<String, _>(3))
-        .collect();
+    let q = explain(&jobs::claim_sql(Backend::Sqlite)).bind("w").bind(2_000i64).bind(1_000i64).bind(8i64);
+    let plan = query_plan(&mut c, q).await;
     let text = plan.join("\n");
     assert!(plan.iter().any(|l| l.starts_with("SEARCH jobs") && l.contains("INDEX jobs_due_idx")), "{text}");
     assert!(plan.iter().any(|l| l.starts_with("SEARCH jobs") && l.contains("INDEX jobs_lease_idx")), "{text}");
@@ -173,19 +163,8 @@ async fn sqlite_follow_and_block_look_up_the_user_not_the_channels_courses() {
     let (store, _dir) = crate::harness::sqlite().await;
     let mut c = store.conn().await.unwrap();
     for (name, sql) in [("follow", courses::FOLLOWED_SQL), ("block", courses::BLOCKED_SQL)] {
-        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
-            .bind("U1")
-            .bind("2000000001")
-            .bind(1i64)
-            .bind(2i64)
-            .bind(None::<String>)
-            .bind(None::<i64>)
-            .fetch_all(&mut *c)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<String, _>(3))
-            .collect();
+        let q = explain(sql).bind("U1").bind("2000000001").bind(1i64).bind(2i64).bind(None::<String>).bind(None::<i64>);
+        let plan = query_plan(&mut c, q).await;
         let text = plan.join("\n");
         assert!(
             plan.iter().any(|l| l.starts_with("SEARCH course_subscriptions") && l.contains("(line_user_id=?)")),
@@ -233,17 +212,23 @@ async fn sqlite_unhandled_line_events_index_holds_only_the_unhandled() {
         "SELECT 1 FROM line_webhook_events WHERE channel_id = $1 AND handled_at IS NULL",
         "SELECT id FROM line_webhook_events WHERE channel_id = $1 AND handled_at IS NULL ORDER BY event_ts, id LIMIT 100",
     ] {
-        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
-            .bind("2000000001")
-            .fetch_all(&mut *c)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<String, _>(3))
-            .collect();
+        let plan = query_plan(&mut c, explain(sql).bind("2000000001")).await;
         let text = plan.join("\n");
         assert!(plan.iter().any(|l| l.contains("USING INDEX line_webhook_events_unhandled")), "{sql}: {text}");
         assert!(!plan.iter().any(|l| l.starts_with("SCAN") || l.contains("TEMP B-TREE")), "{sql}: {text}");
     }
     assert_eq!(line_store::unhandled(&mut c, "2000000001", 10).await.unwrap()[0].webhook_event_id, "01E00007");
+}
+
+/// `EXPLAIN QUERY PLAN` of `sql`, for the caller to bind its parameters.
+fn explain(sql: &str) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+}
+
+/// SQLite's plan for a query made by [`explain`], one line per step ("SEARCH …", "SCAN …").
+async fn query_plan(
+    c: &mut sqlx::AnyConnection,
+    q: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
+) -> Vec<String> {
+    q.fetch_all(c).await.unwrap().iter().map(|r| r.get::<String, _>(3)).collect()
 }
