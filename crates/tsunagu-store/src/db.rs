@@ -97,10 +97,11 @@ impl Store {
         // stream of commits that background checkpoint never finds the whole log copied when
         // a writer starts, so the log starts over only after this in-commit checkpoint: it
         // flushes the log and the database to disk, and the next commit flushes the new log
-        // header, while every writer waits (15 to 80 ms on this project's test machines). At
+        // header, while every writer waits (7 to 80 ms measured on this project's machines). At
         // about 2,800 webhooks/s (`scripts/bench-intake`) the log grew by some 12,000 pages a
-        // second: 10,000 pages made that stall about every 0.8 s, 40,000 pages (160 MiB) make
-        // it about every 3 s. The log file keeps the largest size it reached.
+        // second: 10,000 pages made that stall about every 0.8 s, 40,000 pages (about 160 MB)
+        // make it about every 3 s. The log can grow past this while a long read still uses it,
+        // and the file keeps the largest size it reached.
         const AUTO_CHECKPOINT_PAGES: u32 = 40_000;
         let pool_options = |max: u32, query_only: bool| {
             AnyPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(30)).after_connect(

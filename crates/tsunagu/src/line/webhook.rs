@@ -238,11 +238,12 @@ async fn queue_jobs(tx: &mut tsunagu_store::AnyConnection, app: &SharedApp, chan
     Ok(queued)
 }
 
-/// The whole batch ([`Stored`]), or the first error (the caller rolls back). The statements are
-/// few whatever the batch's size (the write lock is held while they run, and each is a round
-/// trip to the database's thread): one per channel to read its state, one per 200 events to
-/// store them, and per channel one to update the friend list (and, when the channel has
-/// courses, what a follow starts there).
+/// The whole batch ([`Stored`]), or the first error (the caller rolls back). The write lock is
+/// held while its statements run, and each is a round trip to the database's thread, so they do
+/// not grow with the number of requests: per channel one to read its state (read before the
+/// events are stored: a course attached meanwhile takes effect from the next batch), one per
+/// 200 events to store them, and per channel one to update the friend list. Only a channel
+/// with courses adds statements, per follow or block, for what it starts or stops there.
 async fn store_and_apply<'b>(
     tx: &mut tsunagu_store::AnyConnection,
     batch: &'b [(String, CallbackRequest)],
